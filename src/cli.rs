@@ -1,0 +1,69 @@
+//! What each `tally` subcommand does once the config is loaded: printing, signal handling and
+//! exit statuses live here, so main.rs stays a dispatcher.
+
+use crate::config::Config;
+use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// Serves until SIGTERM or SIGINT (exit 0 after a clean drain) or until the writer dies
+/// (exit 1, so a supervisor restarts the process).
+pub fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    let source = config.source.clone();
+    let running = crate::serve(config)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{}", running.addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    log::info!("serving on {} with config {source}", running.addr());
+    loop {
+        if let Some(signal) = signals.pending().next() {
+            log::info!("signal {signal} received; finishing requests in flight");
+            let drained = running.shutdown(SHUTDOWN_GRACE);
+            if !drained {
+                log::warn!("requests were still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+            }
+            log::info!("stopped");
+            return Ok(if drained { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        if !running.is_healthy() {
+            log::error!("the database writer has stopped; exiting so a supervisor can restart Tally");
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let report = crate::store::migrate(&config.database)?;
+    let path = config.database.path.display();
+    if report.applied.is_empty() {
+        println!("{path}: schema is up to date (version {})", report.version);
+    } else {
+        println!("{path}: applied {} (schema version {})", report.applied.join(", "), report.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
+    let catalog = &config.rules.catalog;
+    let plans: Vec<&str> = catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
+    println!(
+        "{}: ok (listen {}, database {}, plans {}, {} metrics, {} features, auth {})",
+        config.source,
+        config.server.listen,
+        config.database.path.display(),
+        plans.join(" < "),
+        catalog.metrics().count(),
+        catalog.features().len(),
+        if config.auth.is_open() { "open (loopback only)" } else { "on" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,542 @@
+//! Configuration: the only reader of TOML files and environment variables. A user's file is
+//! laid over the built-in defaults (config.example.toml, embedded), checked, and turned into
+//! `Config`. Every refusal names the file, the key and the fix.
+
+mod raw;
+
+use crate::domain::Rules;
+use crate::domain::plan::{Catalog, FeatureGrant, Limit, Metric, Plan};
+use indexmap::IndexMap;
+use raw::{RawConfig, RawFeature, RawKey, RawLimit};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The built-in config, also the documented example.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config.example.toml");
+
+/// Where `serve` looks for a config when `--config` is not given.
+pub const LOCAL_CONFIG: &str = "tally.toml";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from, for messages: a path or "built-in default".
+    pub source: String,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub rules: Rules,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+    pub read_connections: u32,
+}
+
+/// A bearer key as held in memory: its SHA-256 digest and a name for logs and the audit.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub name: String,
+    pub digest: [u8; 32],
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({})", self.name)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuthConfig {
+    pub service_keys: Vec<ApiKey>,
+    pub admin_keys: Vec<ApiKey>,
+}
+
+impl AuthConfig {
+    /// With no keys at all every route is open (allowed only on loopback).
+    pub fn is_open(&self) -> bool {
+        self.service_keys.is_empty() && self.admin_keys.is_empty()
+    }
+}
+
+/// A config that cannot be used, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source: String,
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: `{}`: {}", self.source, self.key, self.problem)?;
+        if !self.fix.is_empty() {
+            write!(f, "\n  fix: {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Environment variables the config reads; a function so tests can pass their own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// `--config FILE` if given, else ./tally.toml if present, else the built-in default.
+    pub fn load(path: Option<&Path>, env: Env<'_>) -> Result<Config, ConfigError> {
+        let local = Path::new(LOCAL_CONFIG);
+        match path {
+            Some(path) => Config::from_file(path, env),
+            None if local.is_file() => Config::from_file(local, env),
+            None => Config::from_toml("built-in default", "", env),
+        }
+    }
+
+    pub fn from_file(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            source: source.clone(),
+            key: "(file)".into(),
+            problem: format!("cannot read the file: {error}"),
+            fix: "pass an existing, readable file to --config".into(),
+        })?;
+        Config::from_toml(&source, &text, env)
+    }
+
+    /// Parses `text` laid over the built-in defaults, applies the environment, validates.
+    pub fn from_toml(source: &str, text: &str, env: Env<'_>) -> Result<Config, ConfigError> {
+        let parse_error = |error: toml::de::Error| ConfigError {
+            source: source.to_owned(),
+            key: "(syntax)".into(),
+            problem: error.to_string().trim_end().to_owned(),
+            fix: "correct the TOML; config.example.toml shows every key".into(),
+        };
+        let defaults: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("the embedded default config is valid TOML");
+        let user: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        let merged = raw::merge(defaults, user);
+        let raw = RawConfig::deserialize(merged).map_err(|error| shape_error(source, error))?;
+        Validator { source }.validate(raw, env)
+    }
+}
+
+/// Turns serde's message ("unknown field `x`, expected ... in `server`") into a ConfigError
+/// naming the key, with the fix for the shapes serde describes poorly.
+fn shape_error(source: &str, error: toml::de::Error) -> ConfigError {
+    let message = error.to_string().trim().to_owned();
+    let (problem, path) = match message.rsplit_once("\nin `") {
+        Some((problem, path)) => (problem.to_owned(), path.trim_end_matches('`').to_owned()),
+        None => (message.clone(), String::new()),
+    };
+    let field = problem.split('`').nth(1).unwrap_or_default();
+    let key = match (problem.starts_with("unknown field"), path.is_empty()) {
+        (true, true) => field.to_owned(),
+        (true, false) => format!("{path}.{field}"),
+        (false, _) => path,
+    };
+    let (problem, fix) = if problem.contains("untagged enum RawLimit") {
+        (
+            "is not a limit".to_owned(),
+            "write \"unlimited\" or { limit = N, enforcement = \"hard\" } (or \"soft\")".to_owned(),
+        )
+    } else if problem.contains("untagged enum RawFeature") {
+        (
+            "is not a feature grant".to_owned(),
+            "write true, false, { per_minute = N } or { limit = N, window_secs = S }".to_owned(),
+        )
+    } else if problem.contains("untagged enum RawKey") {
+        ("is not a key".to_owned(), "write \"KEY\", \"sha256:HEX\" or { name = \"NAME\", key = \"KEY\" }".to_owned())
+    } else if problem.starts_with("unknown field") {
+        (problem, "remove or rename the key; config.example.toml lists every key".to_owned())
+    } else {
+        (problem, "config.example.toml shows the expected type".to_owned())
+    };
+    ConfigError { source: source.to_owned(), key, problem, fix }
+}
+
+struct Validator<'a> {
+    source: &'a str,
+}
+
+impl Validator<'_> {
+    fn error(&self, key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError { source: self.source.to_owned(), key: key.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    fn in_range(&self, key: &str, value: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+        if (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.error(key, format!("{value} is out of range"), format!("use a whole number from {min} to {max}")))
+        }
+    }
+
+    fn validate(&self, raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
+        let server = self.server(&raw)?;
+        let database = self.database(&raw)?;
+        let auth = self.auth(&raw)?;
+        if auth.is_open() && !server.listen.ip().is_loopback() {
+            return Err(self.error(
+                "server.listen",
+                format!(
+                    "{} is not a loopback address and auth.service_keys and auth.admin_keys are both empty",
+                    server.listen
+                ),
+                "add keys under [auth], or listen on 127.0.0.1 / [::1]",
+            ));
+        }
+        let rules = self.rules(&raw, env)?;
+        Ok(Config { source: self.source.to_owned(), server, database, auth, rules })
+    }
+
+    fn server(&self, raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
+        let listen = raw.server.listen.parse::<SocketAddr>().map_err(|_| {
+            self.error(
+                "server.listen",
+                format!("{:?} is not an IP address and port", raw.server.listen),
+                "write it as \"127.0.0.1:8080\", \"[::1]:8080\" or \"0.0.0.0:8080\"",
+            )
+        })?;
+        Ok(ServerConfig {
+            listen,
+            max_connections: self.in_range("server.max_connections", raw.server.max_connections, 1, 65_536)? as usize,
+            request_timeout: Duration::from_millis(self.in_range(
+                "server.request_timeout_ms",
+                raw.server.request_timeout_ms,
+                100,
+                3_600_000,
+            )? as u64),
+            max_body_bytes: self.in_range("server.max_body_bytes", raw.server.max_body_bytes, 256, 64 << 20)? as u64,
+        })
+    }
+
+    fn database(&self, raw: &RawConfig) -> Result<DatabaseConfig, ConfigError> {
+        if raw.database.path.trim().is_empty() {
+            return Err(self.error("database.path", "is empty", "name the SQLite file, e.g. \"tally.db\""));
+        }
+        let synchronous = match raw.database.synchronous.as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            other => {
+                return Err(self.error(
+                    "database.synchronous",
+                    format!("{other:?} is not a synchronous mode"),
+                    "use \"full\" (every answered write survives power loss) or \"normal\"",
+                ));
+            }
+        };
+        Ok(DatabaseConfig {
+            path: PathBuf::from(&raw.database.path),
+            synchronous,
+            busy_timeout: Duration::from_millis(self.in_range(
+                "database.busy_timeout_ms",
+                raw.database.busy_timeout_ms,
+                0,
+                600_000,
+            )? as u64),
+            read_connections: self.in_range("database.read_connections", raw.database.read_connections, 1, 64)? as u32,
+        })
+    }
+
+    fn keys(&self, list: &str, entries: &[RawKey]) -> Result<Vec<ApiKey>, ConfigError> {
+        let mut keys = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            let key_path = format!("auth.{list}[{index}]");
+            let (name, secret) = match entry {
+                RawKey::Plain(secret) => (None, secret),
+                RawKey::Named(named) => (Some(&named.name), &named.key),
+            };
+            if secret.trim().is_empty() {
+                return Err(self.error(
+                    key_path,
+                    "is an empty key",
+                    "use a long random string, e.g. from `openssl rand -hex 32`",
+                ));
+            }
+            let digest = match secret.strip_prefix("sha256:") {
+                Some(hex) => parse_digest(hex).ok_or_else(|| {
+                    self.error(
+                        &key_path,
+                        "is not a SHA-256 digest",
+                        "write sha256: followed by 64 hex digits (`tally hash-key` prints them)",
+                    )
+                })?,
+                None => Sha256::digest(secret.as_bytes()).into(),
+            };
+            let name = match name {
+                Some(name) if !name.trim().is_empty() => name.clone(),
+                Some(_) => return Err(self.error(key_path, "has an empty name", "name the key, e.g. name = \"ops\"")),
+                None => key_fingerprint(&digest),
+            };
+            keys.push(ApiKey { name, digest });
+        }
+        Ok(keys)
+    }
+
+    fn auth(&self, raw: &RawConfig) -> Result<AuthConfig, ConfigError> {
+        let auth = AuthConfig {
+            service_keys: self.keys("service_keys", &raw.auth.service_keys)?,
+            admin_keys: self.keys("admin_keys", &raw.auth.admin_keys)?,
+        };
+        let mut seen = HashSet::new();
+        for (index, key) in auth.service_keys.iter().chain(&auth.admin_keys).enumerate() {
+            if !seen.insert(key.digest) {
+                let list = if index < auth.service_keys.len() { "auth.service_keys" } else { "auth.admin_keys" };
+                return Err(self.error(
+                    list,
+                    format!(
+                        "the key named {} appears twice (in one list, or in both service_keys and admin_keys)",
+                        key.name
+                    ),
+                    "give each key one role: an admin key already allows every service call",
+                ));
+            }
+        }
+        Ok(auth)
+    }
+
+    fn env_bool(&self, env: Env<'_>, name: &str, configured: bool) -> Result<bool, ConfigError> {
+        match env(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(configured),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(ConfigError {
+                source: format!("environment variable {name}"),
+                key: name.to_owned(),
+                problem: format!("{other:?} is not true or false"),
+                fix: format!("set {name}=true or {name}=false, or unset it"),
+            }),
+        }
+    }
+
+    fn rules(&self, raw: &RawConfig, env: Env<'_>) -> Result<Rules, ConfigError> {
+        let catalog = self.catalog(raw)?;
+        let mut admin_user_ids = HashSet::new();
+        for (index, user_id) in raw.usage.admin_user_ids.iter().enumerate() {
+            crate::domain::user_id::validate_user_id(user_id).map_err(|problem| {
+                self.error(format!("usage.admin_user_ids[{index}]"), problem, "list valid user ids")
+            })?;
+            admin_user_ids.insert(user_id.clone());
+        }
+        if let Some(list) = env("ADMIN_USER_IDS") {
+            for user_id in list.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+                crate::domain::user_id::validate_user_id(user_id).map_err(|problem| ConfigError {
+                    source: "environment variable ADMIN_USER_IDS".into(),
+                    key: "ADMIN_USER_IDS".into(),
+                    problem,
+                    fix: "set it to user ids separated by commas, e.g. ADMIN_USER_IDS=alice,bob".into(),
+                })?;
+                admin_user_ids.insert(user_id.to_owned());
+            }
+        }
+        Ok(Rules {
+            catalog,
+            admin_user_ids,
+            tracking_enabled: self.env_bool(env, "USAGE_TRACKING_ENABLED", raw.usage.tracking_enabled)?,
+            telemetry_enabled: self.env_bool(env, "TELEMETRY_ENABLED", raw.usage.telemetry_enabled)?,
+            retention_months: self.in_range("usage.retention_months", raw.usage.retention_months, 1, 1200)? as u32,
+            idempotency_hours: self.in_range("usage.idempotency_hours", raw.usage.idempotency_hours, 1, 24 * 365)?
+                as u32,
+        })
+    }
+
+    fn name(&self, key: &str, name: &str, what: &str) -> Result<(), ConfigError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(())
+        } else {
+            Err(self.error(
+                key,
+                format!("{name:?} is not a valid {what} name"),
+                "use 1 to 64 characters from a-z A-Z 0-9 _ -",
+            ))
+        }
+    }
+
+    fn catalog(&self, raw: &RawConfig) -> Result<Catalog, ConfigError> {
+        if raw.metrics.is_empty() {
+            return Err(self.error(
+                "metrics",
+                "no metric is defined",
+                "define at least one, e.g. prompts = { unit = \"prompts\" }",
+            ));
+        }
+        if raw.plans.is_empty() {
+            return Err(self.error("plans", "no plan is defined", "define at least one plan, e.g. [plans.trial]"));
+        }
+        let mut metrics = Vec::new();
+        for (name, metric) in &raw.metrics {
+            self.name(&format!("metrics.{name}"), name, "metric")?;
+            metrics.push(Metric { name: name.clone(), unit: metric.unit.clone() });
+        }
+        // Features are whatever the plans name; each plan must then name them all.
+        let mut features: IndexMap<String, (bool, String)> = IndexMap::new();
+        for (plan_name, plan) in &raw.plans {
+            for (feature, grant) in &plan.features {
+                let is_rate = !matches!(grant, RawFeature::Switch(_));
+                let (first_is_rate, first_plan) =
+                    features.entry(feature.clone()).or_insert_with(|| (is_rate, plan_name.clone())).clone();
+                if first_is_rate != is_rate {
+                    return Err(self.error(
+                        format!("plans.{plan_name}.features.{feature}"),
+                        format!("is {} here but {} in plan {first_plan}", kind_name(is_rate), kind_name(first_is_rate)),
+                        "make the feature boolean in every plan, or rate-limited in every plan",
+                    ));
+                }
+            }
+        }
+        let mut plans = Vec::new();
+        for (plan_name, plan) in &raw.plans {
+            plans.push(self.plan(plan_name, plan, &raw.metrics, &features)?);
+        }
+        let default_plan = &raw.usage.default_plan;
+        let plan_names: Vec<&str> = raw.plans.keys().map(String::as_str).collect();
+        Catalog::new(metrics, features.into_keys().collect(), plans, default_plan).ok_or_else(|| {
+            self.error(
+                "usage.default_plan",
+                format!("{default_plan:?} is not a configured plan"),
+                format!("use one of: {}", plan_names.join(", ")),
+            )
+        })
+    }
+
+    fn plan(
+        &self,
+        plan_name: &str,
+        raw: &raw::RawPlan,
+        metrics: &IndexMap<String, raw::RawMetric>,
+        features: &IndexMap<String, (bool, String)>,
+    ) -> Result<Plan, ConfigError> {
+        let prefix = format!("plans.{plan_name}");
+        self.name(&prefix, plan_name, "plan")?;
+        let price_cents = self.in_range(&format!("{prefix}.price_cents"), raw.price_cents, 0, i64::MAX)? as u64;
+        for metric in raw.limits.keys() {
+            if !metrics.contains_key(metric) {
+                return Err(self.error(
+                    format!("{prefix}.limits.{metric}"),
+                    format!("{metric:?} is not a metric under [metrics]"),
+                    "define the metric under [metrics], or remove this limit",
+                ));
+            }
+        }
+        let mut limits = IndexMap::new();
+        for metric in metrics.keys() {
+            let key = format!("{prefix}.limits.{metric}");
+            let limit = match raw.limits.get(metric) {
+                None => {
+                    return Err(self.error(
+                        key,
+                        format!("plan {plan_name} does not state a limit for metric {metric}"),
+                        format!("add {metric} = \"unlimited\" or {metric} = {{ limit = N, enforcement = \"hard\" }} to its limits"),
+                    ));
+                }
+                Some(RawLimit::Word(word)) if word == "unlimited" => Limit::Unlimited,
+                Some(RawLimit::Word(word)) => {
+                    return Err(self.error(
+                        key,
+                        format!("{word:?} is not a limit"),
+                        "write \"unlimited\" or { limit = N, enforcement = \"hard\" }",
+                    ));
+                }
+                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement })) => {
+                    if *limit < 0 {
+                        return Err(self.error(
+                            format!("{key}.limit"),
+                            format!("{limit} is negative"),
+                            "use a limit of 0 or more, or \"unlimited\"",
+                        ));
+                    }
+                    match enforcement.as_str() {
+                        "hard" => Limit::Hard(*limit as u64),
+                        "soft" => Limit::Soft(*limit as u64),
+                        other => {
+                            return Err(self.error(
+                                format!("{key}.enforcement"),
+                                format!("{other:?} is not an enforcement"),
+                                "use \"hard\" (refuse past the limit) or \"soft\" (allow and flag)",
+                            ));
+                        }
+                    }
+                }
+            };
+            limits.insert(metric.clone(), limit);
+        }
+        let mut grants = IndexMap::new();
+        for feature in features.keys() {
+            let key = format!("{prefix}.features.{feature}");
+            let grant = match raw.features.get(feature) {
+                None => {
+                    return Err(self.error(
+                        key,
+                        format!("plan {plan_name} does not state feature {feature}, which other plans name"),
+                        format!("add {feature} = true/false or {{ per_minute = N }} to its features"),
+                    ));
+                }
+                Some(RawFeature::Switch(on)) => FeatureGrant::Boolean(*on),
+                Some(RawFeature::PerMinute(raw::RawPerMinute { per_minute })) => FeatureGrant::Rate {
+                    limit: self.in_range(&format!("{key}.per_minute"), *per_minute, 0, u32::MAX.into())? as u32,
+                    window_secs: 60,
+                },
+                Some(RawFeature::Window(raw::RawWindow { limit, window_secs })) => FeatureGrant::Rate {
+                    limit: self.in_range(&format!("{key}.limit"), *limit, 0, u32::MAX.into())? as u32,
+                    window_secs: self.in_range(&format!("{key}.window_secs"), *window_secs, 1, 86_400)? as u32,
+                },
+            };
+            self.name(&key, feature, "feature")?;
+            grants.insert(feature.clone(), grant);
+        }
+        Ok(Plan { name: plan_name.to_owned(), price_cents, limits, features: grants })
+    }
+}
+
+fn kind_name(is_rate: bool) -> &'static str {
+    if is_rate { "rate-limited" } else { "boolean" }
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (index, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(index * 2..index * 2 + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+/// A short, stable name for an unnamed key: the first 8 hex digits of its digest.
+pub fn key_fingerprint(digest: &[u8; 32]) -> String {
+    digest[..4].iter().map(|byte| format!("{byte:02x}")).collect::<String>()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! The TOML shape of the config, exactly as written: serde types with `deny_unknown_fields`,
+//! and the merge of a user's file over the built-in defaults. Validation is in mod.rs.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub server: RawServer,
+    pub database: RawDatabase,
+    pub auth: RawAuth,
+    pub usage: RawUsage,
+    pub metrics: IndexMap<String, RawMetric>,
+    pub plans: IndexMap<String, RawPlan>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: String,
+    pub max_connections: i64,
+    pub request_timeout_ms: i64,
+    pub max_body_bytes: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub path: String,
+    pub synchronous: String,
+    pub busy_timeout_ms: i64,
+    pub read_connections: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub service_keys: Vec<RawKey>,
+    pub admin_keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawKey {
+    Plain(String),
+    Named(RawNamedKey),
+}
+
+// Untagged variants are structs of their own so that `deny_unknown_fields` applies to them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNamedKey {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUsage {
+    pub default_plan: String,
+    pub admin_user_ids: Vec<String>,
+    pub tracking_enabled: bool,
+    pub telemetry_enabled: bool,
+    pub retention_months: i64,
+    pub idempotency_hours: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetric {
+    pub unit: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlan {
+    pub price_cents: i64,
+    pub limits: IndexMap<String, RawLimit>,
+    pub features: IndexMap<String, RawFeature>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawLimit {
+    Word(String),
+    Capped(RawCapped),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapped {
+    pub limit: i64,
+    pub enforcement: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawFeature {
+    Switch(bool),
+    PerMinute(RawPerMinute),
+    Window(RawWindow),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPerMinute {
+    pub per_minute: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    pub limit: i64,
+    pub window_secs: i64,
+}
+
+/// Sections whose keys merge one by one over the defaults; any other section a user's file
+/// states replaces the default section whole.
+const MERGED_SECTIONS: [&str; 4] = ["server", "database", "auth", "usage"];
+
+/// Lays `user` over `defaults`.
+pub(super) fn merge(mut defaults: toml::Table, user: toml::Table) -> toml::Table {
+    for (section, value) in user {
+        match (defaults.get_mut(&section), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(table))
+                if MERGED_SECTIONS.contains(&section.as_str()) =>
+            {
+                base.extend(table);
+            }
+            (_, value) => {
+                defaults.insert(section, value);
+            }
+        }
+    }
+    defaults
+}

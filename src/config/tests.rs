@@ -1,0 +1,190 @@
+//! Config validation: each refusal names its key; the defaults load as documented.
+
+use super::*;
+use crate::domain::plan::Enforcement;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml("test.toml", text, &no_env)
+}
+
+fn refusal(text: &str) -> ConfigError {
+    load(text).expect_err("the config should be refused")
+}
+
+#[test]
+fn built_in_default_has_the_three_ranked_plans() {
+    let config = load("").unwrap();
+    let names: Vec<_> = config.rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
+    assert_eq!(names, ["trial", "solo", "teams"]);
+    let trial = config.rules.catalog.default_plan();
+    assert_eq!(trial.name, "trial");
+    assert_eq!(trial.limit("prompts"), Limit::Hard(30));
+    assert_eq!(config.rules.catalog.find_plan("solo").unwrap().limit("prompts").enforcement(), Enforcement::Soft);
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.database.synchronous, Synchronous::Full);
+    assert_eq!(config.rules.catalog.features(), ["git_export", "multi_user", "active_project_snapshots"]);
+}
+
+#[test]
+fn merges_a_partial_file_over_the_defaults() {
+    let config = load("[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    assert_eq!(config.server.listen.port(), 0);
+    assert_eq!(config.server.max_connections, 512);
+}
+
+#[test]
+fn unknown_key_is_named_with_its_section() {
+    let error = refusal("[server]\nlistn = \"127.0.0.1:1\"\n");
+    assert_eq!(error.key, "server.listn");
+    assert!(error.problem.contains("unknown field"), "{error}");
+    let error = refusal("[serverr]\n");
+    assert_eq!(error.key, "serverr");
+}
+
+#[test]
+fn plan_missing_a_metric_is_refused() {
+    let error = refusal(
+        "[plans.trial]\nprice_cents = 0\nlimits = { prompts = \"unlimited\", e2e_runs = \"unlimited\" }\nfeatures = {}\n",
+    );
+    assert_eq!(error.key, "plans.trial.limits.bytes_out");
+    assert!(error.fix.contains("bytes_out"), "{error}");
+}
+
+#[test]
+fn plan_missing_a_feature_is_refused() {
+    let error = refusal(
+        "[usage]\ndefault_plan = \"a\"\n[metrics]\nm = { unit = \"u\" }\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = \"unlimited\" }\nfeatures = { x = true }\n\
+         [plans.b]\nprice_cents = 1\nlimits = { m = \"unlimited\" }\nfeatures = {}\n",
+    );
+    assert_eq!(error.key, "plans.b.features.x");
+}
+
+#[test]
+fn feature_kinds_must_agree_across_plans() {
+    let error = refusal(
+        "[usage]\ndefault_plan = \"a\"\n[metrics]\nm = { unit = \"u\" }\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = \"unlimited\" }\nfeatures = { x = true }\n\
+         [plans.b]\nprice_cents = 1\nlimits = { m = \"unlimited\" }\nfeatures = { x = { per_minute = 2 } }\n",
+    );
+    assert_eq!(error.key, "plans.b.features.x");
+    assert!(error.problem.contains("boolean"), "{error}");
+}
+
+#[test]
+fn unknown_default_plan_is_refused() {
+    let error = refusal("[usage]\ndefault_plan = \"gold\"\n");
+    assert_eq!(error.key, "usage.default_plan");
+    assert!(error.fix.contains("trial"), "{error}");
+}
+
+#[test]
+fn negative_limit_is_refused() {
+    let error = refusal(
+        "[metrics]\nm = { unit = \"u\" }\n[usage]\ndefault_plan = \"a\"\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = { limit = -1, enforcement = \"hard\" } }\nfeatures = {}\n",
+    );
+    assert_eq!(error.key, "plans.a.limits.m.limit");
+}
+
+#[test]
+fn malformed_limit_names_the_accepted_shapes() {
+    let error = refusal(
+        "[metrics]\nm = { unit = \"u\" }\n[usage]\ndefault_plan = \"a\"\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = 5 }\nfeatures = {}\n",
+    );
+    assert_eq!(error.key, "plans.a.limits.m");
+    assert!(error.fix.contains("unlimited"), "{error}");
+}
+
+#[test]
+fn key_in_both_lists_is_refused() {
+    let error = refusal("[auth]\nservice_keys = [\"k1\"]\nadmin_keys = [\"k1\"]\n");
+    assert_eq!(error.key, "auth.admin_keys");
+}
+
+#[test]
+fn empty_key_is_refused() {
+    assert_eq!(refusal("[auth]\nservice_keys = [\"  \"]\n").key, "auth.service_keys[0]");
+    assert_eq!(refusal("[auth]\nadmin_keys = [{ name = \"ops\", key = \"\" }]\n").key, "auth.admin_keys[0]");
+}
+
+#[test]
+fn open_auth_off_loopback_is_refused() {
+    let error = refusal("[server]\nlisten = \"0.0.0.0:8080\"\n");
+    assert_eq!(error.key, "server.listen");
+    let config = load("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nadmin_keys = [\"secret\"]\n").unwrap();
+    assert!(!config.auth.is_open());
+}
+
+#[test]
+fn keys_are_held_as_digests_with_names() {
+    let config = load(
+        "[auth]\nservice_keys = [\"plain\", { name = \"ops\", key = \"k2\" }]\n\
+         admin_keys = [\"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\"]\n",
+    )
+    .unwrap();
+    let plain: [u8; 32] = Sha256::digest(b"plain").into();
+    assert_eq!(config.auth.service_keys[0].digest, plain);
+    assert_eq!(config.auth.service_keys[0].name, key_fingerprint(&plain));
+    assert_eq!(config.auth.service_keys[1].name, "ops");
+    let foo: [u8; 32] = Sha256::digest(b"foo").into();
+    assert_eq!(config.auth.admin_keys[0].digest, foo);
+    assert!(!format!("{config:?}").contains("plain"), "keys must not reach Debug output");
+}
+
+#[test]
+fn env_overrides_switches_and_adds_admin_users() {
+    let env = |name: &str| match name {
+        "USAGE_TRACKING_ENABLED" => Some("false".to_owned()),
+        "ADMIN_USER_IDS" => Some("alice, bob".to_owned()),
+        _ => None,
+    };
+    let config = Config::from_toml("t", "[usage]\nadmin_user_ids = [\"carol\"]\n", &env).unwrap();
+    assert!(!config.rules.tracking_enabled);
+    assert!(config.rules.telemetry_enabled);
+    for user in ["alice", "bob", "carol"] {
+        assert!(config.rules.is_bypass(user), "{user}");
+    }
+}
+
+#[test]
+fn unparsable_env_override_is_refused() {
+    let env = |name: &str| (name == "TELEMETRY_ENABLED").then(|| "yes".to_owned());
+    let error = Config::from_toml("t", "", &env).unwrap_err();
+    assert_eq!(error.key, "TELEMETRY_ENABLED");
+    assert!(error.source.contains("environment"), "{error}");
+}
+
+#[test]
+fn rate_feature_window_is_bounded() {
+    let error = refusal(
+        "[metrics]\nm = { unit = \"u\" }\n[usage]\ndefault_plan = \"a\"\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = \"unlimited\" }\nfeatures = { s = { limit = 1, window_secs = 0 } }\n",
+    );
+    assert_eq!(error.key, "plans.a.features.s.window_secs");
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let error = refusal("[server\n");
+    assert!(error.problem.contains("line 1"), "{error}");
+}
+
+#[test]
+fn unknown_key_inside_a_limit_or_feature_is_refused() {
+    let error = refusal(
+        "[metrics]\nm = { unit = \"u\" }\n[usage]\ndefault_plan = \"a\"\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = { limit = 1, enforcement = \"hard\", bogus = 2 } }\nfeatures = {}\n",
+    );
+    assert_eq!(error.key, "plans.a.limits.m");
+    let error = refusal(
+        "[metrics]\nm = { unit = \"u\" }\n[usage]\ndefault_plan = \"a\"\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = \"unlimited\" }\nfeatures = { s = { per_minute = 1, burst = 2 } }\n",
+    );
+    assert_eq!(error.key, "plans.a.features.s");
+}

@@ -1,0 +1,29 @@
+//! Plans, periods and decisions: plain types and pure functions. No SQL, no HTTP, no clock:
+//! storage comes in through the store's traits and time as a parameter.
+
+pub mod period;
+pub mod plan;
+pub mod usage;
+pub mod user_id;
+
+use plan::Catalog;
+use std::collections::HashSet;
+
+/// Everything a decision depends on besides stored state: the validated, immutable part of
+/// the config that the domain reads.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub catalog: Catalog,
+    /// Users for whom every limit is open; their usage is still counted.
+    pub admin_user_ids: HashSet<String>,
+    pub tracking_enabled: bool,
+    pub telemetry_enabled: bool,
+    pub retention_months: u32,
+    pub idempotency_hours: u32,
+}
+
+impl Rules {
+    pub fn is_bypass(&self, user_id: &str) -> bool {
+        self.admin_user_ids.contains(user_id)
+    }
+}

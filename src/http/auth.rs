@@ -1,0 +1,70 @@
+//! Who is calling: the bearer key's role, found by comparing SHA-256 digests in constant time
+//! (the config holds only digests). Keys never leave this module; callers see a name.
+
+use super::error::ApiError;
+use crate::config::{ApiKey, AuthConfig};
+use oxhttp::model::{Body, Request, header};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// What a route requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No key needed.
+    Public,
+    /// A service or an admin key.
+    Service,
+    /// An admin key.
+    Admin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Service,
+    Admin,
+}
+
+/// The authenticated caller; `name` is the key's name (or fingerprint), never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    pub name: String,
+}
+
+fn find_key<'k>(keys: &'k [ApiKey], digest: &[u8; 32]) -> Option<&'k ApiKey> {
+    // Every key is compared, matched or not, so timing says nothing about which matched.
+    let mut found = None;
+    for key in keys {
+        if bool::from(key.digest.ct_eq(digest)) {
+            found = Some(key);
+        }
+    }
+    found
+}
+
+fn bearer_token(request: &Request<Body>) -> Option<&[u8]> {
+    let value = request.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
+}
+
+/// Checks the request's key against what `access` requires.
+pub fn authorize(auth: &AuthConfig, request: &Request<Body>, access: Access) -> Result<Option<Caller>, ApiError> {
+    if access == Access::Public {
+        return Ok(None);
+    }
+    if auth.is_open() {
+        return Ok(Some(Caller { role: Role::Admin, name: "open-access".into() }));
+    }
+    let token = bearer_token(request).ok_or_else(ApiError::unauthorized)?;
+    let digest: [u8; 32] = Sha256::digest(token).into();
+    let caller = match (find_key(&auth.admin_keys, &digest), find_key(&auth.service_keys, &digest)) {
+        (Some(key), _) => Caller { role: Role::Admin, name: key.name.clone() },
+        (None, Some(key)) => Caller { role: Role::Service, name: key.name.clone() },
+        (None, None) => return Err(ApiError::unauthorized()),
+    };
+    if access == Access::Admin && caller.role != Role::Admin {
+        return Err(ApiError::forbidden());
+    }
+    Ok(Some(caller))
+}

@@ -1,0 +1,122 @@
+//! `ApiError`: every refusal the API gives, as one value with a status, a stable `code`, a
+//! plain message and optional details. Rendered as `{"error": {"code", "message", ...}}`.
+
+use crate::store::StoreError;
+use oxhttp::model::{HeaderName, HeaderValue, StatusCode, header};
+use serde_json::{Map, Value, json};
+
+/// Boxed: errors are the cold path, and a small `Err` keeps every `Result` small.
+#[derive(Debug, Clone)]
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug, Clone)]
+pub struct ErrorParts {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Map<String, Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The connection must close after this answer (an unread body is left behind).
+    pub close_connection: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError(Box::new(ErrorParts {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+            headers: Vec::new(),
+            close_connection: false,
+        }))
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.0.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.0.headers.push((name, value));
+        }
+        self
+    }
+
+    pub fn closing(mut self) -> ApiError {
+        self.0.close_connection = true;
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no route matches this path")
+    }
+
+    pub fn method_not_allowed(allowed: &[&str]) -> ApiError {
+        let allow = allowed.join(", ");
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this path accepts {allow}"))
+            .with_header(header::ALLOW, &allow)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send a valid key as `Authorization: Bearer KEY`")
+            .with_header(header::WWW_AUTHENTICATE, "Bearer")
+    }
+
+    pub fn forbidden() -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route needs an admin key")
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; the server log has the cause",
+        )
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).with_header(header::RETRY_AFTER, "1")
+    }
+
+    pub fn body(&self) -> Value {
+        let mut error = Map::with_capacity(self.details.len() + 2);
+        error.insert("code".into(), json!(self.code));
+        error.insert("message".into(), json!(self.message));
+        for (key, value) in &self.details {
+            error.insert(key.clone(), value.clone());
+        }
+        json!({ "error": error })
+    }
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorParts;
+
+    fn deref(&self) -> &ErrorParts {
+        &self.0
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        if error.is_unavailable() {
+            log::warn!("storage unavailable: {error}");
+            let message = match &error {
+                StoreError::Busy => "the database is locked; retry shortly",
+                StoreError::Full => "the database's disk is full; retry once space is freed",
+                StoreError::ReadOnly(_) => "the database is read-only",
+                _ => "storage is unavailable; retry shortly",
+            };
+            ApiError::unavailable("storage_unavailable", message)
+        } else {
+            log::error!("storage error: {error}");
+            ApiError::internal()
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `Idempotency-Key`: a write sent again with the same key gets the first answer back and
+//! changes nothing. The lookup, the write and the saved answer share one transaction on the
+//! writer, so two concurrent requests with one key cannot both write.
+
+use super::error::ApiError;
+use super::{App, Ctx, raw_json_response};
+use crate::store::{StoreError, StoredAnswer, UsageWrite, WriteTx};
+use oxhttp::model::{Body, HeaderName, HeaderValue, Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// A key and the fingerprint of the request it came with.
+pub struct Once {
+    key: String,
+    fingerprint: Vec<u8>,
+}
+
+/// The request's key, if it sent one; `parts` describe the request (route and fields) so
+/// that the same key with a different request can be told apart.
+pub fn once(ctx: &Ctx<'_>, parts: &[&str]) -> Result<Option<Once>, ApiError> {
+    let Some(key) = super::request::header_text(ctx.request, &IDEMPOTENCY_KEY)? else {
+        return Ok(None);
+    };
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|byte| (0x20..=0x7e).contains(&byte)) {
+        return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"));
+    }
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    Ok(Some(Once { key: key.to_owned(), fingerprint: hasher.finalize().to_vec() }))
+}
+
+/// How a write under a key went.
+pub enum Answered<T> {
+    /// Done now; `value` is what the job returned.
+    Fresh { answer: StoredAnswer, value: T },
+    /// Done before: the first answer, unchanged.
+    Replayed(StoredAnswer),
+}
+
+enum Lookup<T> {
+    Done(Answered<T>),
+    Reused,
+}
+
+/// Runs `job` on the writer at most once per key, answering with `render` of its result.
+pub fn run<T, F>(
+    app: &App,
+    once: Option<Once>,
+    user_id: String,
+    now_ms: i64,
+    job: F,
+    render: fn(&T) -> (StatusCode, String),
+) -> Result<Answered<T>, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    let not_before_ms = now_ms - i64::from(app.rules.idempotency_hours) * 3_600_000;
+    let lookup = app.store.write(move |tx| {
+        if let Some(once) = &once
+            && let Some(prior) = tx.find_answer(&once.key, not_before_ms)?
+        {
+            return Ok(if prior.fingerprint == once.fingerprint {
+                Lookup::Done(Answered::Replayed(prior))
+            } else {
+                Lookup::Reused
+            });
+        }
+        let value = job(tx)?;
+        let (status, body) = render(&value);
+        let answer = StoredAnswer {
+            fingerprint: once.as_ref().map(|once| once.fingerprint.clone()).unwrap_or_default(),
+            status: status.as_u16(),
+            body,
+        };
+        if let Some(once) = &once {
+            tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
+        }
+        Ok(Lookup::Done(Answered::Fresh { answer, value }))
+    })?;
+    match lookup {
+        Lookup::Done(answered) => Ok(answered),
+        Lookup::Reused => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request; use a new key for a new request",
+        )),
+    }
+}
+
+impl<T> Answered<T> {
+    pub fn into_response(self) -> Response<Body> {
+        let (answer, replayed) = match self {
+            Answered::Fresh { answer, .. } => (answer, false),
+            Answered::Replayed(answer) => (answer, true),
+        };
+        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+        let mut response = raw_json_response(status, answer.body.into_bytes());
+        if replayed {
+            response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
+        response
+    }
+}

@@ -1,0 +1,169 @@
+//! HTTP: the only module that knows JSON shapes and status codes. `handle` wraps every
+//! request (drain check, routing, auth, panic guard, access log); handlers in the route
+//! modules parse input, call the domain through the store, and shape the answer.
+
+mod auth;
+mod error;
+mod health;
+mod idempotency;
+mod request;
+mod routes;
+mod usage;
+mod users;
+
+pub use auth::Access;
+pub use routes::{ROUTES, Route};
+
+use crate::config::Config;
+use crate::domain::Rules;
+use crate::store::Store;
+use auth::Caller;
+use error::ApiError;
+use oxhttp::model::{Body, HeaderValue, Request, Response, StatusCode, header};
+use request::BodyLimits;
+use serde::Serialize;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What every handler shares.
+pub struct App {
+    pub config: Config,
+    pub rules: Arc<Rules>,
+    pub store: Store,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl App {
+    pub fn new(config: Config, store: Store) -> App {
+        let rules = Arc::new(config.rules.clone());
+        App { config, rules, store, draining: AtomicBool::new(false), in_flight: AtomicUsize::new(0) }
+    }
+
+    /// From now on new requests are refused with 503 and `Connection: close`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Requests inside a handler right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// One request on its way through a handler.
+pub struct Ctx<'r> {
+    pub app: &'r App,
+    pub request: &'r mut Request<Body>,
+    pub params: Vec<String>,
+    pub caller: Option<Caller>,
+    pub started: Instant,
+}
+
+impl Ctx<'_> {
+    pub fn json_body<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let limits = BodyLimits {
+            max_bytes: self.app.config.server.max_body_bytes,
+            timeout: self.app.config.server.request_timeout,
+        };
+        request::json_body(self.request, limits, self.started)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => raw_json_response(status, body),
+        Err(error) => {
+            log::error!("cannot serialize a response: {error}");
+            error_response(&ApiError::internal())
+        }
+    }
+}
+
+fn raw_json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error_response(error: &ApiError) -> Response<Body> {
+    let mut response = raw_json_response(error.status, error.body().to_string().into_bytes());
+    for (name, value) in &error.headers {
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+    response
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The entry point oxhttp calls for every request.
+pub fn handle(app: &App, request: &mut Request<Body>) -> Response<Body> {
+    let started = Instant::now();
+    app.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight(&app.in_flight);
+    let method = request.method().clone();
+    let (route_pattern, outcome) = if app.draining.load(Ordering::SeqCst) {
+        ("-", Err(ApiError::unavailable("shutting_down", "the server is shutting down").closing()))
+    } else {
+        match catch_unwind(AssertUnwindSafe(|| route(app, request, started))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                log::error!("a handler panicked on {method} {}", request.uri().path());
+                ("-", Err(ApiError::internal()))
+            }
+        }
+    };
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            if error.close_connection {
+                // oxhttp reads what is left of the body before answering; drop it instead,
+                // and tell oxhttp (through the request) and the client to close.
+                *request.body_mut() = Body::empty();
+                request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            let mut response = error_response(&error);
+            if error.close_connection {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    };
+    log::info!(
+        target: "tally::access",
+        "{method} {route_pattern} {} {:.3}ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+fn route(app: &App, request: &mut Request<Body>, started: Instant) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let (route, params) = match routes::find(request.method(), request.uri().path()) {
+        Ok(found) => found,
+        Err(error) => return ("-", Err(error)),
+    };
+    let caller = match auth::authorize(&app.config.auth, request, route.access) {
+        Ok(caller) => caller,
+        Err(error) => return (route.pattern, Err(error)),
+    };
+    let mut ctx = Ctx { app, request, params, caller, started };
+    (route.pattern, (route.handler)(&mut ctx))
+}
+
+/// How long to wait, after draining starts, for requests already on the wire to arrive.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(200);

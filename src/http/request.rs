@@ -1,0 +1,154 @@
+//! Reading what a client sent: the JSON body (size, type and deadline checked before and while
+//! reading), query parameters and headers. Every malformed input becomes a 4xx `ApiError`.
+
+use super::error::ApiError;
+use oxhttp::model::{Body, HeaderName, Request, StatusCode, header};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read};
+use std::time::{Duration, Instant};
+
+/// Limits a body read is held to.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub max_bytes: u64,
+    /// Deadline for the whole body, counted from when the request reached the handler.
+    pub timeout: Duration,
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Reads the body as JSON into `T`. An absent or empty body reads as `{}`.
+pub fn json_body<T: DeserializeOwned>(
+    request: &mut Request<Body>,
+    limits: BodyLimits,
+    started: Instant,
+) -> Result<T, ApiError> {
+    let bytes = read_body(request, limits, started)?;
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    let bytes: &[u8] = match first {
+        None => b"{}",
+        Some(b'{') => &bytes,
+        Some(_) => return Err(ApiError::invalid("the body must be a JSON object")),
+    };
+    serde_json::from_slice(bytes).map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
+}
+
+fn payload_too_large(limits: BodyLimits) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body is larger than the server's max_body_bytes ({})", limits.max_bytes),
+    )
+    .with("max_body_bytes", limits.max_bytes)
+    .closing()
+}
+
+fn read_body(request: &mut Request<Body>, limits: BodyLimits, started: Instant) -> Result<Vec<u8>, ApiError> {
+    let declared = request.body().len();
+    if declared == Some(0) {
+        return Ok(Vec::new());
+    }
+    // Decided from the declared length, before a byte of the body is read.
+    if declared.is_some_and(|length| length > limits.max_bytes) {
+        return Err(payload_too_large(limits));
+    }
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    if !content_type.is_some_and(is_json) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, sent with `Content-Type: application/json`",
+        )
+        .closing());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limits.max_bytes) as usize);
+    let mut chunk = [0u8; 8192];
+    let deadline = started + limits.timeout;
+    loop {
+        // Each read is bounded by the socket timeout; the deadline bounds a slow trickle.
+        if Instant::now() > deadline {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body took too long to arrive",
+            )
+            .closing());
+        }
+        match request.body_mut().read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => {
+                body.extend_from_slice(&chunk[..read]);
+                if body.len() as u64 > limits.max_bytes {
+                    return Err(payload_too_large(limits));
+                }
+            }
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) if matches!(error.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the body took too long to arrive",
+                )
+                .closing());
+            }
+            Err(error) => {
+                return Err(ApiError::invalid(format!("cannot read the body: {error}")).closing());
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// The query string as a map; a parameter not in `allowed`, or given twice, is refused.
+pub fn query(request: &Request<Body>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let mut parameters = HashMap::new();
+    let Some(query) = request.uri().query() else {
+        return Ok(parameters);
+    };
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if !allowed.contains(&name.as_ref()) {
+            let accepted = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+            return Err(ApiError::invalid(format!("unknown query parameter {name:?}; this route accepts {accepted}")));
+        }
+        if parameters.insert(name.to_string(), value.into_owned()).is_some() {
+            return Err(ApiError::invalid(format!("query parameter {name:?} is given more than once")));
+        }
+    }
+    Ok(parameters)
+}
+
+/// A header's value as text; `None` when absent; 400 when not visible ASCII.
+pub fn header_text<'r>(request: &'r Request<Body>, name: &HeaderName) -> Result<Option<&'r str>, ApiError> {
+    match request.headers().get(name) {
+        None => Ok(None),
+        Some(value) => {
+            value.to_str().map(Some).map_err(|_| ApiError::invalid(format!("header {name} must be printable ASCII")))
+        }
+    }
+}
+
+/// Deserializes a field that may be absent but, when present, must not be `null`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_type_allows_parameters_and_case() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(!is_json("text/plain"));
+    }
+}

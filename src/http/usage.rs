@@ -1,0 +1,239 @@
+//! `POST /v1/check` and `POST /v1/track`: the request bodies, their validation, and the JSON
+//! of a verdict. The decisions themselves are domain::usage's.
+
+use super::error::ApiError;
+use super::idempotency::{self, Answered};
+use super::request::present;
+use super::{Ctx, json_response, now_ms};
+use crate::domain::Rules;
+use crate::domain::period::Period;
+use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
+use crate::domain::user_id::validate_user_id;
+use chrono::DateTime;
+use oxhttp::model::{Body, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How far ahead of the server's clock a timestamp may be.
+const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    user_id: String,
+    metric: String,
+    #[serde(default, deserialize_with = "present")]
+    amount: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackBody {
+    user_id: String,
+    metric: String,
+    #[serde(default, deserialize_with = "present")]
+    amount: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    timestamp: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    enforce: Option<bool>,
+}
+
+/// A validated query plus the instant it is about, for fingerprints.
+struct Valid {
+    query: UsageQuery,
+    at_ms: Option<i64>,
+}
+
+fn validate(
+    rules: &Rules,
+    user_id: String,
+    metric: String,
+    amount: Option<u64>,
+    timestamp: Option<&str>,
+    now_ms: i64,
+) -> Result<Valid, ApiError> {
+    validate_user_id(&user_id).map_err(ApiError::invalid)?;
+    if !rules.catalog.has_metric(&metric) {
+        let known: Vec<&str> = rules.catalog.metrics().map(|metric| metric.name.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_metric",
+            format!("metric {metric:?} is not configured; known: {}", known.join(", ")),
+        )
+        .with("metric", metric));
+    }
+    let amount = amount.unwrap_or(1);
+    if !(1..=AMOUNT_MAX).contains(&amount) {
+        return Err(ApiError::invalid(format!("amount must be an integer from 1 to {AMOUNT_MAX}, got {amount}")));
+    }
+    let at_ms = match timestamp {
+        None => None,
+        Some(text) => {
+            let at = DateTime::parse_from_rfc3339(text).map_err(|error| {
+                ApiError::invalid(format!("timestamp {text:?} is not RFC 3339 ({error}); e.g. 2026-11-27T12:00:00Z"))
+            })?;
+            Some(at.timestamp_millis())
+        }
+    };
+    let current = Period::of_unix_ms(now_ms);
+    let period = match at_ms {
+        None => current,
+        Some(at_ms) if at_ms > now_ms + FUTURE_TOLERANCE_MS => {
+            return Err(ApiError::invalid("timestamp is more than 5 minutes ahead of the server's clock"));
+        }
+        Some(at_ms) => {
+            let period = Period::of_unix_ms(at_ms);
+            let oldest = current.oldest_kept(rules.retention_months);
+            if period < oldest {
+                return Err(ApiError::invalid(format!(
+                    "timestamp falls in {period}, before the oldest period kept ({oldest}, retention_months = {})",
+                    rules.retention_months
+                )));
+            }
+            period
+        }
+    };
+    Ok(Valid { query: UsageQuery { user_id, metric, amount, period }, at_ms })
+}
+
+#[derive(Serialize)]
+struct VerdictJson<'v> {
+    allowed: bool,
+    user_id: &'v str,
+    plan: &'v str,
+    metric: &'v str,
+    period: Period,
+    used: u64,
+    amount: u64,
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    enforcement: crate::domain::plan::Enforcement,
+    over_soft_limit: bool,
+    bypass: bool,
+}
+
+impl<'v> From<&'v Verdict> for VerdictJson<'v> {
+    fn from(verdict: &'v Verdict) -> Self {
+        VerdictJson {
+            allowed: verdict.allowed,
+            user_id: &verdict.user_id,
+            plan: &verdict.plan,
+            metric: &verdict.metric,
+            period: verdict.period,
+            used: verdict.standing.used,
+            amount: verdict.amount,
+            limit: verdict.standing.limit,
+            remaining: verdict.standing.remaining,
+            enforcement: verdict.standing.enforcement,
+            over_soft_limit: verdict.standing.over_soft_limit,
+            bypass: verdict.bypass,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TrackJson<'v> {
+    recorded: bool,
+    enforced: bool,
+    tracking_enabled: bool,
+    #[serde(flatten)]
+    verdict: VerdictJson<'v>,
+}
+
+pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let body: CheckBody = ctx.json_body()?;
+    let rules = &ctx.app.rules;
+    let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms())?;
+    let verdict = ctx.app.store.read(|reader| usage::check(reader, rules, &valid.query))?;
+    Ok(json_response(StatusCode::OK, &VerdictJson::from(&verdict)))
+}
+
+fn render_track(outcome: &TrackOutcome) -> (StatusCode, String) {
+    let track_json = |verdict, recorded, enforced| TrackJson {
+        recorded,
+        enforced,
+        tracking_enabled: !matches!(outcome, TrackOutcome::NotTracked { .. }),
+        verdict,
+    };
+    let (status, value) = match outcome {
+        TrackOutcome::Recorded { verdict, enforced } => {
+            (StatusCode::OK, serde_json::to_value(track_json(verdict.into(), true, *enforced)))
+        }
+        TrackOutcome::NotTracked { verdict } => {
+            (StatusCode::OK, serde_json::to_value(track_json(verdict.into(), false, true)))
+        }
+        TrackOutcome::Refused { verdict, upgrade_to } => {
+            let standing = &verdict.standing;
+            let error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "limit_exceeded",
+                format!(
+                    "plan {} allows {} {} per month; {} used",
+                    verdict.plan,
+                    standing.limit.unwrap_or(0),
+                    verdict.metric,
+                    standing.used
+                ),
+            )
+            .with("user_id", verdict.user_id.as_str())
+            .with("metric", verdict.metric.as_str())
+            .with("period", verdict.period.to_string())
+            .with("plan", verdict.plan.as_str())
+            .with("used", standing.used)
+            .with("amount", verdict.amount)
+            .with("limit", standing.limit)
+            .with("remaining", standing.remaining)
+            .with("upgrade_to", upgrade_to.clone());
+            (error.status, Ok(error.body()))
+        }
+        TrackOutcome::Overflow { verdict } => {
+            let error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "counter_overflow",
+                format!("the {} counter cannot grow past {}", verdict.metric, usage::COUNTER_MAX),
+            )
+            .with("metric", verdict.metric.as_str())
+            .with("used", verdict.standing.used);
+            (error.status, Ok(error.body()))
+        }
+    };
+    match value {
+        Ok(value) => (status, value.to_string()),
+        Err(error) => {
+            log::error!("cannot serialize a track answer: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())
+        }
+    }
+}
+
+pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let body: TrackBody = ctx.json_body()?;
+    let now_ms = now_ms();
+    let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
+    let enforce = body.enforce.unwrap_or(true);
+    let valid = validate(&rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
+    let query = valid.query;
+    let at = valid.at_ms.map_or_else(String::new, |at_ms| at_ms.to_string());
+    let once = idempotency::once(
+        ctx,
+        &["track", &query.user_id, &query.metric, &query.amount.to_string(), &at, &enforce.to_string()],
+    )?
+    // With tracking off nothing is stored, not even the key.
+    .filter(|_| rules.tracking_enabled);
+    let user_id = query.user_id.clone();
+    let answered = idempotency::run(
+        ctx.app,
+        once,
+        user_id,
+        now_ms,
+        move |tx| usage::track(tx, &rules, &query, enforce, now_ms),
+        render_track,
+    )?;
+    if let Answered::Fresh { value: TrackOutcome::Refused { verdict, .. }, .. } = &answered {
+        log::info!("limit exceeded: user {} metric {} period {}", verdict.user_id, verdict.metric, verdict.period);
+    }
+    Ok(answered.into_response())
+}

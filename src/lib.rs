@@ -1,0 +1,90 @@
+//! Tally: a usage metering and plan-gating server on one SQLite file. `serve` starts it;
+//! `Running` stops it. See ARCHITECTURE.md for the map of the modules below.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;
+
+use config::Config;
+use http::App;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A serving Tally.
+pub struct Running {
+    addr: SocketAddr,
+    app: Arc<App>,
+    // oxhttp's server has no stop: its threads end with the process.
+    _server: oxhttp::ListeningServer,
+}
+
+/// oxhttp cannot report the port it bound, so port 0 is resolved here first.
+fn resolve_listen(listen: SocketAddr) -> Result<SocketAddr, ServeError> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let probe = TcpListener::bind(listen).map_err(|source| ServeError::Listen { addr: listen, source })?;
+    probe.local_addr().map_err(|source| ServeError::Listen { addr: listen, source })
+}
+
+/// Opens the database, applies migrations and starts answering HTTP.
+pub fn serve(config: Config) -> Result<Running, ServeError> {
+    let store = Store::open(&config.database)?;
+    let addr = resolve_listen(config.server.listen)?;
+    let server_config = config.server.clone();
+    let app = Arc::new(App::new(config, store));
+    let handler_app = Arc::clone(&app);
+    let server = oxhttp::Server::new(move |request| http::handle(&handler_app, request))
+        .bind(addr)
+        .with_global_timeout(server_config.request_timeout)
+        .with_max_concurrent_connections(server_config.max_connections)
+        .spawn()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    Ok(Running { addr, app, _server: server })
+}
+
+impl Running {
+    /// The address actually bound (the real port when the config said 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// False once the writer thread has stopped: the process should exit and be restarted.
+    pub fn is_healthy(&self) -> bool {
+        self.app.store.is_ready()
+    }
+
+    /// Stops taking requests, lets those in flight finish (up to `grace`), and commits what
+    /// the writer holds. Returns false if requests were still running at the deadline.
+    pub fn shutdown(&self, grace: Duration) -> bool {
+        self.app.start_draining();
+        let deadline = Instant::now() + grace;
+        let mut quiet_since = Instant::now();
+        let drained = loop {
+            let now = Instant::now();
+            if self.app.in_flight() > 0 {
+                quiet_since = now;
+            } else if now.duration_since(quiet_since) >= http::DRAIN_QUIET {
+                break true;
+            }
+            if now >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.app.store.shutdown();
+        drained
+    }
+}

@@ -1,0 +1,47 @@
+//! The `tally` command: parse the arguments, load the config, run one subcommand.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally::config::{Config, process_env};
+
+#[derive(Parser)]
+#[command(name = "tally", version, about = "Usage metering and plan-gating server on SQLite")]
+struct Cli {
+    /// The config file (default: ./tally.toml if present, else the built-in default).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (prints `listening on http://ADDR` first).
+    Serve,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Validate the config, then exit (status 2 if it is refused).
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::load(cli.config.as_deref(), &process_env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tally: config refused: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => tally::cli::serve(config),
+        Command::Migrate => tally::cli::migrate(&config),
+        Command::CheckConfig => tally::cli::check_config(&config),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("tally: {error:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,145 @@
+//! SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite` traits
+//! for the pool's readers and the writer's transaction. Reads are shared by both.
+
+use super::writer::WriteTx;
+use super::{Reader, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord};
+use crate::domain::period::Period;
+use rusqlite::{Connection, OptionalExtension, params};
+
+fn find_user(connection: &Connection, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT id, uuid, user_id, plan, created_at FROM users WHERE user_id = ?1")?;
+    let user = statement
+        .query_row([user_id], |row| {
+            Ok(UserRecord {
+                pk: row.get(0)?,
+                uuid: row.get(1)?,
+                user_id: row.get(2)?,
+                plan: row.get(3)?,
+                created_at_ms: row.get(4)?,
+            })
+        })
+        .optional()?;
+    Ok(user)
+}
+
+fn counter(connection: &Connection, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT value FROM usage_counters WHERE user_pk = ?1 AND period = ?2 AND metric = ?3")?;
+    let value: Option<i64> =
+        statement.query_row(params![user_pk, period.to_string(), metric], |row| row.get(0)).optional()?;
+    Ok(value.unwrap_or(0).max(0) as u64)
+}
+
+fn counters(connection: &Connection, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT metric, value FROM usage_counters WHERE user_pk = ?1 AND period = ?2")?;
+    let rows = statement.query_map(params![user_pk, period.to_string()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl Reader<'_> {
+    /// A trivial query, for readiness.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.0.prepare_cached("SELECT 1 FROM users LIMIT 1")?.exists([])?;
+        Ok(())
+    }
+}
+
+macro_rules! impl_usage_read {
+    ($type:ty) => {
+        impl UsageRead for $type {
+            fn find_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+                find_user(self.0, user_id)
+            }
+            fn counter(&self, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
+                counter(self.0, user_pk, period, metric)
+            }
+            fn counters(&self, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
+                counters(self.0, user_pk, period)
+            }
+        }
+    };
+}
+
+impl_usage_read!(Reader<'_>);
+impl_usage_read!(WriteTx<'_>);
+
+/// u64 values in this module are at most i64::MAX (the domain's COUNTER_MAX); clamp rather
+/// than wrap if a caller ever passes more.
+fn as_sql_integer(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl UsageWrite for WriteTx<'_> {
+    fn create_user(&self, user_id: &str, plan: &str, now_ms: i64) -> Result<UserRecord, StoreError> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut statement = self.0.prepare_cached(
+            "INSERT INTO users (uuid, user_id, plan, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
+        )?;
+        let pk: i64 = statement.query_row(params![uuid, user_id, plan, now_ms], |row| row.get(0))?;
+        Ok(UserRecord { pk, uuid, user_id: user_id.to_owned(), plan: plan.to_owned(), created_at_ms: now_ms })
+    }
+
+    fn set_plan(&self, user_pk: i64, plan: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut statement = self.0.prepare_cached("UPDATE users SET plan = ?2, updated_at = ?3 WHERE id = ?1")?;
+        statement.execute(params![user_pk, plan, now_ms])?;
+        Ok(())
+    }
+
+    fn increment_within(
+        &self,
+        user_pk: i64,
+        period: Period,
+        metric: &str,
+        amount: u64,
+        ceiling: u64,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        // One conditional upsert. A new row is inserted only if amount <= ceiling (the
+        // SELECT's WHERE); an existing row is updated only if value + amount <= ceiling,
+        // written as value <= ceiling - amount so nothing can overflow (both lie within
+        // 0..=i64::MAX). When neither guard passes, no row comes back and nothing changed.
+        let mut statement = self.0.prepare_cached(
+            "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
+             ON CONFLICT (user_pk, period, metric) DO UPDATE
+                SET value = value + excluded.value, updated_at = excluded.updated_at
+                WHERE value <= ?5 - excluded.value
+             RETURNING value",
+        )?;
+        let value: Option<i64> = statement
+            .query_row(
+                params![user_pk, period.to_string(), metric, as_sql_integer(amount), as_sql_integer(ceiling), now_ms],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.map(|value| value.max(0) as u64))
+    }
+
+    fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>, StoreError> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?1 AND created_at >= ?2",
+        )?;
+        let answer = statement
+            .query_row(params![key, not_before_ms], |row| {
+                Ok(StoredAnswer { fingerprint: row.get(0)?, status: row.get(1)?, body: row.get(2)? })
+            })
+            .optional()?;
+        Ok(answer)
+    }
+
+    fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<(), StoreError> {
+        // An expired row under the same key is replaced: the key is free again.
+        let mut statement = self.0.prepare_cached(
+            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, fingerprint = excluded.fingerprint,
+                status = excluded.status, body = excluded.body, created_at = excluded.created_at",
+        )?;
+        statement.execute(params![key, user_id, answer.fingerprint, answer.status, answer.body, now_ms])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! The writer thread: the only owner of the write connection. Jobs arrive on a bounded
+//! channel; the thread takes everything queued (up to `max_batch`), runs each job in its own
+//! savepoint inside one `BEGIN IMMEDIATE` transaction, commits once, and only then hands each
+//! job its result. One fsync covers the whole group, and no caller hears "done" before the
+//! commit that holds its write has returned.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The write transaction a job runs in. Its methods (usage.rs) are the only writes.
+pub struct WriteTx<'c>(pub(super) &'c Connection);
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WriterOptions {
+    /// Jobs committed together at most.
+    pub max_batch: usize,
+    /// Jobs waiting at most; a caller past it waits for room.
+    pub queue_capacity: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { max_batch: 512, queue_capacity: 8192 }
+    }
+}
+
+trait Job: Send {
+    /// Runs the job; returns its error when it failed (its savepoint is then rolled back).
+    fn execute(&mut self, tx: &WriteTx<'_>) -> Result<(), StoreError>;
+    /// Delivers the result now that the group's transaction has committed or failed.
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Pending<R, F> {
+    op: Option<F>,
+    result: Option<Result<R, StoreError>>,
+    reply: SyncSender<Result<R, StoreError>>,
+}
+
+impl<R, F> Job for Pending<R, F>
+where
+    R: Send,
+    F: FnOnce(&WriteTx<'_>) -> Result<R, StoreError> + Send,
+{
+    fn execute(&mut self, tx: &WriteTx<'_>) -> Result<(), StoreError> {
+        let Some(op) = self.op.take() else {
+            return Err(StoreError::JobPanicked("job executed twice".into()));
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| op(tx)))
+            .unwrap_or_else(|panic| Err(StoreError::JobPanicked(panic_message(panic.as_ref()))));
+        let status = match &result {
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.clone()),
+        };
+        self.result = Some(result);
+        status
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let result = match committed {
+            Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
+            Err(error) => Err(error),
+        };
+        // The caller may have gone (its connection closed); nothing to tell then.
+        let _ = self.reply.send(result);
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+enum Message {
+    Job(Box<dyn Job>),
+    Stop,
+}
+
+struct Shared {
+    running: AtomicBool,
+    depth: AtomicUsize,
+}
+
+pub(super) struct Writer {
+    sender: SyncSender<Message>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(super) fn spawn(connection: Connection, options: WriterOptions) -> Result<Writer, StoreError> {
+        let (sender, receiver) = sync_channel(options.queue_capacity);
+        let shared = Arc::new(Shared { running: AtomicBool::new(true), depth: AtomicUsize::new(0) });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("tally-writer".into())
+            .spawn(move || run(connection, receiver, thread_shared, options))
+            .map_err(|error| StoreError::Open(format!("cannot start the writer thread: {error}")))?;
+        Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
+    }
+
+    pub(super) fn submit<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        if !self.is_running() {
+            return Err(StoreError::WriterStopped);
+        }
+        let (reply, answer) = sync_channel(1);
+        let job = Box::new(Pending { op: Some(op), result: None, reply });
+        self.shared.depth.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(Message::Job(job)).is_err() {
+            self.shared.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::WriterStopped);
+        }
+        // The writer drops the job unanswered only if it stops or dies first.
+        answer.recv().unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    pub(super) fn queue_depth(&self) -> usize {
+        self.shared.depth.load(Ordering::Relaxed)
+    }
+
+    /// Asks the thread to commit what is queued and exit, and waits for it.
+    pub(super) fn stop(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = self.sender.send(Message::Stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Marks the writer stopped when its thread ends, by return or by panic.
+struct RunningGuard(Arc<Shared>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+        if std::thread::panicking() {
+            log::error!("the writer thread panicked; writes are refused until restart");
+        }
+    }
+}
+
+fn run(connection: Connection, receiver: Receiver<Message>, shared: Arc<Shared>, options: WriterOptions) {
+    let _guard = RunningGuard(Arc::clone(&shared));
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(options.max_batch);
+    loop {
+        match receiver.recv() {
+            Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Stop) | Err(_) => return,
+        }
+        let mut stop = false;
+        while batch.len() < options.max_batch {
+            match receiver.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        shared.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        commit_group(&connection, &mut batch);
+        if stop {
+            return;
+        }
+    }
+}
+
+fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn fail_all(batch: &mut Vec<Box<dyn Job>>, error: &StoreError) {
+    for job in batch.drain(..) {
+        job.finish(Err(error.clone()));
+    }
+}
+
+/// Runs `batch` in one transaction and answers every job. Leaves `batch` empty.
+fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) {
+    if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
+        log::warn!("write group of {} refused: {error}", batch.len());
+        return fail_all(batch, &error);
+    }
+    let tx = WriteTx(connection);
+    for job in batch.iter_mut() {
+        let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(&tx));
+        if connection.is_autocommit() {
+            // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
+            // every job of the group is undone, so none may be acknowledged.
+            let error = outcome.err().unwrap_or(StoreError::Sqlite("transaction rolled back".into()));
+            log::warn!("write group of {} rolled back: {error}", batch.len());
+            return fail_all(batch, &error);
+        }
+        let closed = match outcome {
+            Ok(()) => exec(connection, "RELEASE job"),
+            Err(_) => exec(connection, "ROLLBACK TO job").and_then(|()| exec(connection, "RELEASE job")),
+        };
+        if let Err(error) = closed {
+            let _ = exec(connection, "ROLLBACK");
+            return fail_all(batch, &error);
+        }
+    }
+    match exec(connection, "COMMIT") {
+        Ok(()) => {
+            for job in batch.drain(..) {
+                job.finish(Ok(()));
+            }
+        }
+        Err(error) => {
+            log::warn!("commit of a write group of {} failed: {error}", batch.len());
+            if !connection.is_autocommit() {
+                let _ = exec(connection, "ROLLBACK");
+            }
+            fail_all(batch, &error);
+        }
+    }
+}

@@ -131,16 +131,14 @@ pub fn handle(app: &App, request: &mut Request<Body>) -> Response<Body> {
         Ok(response) => response,
         Err(error) => {
             if error.close_connection {
-                // oxhttp reads what is left of the body before answering; drop it instead,
-                // and tell oxhttp (through the request) and the client to close.
+                // oxhttp reads what is left of the body before answering, which for a huge or
+                // endless body never ends: drop the body and have oxhttp close (it reads the
+                // request's Connection header to decide).
                 *request.body_mut() = Body::empty();
                 request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            let mut response = error_response(&error);
-            if error.close_connection {
-                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            response
+            // oxhttp strips a response's Connection header; the client sees the close itself.
+            error_response(&error)
         }
     };
     log::info!(

@@ -37,6 +37,16 @@ pub fn json_body<T: DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
 }
 
+/// Bodies up to this size are read to the end after a refusal (by oxhttp), keeping the
+/// connection; a larger or unbounded one closes it instead of reading on.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Marks `error` as closing the connection when the unread rest of the body is too large
+/// (or of unknown size) to be worth reading and discarding.
+fn refuse_body(error: ApiError, declared: Option<u64>) -> ApiError {
+    if declared.is_some_and(|length| length <= DRAIN_LIMIT) { error } else { error.closing() }
+}
+
 fn payload_too_large(limits: BodyLimits) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -44,7 +54,6 @@ fn payload_too_large(limits: BodyLimits) -> ApiError {
         format!("the body is larger than the server's max_body_bytes ({})", limits.max_bytes),
     )
     .with("max_body_bytes", limits.max_bytes)
-    .closing()
 }
 
 fn read_body(request: &mut Request<Body>, limits: BodyLimits, started: Instant) -> Result<Vec<u8>, ApiError> {
@@ -54,16 +63,16 @@ fn read_body(request: &mut Request<Body>, limits: BodyLimits, started: Instant) 
     }
     // Decided from the declared length, before a byte of the body is read.
     if declared.is_some_and(|length| length > limits.max_bytes) {
-        return Err(payload_too_large(limits));
+        return Err(refuse_body(payload_too_large(limits), declared));
     }
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
     if !content_type.is_some_and(is_json) {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "the body must be JSON, sent with `Content-Type: application/json`",
-        )
-        .closing());
+        );
+        return Err(refuse_body(error, declared));
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limits.max_bytes) as usize);
     let mut chunk = [0u8; 8192];
@@ -83,7 +92,7 @@ fn read_body(request: &mut Request<Body>, limits: BodyLimits, started: Instant) 
             Ok(read) => {
                 body.extend_from_slice(&chunk[..read]);
                 if body.len() as u64 > limits.max_bytes {
-                    return Err(payload_too_large(limits));
+                    return Err(payload_too_large(limits).closing());
                 }
             }
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,

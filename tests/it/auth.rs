@@ -1,0 +1,71 @@
+//! Auth over every route in the router's own table: a new route cannot be forgotten.
+
+use crate::support::Setup;
+use tally::http::{Access, ROUTES};
+
+const SERVICE_KEY: &str = "service-key-for-tests";
+const ADMIN_KEY: &str = "admin-key-for-tests";
+
+fn path_of(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|segment| if segment.starts_with('{') { "someone" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[test]
+fn every_route_answers_401_without_a_valid_key_and_403_to_a_service_key_on_admin_routes() {
+    let tally = Setup::new()
+        .config(&format!(
+            "[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"
+        ))
+        .start();
+    let mut checked = 0;
+    for route in ROUTES {
+        let path = path_of(route.pattern);
+        let method = route.method.as_str();
+        let json = [("Content-Type", "application/json")];
+        let send = |key: Option<&str>| {
+            let mut client = tally.client();
+            if let Some(key) = key {
+                client = client.with_key(key);
+            }
+            client.request(method, &path, &json, Some(b"{}"))
+        };
+        let anonymous = send(None).status;
+        let wrong = send(Some("not-a-key")).status;
+        let service = send(Some(SERVICE_KEY)).status;
+        let admin = send(Some(ADMIN_KEY)).status;
+        match route.access {
+            Access::Public => {
+                assert!(![401, 403].contains(&anonymous), "{method} {path} is public");
+            }
+            Access::Service => {
+                assert_eq!((anonymous, wrong), (401, 401), "{method} {path}");
+                assert!(![401, 403].contains(&service), "{method} {path}: service key refused");
+                assert!(![401, 403].contains(&admin), "{method} {path}: admin key refused");
+            }
+            Access::Admin => {
+                assert_eq!((anonymous, wrong, service), (401, 401, 403), "{method} {path}");
+                assert!(![401, 403].contains(&admin), "{method} {path}: admin key refused");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, ROUTES.len());
+    assert!(ROUTES.iter().any(|route| route.access == Access::Service));
+}
+
+#[test]
+fn bearer_scheme_is_case_insensitive_and_keys_are_exact() {
+    let tally = Setup::new().config(&format!("[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\n")).start();
+    let mut client = tally.client();
+    let lower = client.request("GET", "/v1/users/x", &[("Authorization", &format!("bearer {SERVICE_KEY}"))], None);
+    assert_eq!(lower.status, 404, "authenticated, and the user is unknown");
+    let prefix = client.request("GET", "/v1/users/x", &[("Authorization", &format!("Bearer {SERVICE_KEY}x"))], None);
+    assert_eq!(prefix.status, 401);
+    let basic = client.request("GET", "/v1/users/x", &[("Authorization", &format!("Basic {SERVICE_KEY}"))], None);
+    assert_eq!(basic.status, 401);
+    assert_eq!(basic.header("www-authenticate"), Some("Bearer"));
+}

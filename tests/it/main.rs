@@ -1,0 +1,9 @@
+//! Integration tests: one binary (it links once) that starts the real `tally` for each test.
+
+mod auth;
+mod cli;
+mod input;
+mod lifecycle;
+mod support;
+mod usage;
+mod users;

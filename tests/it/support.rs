@@ -1,0 +1,316 @@
+//! Test support: start the real `tally` binary on a temp dir, a temp database and port 0, and
+//! talk to it with a small keep-alive HTTP/1.1 client that can also send malformed requests.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tally");
+
+/// How to start a server: extra config lines per section, and environment variables.
+#[derive(Clone, Default)]
+pub struct Setup {
+    server: String,
+    rest: String,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup::default()
+    }
+
+    /// Lines for the [server] section.
+    pub fn server(mut self, lines: &str) -> Setup {
+        self.server.push_str(lines);
+        self.server.push('\n');
+        self
+    }
+
+    /// Whole sections other than [server] and [database].
+    pub fn config(mut self, text: &str) -> Setup {
+        self.rest.push_str(text);
+        self.rest.push('\n');
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Setup {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn start(self) -> Tally {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Tally::start_in(dir, self)
+    }
+}
+
+/// A running `tally serve`, killed when dropped.
+pub struct Tally {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub addr: SocketAddr,
+    pub dir: Arc<tempfile::TempDir>,
+    setup: Setup,
+}
+
+impl Tally {
+    pub fn start_default() -> Tally {
+        Setup::new().start()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tally.toml")
+    }
+
+    fn start_in(dir: Arc<tempfile::TempDir>, setup: Setup) -> Tally {
+        let db = dir.path().join("tally.db");
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[database]\npath = {:?}\n{}",
+            setup.server,
+            db.display().to_string(),
+            setup.rest
+        );
+        let config_path = dir.path().join("tally.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("stderr.log"))
+            .expect("stderr log");
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env_remove("ADMIN_USER_IDS")
+            .env_remove("USAGE_TRACKING_ENABLED")
+            .env_remove("TELEMETRY_ENABLED")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .current_dir(dir.path());
+        for (name, value) in &setup.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn tally");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the first line");
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+            panic!("tally did not start: first line {line:?}\nstderr:\n{log}");
+        };
+        let addr = addr.parse().expect("address on the first line");
+        Tally { child, _stdout: stdout, addr, dir, setup }
+    }
+
+    /// Kills the process (SIGKILL) and starts it again on the same directory and database.
+    pub fn restart(mut self) -> Tally {
+        self.kill();
+        let dir = Arc::clone(&self.dir);
+        let setup = self.setup.clone();
+        drop(self);
+        Tally::start_in(dir, setup)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
+        assert!(status.expect("run kill").success());
+        self.child.wait().expect("wait for tally")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `tally ARGS` to completion.
+pub fn run_tally(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("ADMIN_USER_IDS")
+        .env_remove("USAGE_TRACKING_ENABLED")
+        .env_remove("TELEMETRY_ENABLED")
+        .output()
+        .expect("run tally");
+    (output.status, String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client over one TCP connection (reopened when the server closes).
+pub struct Client {
+    addr: SocketAddr,
+    key: Option<String>,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Client {
+        Client { addr, key: None, stream: None }
+    }
+
+    pub fn with_key(mut self, key: &str) -> Client {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn post(&mut self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, &[("Content-Type", "application/json")], Some(body.to_string().as_bytes()))
+    }
+
+    pub fn put(&mut self, path: &str, body: &Value) -> Reply {
+        self.request("PUT", path, &[("Content-Type", "application/json")], Some(body.to_string().as_bytes()))
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        if let Some(key) = &self.key {
+            head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(body) = body {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body.unwrap_or_default());
+        self.send_raw(&bytes)
+    }
+
+    /// Writes `bytes` as they are and reads one response.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Reply {
+        self.try_send_raw(bytes).expect("request and response")
+    }
+
+    /// `send_raw` that reports I/O failures (a refused or reset connection) instead of panicking.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<Reply> {
+        if self.stream.as_ref().is_some_and(|stream| peer_closed(stream.get_ref())) {
+            self.stream = None;
+        }
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect(self.addr)?;
+                stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+                self.stream.insert(BufReader::new(stream))
+            }
+        };
+        let result = stream.get_mut().write_all(bytes).and_then(|()| try_read_reply(stream));
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+}
+
+/// Whether the server has closed an idle keep-alive connection (oxhttp closes without
+/// saying `Connection: close`), so the next request must open a new one.
+pub fn peer_closed(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).expect("nonblocking");
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).expect("blocking");
+    closed
+}
+
+pub fn read_reply(stream: &mut BufReader<TcpStream>) -> Reply {
+    try_read_reply(stream).expect("read a response")
+}
+
+pub fn try_read_reply(stream: &mut BufReader<TcpStream>) -> std::io::Result<Reply> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut line = String::new();
+    stream.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| bad(format!("no status line, got {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        stream.read_line(&mut line)?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed.split_once(':').ok_or_else(|| bad(format!("bad header {trimmed:?}")))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| value.parse().map_err(|_| bad(format!("bad content-length {value:?}"))))
+        .transpose()?
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body)?;
+    Ok(Reply { status, headers, body })
+}
+
+/// `{"user_id": user, "metric": metric}` plus `extra` fields.
+pub fn usage(user: &str, metric: &str, extra: Value) -> Value {
+    let mut body = serde_json::json!({ "user_id": user, "metric": metric });
+    if let Value::Object(fields) = extra {
+        body.as_object_mut().unwrap().extend(fields);
+    }
+    body
+}
+
+/// A user id no other test uses.
+pub fn unique_user(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}

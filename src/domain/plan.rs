@@ -144,6 +144,21 @@ impl Catalog {
         self.find_plan(name).unwrap_or_else(|| self.default_plan())
     }
 
+    /// The longest rolling window any plan gives `feature`; `None` for a boolean feature.
+    pub fn longest_window_secs(&self, feature: &str) -> Option<u32> {
+        self.plans
+            .iter()
+            .filter_map(|plan| match plan.feature(feature) {
+                Some(FeatureGrant::Rate { window_secs, .. }) => Some(window_secs),
+                _ => None,
+            })
+            .max()
+    }
+
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|feature| feature == name)
+    }
+
     /// The one ranking rule behind every upgrade hint: the cheapest plan other than
     /// `current` for which `accepts` holds.
     pub fn cheapest_plan_where(&self, current: &str, accepts: impl Fn(&Plan) -> bool) -> Option<&Plan> {

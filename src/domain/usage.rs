@@ -6,7 +6,6 @@ use super::Rules;
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
 use crate::store::{StoreError, UsageRead, UsageWrite};
-use serde::Serialize;
 
 /// Counters are SQLite integers: they stop at i64::MAX rather than wrap.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
@@ -16,7 +15,7 @@ pub const COUNTER_MAX: u64 = i64::MAX as u64;
 pub const AMOUNT_MAX: u64 = (1 << 53) - 1;
 
 /// Where a user stands against one metric's limit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub used: u64,
     pub limit: Option<u64>,

@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod features;
 mod health;
 mod idempotency;
 mod request;

@@ -3,7 +3,7 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Ctx, health, usage, users};
+use super::{Ctx, features, health, usage, users};
 use oxhttp::model::{Body, Method, Response};
 use percent_encoding::percent_decode_str;
 
@@ -23,6 +23,13 @@ pub static ROUTES: &[Route] = &[
     Route { method: Method::GET, pattern: "/openapi.yaml", access: Access::Public, handler: health::openapi },
     Route { method: Method::POST, pattern: "/v1/check", access: Access::Service, handler: usage::check },
     Route { method: Method::POST, pattern: "/v1/track", access: Access::Service, handler: usage::track },
+    Route { method: Method::POST, pattern: "/v1/features/check", access: Access::Service, handler: features::check },
+    Route {
+        method: Method::POST,
+        pattern: "/v1/features/use",
+        access: Access::Service,
+        handler: features::use_feature,
+    },
     Route { method: Method::GET, pattern: "/v1/users/{user_id}", access: Access::Service, handler: users::get },
     Route { method: Method::PUT, pattern: "/v1/users/{user_id}", access: Access::Service, handler: users::put },
 ];

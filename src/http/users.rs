@@ -1,10 +1,13 @@
 //! `GET` and `PUT /v1/users/{user_id}`: a user's plan and standing on every metric.
 
 use super::error::ApiError;
+use super::features::FeatureSummaryJson;
 use super::request::query;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
+use crate::domain::feature;
 use crate::domain::period::Period;
+use crate::domain::plan::Enforcement;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::validate_user_id;
 use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
@@ -21,19 +24,43 @@ pub struct UserView {
     created_at: String,
     period: Period,
     bypass: bool,
-    usage: IndexMap<String, Standing>,
+    usage: IndexMap<String, StandingJson>,
+    features: IndexMap<String, FeatureSummaryJson>,
+}
+
+/// One metric of the user view.
+#[derive(Serialize)]
+pub struct StandingJson {
+    used: u64,
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    enforcement: Enforcement,
+    over_soft_limit: bool,
+}
+
+impl From<Standing> for StandingJson {
+    fn from(standing: Standing) -> Self {
+        StandingJson {
+            used: standing.used,
+            limit: standing.limit,
+            remaining: standing.remaining,
+            enforcement: standing.enforcement,
+            over_soft_limit: standing.over_soft_limit,
+        }
+    }
 }
 
 pub fn rfc3339(unix_ms: i64) -> String {
     DateTime::from_timestamp_millis(unix_ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The user's standing on every configured metric in `period`.
+/// The user's standing on every configured metric in `period`, and on every feature now.
 pub fn user_view(
     store: &impl UsageRead,
     rules: &Rules,
     user: &UserRecord,
     period: Period,
+    now_ms: i64,
 ) -> Result<UserView, StoreError> {
     let plan = rules.catalog.plan_or_default(&user.plan);
     let counters: IndexMap<String, u64> = store.counters(user.pk, period)?.into_iter().collect();
@@ -42,8 +69,12 @@ pub fn user_view(
         .metrics()
         .map(|metric| {
             let used = counters.get(&metric.name).copied().unwrap_or(0);
-            (metric.name.clone(), Standing::new(plan.limit(&metric.name), used))
+            (metric.name.clone(), Standing::new(plan.limit(&metric.name), used).into())
         })
+        .collect();
+    let features = feature::check_all(store, rules, user, now_ms)?
+        .iter()
+        .map(|verdict| (verdict.feature.clone(), FeatureSummaryJson::from(verdict)))
         .collect();
     Ok(UserView {
         user_id: user.user_id.clone(),
@@ -52,6 +83,7 @@ pub fn user_view(
         period,
         bypass: rules.is_bypass(&user.user_id),
         usage,
+        features,
     })
 }
 
@@ -69,13 +101,14 @@ pub fn user_not_found(user_id: &str) -> ApiError {
 pub fn get(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
     let parameters = query(ctx.request, &["period"])?;
+    let now_ms = now_ms();
     let period = match parameters.get("period") {
         Some(text) => text.parse::<Period>().map_err(|error| ApiError::invalid(error.to_string()))?,
-        None => Period::of_unix_ms(now_ms()),
+        None => Period::of_unix_ms(now_ms),
     };
     let rules = &ctx.app.rules;
     let view = ctx.app.store.read(|reader| match reader.find_user(&user_id)? {
-        Some(user) => user_view(reader, rules, &user, period).map(Some),
+        Some(user) => user_view(reader, rules, &user, period, now_ms).map(Some),
         None => Ok(None),
     })?;
     match view {
@@ -112,7 +145,7 @@ pub fn set_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<UserView
             }
             None => tx.create_user(&user_id, &plan, now_ms)?,
         };
-        user_view(tx, &rules, &user, Period::of_unix_ms(now_ms))
+        user_view(tx, &rules, &user, Period::of_unix_ms(now_ms), now_ms)
     })?;
     Ok(view)
 }

@@ -97,6 +97,16 @@ pub trait UsageRead {
     fn counter(&self, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError>;
     /// Every counter of the user in the period, by metric.
     fn counters(&self, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Uses of a rate-limited feature strictly after `since_ms`.
+    fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError>;
+    /// The time of the use after `skip` older ones, among uses strictly after `since_ms`.
+    fn nth_oldest_feature_use(
+        &self,
+        user_pk: i64,
+        feature: &str,
+        since_ms: i64,
+        skip: u32,
+    ) -> Result<Option<i64>, StoreError>;
 }
 
 /// What recording usage needs; only the writer's transaction implements it.
@@ -114,6 +124,9 @@ pub trait UsageWrite: UsageRead {
         ceiling: u64,
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError>;
+    fn record_feature_use(&self, user_pk: i64, feature: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Forgets uses at or before `until_ms`: they can no longer count in any window.
+    fn prune_feature_uses(&self, user_pk: i64, feature: &str, until_ms: i64) -> Result<(), StoreError>;
     /// The answer stored under `key` if it was stored at or after `not_before_ms`.
     fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>, StoreError>;
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<(), StoreError>;

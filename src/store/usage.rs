@@ -40,6 +40,27 @@ fn counters(connection: &Connection, user_pk: i64, period: Period) -> Result<Vec
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+fn count_feature_uses(connection: &Connection, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT count(*) FROM feature_uses WHERE user_pk = ?1 AND feature = ?2 AND used_at > ?3")?;
+    let count: i64 = statement.query_row(params![user_pk, feature, since_ms], |row| row.get(0))?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+fn nth_oldest_feature_use(
+    connection: &Connection,
+    user_pk: i64,
+    feature: &str,
+    since_ms: i64,
+    skip: u32,
+) -> Result<Option<i64>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT used_at FROM feature_uses WHERE user_pk = ?1 AND feature = ?2 AND used_at > ?3
+         ORDER BY used_at LIMIT 1 OFFSET ?4",
+    )?;
+    Ok(statement.query_row(params![user_pk, feature, since_ms, skip], |row| row.get(0)).optional()?)
+}
+
 impl Reader<'_> {
     /// A trivial query, for readiness.
     pub fn ping(&self) -> Result<(), StoreError> {
@@ -59,6 +80,18 @@ macro_rules! impl_usage_read {
             }
             fn counters(&self, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
                 counters(self.0, user_pk, period)
+            }
+            fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError> {
+                count_feature_uses(self.0, user_pk, feature, since_ms)
+            }
+            fn nth_oldest_feature_use(
+                &self,
+                user_pk: i64,
+                feature: &str,
+                since_ms: i64,
+                skip: u32,
+            ) -> Result<Option<i64>, StoreError> {
+                nth_oldest_feature_use(self.0, user_pk, feature, since_ms, skip)
             }
         }
     };
@@ -117,6 +150,20 @@ impl UsageWrite for WriteTx<'_> {
             )
             .optional()?;
         Ok(value.map(|value| value.max(0) as u64))
+    }
+
+    fn record_feature_use(&self, user_pk: i64, feature: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut statement =
+            self.0.prepare_cached("INSERT INTO feature_uses (user_pk, feature, used_at) VALUES (?1, ?2, ?3)")?;
+        statement.execute(params![user_pk, feature, now_ms])?;
+        Ok(())
+    }
+
+    fn prune_feature_uses(&self, user_pk: i64, feature: &str, until_ms: i64) -> Result<(), StoreError> {
+        let mut statement =
+            self.0.prepare_cached("DELETE FROM feature_uses WHERE user_pk = ?1 AND feature = ?2 AND used_at <= ?3")?;
+        statement.execute(params![user_pk, feature, until_ms])?;
+        Ok(())
     }
 
     fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>, StoreError> {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod cli;
+mod features;
 mod input;
 mod lifecycle;
 mod support;

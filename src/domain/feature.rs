@@ -1,0 +1,185 @@
+//! Feature gating: may this user do X, and for rate-limited features, let them do X now or
+//! say when. A rate-limited feature allows at most `limit` successful uses in any rolling
+//! window of `window_secs`; the uses are stored, so a restart keeps every window.
+
+use super::Rules;
+use super::plan::{FeatureGrant, Plan};
+use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureKind {
+    Boolean,
+    Rate,
+}
+
+/// Where a user stands with one feature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureVerdict {
+    pub allowed: bool,
+    pub user_id: String,
+    pub plan: String,
+    pub feature: String,
+    pub kind: FeatureKind,
+    pub limit: Option<u32>,
+    pub window_secs: Option<u32>,
+    pub remaining_in_window: Option<u32>,
+    /// The cheapest plan that grants the feature, when the user's plan does not.
+    pub plan_required: Option<String>,
+    pub bypass: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UseOutcome {
+    /// Allowed; for a rate-limited feature the use was recorded. The verdict is after the use.
+    Allowed(FeatureVerdict),
+    /// The user's plan does not grant the feature; nothing changed.
+    NotInPlan(FeatureVerdict),
+    /// The window is full; nothing changed. A slot frees in `retry_after_ms`.
+    RateLimited { verdict: FeatureVerdict, retry_after_ms: u64 },
+}
+
+/// The window a rate grant counts over, in milliseconds.
+fn window_ms(window_secs: u32) -> i64 {
+    i64::from(window_secs) * 1000
+}
+
+/// The start of the window ending at `now_ms`: uses strictly after it count.
+fn window_start(window_secs: u32, now_ms: i64) -> i64 {
+    now_ms - window_ms(window_secs)
+}
+
+fn plan_required(rules: &Rules, plan: &Plan, feature: &str) -> Option<String> {
+    let granted = plan.feature(feature).is_some_and(FeatureGrant::is_granted);
+    if granted {
+        return None;
+    }
+    rules
+        .catalog
+        .cheapest_plan_where(&plan.name, |other| other.feature(feature).is_some_and(FeatureGrant::is_granted))
+        .map(|other| other.name.clone())
+}
+
+/// The verdict for `user` (None: never seen) given `uses_in_window` counted uses.
+fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_window: u32) -> FeatureVerdict {
+    let bypass = rules.is_bypass(user_id);
+    let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
+    let (kind, allowed, limit, window_secs, remaining) = match grant {
+        FeatureGrant::Boolean(granted) => (FeatureKind::Boolean, bypass || granted, None, None, None),
+        FeatureGrant::Rate { limit, window_secs } => (
+            FeatureKind::Rate,
+            bypass || uses_in_window < limit,
+            Some(limit),
+            Some(window_secs),
+            Some(limit.saturating_sub(uses_in_window)),
+        ),
+    };
+    FeatureVerdict {
+        allowed,
+        user_id: user_id.to_owned(),
+        plan: plan.name.clone(),
+        feature: feature.to_owned(),
+        kind,
+        limit,
+        window_secs,
+        remaining_in_window: remaining,
+        plan_required: plan_required(rules, plan, feature),
+        bypass,
+    }
+}
+
+fn uses_in_window(
+    store: &impl UsageRead,
+    user: Option<&UserRecord>,
+    grant: FeatureGrant,
+    feature: &str,
+    now_ms: i64,
+) -> Result<u32, StoreError> {
+    match (user, grant) {
+        (Some(user), FeatureGrant::Rate { window_secs, .. }) => {
+            store.count_feature_uses(user.pk, feature, window_start(window_secs, now_ms))
+        }
+        _ => Ok(0),
+    }
+}
+
+/// Answers "may this user use `feature` now?" without changing anything.
+pub fn check(
+    store: &impl UsageRead,
+    rules: &Rules,
+    user_id: &str,
+    feature: &str,
+    now_ms: i64,
+) -> Result<FeatureVerdict, StoreError> {
+    let user = store.find_user(user_id)?;
+    let plan = match &user {
+        Some(user) => rules.catalog.plan_or_default(&user.plan),
+        None => rules.catalog.default_plan(),
+    };
+    let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
+    let used = uses_in_window(store, user.as_ref(), grant, feature, now_ms)?;
+    Ok(verdict(rules, plan, user_id, feature, used))
+}
+
+/// The verdict of every configured feature for a known user.
+pub fn check_all(
+    store: &impl UsageRead,
+    rules: &Rules,
+    user: &UserRecord,
+    now_ms: i64,
+) -> Result<Vec<FeatureVerdict>, StoreError> {
+    let plan = rules.catalog.plan_or_default(&user.plan);
+    let mut verdicts = Vec::with_capacity(rules.catalog.features().len());
+    for feature in rules.catalog.features() {
+        let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
+        let used = uses_in_window(store, Some(user), grant, feature, now_ms)?;
+        verdicts.push(verdict(rules, plan, &user.user_id, feature, used));
+    }
+    Ok(verdicts)
+}
+
+/// Uses `feature` now if the plan and the window allow it. Runs inside one write
+/// transaction, so the window test and the recorded use cannot be split by another use.
+pub fn use_feature(
+    store: &impl UsageWrite,
+    rules: &Rules,
+    user_id: &str,
+    feature: &str,
+    now_ms: i64,
+) -> Result<UseOutcome, StoreError> {
+    let user = store.find_user(user_id)?;
+    let plan = match &user {
+        Some(user) => rules.catalog.plan_or_default(&user.plan),
+        None => rules.catalog.default_plan(),
+    };
+    let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
+    let bypass = rules.is_bypass(user_id);
+    if !bypass && !grant.is_granted() {
+        return Ok(UseOutcome::NotInPlan(verdict(rules, plan, user_id, feature, 0)));
+    }
+    let FeatureGrant::Rate { limit, window_secs } = grant else {
+        // A boolean feature: allowed, and nothing to record.
+        return Ok(UseOutcome::Allowed(verdict(rules, plan, user_id, feature, 0)));
+    };
+    let since = window_start(window_secs, now_ms);
+    let used = uses_in_window(store, user.as_ref(), grant, feature, now_ms)?;
+    if !bypass && used >= limit {
+        // The (used - limit + 1)-th oldest counted use must leave before a slot frees.
+        let user = user.as_ref().expect("a user with counted uses exists");
+        let oldest = store.nth_oldest_feature_use(user.pk, feature, since, used - limit)?.unwrap_or(now_ms);
+        let retry_after_ms = (oldest + window_ms(window_secs) - now_ms).max(1) as u64;
+        return Ok(UseOutcome::RateLimited { verdict: verdict(rules, plan, user_id, feature, used), retry_after_ms });
+    }
+    let user = match user {
+        Some(user) => user,
+        None => store.create_user(user_id, &plan.name, now_ms)?,
+    };
+    // Uses older than the longest window any plan has for this feature count for nobody.
+    let longest_window = rules.catalog.longest_window_secs(feature).unwrap_or(window_secs);
+    store.prune_feature_uses(user.pk, feature, window_start(longest_window, now_ms))?;
+    store.record_feature_use(user.pk, feature, now_ms)?;
+    // This use was allowed; the rest of the verdict describes the window after it.
+    let after = FeatureVerdict { allowed: true, ..verdict(rules, plan, user_id, feature, used + 1) };
+    Ok(UseOutcome::Allowed(after))
+}

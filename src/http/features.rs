@@ -1,0 +1,171 @@
+//! `POST /v1/features/check` and `POST /v1/features/use`: feature gating by plan, and
+//! rate-limited uses recorded atomically with their window test.
+
+use super::error::ApiError;
+use super::idempotency;
+use super::{Ctx, json_response, now_ms};
+use crate::domain::Rules;
+use crate::domain::feature::{self, FeatureKind, FeatureVerdict, UseOutcome};
+use crate::domain::user_id::validate_user_id;
+use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeatureBody {
+    user_id: String,
+    feature: String,
+}
+
+#[derive(Serialize)]
+pub struct FeatureJson<'v> {
+    allowed: bool,
+    user_id: &'v str,
+    plan: &'v str,
+    feature: &'v str,
+    kind: FeatureKind,
+    limit: Option<u32>,
+    window_secs: Option<u32>,
+    remaining_in_window: Option<u32>,
+    plan_required: Option<&'v str>,
+    bypass: bool,
+}
+
+impl<'v> From<&'v FeatureVerdict> for FeatureJson<'v> {
+    fn from(verdict: &'v FeatureVerdict) -> Self {
+        FeatureJson {
+            allowed: verdict.allowed,
+            user_id: &verdict.user_id,
+            plan: &verdict.plan,
+            feature: &verdict.feature,
+            kind: verdict.kind,
+            limit: verdict.limit,
+            window_secs: verdict.window_secs,
+            remaining_in_window: verdict.remaining_in_window,
+            plan_required: verdict.plan_required.as_deref(),
+            bypass: verdict.bypass,
+        }
+    }
+}
+
+/// A feature as the user view lists it: `allowed`, plus the window for a rate feature.
+#[derive(Serialize)]
+pub struct FeatureSummaryJson {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_in_window: Option<u32>,
+}
+
+impl From<&FeatureVerdict> for FeatureSummaryJson {
+    fn from(verdict: &FeatureVerdict) -> Self {
+        FeatureSummaryJson {
+            allowed: verdict.allowed,
+            limit: verdict.limit,
+            window_secs: verdict.window_secs,
+            remaining_in_window: verdict.remaining_in_window,
+        }
+    }
+}
+
+fn validate(rules: &Rules, body: &FeatureBody) -> Result<(), ApiError> {
+    validate_user_id(&body.user_id).map_err(ApiError::invalid)?;
+    if !rules.catalog.has_feature(&body.feature) {
+        let known = rules.catalog.features().join(", ");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_feature",
+            format!("feature {:?} is not configured; known: {known}", body.feature),
+        )
+        .with("feature", body.feature.as_str()));
+    }
+    Ok(())
+}
+
+pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let body: FeatureBody = ctx.json_body()?;
+    let rules = &ctx.app.rules;
+    validate(rules, &body)?;
+    let now_ms = now_ms();
+    let verdict = ctx.app.store.read(|reader| feature::check(reader, rules, &body.user_id, &body.feature, now_ms))?;
+    Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
+}
+
+fn render_use(outcome: &UseOutcome) -> (StatusCode, String) {
+    let (status, value) = match outcome {
+        UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_value(FeatureJson::from(verdict))),
+        UseOutcome::NotInPlan(verdict) => {
+            let required = match &verdict.plan_required {
+                Some(plan) => format!("; plan {plan} grants it"),
+                None => "; no plan grants it".to_owned(),
+            };
+            let error = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "feature_not_in_plan",
+                format!("plan {} does not include {}{required}", verdict.plan, verdict.feature),
+            )
+            .with("feature", verdict.feature.as_str())
+            .with("plan", verdict.plan.as_str())
+            .with("plan_required", verdict.plan_required.clone());
+            (error.status, Ok(error.body()))
+        }
+        UseOutcome::RateLimited { verdict, retry_after_ms } => {
+            let error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "{} allows {} uses per {} seconds on plan {}; retry in {retry_after_ms} ms",
+                    verdict.feature,
+                    verdict.limit.unwrap_or(0),
+                    verdict.window_secs.unwrap_or(0),
+                    verdict.plan
+                ),
+            )
+            .with("feature", verdict.feature.as_str())
+            .with("limit", verdict.limit)
+            .with("window_secs", verdict.window_secs)
+            .with("retry_after_ms", *retry_after_ms);
+            (error.status, Ok(error.body()))
+        }
+    };
+    match value {
+        Ok(value) => (status, value.to_string()),
+        Err(error) => {
+            log::error!("cannot serialize a feature answer: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())
+        }
+    }
+}
+
+pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let body: FeatureBody = ctx.json_body()?;
+    let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
+    validate(&rules, &body)?;
+    let once = idempotency::once(ctx, &["feature_use", &body.user_id, &body.feature])?;
+    let now_ms = now_ms();
+    let user_id = body.user_id.clone();
+    let answered = idempotency::run(
+        ctx.app,
+        once,
+        user_id,
+        now_ms,
+        move |tx| feature::use_feature(tx, &rules, &body.user_id, &body.feature, now_ms),
+        render_use,
+    )?;
+    let retry_after_ms = match &answered {
+        idempotency::Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
+            Some(*retry_after_ms)
+        }
+        _ => None,
+    };
+    let mut response = answered.into_response();
+    if let Some(retry_after_ms) = retry_after_ms {
+        let seconds = retry_after_ms.div_ceil(1000).max(1);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Ok(response)
+}

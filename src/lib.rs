@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod store;
 
 use config::Config;
@@ -20,6 +21,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start a background thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// A serving Tally.
@@ -52,6 +55,7 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
         .with_max_concurrent_connections(server_config.max_connections)
         .spawn()
         .map_err(|source| ServeError::Listen { addr, source })?;
+    jobs::spawn_cleanup(Arc::clone(&app)).map_err(ServeError::Thread)?;
     Ok(Running { addr, app, _server: server })
 }
 

@@ -1,6 +1,7 @@
 //! Plans, periods and decisions: plain types and pure functions. No SQL, no HTTP, no clock:
 //! storage comes in through the store's traits and time as a parameter.
 
+pub mod admin;
 pub mod feature;
 pub mod period;
 pub mod plan;

@@ -2,7 +2,9 @@
 //! request (drain check, routing, auth, panic guard, access log); handlers in the route
 //! modules parse input, call the domain through the store, and shape the answer.
 
+mod admin;
 mod auth;
+mod compat;
 mod error;
 mod features;
 mod health;

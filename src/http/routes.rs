@@ -3,7 +3,7 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Ctx, features, health, usage, users};
+use super::{Ctx, admin, compat, features, health, usage, users};
 use oxhttp::model::{Body, Method, Response};
 use percent_encoding::percent_decode_str;
 
@@ -32,6 +32,43 @@ pub static ROUTES: &[Route] = &[
     },
     Route { method: Method::GET, pattern: "/v1/users/{user_id}", access: Access::Service, handler: users::get },
     Route { method: Method::PUT, pattern: "/v1/users/{user_id}", access: Access::Service, handler: users::put },
+    Route { method: Method::GET, pattern: "/v1/admin/usage", access: Access::Admin, handler: admin::get_usage },
+    Route { method: Method::GET, pattern: "/v1/admin/offenders", access: Access::Admin, handler: admin::get_offenders },
+    Route { method: Method::GET, pattern: "/v1/admin/plans", access: Access::Admin, handler: admin::get_plans },
+    Route { method: Method::GET, pattern: "/v1/admin/audit", access: Access::Admin, handler: admin::get_audit },
+    Route { method: Method::POST, pattern: "/v1/admin/cleanup", access: Access::Admin, handler: admin::post_cleanup },
+    Route {
+        method: Method::GET,
+        pattern: "/v1/admin/users/{user_id}",
+        access: Access::Admin,
+        handler: admin::get_user,
+    },
+    Route {
+        method: Method::DELETE,
+        pattern: "/v1/admin/users/{user_id}",
+        access: Access::Admin,
+        handler: admin::delete_user,
+    },
+    Route {
+        method: Method::GET,
+        pattern: "/v1/admin/users/{user_id}/export",
+        access: Access::Admin,
+        handler: admin::get_export,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/v1/admin/users/{user_id}/plan",
+        access: Access::Admin,
+        handler: admin::post_plan,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/v1/admin/users/{user_id}/reset",
+        access: Access::Admin,
+        handler: admin::post_reset,
+    },
+    Route { method: Method::GET, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::get_usage },
+    Route { method: Method::POST, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::post_usage },
 ];
 
 /// Matches `path` against `pattern`; returns the decoded parameters.

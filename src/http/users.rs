@@ -5,12 +5,12 @@ use super::features::FeatureSummaryJson;
 use super::request::query;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
-use crate::domain::feature;
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::validate_user_id;
-use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
+use crate::domain::{admin, feature};
+use crate::store::{StoreError, UsageRead, UserRecord};
 use chrono::{DateTime, SecondsFormat};
 use indexmap::IndexMap;
 use oxhttp::model::{Body, Response, StatusCode};
@@ -87,7 +87,7 @@ pub fn user_view(
     })
 }
 
-fn user_id_param(ctx: &Ctx<'_>) -> Result<String, ApiError> {
+pub fn user_id_param(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let user_id = ctx.params.first().cloned().unwrap_or_default();
     validate_user_id(&user_id).map_err(ApiError::invalid)?;
     Ok(user_id)
@@ -123,8 +123,9 @@ struct PlanBody {
     plan: String,
 }
 
-/// Sets `user_id`'s plan, creating the user if needed; returns the view in the current period.
-pub fn set_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<UserView, ApiError> {
+/// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
+/// returns the view in the current period.
+pub fn set_plan(ctx: &Ctx<'_>, user_id: String, plan: String, actor: Option<String>) -> Result<UserView, ApiError> {
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
     if rules.catalog.find_plan(&plan).is_none() {
         let known: Vec<&str> = rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
@@ -137,14 +138,7 @@ pub fn set_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<UserView
     }
     let now_ms = now_ms();
     let view = ctx.app.store.write(move |tx| {
-        let user = match tx.find_user(&user_id)? {
-            Some(mut user) => {
-                tx.set_plan(user.pk, &plan, now_ms)?;
-                user.plan = plan;
-                user
-            }
-            None => tx.create_user(&user_id, &plan, now_ms)?,
-        };
+        let user = admin::change_plan(tx, &user_id, &plan, actor.as_deref(), now_ms)?;
         user_view(tx, &rules, &user, Period::of_unix_ms(now_ms), now_ms)
     })?;
     Ok(view)
@@ -153,6 +147,6 @@ pub fn set_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<UserView
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
     let body: PlanBody = ctx.json_body()?;
-    let view = set_plan(ctx, user_id, body.plan)?;
+    let view = set_plan(ctx, user_id, body.plan, None)?;
     Ok(json_response(StatusCode::OK, &view))
 }

@@ -2,7 +2,9 @@
 //! connection and commits queued jobs in groups (writer.rs); reads come from a pool of
 //! read-only connections. The domain sees storage only through `UsageRead`/`UsageWrite`.
 
+mod admin;
 mod connection;
+mod rollup;
 mod usage;
 mod writer;
 
@@ -11,6 +13,7 @@ use crate::domain::period::Period;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use admin::{AdminRead, AdminWrite, AuditRecord, CounterRecord, UserExport};
 pub use connection::{SchemaReport, migrate};
 pub use writer::WriteTx;
 
@@ -175,6 +178,10 @@ impl Store {
     /// Whether the database answers a read and the writer is running.
     pub fn is_ready(&self) -> bool {
         self.inner.writer.is_running() && self.read(|reader| reader.ping()).is_ok()
+    }
+
+    pub fn is_writer_running(&self) -> bool {
+        self.inner.writer.is_running()
     }
 
     /// Stops the writer after it has committed every job already queued.

@@ -1,6 +1,7 @@
 //! SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite` traits
 //! for the pool's readers and the writer's transaction. Reads are shared by both.
 
+use super::rollup;
 use super::writer::WriteTx;
 use super::{Reader, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord};
 use crate::domain::period::Period;
@@ -113,12 +114,23 @@ impl UsageWrite for WriteTx<'_> {
             "INSERT INTO users (uuid, user_id, plan, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
         )?;
         let pk: i64 = statement.query_row(params![uuid, user_id, plan, now_ms], |row| row.get(0))?;
+        rollup::add_plan_users(self.0, plan, 1)?;
         Ok(UserRecord { pk, uuid, user_id: user_id.to_owned(), plan: plan.to_owned(), created_at_ms: now_ms })
     }
 
     fn set_plan(&self, user_pk: i64, plan: &str, now_ms: i64) -> Result<(), StoreError> {
-        let mut statement = self.0.prepare_cached("UPDATE users SET plan = ?2, updated_at = ?3 WHERE id = ?1")?;
-        statement.execute(params![user_pk, plan, now_ms])?;
+        let old_plan: Option<String> = self
+            .0
+            .prepare_cached("SELECT plan FROM users WHERE id = ?1")?
+            .query_row([user_pk], |row| row.get(0))
+            .optional()?;
+        self.0
+            .prepare_cached("UPDATE users SET plan = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![user_pk, plan, now_ms])?;
+        if let Some(old_plan) = old_plan {
+            rollup::add_plan_users(self.0, &old_plan, -1)?;
+            rollup::add_plan_users(self.0, plan, 1)?;
+        }
         Ok(())
     }
 
@@ -135,6 +147,7 @@ impl UsageWrite for WriteTx<'_> {
         // SELECT's WHERE); an existing row is updated only if value + amount <= ceiling,
         // written as value <= ceiling - amount so nothing can overflow (both lie within
         // 0..=i64::MAX). When neither guard passes, no row comes back and nothing changed.
+        let was_active = rollup::has_counters(self.0, user_pk, period)?;
         let mut statement = self.0.prepare_cached(
             "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
              SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
@@ -149,6 +162,12 @@ impl UsageWrite for WriteTx<'_> {
                 |row| row.get(0),
             )
             .optional()?;
+        if value.is_some() {
+            rollup::add_total(self.0, period, metric, as_sql_integer(amount))?;
+            if !was_active {
+                rollup::add_active_users(self.0, &period.to_string(), 1)?;
+            }
+        }
         Ok(value.map(|value| value.max(0) as u64))
     }
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (it links once) that starts the real `tally` for each test.
 
+mod admin;
 mod auth;
 mod cli;
 mod features;

@@ -120,6 +120,14 @@ impl Tally {
         Tally::start_in(dir, setup)
     }
 
+    /// Like `restart`, with a different setup (config and environment).
+    pub fn restart_with(mut self, setup: Setup) -> Tally {
+        self.kill();
+        let dir = Arc::clone(&self.dir);
+        drop(self);
+        Tally::start_in(dir, setup)
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,0 +1,293 @@
+//! What operators see and do: usage summaries, plan distribution with revenue estimates,
+//! offenders, history, and the audited actions (plan change, reset, cleanup, erasure).
+//! Each action writes its audit row through the same transaction as the change.
+
+use super::Rules;
+use super::period::Period;
+use super::plan::{Enforcement, Limit};
+use crate::store::{AdminRead, AdminWrite, StoreError, UsageRead, UsageWrite, UserRecord};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanShare {
+    pub plan: String,
+    pub users: u64,
+    /// users / all users, 0 when there are none.
+    pub share: f64,
+    pub price_cents: u64,
+    /// Revenue estimate: users on the plan x its price.
+    pub revenue_cents: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Distribution {
+    pub plans: Vec<PlanShare>,
+    pub users_total: u64,
+    pub revenue_cents_total: u64,
+}
+
+/// Users per configured plan, in rank order. Users on a plan no longer configured count
+/// under the default plan, as they are served.
+pub fn plan_distribution(store: &impl AdminRead, rules: &Rules) -> Result<Distribution, StoreError> {
+    let mut users_by_plan: HashMap<&str, u64> = HashMap::new();
+    for (stored_plan, users) in store.plan_users()? {
+        let plan = rules.catalog.plan_or_default(&stored_plan);
+        *users_by_plan.entry(plan.name.as_str()).or_default() += users;
+    }
+    let users_total: u64 = users_by_plan.values().sum();
+    let plans: Vec<PlanShare> = rules
+        .catalog
+        .plans()
+        .iter()
+        .map(|plan| {
+            let users = users_by_plan.get(plan.name.as_str()).copied().unwrap_or(0);
+            PlanShare {
+                plan: plan.name.clone(),
+                users,
+                share: if users_total == 0 { 0.0 } else { users as f64 / users_total as f64 },
+                price_cents: plan.price_cents,
+                revenue_cents: users.saturating_mul(plan.price_cents),
+            }
+        })
+        .collect();
+    let revenue_cents_total = plans.iter().map(|plan| plan.revenue_cents).fold(0u64, u64::saturating_add);
+    Ok(Distribution { plans, users_total, revenue_cents_total })
+}
+
+/// One user's usage of every configured metric in a period, in catalog order.
+pub type MetricValues = Vec<(String, u64)>;
+
+fn every_metric(rules: &Rules, values: impl IntoIterator<Item = (String, u64)>) -> MetricValues {
+    let found: HashMap<String, u64> = values.into_iter().collect();
+    rules.catalog.metrics().map(|metric| (metric.name.clone(), found.get(&metric.name).copied().unwrap_or(0))).collect()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopUser {
+    pub user_id: String,
+    pub plan: String,
+    pub usage: MetricValues,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub period: Period,
+    pub metric: String,
+    pub totals: MetricValues,
+    pub active_users: u64,
+    pub distribution: Distribution,
+    pub top_users: Vec<TopUser>,
+}
+
+pub fn summary(
+    store: &(impl AdminRead + UsageRead),
+    rules: &Rules,
+    period: Period,
+    metric: &str,
+    top: u32,
+) -> Result<Summary, StoreError> {
+    let mut top_users = Vec::new();
+    for (user, _) in store.top_users(period, metric, top)? {
+        let usage = every_metric(rules, store.counters(user.pk, period)?);
+        top_users.push(TopUser {
+            user_id: user.user_id,
+            plan: rules.catalog.plan_or_default(&user.plan).name.clone(),
+            usage,
+        });
+    }
+    Ok(Summary {
+        period,
+        metric: metric.to_owned(),
+        totals: every_metric(rules, store.period_totals(period)?),
+        active_users: store.active_users(period)?,
+        distribution: plan_distribution(store, rules)?,
+        top_users,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offender {
+    pub user_id: String,
+    pub plan: String,
+    pub used: u64,
+    pub limit: Option<u64>,
+    pub enforcement: Enforcement,
+    /// used / limit x 100; None when unlimited or the limit is 0.
+    pub percent_of_limit: Option<f64>,
+}
+
+pub fn offenders(
+    store: &impl AdminRead,
+    rules: &Rules,
+    period: Period,
+    metric: &str,
+    limit: u32,
+) -> Result<Vec<Offender>, StoreError> {
+    Ok(store
+        .top_users(period, metric, limit)?
+        .into_iter()
+        .map(|(user, used)| {
+            let plan = rules.catalog.plan_or_default(&user.plan);
+            let plan_limit = plan.limit(metric);
+            let percent_of_limit = match plan_limit {
+                Limit::Hard(limit) | Limit::Soft(limit) if limit > 0 => Some(used as f64 * 100.0 / limit as f64),
+                _ => None,
+            };
+            Offender {
+                user_id: user.user_id,
+                plan: plan.name.clone(),
+                used,
+                limit: plan_limit.value(),
+                enforcement: plan_limit.enforcement(),
+                percent_of_limit,
+            }
+        })
+        .collect())
+}
+
+/// The user's usage in each of the `months` periods ending with `current`, newest first.
+pub fn history(
+    store: &impl AdminRead,
+    rules: &Rules,
+    user: &UserRecord,
+    current: Period,
+    months: u32,
+) -> Result<Vec<(Period, MetricValues)>, StoreError> {
+    let oldest = current.oldest_kept(months);
+    let mut by_period: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+    for (period, metric, value) in store.counters_since(user.pk, oldest)? {
+        by_period.entry(period).or_default().push((metric, value));
+    }
+    Ok((0..months)
+        .map(|back| {
+            let period = current.months_before(back);
+            let values = by_period.remove(&period.to_string()).unwrap_or_default();
+            (period, every_metric(rules, values))
+        })
+        .collect())
+}
+
+/// Who did it, for the audit log: a key's name, or a job's.
+pub type Actor<'a> = &'a str;
+
+/// Sets the user's plan, creating the user if needed; audited when `actor` is given.
+pub fn change_plan(
+    tx: &(impl UsageWrite + AdminWrite),
+    user_id: &str,
+    plan: &str,
+    actor: Option<Actor<'_>>,
+    now_ms: i64,
+) -> Result<UserRecord, StoreError> {
+    let (user, previous) = match tx.find_user(user_id)? {
+        Some(mut user) => {
+            tx.set_plan(user.pk, plan, now_ms)?;
+            let previous = std::mem::replace(&mut user.plan, plan.to_owned());
+            (user, Some(previous))
+        }
+        None => (tx.create_user(user_id, plan, now_ms)?, None),
+    };
+    if let Some(actor) = actor {
+        let details = json!({ "from": previous, "to": plan }).to_string();
+        tx.append_audit(now_ms, actor, "plan_changed", Some(user_id), &details)?;
+    }
+    Ok(user)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetReport {
+    pub period: Period,
+    /// Every reset metric with its value before the reset.
+    pub before: MetricValues,
+}
+
+/// Zeroes the user's counters of the current period (one metric or all). `None` when the
+/// user is unknown. Runs on the writer, so it is ordered with concurrent tracks.
+pub fn reset_usage(
+    tx: &(impl UsageWrite + AdminWrite),
+    rules: &Rules,
+    user_id: &str,
+    metric: Option<&str>,
+    actor: Actor<'_>,
+    now_ms: i64,
+) -> Result<Option<ResetReport>, StoreError> {
+    let Some(user) = tx.find_user(user_id)? else {
+        return Ok(None);
+    };
+    let period = Period::of_unix_ms(now_ms);
+    let found = tx.reset_counters(user.pk, period, metric, now_ms)?;
+    let before: MetricValues =
+        every_metric(rules, found).into_iter().filter(|(name, _)| metric.is_none_or(|metric| metric == name)).collect();
+    let details = json!({
+        "period": period.to_string(),
+        "metric": metric,
+        "before": before.iter().map(|(name, value)| (name.clone(), json!(value))).collect::<serde_json::Map<_, _>>(),
+    });
+    tx.append_audit(now_ms, actor, "usage_reset", Some(user_id), &details.to_string())?;
+    Ok(Some(ResetReport { period, before }))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub deleted_counters: u64,
+    pub oldest_period_kept: Period,
+    pub pruned_idempotency_keys: u64,
+}
+
+/// Deletes counters older than `retention_months` periods and expired idempotency answers.
+pub fn cleanup(
+    tx: &impl AdminWrite,
+    rules: &Rules,
+    retention_months: u32,
+    actor: Actor<'_>,
+    now_ms: i64,
+) -> Result<CleanupReport, StoreError> {
+    let oldest_period_kept = Period::of_unix_ms(now_ms).oldest_kept(retention_months);
+    let deleted_counters = tx.delete_counters_before(oldest_period_kept)?;
+    let answers_expire_ms = now_ms - i64::from(rules.idempotency_hours) * 3_600_000;
+    let pruned_idempotency_keys = tx.prune_answers(answers_expire_ms)?;
+    let details = json!({
+        "retention_months": retention_months,
+        "deleted_counters": deleted_counters,
+        "oldest_period_kept": oldest_period_kept.to_string(),
+        "pruned_idempotency_keys": pruned_idempotency_keys,
+    });
+    tx.append_audit(now_ms, actor, "cleanup", None, &details.to_string())?;
+    Ok(CleanupReport { deleted_counters, oldest_period_kept, pruned_idempotency_keys })
+}
+
+/// What an erased user is called afterwards: `sha256:` and the hex digest of their id.
+pub fn erased_name(user_id: &str) -> String {
+    let digest = Sha256::digest(user_id.as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Erases the user and everything held about them; earlier audit rows that named them
+/// now name the hash. Returns the hash, or `None` when the user is unknown.
+pub fn erase_user(
+    tx: &(impl UsageWrite + AdminWrite),
+    user_id: &str,
+    actor: Actor<'_>,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let Some(user) = tx.find_user(user_id)? else {
+        return Ok(None);
+    };
+    let hash = erased_name(user_id);
+    tx.delete_user(&user)?;
+    tx.redact_audit_target(user_id, &hash)?;
+    tx.append_audit(now_ms, actor, "user_erased", Some(&hash), "{}")?;
+    Ok(Some(hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erased_name_is_a_stable_sha256() {
+        assert_eq!(erased_name("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

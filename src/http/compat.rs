@@ -1,0 +1,62 @@
+//! The origin design's admin API, `GET`/`POST /api/v1/admin/usage`, for clients written
+//! against it. Every request maps onto the `/v1/admin` functions in admin.rs: one
+//! implementation, two URL shapes. Same admin auth.
+
+use super::Ctx;
+use super::admin::{self, Params};
+use super::error::ApiError;
+use super::request::{present, query};
+use oxhttp::model::{Body, Response};
+use serde::Deserialize;
+
+/// `?endpoint=` (absent: dashboard data), `user` (needs `userId`), `offenders`, `plans`.
+pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let mut params: Params = query(ctx.request, &["endpoint", "userId", "period", "metric", "top", "limit", "months"])?;
+    let endpoint = params.remove("endpoint");
+    match endpoint.as_deref() {
+        None | Some("dashboard") => admin::usage_summary(ctx, &params),
+        Some("user") => {
+            let user_id = params.remove("userId").ok_or_else(|| ApiError::invalid("endpoint=user needs userId"))?;
+            admin::user_details(ctx, &user_id, &params)
+        }
+        Some("offenders") => admin::offenders(ctx, &params),
+        Some("plans") => admin::plan_distribution(ctx),
+        Some(other) => Err(ApiError::invalid(format!(
+            "unknown endpoint {other:?}; use user, offenders or plans, or leave it out for the dashboard"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ActionBody {
+    action: String,
+    #[serde(default, deserialize_with = "present")]
+    retention_months: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    plan: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    metric: Option<String>,
+}
+
+fn required<T>(value: Option<T>, action: &str, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid(format!("action {action:?} needs {field}")))
+}
+
+/// `{"action": "cleanup" | "upgrade_plan" | "reset_user", ...}`.
+pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    query(ctx.request, &[])?;
+    let body: ActionBody = ctx.json_body()?;
+    match body.action.as_str() {
+        "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),
+        "upgrade_plan" => admin::change_plan(
+            ctx,
+            required(body.user_id, "upgrade_plan", "userId")?,
+            required(body.plan, "upgrade_plan", "plan")?,
+        ),
+        "reset_user" => admin::reset(ctx, required(body.user_id, "reset_user", "userId")?, body.metric),
+        other => Err(ApiError::invalid(format!("unknown action {other:?}; use cleanup, upgrade_plan or reset_user"))),
+    }
+}

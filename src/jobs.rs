@@ -1,0 +1,45 @@
+//! Background jobs: the daily cleanup that deletes counters older than
+//! `usage.retention_months` and prunes expired idempotency answers. It runs once at startup
+//! and then every 24 hours, through the writer like any other change, and is audited.
+
+use crate::domain::admin;
+use crate::http::{App, now_ms};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The audit log's actor for the scheduled cleanup.
+pub const CLEANUP_ACTOR: &str = "scheduled-cleanup";
+
+const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn run_cleanup(app: &App) {
+    let rules = Arc::clone(&app.rules);
+    let retention_months = rules.retention_months;
+    let now_ms = now_ms();
+    match app.store.write(move |tx| admin::cleanup(tx, &rules, retention_months, CLEANUP_ACTOR, now_ms)) {
+        Ok(report) => log::info!(
+            "scheduled cleanup: deleted {} counters before {}, pruned {} idempotency keys",
+            report.deleted_counters,
+            report.oldest_period_kept,
+            report.pruned_idempotency_keys
+        ),
+        Err(error) => log::warn!("scheduled cleanup failed, retrying at the next run: {error}"),
+    }
+}
+
+/// Starts the cleanup thread. It stops when the writer stops.
+pub fn spawn_cleanup(app: Arc<App>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("tally-cleanup".into()).spawn(move || {
+        loop {
+            run_cleanup(&app);
+            let next = Instant::now() + CLEANUP_EVERY;
+            while Instant::now() < next {
+                if !app.store.is_writer_running() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! SQL for the admin views and actions: rollup reads, top users, history, the audit log,
+//! reset, cleanup, erasure and export. Every write keeps the rollups in step.
+
+use super::writer::WriteTx;
+use super::{Reader, StoreError, UserRecord, rollup};
+use crate::domain::period::Period;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// One row of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    /// A JSON object.
+    pub details: String,
+}
+
+/// A counter row as exported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterRecord {
+    pub period: String,
+    pub metric: String,
+    pub value: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Everything held about one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserExport {
+    pub updated_at_ms: i64,
+    pub counters: Vec<CounterRecord>,
+    /// (feature, used_at_ms)
+    pub feature_uses: Vec<(String, i64)>,
+    /// (key, status, created_at_ms)
+    pub idempotency_keys: Vec<(String, u16, i64)>,
+    pub audit: Vec<AuditRecord>,
+}
+
+/// Reads behind the admin views.
+pub trait AdminRead {
+    /// (metric, total) for every metric with usage in the period.
+    fn period_totals(&self, period: Period) -> Result<Vec<(String, u64)>, StoreError>;
+    fn active_users(&self, period: Period) -> Result<u64, StoreError>;
+    /// (stored plan name, users).
+    fn plan_users(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The users with the largest counters for the metric in the period, largest first.
+    fn top_users(&self, period: Period, metric: &str, limit: u32) -> Result<Vec<(UserRecord, u64)>, StoreError>;
+    /// (period, metric, value) of every counter of the user from `oldest` on.
+    fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// Newest first; only rows with an id below `before` when given.
+    fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError>;
+    fn export_user(&self, user: &UserRecord) -> Result<UserExport, StoreError>;
+}
+
+/// Admin actions; only the writer's transaction implements it.
+pub trait AdminWrite: AdminRead {
+    /// Sets the user's counters of the period (one metric, or all) to 0; returns the
+    /// (metric, value) pairs as they were.
+    fn reset_counters(
+        &self,
+        user_pk: i64,
+        period: Period,
+        metric: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Deletes counters of periods before `oldest_kept`; returns how many.
+    fn delete_counters_before(&self, oldest_kept: Period) -> Result<u64, StoreError>;
+    /// Deletes idempotency answers stored before `before_ms`; returns how many.
+    fn prune_answers(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes the user with their counters, feature uses and idempotency answers.
+    fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    fn append_audit(
+        &self,
+        at_ms: i64,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        details: &str,
+    ) -> Result<i64, StoreError>;
+    /// Replaces `target` in every audit row that names it (for erasure).
+    fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<(), StoreError>;
+}
+
+fn to_u64(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.get(0)?,
+        at_ms: row.get(1)?,
+        actor: row.get(2)?,
+        action: row.get(3)?,
+        target: row.get(4)?,
+        details: row.get(5)?,
+    })
+}
+
+fn period_totals(connection: &Connection, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut statement = connection.prepare_cached("SELECT metric, total FROM period_totals WHERE period = ?1")?;
+    let rows = statement.query_map([period.to_string()], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn active_users(connection: &Connection, period: Period) -> Result<u64, StoreError> {
+    let mut statement = connection.prepare_cached("SELECT active_users FROM period_users WHERE period = ?1")?;
+    let count: Option<i64> = statement.query_row([period.to_string()], |row| row.get(0)).optional()?;
+    Ok(to_u64(count.unwrap_or(0)))
+}
+
+fn plan_users(connection: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut statement = connection.prepare_cached("SELECT plan, users FROM plan_users WHERE users > 0")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn top_users(
+    connection: &Connection,
+    period: Period,
+    metric: &str,
+    limit: u32,
+) -> Result<Vec<(UserRecord, u64)>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT u.id, u.uuid, u.user_id, u.plan, u.created_at, c.value
+         FROM usage_counters c JOIN users u ON u.id = c.user_pk
+         WHERE c.period = ?1 AND c.metric = ?2
+         ORDER BY c.value DESC, c.user_pk DESC LIMIT ?3",
+    )?;
+    let rows = statement.query_map(params![period.to_string(), metric, limit], |row| {
+        Ok((
+            UserRecord {
+                pk: row.get(0)?,
+                uuid: row.get(1)?,
+                user_id: row.get(2)?,
+                plan: row.get(3)?,
+                created_at_ms: row.get(4)?,
+            },
+            to_u64(row.get(5)?),
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn counters_since(
+    connection: &Connection,
+    user_pk: i64,
+    oldest: Period,
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT period, metric, value FROM usage_counters WHERE user_pk = ?1 AND period >= ?2 ORDER BY period DESC",
+    )?;
+    let rows = statement
+        .query_map(params![user_pk, oldest.to_string()], |row| Ok((row.get(0)?, row.get(1)?, to_u64(row.get(2)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn audit_page(connection: &Connection, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, at, actor, action, target, details FROM audit_log WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![before.unwrap_or(i64::MAX), limit], audit_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn export_user(connection: &Connection, user: &UserRecord) -> Result<UserExport, StoreError> {
+    let updated_at_ms: i64 = connection
+        .prepare_cached("SELECT updated_at FROM users WHERE id = ?1")?
+        .query_row([user.pk], |row| row.get(0))?;
+    let mut statement = connection.prepare_cached(
+        "SELECT period, metric, value, created_at, updated_at FROM usage_counters WHERE user_pk = ?1
+         ORDER BY period DESC, metric",
+    )?;
+    let counters = statement
+        .query_map([user.pk], |row| {
+            Ok(CounterRecord {
+                period: row.get(0)?,
+                metric: row.get(1)?,
+                value: to_u64(row.get(2)?),
+                created_at_ms: row.get(3)?,
+                updated_at_ms: row.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut statement =
+        connection.prepare_cached("SELECT feature, used_at FROM feature_uses WHERE user_pk = ?1 ORDER BY used_at")?;
+    let feature_uses =
+        statement.query_map([user.pk], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut statement = connection.prepare_cached(
+        "SELECT key, status, created_at FROM idempotency_keys WHERE user_id = ?1 ORDER BY created_at",
+    )?;
+    let idempotency_keys = statement
+        .query_map([&user.user_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut statement = connection
+        .prepare_cached("SELECT id, at, actor, action, target, details FROM audit_log WHERE target = ?1 ORDER BY id")?;
+    let audit = statement.query_map([&user.user_id], audit_row)?.collect::<Result<_, _>>()?;
+    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit })
+}
+
+macro_rules! impl_admin_read {
+    ($type:ty) => {
+        impl AdminRead for $type {
+            fn period_totals(&self, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
+                period_totals(self.0, period)
+            }
+            fn active_users(&self, period: Period) -> Result<u64, StoreError> {
+                active_users(self.0, period)
+            }
+            fn plan_users(&self) -> Result<Vec<(String, u64)>, StoreError> {
+                plan_users(self.0)
+            }
+            fn top_users(
+                &self,
+                period: Period,
+                metric: &str,
+                limit: u32,
+            ) -> Result<Vec<(UserRecord, u64)>, StoreError> {
+                top_users(self.0, period, metric, limit)
+            }
+            fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>, StoreError> {
+                counters_since(self.0, user_pk, oldest)
+            }
+            fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
+                audit_page(self.0, limit, before)
+            }
+            fn export_user(&self, user: &UserRecord) -> Result<UserExport, StoreError> {
+                export_user(self.0, user)
+            }
+        }
+    };
+}
+
+impl_admin_read!(Reader<'_>);
+impl_admin_read!(WriteTx<'_>);
+
+impl AdminWrite for WriteTx<'_> {
+    fn reset_counters(
+        &self,
+        user_pk: i64,
+        period: Period,
+        metric: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let period_text = period.to_string();
+        let before: Vec<(String, u64)> = self
+            .0
+            .prepare_cached(
+                "SELECT metric, value FROM usage_counters
+                 WHERE user_pk = ?1 AND period = ?2 AND (?3 IS NULL OR metric = ?3)",
+            )?
+            .query_map(params![user_pk, period_text, metric], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?
+            .collect::<Result<_, _>>()?;
+        self.0
+            .prepare_cached(
+                "UPDATE usage_counters SET value = 0, updated_at = ?4
+                 WHERE user_pk = ?1 AND period = ?2 AND (?3 IS NULL OR metric = ?3)",
+            )?
+            .execute(params![user_pk, period_text, metric, now_ms])?;
+        for (metric, value) in &before {
+            rollup::add_total(self.0, period, metric, -(*value as i64))?;
+        }
+        Ok(before)
+    }
+
+    fn delete_counters_before(&self, oldest_kept: Period) -> Result<u64, StoreError> {
+        let oldest = oldest_kept.to_string();
+        let deleted = self.0.prepare_cached("DELETE FROM usage_counters WHERE period < ?1")?.execute([&oldest])?;
+        self.0.prepare_cached("DELETE FROM period_totals WHERE period < ?1")?.execute([&oldest])?;
+        self.0.prepare_cached("DELETE FROM period_users WHERE period < ?1")?.execute([&oldest])?;
+        Ok(deleted as u64)
+    }
+
+    fn prune_answers(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let deleted =
+            self.0.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?.execute([before_ms])?;
+        Ok(deleted as u64)
+    }
+
+    fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let counters: Vec<(String, String, i64)> = self
+            .0
+            .prepare_cached("SELECT period, metric, value FROM usage_counters WHERE user_pk = ?1")?
+            .query_map([user.pk], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut periods: Vec<&str> = Vec::new();
+        for (period, metric, value) in &counters {
+            if let Ok(parsed) = period.parse::<Period>() {
+                rollup::add_total(self.0, parsed, metric, -value)?;
+            }
+            if !periods.contains(&period.as_str()) {
+                periods.push(period);
+            }
+        }
+        for period in periods {
+            rollup::add_active_users(self.0, period, -1)?;
+        }
+        rollup::add_plan_users(self.0, &user.plan, -1)?;
+        self.0.prepare_cached("DELETE FROM idempotency_keys WHERE user_id = ?1")?.execute([&user.user_id])?;
+        // Counters and feature uses go with the user (ON DELETE CASCADE).
+        self.0.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([user.pk])?;
+        Ok(())
+    }
+
+    fn append_audit(
+        &self,
+        at_ms: i64,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        details: &str,
+    ) -> Result<i64, StoreError> {
+        let mut statement = self.0.prepare_cached(
+            "INSERT INTO audit_log (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )?;
+        Ok(statement.query_row(params![at_ms, actor, action, target, details], |row| row.get(0))?)
+    }
+
+    fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<(), StoreError> {
+        self.0.prepare_cached("UPDATE audit_log SET target = ?2 WHERE target = ?1")?.execute([target, replacement])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! Rollups: running totals per period and metric, active users per period, users per plan.
+//! Every function that changes counters, users or plans calls these in the same
+//! transaction, so the admin views read a few rows instead of scanning millions.
+
+use super::StoreError;
+use crate::domain::period::Period;
+use rusqlite::{Connection, params};
+
+/// Adds `delta` (possibly negative) to a period's total for a metric; saturates at
+/// i64::MAX and never goes below 0.
+pub(super) fn add_total(connection: &Connection, period: Period, metric: &str, delta: i64) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO period_totals (period, metric, total) VALUES (?1, ?2, max(?3, 0))
+         ON CONFLICT (period, metric) DO UPDATE SET total = CASE
+             WHEN ?3 >= 0 AND total > 9223372036854775807 - ?3 THEN 9223372036854775807
+             ELSE max(total + ?3, 0) END",
+    )?;
+    statement.execute(params![period.to_string(), metric, delta])?;
+    Ok(())
+}
+
+pub(super) fn add_active_users(connection: &Connection, period: &str, delta: i64) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO period_users (period, active_users) VALUES (?1, max(?2, 0))
+         ON CONFLICT (period) DO UPDATE SET active_users = max(active_users + ?2, 0)",
+    )?;
+    statement.execute(params![period, delta])?;
+    Ok(())
+}
+
+pub(super) fn add_plan_users(connection: &Connection, plan: &str, delta: i64) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO plan_users (plan, users) VALUES (?1, max(?2, 0))
+         ON CONFLICT (plan) DO UPDATE SET users = max(users + ?2, 0)",
+    )?;
+    statement.execute(params![plan, delta])?;
+    Ok(())
+}
+
+/// Whether the user has any counter in the period (so is already counted as active).
+pub(super) fn has_counters(connection: &Connection, user_pk: i64, period: Period) -> Result<bool, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_counters WHERE user_pk = ?1 AND period = ?2)")?;
+    Ok(statement.query_row(params![user_pk, period.to_string()], |row| row.get(0))?)
+}

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod compat;
+mod dashboard;
 mod error;
 mod features;
 mod health;
@@ -35,6 +36,8 @@ pub struct App {
     pub config: Config,
     pub rules: Arc<Rules>,
     pub store: Store,
+    /// Dashboard logins.
+    pub sessions: dashboard::Sessions,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -42,7 +45,14 @@ pub struct App {
 impl App {
     pub fn new(config: Config, store: Store) -> App {
         let rules = Arc::new(config.rules.clone());
-        App { config, rules, store, draining: AtomicBool::new(false), in_flight: AtomicUsize::new(0) }
+        App {
+            config,
+            rules,
+            store,
+            sessions: dashboard::Sessions::default(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+        }
     }
 
     /// From now on new requests are refused with 503 and `Connection: close`.
@@ -66,12 +76,17 @@ pub struct Ctx<'r> {
 }
 
 impl Ctx<'_> {
+    fn body_limits(&self) -> BodyLimits {
+        BodyLimits { max_bytes: self.app.config.server.max_body_bytes, timeout: self.app.config.server.request_timeout }
+    }
+
     pub fn json_body<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        let limits = BodyLimits {
-            max_bytes: self.app.config.server.max_body_bytes,
-            timeout: self.app.config.server.request_timeout,
-        };
-        request::json_body(self.request, limits, self.started)
+        request::json_body(self.request, self.body_limits(), self.started)
+    }
+
+    /// An HTML form's fields (the dashboard's POSTs).
+    pub fn form_body(&mut self) -> Result<std::collections::HashMap<String, String>, ApiError> {
+        request::form_body(self.request, self.body_limits(), self.started)
     }
 }
 

@@ -16,9 +16,17 @@ pub struct BodyLimits {
     pub timeout: Duration,
 }
 
+/// The media type of a Content-Type value, without parameters.
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
+}
+
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
+    essence(content_type).eq_ignore_ascii_case("application/json")
+}
+
+fn is_form(content_type: &str) -> bool {
+    essence(content_type).eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
 
 /// Reads the body as JSON into `T`. An absent or empty body reads as `{}`.
@@ -27,7 +35,7 @@ pub fn json_body<T: DeserializeOwned>(
     limits: BodyLimits,
     started: Instant,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(request, limits, started)?;
+    let bytes = read_body(request, limits, started, is_json, "JSON, sent with `Content-Type: application/json`")?;
     let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
     let bytes: &[u8] = match first {
         None => b"{}",
@@ -56,7 +64,26 @@ fn payload_too_large(limits: BodyLimits) -> ApiError {
     .with("max_body_bytes", limits.max_bytes)
 }
 
-fn read_body(request: &mut Request<Body>, limits: BodyLimits, started: Instant) -> Result<Vec<u8>, ApiError> {
+/// Reads an HTML form body (`application/x-www-form-urlencoded`) into a map; a field given
+/// twice keeps its last value.
+pub fn form_body(
+    request: &mut Request<Body>,
+    limits: BodyLimits,
+    started: Instant,
+) -> Result<HashMap<String, String>, ApiError> {
+    let bytes = read_body(request, limits, started, is_form, "a form, sent as application/x-www-form-urlencoded")?;
+    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// Reads the whole body, refusing a declared or actual size over the limit, a content type
+/// `accepts` does not take (`expected` says which), and a body slower than the deadline.
+fn read_body(
+    request: &mut Request<Body>,
+    limits: BodyLimits,
+    started: Instant,
+    accepts: fn(&str) -> bool,
+    expected: &str,
+) -> Result<Vec<u8>, ApiError> {
     let declared = request.body().len();
     if declared == Some(0) {
         return Ok(Vec::new());
@@ -66,11 +93,11 @@ fn read_body(request: &mut Request<Body>, limits: BodyLimits, started: Instant) 
         return Err(refuse_body(payload_too_large(limits), declared));
     }
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
-    if !content_type.is_some_and(is_json) {
+    if !content_type.is_some_and(accepts) {
         let error = ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "the body must be JSON, sent with `Content-Type: application/json`",
+            format!("the body must be {expected}"),
         );
         return Err(refuse_body(error, declared));
     }

@@ -3,7 +3,7 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Ctx, admin, compat, features, health, usage, users};
+use super::{Ctx, admin, compat, dashboard, features, health, usage, users};
 use oxhttp::model::{Body, Method, Response};
 use percent_encoding::percent_decode_str;
 
@@ -69,6 +69,59 @@ pub static ROUTES: &[Route] = &[
     },
     Route { method: Method::GET, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::get_usage },
     Route { method: Method::POST, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::post_usage },
+    Route { method: Method::GET, pattern: "/admin", access: Access::Session, handler: dashboard::overview },
+    Route { method: Method::GET, pattern: "/admin/login", access: Access::Public, handler: dashboard::login_page },
+    Route { method: Method::POST, pattern: "/admin/login", access: Access::Public, handler: dashboard::login },
+    Route { method: Method::POST, pattern: "/admin/logout", access: Access::Session, handler: dashboard::logout },
+    Route { method: Method::GET, pattern: "/admin/users", access: Access::Session, handler: dashboard::find_user },
+    Route {
+        method: Method::GET,
+        pattern: "/admin/users/{user_id}",
+        access: Access::Session,
+        handler: dashboard::user_page,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/admin/users/{user_id}/plan",
+        access: Access::Session,
+        handler: dashboard::change_plan,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/admin/users/{user_id}/reset",
+        access: Access::Session,
+        handler: dashboard::reset,
+    },
+    Route {
+        method: Method::GET,
+        pattern: "/admin/users/{user_id}/export",
+        access: Access::Session,
+        handler: dashboard::export,
+    },
+    Route {
+        method: Method::GET,
+        pattern: "/admin/users/{user_id}/erase",
+        access: Access::Session,
+        handler: dashboard::erase_page,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/admin/users/{user_id}/erase",
+        access: Access::Session,
+        handler: dashboard::erase,
+    },
+    Route {
+        method: Method::GET,
+        pattern: "/admin/maintenance",
+        access: Access::Session,
+        handler: dashboard::maintenance,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/admin/maintenance/cleanup",
+        access: Access::Session,
+        handler: dashboard::cleanup,
+    },
 ];
 
 /// Matches `path` against `pattern`; returns the decoded parameters.

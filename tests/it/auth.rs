@@ -50,11 +50,24 @@ fn every_route_answers_401_without_a_valid_key_and_403_to_a_service_key_on_admin
                 assert_eq!((anonymous, wrong, service), (401, 401, 403), "{method} {path}");
                 assert!(![401, 403].contains(&admin), "{method} {path}: admin key refused");
             }
+            Access::Session => {
+                // Dashboard pages need a login session; a bearer key is not one.
+                for status in [anonymous, wrong, service, admin] {
+                    assert_eq!(status, 303, "{method} {path} without a session goes to the login page");
+                }
+                assert_eq!(reply_location(&tally, method, &path).as_deref(), Some("/admin/login"), "{method} {path}");
+            }
         }
         checked += 1;
     }
     assert_eq!(checked, ROUTES.len());
     assert!(ROUTES.iter().any(|route| route.access == Access::Service));
+}
+
+fn reply_location(tally: &crate::support::Tally, method: &str, path: &str) -> Option<String> {
+    let reply =
+        tally.client().request(method, path, &[("Content-Type", "application/x-www-form-urlencoded")], Some(b""));
+    reply.header("location").map(str::to_owned)
 }
 
 #[test]

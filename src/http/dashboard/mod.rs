@@ -1,0 +1,59 @@
+//! The admin dashboard at /admin: server-rendered HTML embedded in the binary. (Skeleton:
+//! the pages are being written.)
+
+use super::Ctx;
+use super::error::ApiError;
+use oxhttp::model::{Body, Response, StatusCode};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Dashboard login sessions, by session token.
+#[derive(Default)]
+pub struct Sessions {
+    #[allow(dead_code)]
+    by_token: Mutex<HashMap<String, ()>>,
+}
+
+fn not_yet(_: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "the dashboard is not built yet"))
+}
+
+pub fn overview(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn login_page(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn login(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn logout(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn find_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn user_page(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn change_plan(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn reset(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn erase_page(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn erase(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn maintenance(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}
+pub fn cleanup(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    not_yet(ctx)
+}

@@ -15,7 +15,13 @@ pub struct Sessions {
 }
 
 fn not_yet(_: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "the dashboard is not built yet"))
+    // No page yet, and no session can exist: every page sends the visitor to the login page.
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(oxhttp::model::header::LOCATION, oxhttp::model::HeaderValue::from_static("/admin/login"));
+    Ok(response)
 }
 
 pub fn overview(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {

@@ -5,7 +5,7 @@
 use super::Rules;
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use crate::store::{StoreError, UsageRead, UsageWrite};
+use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
 
 /// Counters are SQLite integers: they stop at i64::MAX rather than wrap.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
@@ -169,6 +169,25 @@ pub fn track(
             }
         }
     })
+}
+
+/// The user's standing on every configured metric in `period`, in catalog order.
+pub fn standings(
+    store: &impl UsageRead,
+    rules: &Rules,
+    user: &UserRecord,
+    period: Period,
+) -> Result<Vec<(String, Standing)>, StoreError> {
+    let plan = rules.catalog.plan_or_default(&user.plan);
+    let counters = store.counters(user.pk, period)?;
+    Ok(rules
+        .catalog
+        .metrics()
+        .map(|metric| {
+            let used = counters.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, used)| *used);
+            (metric.name.clone(), Standing::new(plan.limit(&metric.name), used))
+        })
+        .collect())
 }
 
 #[cfg(test)]

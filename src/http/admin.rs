@@ -2,20 +2,18 @@
 //! export, and the audited actions. Each view is a plain function of its typed parameters,
 //! which the compatibility routes (compat.rs) call too: one implementation, two URL shapes.
 
+use super::admin_ops as ops;
 use super::error::ApiError;
 use super::request::{present, query};
-use super::users::{rfc3339, user_id_param, user_not_found, user_view};
-use super::{Ctx, json_response, now_ms};
+use super::users::{UserView, rfc3339, user_id_param, user_not_found};
+use super::{App, Ctx, json_response, now_ms};
 use crate::domain::Rules;
 use crate::domain::admin::{self, MetricValues};
 use crate::domain::period::Period;
-use crate::domain::user_id::validate_user_id;
-use crate::store::{AdminRead, UsageRead};
 use oxhttp::model::{Body, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Query parameters as given, by name.
 pub type Params = HashMap<String, String>;
@@ -76,11 +74,10 @@ fn plans_json(distribution: &admin::Distribution) -> Value {
 
 /// `GET /v1/admin/usage`: the dashboard's numbers for a period.
 pub fn usage_summary(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, ApiError> {
-    let rules = &ctx.app.rules;
     let period = period_param(params, now_ms())?;
-    let metric = metric_param(rules, params)?;
+    let metric = metric_param(&ctx.app.rules, params)?;
     let top = count_param(params, "top", 10, 0, 1000)?;
-    let summary = ctx.app.store.read(|reader| admin::summary(reader, rules, period, &metric, top))?;
+    let summary = ops::summary(ctx.app, period, &metric, top)?;
     let top_users: Vec<Value> = summary
         .top_users
         .iter()
@@ -103,19 +100,15 @@ pub fn usage_summary(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, A
 
 /// `GET /v1/admin/plans`: users, share and revenue estimate per plan.
 pub fn plan_distribution(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let rules = &ctx.app.rules;
-    let distribution = ctx.app.store.read(|reader| admin::plan_distribution(reader, rules))?;
-    Ok(json_response(StatusCode::OK, &plans_json(&distribution)))
+    Ok(json_response(StatusCode::OK, &plans_json(&ops::distribution(ctx.app)?)))
 }
 
 /// `GET /v1/admin/offenders`: the largest users of a metric, against their limits.
 pub fn offenders(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, ApiError> {
-    let rules = &ctx.app.rules;
     let period = period_param(params, now_ms())?;
-    let metric = metric_param(rules, params)?;
+    let metric = metric_param(&ctx.app.rules, params)?;
     let limit = count_param(params, "limit", 10, 1, 1000)?;
-    let offenders = ctx.app.store.read(|reader| admin::offenders(reader, rules, period, &metric, limit))?;
-    let offenders: Vec<Value> = offenders
+    let offenders: Vec<Value> = ops::offenders(ctx.app, period, &metric, limit)?
         .iter()
         .map(|offender| {
             json!({
@@ -133,49 +126,25 @@ pub fn offenders(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, ApiEr
 
 /// `GET /v1/admin/users/{user_id}`: the user view plus monthly history, newest first.
 pub fn user_details(ctx: &Ctx<'_>, user_id: &str, params: &Params) -> Result<Response<Body>, ApiError> {
-    validate_user_id(user_id).map_err(ApiError::invalid)?;
-    let rules = &ctx.app.rules;
-    let now_ms = now_ms();
     let months = count_param(params, "months", 12, 1, 120)?;
-    let current = Period::of_unix_ms(now_ms);
-    let found = ctx.app.store.read(|reader| {
-        let Some(user) = reader.find_user(user_id)? else {
-            return Ok(None);
-        };
-        let view = user_view(reader, rules, &user, current, now_ms)?;
-        let history = admin::history(reader, rules, &user, current, months)?;
-        Ok(Some((view, history)))
-    })?;
-    let (view, history) = found.ok_or_else(|| user_not_found(user_id))?;
+    let details = ops::user_details(ctx.app, user_id, months)?.ok_or_else(|| user_not_found(user_id))?;
+    let view = UserView::from_details(&details);
     let mut body = serde_json::to_value(view).map_err(|_| ApiError::internal())?;
     let history: Vec<Value> =
-        history.iter().map(|(period, usage)| json!({ "period": period, "usage": object(usage) })).collect();
+        details.history.iter().map(|(period, usage)| json!({ "period": period, "usage": object(usage) })).collect();
     body["history"] = Value::Array(history);
     Ok(json_response(StatusCode::OK, &body))
 }
 
 /// `POST /v1/admin/users/{user_id}/plan`: as `PUT /v1/users/{id}`, audited.
 pub fn change_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<Response<Body>, ApiError> {
-    validate_user_id(&user_id).map_err(ApiError::invalid)?;
-    let view = super::users::set_plan(ctx, user_id, plan, Some(actor(ctx)))?;
+    let view = super::users::set_plan(ctx, &user_id, &plan, Some(&actor(ctx)))?;
     Ok(json_response(StatusCode::OK, &view))
 }
 
 /// `POST /v1/admin/users/{user_id}/reset`: zeroes the current period; answers what was there.
 pub fn reset(ctx: &Ctx<'_>, user_id: String, metric: Option<String>) -> Result<Response<Body>, ApiError> {
-    validate_user_id(&user_id).map_err(ApiError::invalid)?;
-    let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
-    if let Some(metric) = &metric {
-        metric_param(&rules, &HashMap::from([("metric".to_owned(), metric.clone())]))?;
-    }
-    let actor = actor(ctx);
-    let now_ms = now_ms();
-    let target = user_id.clone();
-    let report = ctx
-        .app
-        .store
-        .write(move |tx| admin::reset_usage(tx, &rules, &target, metric.as_deref(), &actor, now_ms))?
-        .ok_or_else(|| user_not_found(&user_id))?;
+    let report = ops::reset(ctx.app, &user_id, metric.as_deref(), &actor(ctx))?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "user_id": user_id, "period": report.period, "before": object(&report.before) }),
@@ -184,13 +153,7 @@ pub fn reset(ctx: &Ctx<'_>, user_id: String, metric: Option<String>) -> Result<R
 
 /// `POST /v1/admin/cleanup`: deletes counters older than `retention_months` periods.
 pub fn cleanup(ctx: &Ctx<'_>, retention_months: u32) -> Result<Response<Body>, ApiError> {
-    if !(1..=1200).contains(&retention_months) {
-        return Err(ApiError::invalid("retention_months must be a whole number from 1 to 1200"));
-    }
-    let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
-    let actor = actor(ctx);
-    let now_ms = now_ms();
-    let report = ctx.app.store.write(move |tx| admin::cleanup(tx, &rules, retention_months, &actor, now_ms))?;
+    let report = ops::cleanup(ctx.app, retention_months, &actor(ctx))?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -267,24 +230,18 @@ pub fn post_cleanup(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 pub fn delete_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let actor = actor(ctx);
-    let now_ms = now_ms();
-    let target = user_id.clone();
-    let hash = ctx
-        .app
-        .store
-        .write(move |tx| admin::erase_user(tx, &target, &actor, now_ms))?
-        .ok_or_else(|| user_not_found(&user_id))?;
+    let hash = ops::erase(ctx.app, &user_id, &actor(ctx))?;
     Ok(json_response(StatusCode::OK, &json!({ "erased": true, "user_id_hash": hash })))
 }
 
 pub fn get_export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let export = ctx.app.store.read(|reader| match reader.find_user(&user_id)? {
-        Some(user) => Ok(Some((reader.export_user(&user)?, user))),
-        None => Ok(None),
-    })?;
-    let (export, user) = export.ok_or_else(|| user_not_found(&user_id))?;
+    Ok(json_response(StatusCode::OK, &export_json(ctx.app, &user_id)?))
+}
+
+/// Everything held about a user as one JSON document (also the dashboard's download).
+pub fn export_json(app: &App, user_id: &str) -> Result<Value, ApiError> {
+    let (user, export) = ops::export(app, user_id)?;
     let counters: Vec<Value> = export
         .counters
         .iter()
@@ -309,9 +266,7 @@ pub fn get_export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .map(|(key, status, at)| json!({ "key": key, "status": status, "created_at": rfc3339(*at) }))
         .collect();
     let audit: Vec<Value> = export.audit.iter().map(audit_json).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
+    Ok(json!({
             "exported_at": rfc3339(now_ms()),
             "user": {
                 "uuid": user.uuid,
@@ -324,8 +279,7 @@ pub fn get_export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             "feature_uses": feature_uses,
             "idempotency_keys": keys,
             "audit": audit,
-        }),
-    ))
+    }))
 }
 
 pub fn audit_json(record: &crate::store::AuditRecord) -> Value {
@@ -348,7 +302,7 @@ pub fn get_audit(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             ApiError::invalid(format!("before must be an audit row id (a positive whole number), got {text:?}"))
         })?),
     };
-    let rows = ctx.app.store.read(|reader| reader.audit_page(limit, before))?;
+    let rows = ops::audit_page(ctx.app, limit, before)?;
     let next_before = if rows.len() as u32 == limit { rows.last().map(|row| row.id) } else { None };
     let entries: Vec<Value> = rows.iter().map(audit_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "entries": entries, "next_before": next_before })))

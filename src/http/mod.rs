@@ -3,6 +3,7 @@
 //! modules parse input, call the domain through the store, and shape the answer.
 
 mod admin;
+mod admin_ops;
 mod auth;
 mod compat;
 mod dashboard;

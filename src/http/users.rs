@@ -1,21 +1,23 @@
 //! `GET` and `PUT /v1/users/{user_id}`: a user's plan and standing on every metric.
 
+use super::admin_ops;
+use super::admin_ops::UserDetails;
 use super::error::ApiError;
 use super::features::FeatureSummaryJson;
 use super::request::query;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
+use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
+use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::validate_user_id;
-use crate::domain::{admin, feature};
 use crate::store::{StoreError, UsageRead, UserRecord};
 use chrono::{DateTime, SecondsFormat};
 use indexmap::IndexMap;
 use oxhttp::model::{Body, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 #[derive(Serialize)]
 pub struct UserView {
@@ -54,6 +56,31 @@ pub fn rfc3339(unix_ms: i64) -> String {
     DateTime::from_timestamp_millis(unix_ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+impl UserView {
+    pub fn new(
+        user: &UserRecord,
+        plan: &str,
+        bypass: bool,
+        period: Period,
+        usage: &[(String, Standing)],
+        features: &[FeatureVerdict],
+    ) -> UserView {
+        UserView {
+            user_id: user.user_id.clone(),
+            plan: plan.to_owned(),
+            created_at: rfc3339(user.created_at_ms),
+            period,
+            bypass,
+            usage: usage.iter().map(|(metric, standing)| (metric.clone(), standing.clone().into())).collect(),
+            features: features.iter().map(|verdict| (verdict.feature.clone(), verdict.into())).collect(),
+        }
+    }
+
+    pub fn from_details(details: &UserDetails) -> UserView {
+        UserView::new(&details.user, &details.plan, details.bypass, details.period, &details.usage, &details.features)
+    }
+}
+
 /// The user's standing on every configured metric in `period`, and on every feature now.
 pub fn user_view(
     store: &impl UsageRead,
@@ -63,28 +90,9 @@ pub fn user_view(
     now_ms: i64,
 ) -> Result<UserView, StoreError> {
     let plan = rules.catalog.plan_or_default(&user.plan);
-    let counters: IndexMap<String, u64> = store.counters(user.pk, period)?.into_iter().collect();
-    let usage = rules
-        .catalog
-        .metrics()
-        .map(|metric| {
-            let used = counters.get(&metric.name).copied().unwrap_or(0);
-            (metric.name.clone(), Standing::new(plan.limit(&metric.name), used).into())
-        })
-        .collect();
-    let features = feature::check_all(store, rules, user, now_ms)?
-        .iter()
-        .map(|verdict| (verdict.feature.clone(), FeatureSummaryJson::from(verdict)))
-        .collect();
-    Ok(UserView {
-        user_id: user.user_id.clone(),
-        plan: plan.name.clone(),
-        created_at: rfc3339(user.created_at_ms),
-        period,
-        bypass: rules.is_bypass(&user.user_id),
-        usage,
-        features,
-    })
+    let usage = usage::standings(store, rules, user, period)?;
+    let features = feature::check_all(store, rules, user, now_ms)?;
+    Ok(UserView::new(user, &plan.name, rules.is_bypass(&user.user_id), period, &usage, &features))
 }
 
 pub fn user_id_param(ctx: &Ctx<'_>) -> Result<String, ApiError> {
@@ -125,28 +133,15 @@ struct PlanBody {
 
 /// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
 /// returns the view in the current period.
-pub fn set_plan(ctx: &Ctx<'_>, user_id: String, plan: String, actor: Option<String>) -> Result<UserView, ApiError> {
-    let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
-    if rules.catalog.find_plan(&plan).is_none() {
-        let known: Vec<&str> = rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_plan",
-            format!("plan {plan:?} is not configured; known: {}", known.join(", ")),
-        )
-        .with("plan", plan));
-    }
-    let now_ms = now_ms();
-    let view = ctx.app.store.write(move |tx| {
-        let user = admin::change_plan(tx, &user_id, &plan, actor.as_deref(), now_ms)?;
-        user_view(tx, &rules, &user, Period::of_unix_ms(now_ms), now_ms)
-    })?;
-    Ok(view)
+pub fn set_plan(ctx: &Ctx<'_>, user_id: &str, plan: &str, actor: Option<&str>) -> Result<UserView, ApiError> {
+    admin_ops::change_plan(ctx.app, user_id, plan, actor, |tx, rules, user, now_ms| {
+        user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms)
+    })
 }
 
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
     let body: PlanBody = ctx.json_body()?;
-    let view = set_plan(ctx, user_id, body.plan, None)?;
+    let view = set_plan(ctx, &user_id, &body.plan, None)?;
     Ok(json_response(StatusCode::OK, &view))
 }

@@ -51,6 +51,12 @@ fn bearer_token(request: &Request<Body>) -> Option<&[u8]> {
     (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
 }
 
+/// The name of the admin key `token` is, if it is one (the dashboard's login form).
+pub fn admin_key_name(auth: &AuthConfig, token: &str) -> Option<String> {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    find_key(&auth.admin_keys, &digest).map(|key| key.name.clone())
+}
+
 /// Checks the request's key against what `access` requires.
 pub fn authorize(auth: &AuthConfig, request: &Request<Body>, access: Access) -> Result<Option<Caller>, ApiError> {
     if matches!(access, Access::Public | Access::Session) {

@@ -6,6 +6,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod logging;
+pub mod metrics;
 pub mod store;
 
 use config::Config;
@@ -44,10 +46,11 @@ fn resolve_listen(listen: SocketAddr) -> Result<SocketAddr, ServeError> {
 
 /// Opens the database, applies migrations and starts answering HTTP.
 pub fn serve(config: Config) -> Result<Running, ServeError> {
-    let store = Store::open(&config.database)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let store = Store::open(&config.database, Arc::clone(&metrics))?;
     let addr = resolve_listen(config.server.listen)?;
     let server_config = config.server.clone();
-    let app = Arc::new(App::new(config, store));
+    let app = Arc::new(App::new(config, store, metrics));
     let handler_app = Arc::clone(&app);
     let server = oxhttp::Server::new(move |request| http::handle(&handler_app, request))
         .bind(addr)
@@ -56,6 +59,7 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
         .spawn()
         .map_err(|source| ServeError::Listen { addr, source })?;
     jobs::spawn_cleanup(Arc::clone(&app)).map_err(ServeError::Thread)?;
+    http::webhooks::spawn(Arc::clone(&app)).map_err(ServeError::Thread)?;
     Ok(Running { addr, app, _server: server })
 }
 

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally::config::{Config, process_env};
+use tally::config::{Config, LogFormat, process_env};
 
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Usage metering and plan-gating server on SQLite")]
@@ -11,8 +11,17 @@ struct Cli {
     /// The config file (default: ./tally.toml if present, else the built-in default).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log lines as plain text or one JSON object each (default: server.log_format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -27,14 +36,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = match Config::load(cli.config.as_deref(), &process_env) {
+    let mut config = match Config::load(cli.config.as_deref(), &process_env) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("tally: config refused: {error}");
             return ExitCode::from(2);
         }
     };
+    if let Some(format) = cli.log_format {
+        config.server.log_format = match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    tally::logging::init(config.server.log_format);
     let result = match cli.command {
         Command::Serve => tally::cli::serve(config),
         Command::Migrate => tally::cli::migrate(&config),

@@ -3,8 +3,10 @@
 //! `Config`. Every refusal names the file, the key and the fix.
 
 mod raw;
+mod webhooks;
 
 use crate::domain::Rules;
+use crate::domain::events::EventFilter;
 use crate::domain::plan::{Catalog, FeatureGrant, Limit, Metric, Plan};
 use indexmap::IndexMap;
 use raw::{RawConfig, RawFeature, RawKey, RawLimit};
@@ -30,6 +32,37 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub rules: Rules,
+    pub webhooks: Vec<WebhookConfig>,
+    pub delivery: DeliveryConfig,
+}
+
+/// A webhook receiver; its secret signs every body sent to it.
+#[derive(Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: String,
+    pub filter: EventFilter,
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookConfig({}, {:?})", self.url, self.filter)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub give_up_after: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +71,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub request_timeout: Duration,
     pub max_body_bytes: u64,
+    /// GET /metrics without a key.
+    pub metrics_public: bool,
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,8 +248,11 @@ impl Validator<'_> {
                 "add keys under [auth], or listen on 127.0.0.1 / [::1]",
             ));
         }
-        let rules = self.rules(&raw, env)?;
-        Ok(Config { source: self.source.to_owned(), server, database, auth, rules })
+        let (webhooks, routes) = self.webhooks(&raw)?;
+        let mut rules = self.rules(&raw, env)?;
+        rules.webhooks = routes;
+        let delivery = self.delivery(&raw)?;
+        Ok(Config { source: self.source.to_owned(), server, database, auth, rules, webhooks, delivery })
     }
 
     fn server(&self, raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
@@ -234,6 +273,18 @@ impl Validator<'_> {
                 3_600_000,
             )? as u64),
             max_body_bytes: self.in_range("server.max_body_bytes", raw.server.max_body_bytes, 256, 64 << 20)? as u64,
+            metrics_public: raw.server.metrics_public,
+            log_format: match raw.server.log_format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(self.error(
+                        "server.log_format",
+                        format!("{other:?} is not a log format"),
+                        "use \"text\" or \"json\" (one JSON object per line)",
+                    ));
+                }
+            },
         })
     }
 
@@ -364,6 +415,8 @@ impl Validator<'_> {
             retention_months: self.in_range("usage.retention_months", raw.usage.retention_months, 1, 1200)? as u32,
             idempotency_hours: self.in_range("usage.idempotency_hours", raw.usage.idempotency_hours, 1, 24 * 365)?
                 as u32,
+            alert_thresholds: self.thresholds(&raw.usage.alert_thresholds)?,
+            webhooks: Vec::new(),
         })
     }
 

@@ -13,6 +13,27 @@ pub(super) struct RawConfig {
     pub usage: RawUsage,
     pub metrics: IndexMap<String, RawMetric>,
     pub plans: IndexMap<String, RawPlan>,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    pub webhook_delivery: RawDelivery,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub url: String,
+    pub secret: String,
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDelivery {
+    pub timeout_ms: i64,
+    pub max_in_flight: i64,
+    pub retry_initial_ms: i64,
+    pub retry_max_ms: i64,
+    pub give_up_after_secs: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -22,6 +43,8 @@ pub(super) struct RawServer {
     pub max_connections: i64,
     pub request_timeout_ms: i64,
     pub max_body_bytes: i64,
+    pub metrics_public: bool,
+    pub log_format: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +87,7 @@ pub(super) struct RawUsage {
     pub telemetry_enabled: bool,
     pub retention_months: i64,
     pub idempotency_hours: i64,
+    pub alert_thresholds: Vec<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +141,7 @@ pub(super) struct RawWindow {
 
 /// Sections whose keys merge one by one over the defaults; any other section a user's file
 /// states replaces the default section whole.
-const MERGED_SECTIONS: [&str; 4] = ["server", "database", "auth", "usage"];
+const MERGED_SECTIONS: [&str; 5] = ["server", "database", "auth", "usage", "webhook_delivery"];
 
 /// Lays `user` over `defaults`.
 pub(super) fn merge(mut defaults: toml::Table, user: toml::Table) -> toml::Table {

@@ -188,3 +188,31 @@ fn unknown_key_inside_a_limit_or_feature_is_refused() {
     );
     assert_eq!(error.key, "plans.a.features.s");
 }
+
+#[test]
+fn webhooks_need_an_http_url_a_secret_and_known_events() {
+    let hook = |url: &str, secret: &str, events: &str| {
+        format!("[[webhooks]]\nurl = \"{url}\"\nsecret = \"{secret}\"\nevents = {events}\n")
+    };
+    assert_eq!(refusal(&hook("ftp://example.com/x", "s", "[\"*\"]")).key, "webhooks[0].url");
+    assert_eq!(refusal(&hook("https://example.com/x", " ", "[\"*\"]")).key, "webhooks[0].secret");
+    assert_eq!(refusal(&hook("https://example.com/x", "s", "[\"limit_exceded\"]")).key, "webhooks[0].events[0]");
+    assert_eq!(refusal(&hook("https://example.com/x", "s", "[]")).key, "webhooks[0].events");
+    let config = load(&hook("https://example.com/x", "whsec_distinct_value", "[\"limit_exceeded\"]")).unwrap();
+    assert_eq!(config.webhooks.len(), 1);
+    assert_eq!(config.rules.webhooks[0].url, "https://example.com/x");
+    assert!(!format!("{config:?}").contains("whsec_distinct_value"), "the secret stays out of Debug output");
+}
+
+#[test]
+fn telemetry_settings_are_checked() {
+    assert_eq!(refusal("[usage]\nalert_thresholds = [0.8, 0]\n").key, "usage.alert_thresholds[1]");
+    assert_eq!(refusal("[server]\nlog_format = \"xml\"\n").key, "server.log_format");
+    assert_eq!(
+        refusal("[webhook_delivery]\nretry_initial_ms = 500\nretry_max_ms = 100\n").key,
+        "webhook_delivery.retry_max_ms"
+    );
+    let config = load("[usage]\nalert_thresholds = [1.0, 0.5, 0.5]\n").unwrap();
+    assert_eq!(config.rules.alert_thresholds, [0.5, 1.0]);
+    assert_eq!(config.delivery.give_up_after.as_secs(), 86_400);
+}

@@ -3,6 +3,7 @@
 //! Each action writes its audit row through the same transaction as the change.
 
 use super::Rules;
+use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
 use crate::store::{AdminRead, AdminWrite, StoreError, UsageRead, UsageWrite, UserRecord};
@@ -175,6 +176,7 @@ pub type Actor<'a> = &'a str;
 /// Sets the user's plan, creating the user if needed; audited when `actor` is given.
 pub fn change_plan(
     tx: &(impl UsageWrite + AdminWrite),
+    rules: &Rules,
     user_id: &str,
     plan: &str,
     actor: Option<Actor<'_>>,
@@ -188,9 +190,12 @@ pub fn change_plan(
         }
         None => (tx.create_user(user_id, plan, now_ms)?, None),
     };
+    let details = json!({ "from": previous, "to": plan });
     if let Some(actor) = actor {
-        let details = json!({ "from": previous, "to": plan }).to_string();
-        tx.append_audit(now_ms, actor, "plan_changed", Some(user_id), &details)?;
+        tx.append_audit(now_ms, actor, "plan_changed", Some(user_id), &details.to_string())?;
+    }
+    if previous.as_deref() != Some(plan) {
+        events::emit(tx, rules, EventType::PlanChanged, Some(user_id), details, now_ms)?;
     }
     Ok(user)
 }
@@ -225,6 +230,7 @@ pub fn reset_usage(
         "before": before.iter().map(|(name, value)| (name.clone(), json!(value))).collect::<serde_json::Map<_, _>>(),
     });
     tx.append_audit(now_ms, actor, "usage_reset", Some(user_id), &details.to_string())?;
+    events::emit(tx, rules, EventType::UsageReset, Some(user_id), details, now_ms)?;
     Ok(Some(ResetReport { period, before }))
 }
 
@@ -233,11 +239,12 @@ pub struct CleanupReport {
     pub deleted_counters: u64,
     pub oldest_period_kept: Period,
     pub pruned_idempotency_keys: u64,
+    pub pruned_events: u64,
 }
 
 /// Deletes counters older than `retention_months` periods and expired idempotency answers.
 pub fn cleanup(
-    tx: &impl AdminWrite,
+    tx: &(impl UsageWrite + AdminWrite),
     rules: &Rules,
     retention_months: u32,
     actor: Actor<'_>,
@@ -247,14 +254,18 @@ pub fn cleanup(
     let deleted_counters = tx.delete_counters_before(oldest_period_kept)?;
     let answers_expire_ms = now_ms - i64::from(rules.idempotency_hours) * 3_600_000;
     let pruned_idempotency_keys = tx.prune_answers(answers_expire_ms)?;
+    let pruned_events = tx.prune_events(oldest_period_kept.start_unix_ms())?;
+    tx.prune_alerts(&oldest_period_kept.to_string())?;
     let details = json!({
         "retention_months": retention_months,
         "deleted_counters": deleted_counters,
         "oldest_period_kept": oldest_period_kept.to_string(),
         "pruned_idempotency_keys": pruned_idempotency_keys,
+        "pruned_events": pruned_events,
     });
     tx.append_audit(now_ms, actor, "cleanup", None, &details.to_string())?;
-    Ok(CleanupReport { deleted_counters, oldest_period_kept, pruned_idempotency_keys })
+    events::emit(tx, rules, EventType::Cleanup, None, details, now_ms)?;
+    Ok(CleanupReport { deleted_counters, oldest_period_kept, pruned_idempotency_keys, pruned_events })
 }
 
 /// What an erased user is called afterwards: `sha256:` and the hex digest of their id.
@@ -268,6 +279,7 @@ pub fn erased_name(user_id: &str) -> String {
 /// now name the hash. Returns the hash, or `None` when the user is unknown.
 pub fn erase_user(
     tx: &(impl UsageWrite + AdminWrite),
+    rules: &Rules,
     user_id: &str,
     actor: Actor<'_>,
     now_ms: i64,
@@ -278,7 +290,9 @@ pub fn erase_user(
     let hash = erased_name(user_id);
     tx.delete_user(&user)?;
     tx.redact_audit_target(user_id, &hash)?;
+    tx.redact_event_user(user_id, &hash)?;
     tx.append_audit(now_ms, actor, "user_erased", Some(&hash), "{}")?;
+    events::emit(tx, rules, EventType::UserErased, Some(&hash), json!({}), now_ms)?;
     Ok(Some(hash))
 }
 

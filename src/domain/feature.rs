@@ -3,9 +3,11 @@
 //! window of `window_secs`; the uses are stored, so a restart keeps every window.
 
 use super::Rules;
+use super::events::{self, EventType};
 use super::plan::{FeatureGrant, Plan};
 use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
 use serde::Serialize;
+use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,7 +158,10 @@ pub fn use_feature(
     let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
     let bypass = rules.is_bypass(user_id);
     if !bypass && !grant.is_granted() {
-        return Ok(UseOutcome::NotInPlan(verdict(rules, plan, user_id, feature, 0)));
+        let verdict = verdict(rules, plan, user_id, feature, 0);
+        let data = json!({ "feature": feature, "plan": plan.name, "plan_required": verdict.plan_required });
+        events::emit(store, rules, EventType::FeatureDenied, Some(user_id), data, now_ms)?;
+        return Ok(UseOutcome::NotInPlan(verdict));
     }
     let FeatureGrant::Rate { limit, window_secs } = grant else {
         // A boolean feature: allowed, and nothing to record.
@@ -169,6 +174,14 @@ pub fn use_feature(
         let user = user.as_ref().expect("a user with counted uses exists");
         let oldest = store.nth_oldest_feature_use(user.pk, feature, since, used - limit)?.unwrap_or(now_ms);
         let retry_after_ms = (oldest + window_ms(window_secs) - now_ms).max(1) as u64;
+        let data = json!({
+            "feature": feature,
+            "plan": plan.name,
+            "limit": limit,
+            "window_secs": window_secs,
+            "retry_after_ms": retry_after_ms,
+        });
+        events::emit(store, rules, EventType::RateLimited, Some(user_id), data, now_ms)?;
         return Ok(UseOutcome::RateLimited { verdict: verdict(rules, plan, user_id, feature, used), retry_after_ms });
     }
     let user = match user {

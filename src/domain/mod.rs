@@ -2,6 +2,7 @@
 //! storage comes in through the store's traits and time as a parameter.
 
 pub mod admin;
+pub mod events;
 pub mod feature;
 pub mod period;
 pub mod plan;
@@ -22,6 +23,10 @@ pub struct Rules {
     pub telemetry_enabled: bool,
     pub retention_months: u32,
     pub idempotency_hours: u32,
+    /// Fractions of a limit whose crossing emits `threshold_crossed`.
+    pub alert_thresholds: Vec<f64>,
+    /// Where events are queued for delivery.
+    pub webhooks: Vec<events::WebhookRoute>,
 }
 
 impl Rules {

@@ -42,6 +42,13 @@ impl Period {
         self.months_before(retention_months.saturating_sub(1))
     }
 
+    /// The first millisecond of the month, UTC.
+    pub fn start_unix_ms(self) -> i64 {
+        chrono::NaiveDate::from_ymd_opt(self.year, self.month, 1)
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map_or(0, |start| start.and_utc().timestamp_millis())
+    }
+
     fn index(self) -> i64 {
         i64::from(self.year - 1970) * 12 + i64::from(self.month - 1)
     }
@@ -106,6 +113,7 @@ mod tests {
         // 2026-11-01T00:00:00Z is 1_793_491_200_000 ms.
         assert_eq!(Period::of_unix_ms(1_793_491_200_000).to_string(), "2026-11");
         assert_eq!(Period::of_unix_ms(1_793_491_199_999).to_string(), "2026-10");
+        assert_eq!("2026-11".parse::<Period>().unwrap().start_unix_ms(), 1_793_491_200_000);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! unchanged on any storage that implements those traits.
 
 use super::Rules;
+use super::events::{self, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
 use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
+use serde_json::json;
 
 /// Counters are SQLite integers: they stop at i64::MAX rather than wrap.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
@@ -134,23 +136,34 @@ pub fn track(
     let limit = plan.limit(&query.metric);
     let ceiling = ceiling(limit, bypass, enforce);
 
-    let added = match &user {
-        Some(user) => store.increment_within(user.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?,
+    let user_pk = match &user {
+        Some(user) => Some(user.pk),
         // A new user is only created when the use is recorded: a refusal changes nothing.
-        None if query.amount <= ceiling => {
-            let user = store.create_user(&query.user_id, &plan.name, now_ms)?;
-            store.increment_within(user.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?
-        }
+        None if query.amount <= ceiling => Some(store.create_user(&query.user_id, &plan.name, now_ms)?.pk),
         None => None,
     };
-    Ok(match added {
-        Some(used_after) => {
+    let added = match user_pk {
+        Some(user_pk) => store.increment_within(user_pk, query.period, &query.metric, query.amount, ceiling, now_ms)?,
+        None => None,
+    };
+    Ok(match (added, user_pk) {
+        (Some(used_after), Some(user_pk)) => {
             let used_before = used_after - query.amount;
             let mut verdict = verdict(rules, plan, query, used_before);
             verdict.standing = Standing::new(limit, used_after);
+            let crossing = Crossing {
+                user_pk,
+                user_id: &query.user_id,
+                plan: &plan.name,
+                metric: &query.metric,
+                period: query.period,
+                limit,
+                used: used_after,
+            };
+            events::usage_alerts(store, rules, &crossing, now_ms)?;
             TrackOutcome::Recorded { verdict, enforced: enforce }
         }
-        None => {
+        _ => {
             let used = match &user {
                 Some(user) => store.counter(user.pk, query.period, &query.metric)?,
                 None => 0,
@@ -165,6 +178,15 @@ pub fn track(
                         admits(other.limit(&query.metric), false, used, query.amount)
                     })
                     .map(|other| other.name.clone());
+                let data = json!({
+                    "metric": query.metric,
+                    "period": query.period.to_string(),
+                    "plan": plan.name,
+                    "used": used,
+                    "limit": limit.value(),
+                    "amount": query.amount,
+                });
+                events::emit(store, rules, EventType::LimitExceeded, Some(&query.user_id), data, now_ms)?;
                 TrackOutcome::Refused { verdict, upgrade_to }
             }
         }

@@ -109,7 +109,7 @@ where
     let (user_id, plan, actor) = (user_id.to_owned(), plan.to_owned(), actor.map(str::to_owned));
     let now_ms = now_ms();
     Ok(app.store.write(move |tx| {
-        let user = admin::change_plan(tx, &user_id, &plan, actor.as_deref(), now_ms)?;
+        let user = admin::change_plan(tx, &rules, &user_id, &plan, actor.as_deref(), now_ms)?;
         then(tx, &rules, &user, now_ms)
     })?)
 }
@@ -142,9 +142,12 @@ pub fn cleanup(app: &App, retention_months: u32, actor: &str) -> Result<CleanupR
 /// Erases the user; returns the hash that names them in the audit log from now on.
 pub fn erase(app: &App, user_id: &str, actor: &str) -> Result<String, ApiError> {
     validate_user_id(user_id).map_err(ApiError::invalid)?;
+    let rules = Arc::clone(&app.rules);
     let (target, actor) = (user_id.to_owned(), actor.to_owned());
     let now_ms = now_ms();
-    app.store.write(move |tx| admin::erase_user(tx, &target, &actor, now_ms))?.ok_or_else(|| user_not_found(user_id))
+    app.store
+        .write(move |tx| admin::erase_user(tx, &rules, &target, &actor, now_ms))?
+        .ok_or_else(|| user_not_found(user_id))
 }
 
 pub fn export(app: &App, user_id: &str) -> Result<(UserRecord, UserExport), ApiError> {

@@ -16,6 +16,8 @@ pub enum Access {
     Service,
     /// An admin key.
     Admin,
+    /// `GET /metrics`: an admin key, or nothing when `server.metrics_public` is set.
+    Metrics,
     /// A dashboard page: the handler requires a login session (a cookie set by logging in
     /// with an admin key) and sends anyone without one to the login page.
     Session,
@@ -59,7 +61,17 @@ pub fn admin_key_name(auth: &AuthConfig, token: &str) -> Option<String> {
 }
 
 /// Checks the request's key against what `access` requires.
-pub fn authorize(auth: &AuthConfig, request: &Request<Body>, access: Access) -> Result<Option<Caller>, ApiError> {
+pub fn authorize(
+    auth: &AuthConfig,
+    metrics_public: bool,
+    request: &Request<Body>,
+    access: Access,
+) -> Result<Option<Caller>, ApiError> {
+    let access = match access {
+        Access::Metrics if metrics_public => Access::Public,
+        Access::Metrics => Access::Admin,
+        other => other,
+    };
     if matches!(access, Access::Public | Access::Session) {
         return Ok(None);
     }

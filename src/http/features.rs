@@ -2,11 +2,12 @@
 //! rate-limited uses recorded atomically with their window test.
 
 use super::error::ApiError;
-use super::idempotency;
+use super::idempotency::{self, Answered};
 use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureKind, FeatureVerdict, UseOutcome};
 use crate::domain::user_id::validate_user_id;
+use crate::metrics::FeatureLabels;
 use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -148,6 +149,7 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let once = idempotency::once(ctx, &["feature_use", &body.user_id, &body.feature])?;
     let now_ms = now_ms();
     let user_id = body.user_id.clone();
+    let feature_name = body.feature.clone();
     let answered = idempotency::run(
         ctx.app,
         once,
@@ -156,12 +158,15 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         move |tx| feature::use_feature(tx, &rules, &body.user_id, &body.feature, now_ms),
         render_use,
     )?;
-    let retry_after_ms = match &answered {
-        idempotency::Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
-            Some(*retry_after_ms)
+    let (outcome, retry_after_ms) = match &answered {
+        Answered::Fresh { value: UseOutcome::Allowed(_), .. } => ("allowed", None),
+        Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => ("not_in_plan", None),
+        Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
+            ("rate_limited", Some(*retry_after_ms))
         }
-        _ => None,
+        Answered::Replayed(_) => ("replayed", None),
     };
+    ctx.app.metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
     let mut response = answered.into_response();
     if let Some(retry_after_ms) = retry_after_ms {
         let seconds = retry_after_ms.div_ceil(1000).max(1);

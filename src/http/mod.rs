@@ -13,18 +13,21 @@ mod health;
 mod idempotency;
 mod request;
 mod routes;
+mod telemetry;
 mod usage;
 mod users;
+pub mod webhooks;
 
 pub use auth::Access;
 pub use routes::{ROUTES, Route};
 
 use crate::config::Config;
 use crate::domain::Rules;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::store::Store;
 use auth::Caller;
 use error::ApiError;
-use oxhttp::model::{Body, HeaderValue, Request, Response, StatusCode, header};
+use oxhttp::model::{Body, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use request::BodyLimits;
 use serde::Serialize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -37,6 +40,7 @@ pub struct App {
     pub config: Config,
     pub rules: Arc<Rules>,
     pub store: Store,
+    pub metrics: Arc<Metrics>,
     /// Dashboard logins.
     pub sessions: dashboard::Sessions,
     draining: AtomicBool,
@@ -44,12 +48,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, store: Store) -> App {
+    pub fn new(config: Config, store: Store, metrics: Arc<Metrics>) -> App {
         let rules = Arc::new(config.rules.clone());
         App {
             config,
             rules,
             store,
+            metrics,
             sessions: dashboard::Sessions::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -136,17 +141,17 @@ pub fn handle(app: &App, request: &mut Request<Body>) -> Response<Body> {
     let _in_flight = InFlight(&app.in_flight);
     let method = request.method().clone();
     let (route_pattern, outcome) = if app.draining.load(Ordering::SeqCst) {
-        ("-", Err(ApiError::unavailable("shutting_down", "the server is shutting down").closing()))
+        ("unmatched", Err(ApiError::unavailable("shutting_down", "the server is shutting down").closing()))
     } else {
         match catch_unwind(AssertUnwindSafe(|| route(app, request, started))) {
             Ok(outcome) => outcome,
             Err(_) => {
                 log::error!("a handler panicked on {method} {}", request.uri().path());
-                ("-", Err(ApiError::internal()))
+                ("unmatched", Err(ApiError::internal()))
             }
         }
     };
-    let response = match outcome {
+    let mut response = match outcome {
         Ok(response) => response,
         Err(error) => {
             if error.close_connection {
@@ -160,21 +165,61 @@ pub fn handle(app: &App, request: &mut Request<Body>) -> Response<Body> {
             error_response(&error)
         }
     };
+    let request_id = request_id(request);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let method = method_label(&method);
+    app.metrics
+        .http_requests
+        .get_or_create(&RequestLabels { route: route_pattern.to_owned(), method: method.to_owned(), status })
+        .inc();
+    app.metrics
+        .http_duration
+        .get_or_create(&RouteLabels { route: route_pattern.to_owned() })
+        .observe(elapsed.as_secs_f64());
+    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     log::info!(
         target: "tally::access",
-        "{method} {route_pattern} {} {:.3}ms",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
+        method, route = route_pattern, status, duration_ms, request_id = request_id.as_str();
+        "{method} {route_pattern} {status} {duration_ms}ms"
     );
     response
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The client's `X-Request-Id` when it is sane (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a
+/// new one: it is echoed in the answer and logged, never trusted for anything else.
+fn request_id(request: &Request<Body>) -> String {
+    let given = request.headers().get(X_REQUEST_ID).and_then(|value| value.to_str().ok());
+    match given {
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._:-".contains(&byte)) =>
+        {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+/// A bounded label for the method: arbitrary tokens must not grow the metrics.
+fn method_label(method: &oxhttp::model::Method) -> &str {
+    match method.as_str() {
+        known @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => known,
+        _ => "other",
+    }
 }
 
 fn route(app: &App, request: &mut Request<Body>, started: Instant) -> (&'static str, Result<Response<Body>, ApiError>) {
     let (route, params) = match routes::find(request.method(), request.uri().path()) {
         Ok(found) => found,
-        Err(error) => return ("-", Err(error)),
+        Err(error) => return ("unmatched", Err(error)),
     };
-    let caller = match auth::authorize(&app.config.auth, request, route.access) {
+    let caller = match auth::authorize(&app.config.auth, app.config.server.metrics_public, request, route.access) {
         Ok(caller) => caller,
         Err(error) => return (route.pattern, Err(error)),
     };

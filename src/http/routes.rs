@@ -3,7 +3,7 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Ctx, admin, compat, dashboard, features, health, usage, users};
+use super::{Ctx, admin, compat, dashboard, features, health, telemetry, usage, users};
 use oxhttp::model::{Body, Method, Response};
 use percent_encoding::percent_decode_str;
 
@@ -21,6 +21,7 @@ pub static ROUTES: &[Route] = &[
     Route { method: Method::GET, pattern: "/healthz", access: Access::Public, handler: health::healthz },
     Route { method: Method::GET, pattern: "/readyz", access: Access::Public, handler: health::readyz },
     Route { method: Method::GET, pattern: "/openapi.yaml", access: Access::Public, handler: health::openapi },
+    Route { method: Method::GET, pattern: "/metrics", access: Access::Metrics, handler: telemetry::metrics },
     Route { method: Method::POST, pattern: "/v1/check", access: Access::Service, handler: usage::check },
     Route { method: Method::POST, pattern: "/v1/track", access: Access::Service, handler: usage::track },
     Route { method: Method::POST, pattern: "/v1/features/check", access: Access::Service, handler: features::check },
@@ -66,6 +67,19 @@ pub static ROUTES: &[Route] = &[
         pattern: "/v1/admin/users/{user_id}/reset",
         access: Access::Admin,
         handler: admin::post_reset,
+    },
+    Route { method: Method::GET, pattern: "/v1/admin/events", access: Access::Admin, handler: telemetry::events },
+    Route {
+        method: Method::GET,
+        pattern: "/v1/admin/webhooks/deliveries",
+        access: Access::Admin,
+        handler: telemetry::deliveries,
+    },
+    Route {
+        method: Method::POST,
+        pattern: "/v1/admin/webhooks/deliveries/{id}/retry",
+        access: Access::Admin,
+        handler: telemetry::retry,
     },
     Route { method: Method::GET, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::get_usage },
     Route { method: Method::POST, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::post_usage },

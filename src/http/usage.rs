@@ -9,6 +9,7 @@ use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
 use crate::domain::user_id::validate_user_id;
+use crate::metrics::TrackLabels;
 use chrono::DateTime;
 use oxhttp::model::{Body, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -216,6 +217,7 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let enforce = body.enforce.unwrap_or(true);
     let valid = validate(&rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
     let query = valid.query;
+    let metric = query.metric.clone();
     let at = valid.at_ms.map_or_else(String::new, |at_ms| at_ms.to_string());
     let once = idempotency::once(
         ctx,
@@ -232,8 +234,13 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         move |tx| usage::track(tx, &rules, &query, enforce, now_ms),
         render_track,
     )?;
-    if let Answered::Fresh { value: TrackOutcome::Refused { verdict, .. }, .. } = &answered {
-        log::info!("limit exceeded: user {} metric {} period {}", verdict.user_id, verdict.metric, verdict.period);
-    }
+    let outcome = match &answered {
+        Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
+        Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
+        Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
+        Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
+        Answered::Replayed(_) => "replayed",
+    };
+    ctx.app.metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
     Ok(answered.into_response())
 }

@@ -4,17 +4,20 @@
 
 mod admin;
 mod connection;
+mod events;
 mod rollup;
 mod usage;
 mod writer;
 
 use crate::config::DatabaseConfig;
 use crate::domain::period::Period;
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use admin::{AdminRead, AdminWrite, AuditRecord, CounterRecord, UserExport};
 pub use connection::{SchemaReport, migrate};
+pub use events::{AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue};
 pub use writer::WriteTx;
 
 /// Why storage could not do what was asked. `is_unavailable` errors are conditions of the
@@ -112,8 +115,8 @@ pub trait UsageRead {
     ) -> Result<Option<i64>, StoreError>;
 }
 
-/// What recording usage needs; only the writer's transaction implements it.
-pub trait UsageWrite: UsageRead {
+/// What recording usage needs (events included); only the writer's transaction implements it.
+pub trait UsageWrite: UsageRead + EventWrite {
     fn create_user(&self, user_id: &str, plan: &str, now_ms: i64) -> Result<UserRecord, StoreError>;
     fn set_plan(&self, user_pk: i64, plan: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Adds `amount` to the counter unless the result would pass `ceiling`; returns the new
@@ -151,11 +154,11 @@ struct Inner {
 
 impl Store {
     /// Opens (creating if needed) and migrates the database, then starts the writer.
-    pub fn open(config: &DatabaseConfig) -> Result<Store, StoreError> {
+    pub fn open(config: &DatabaseConfig, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
         let mut write_connection = connection::open_writer(config)?;
         connection::migrate_connection(&mut write_connection)?;
         let readers = connection::reader_pool(config)?;
-        let writer = writer::Writer::spawn(write_connection, writer::WriterOptions::default())?;
+        let writer = writer::Writer::spawn(write_connection, writer::WriterOptions::default(), metrics)?;
         Ok(Store { inner: Arc::new(Inner { writer, readers }) })
     }
 

@@ -5,16 +5,26 @@
 //! commit that holds its write has returned.
 
 use super::StoreError;
+use crate::metrics::{Metrics, type_labels};
 use rusqlite::Connection;
 use std::any::Any;
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-/// The write transaction a job runs in. Its methods (usage.rs) are the only writes.
-pub struct WriteTx<'c>(pub(super) &'c Connection);
+/// The write transaction a job runs in. Its methods (usage.rs, admin.rs, events.rs) are the
+/// only writes. It also notes the events a job records, so they are counted once committed.
+pub struct WriteTx<'c>(pub(super) &'c Connection, RefCell<Vec<String>>);
+
+impl WriteTx<'_> {
+    pub(super) fn note_event(&self, kind: &str) {
+        self.1.borrow_mut().push(kind.to_owned());
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub(super) struct WriterOptions {
@@ -97,13 +107,17 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn spawn(connection: Connection, options: WriterOptions) -> Result<Writer, StoreError> {
+    pub(super) fn spawn(
+        connection: Connection,
+        options: WriterOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Writer, StoreError> {
         let (sender, receiver) = sync_channel(options.queue_capacity);
         let shared = Arc::new(Shared { running: AtomicBool::new(true), depth: AtomicUsize::new(0) });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("tally-writer".into())
-            .spawn(move || run(connection, receiver, thread_shared, options))
+            .spawn(move || run(connection, receiver, thread_shared, options, &metrics))
             .map_err(|error| StoreError::Open(format!("cannot start the writer thread: {error}")))?;
         Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
     }
@@ -157,7 +171,13 @@ impl Drop for RunningGuard {
     }
 }
 
-fn run(connection: Connection, receiver: Receiver<Message>, shared: Arc<Shared>, options: WriterOptions) {
+fn run(
+    connection: Connection,
+    receiver: Receiver<Message>,
+    shared: Arc<Shared>,
+    options: WriterOptions,
+    metrics: &Metrics,
+) {
     let _guard = RunningGuard(Arc::clone(&shared));
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(options.max_batch);
     loop {
@@ -176,8 +196,15 @@ fn run(connection: Connection, receiver: Receiver<Message>, shared: Arc<Shared>,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        shared.depth.fetch_sub(batch.len(), Ordering::Relaxed);
-        commit_group(&connection, &mut batch);
+        let depth = shared.depth.fetch_sub(batch.len(), Ordering::Relaxed) - batch.len();
+        metrics.writer_queue_depth.set(depth as i64);
+        metrics.writer_batch_size.observe(batch.len() as f64);
+        let started = Instant::now();
+        let committed_events = commit_group(&connection, &mut batch);
+        metrics.writer_commit_duration.observe(started.elapsed().as_secs_f64());
+        for kind in committed_events {
+            metrics.events.get_or_create(&type_labels(kind)).inc();
+        }
         if stop {
             return;
         }
@@ -195,29 +222,37 @@ fn fail_all(batch: &mut Vec<Box<dyn Job>>, error: &StoreError) {
     }
 }
 
-/// Runs `batch` in one transaction and answers every job. Leaves `batch` empty.
-fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) {
+/// Runs `batch` in one transaction and answers every job. Leaves `batch` empty. Returns the
+/// types of the events the committed jobs recorded (none if the group failed).
+fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) -> Vec<String> {
     if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
         log::warn!("write group of {} refused: {error}", batch.len());
-        return fail_all(batch, &error);
+        fail_all(batch, &error);
+        return Vec::new();
     }
-    let tx = WriteTx(connection);
+    let tx = WriteTx(connection, RefCell::new(Vec::new()));
     for job in batch.iter_mut() {
+        let events_before = tx.1.borrow().len();
         let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(&tx));
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
             // every job of the group is undone, so none may be acknowledged.
             let error = outcome.err().unwrap_or(StoreError::Sqlite("transaction rolled back".into()));
             log::warn!("write group of {} rolled back: {error}", batch.len());
-            return fail_all(batch, &error);
+            fail_all(batch, &error);
+            return Vec::new();
         }
         let closed = match outcome {
             Ok(()) => exec(connection, "RELEASE job"),
-            Err(_) => exec(connection, "ROLLBACK TO job").and_then(|()| exec(connection, "RELEASE job")),
+            Err(_) => {
+                tx.1.borrow_mut().truncate(events_before);
+                exec(connection, "ROLLBACK TO job").and_then(|()| exec(connection, "RELEASE job"))
+            }
         };
         if let Err(error) = closed {
             let _ = exec(connection, "ROLLBACK");
-            return fail_all(batch, &error);
+            fail_all(batch, &error);
+            return Vec::new();
         }
     }
     match exec(connection, "COMMIT") {
@@ -225,6 +260,7 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) {
             for job in batch.drain(..) {
                 job.finish(Ok(()));
             }
+            tx.1.into_inner()
         }
         Err(error) => {
             log::warn!("commit of a write group of {} failed: {error}", batch.len());
@@ -232,6 +268,7 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) {
                 let _ = exec(connection, "ROLLBACK");
             }
             fail_all(batch, &error);
+            Vec::new()
         }
     }
 }

@@ -50,6 +50,11 @@ fn every_route_answers_401_without_a_valid_key_and_403_to_a_service_key_on_admin
                 assert_eq!((anonymous, wrong, service), (401, 401, 403), "{method} {path}");
                 assert!(![401, 403].contains(&admin), "{method} {path}: admin key refused");
             }
+            Access::Metrics => {
+                // Admin-only unless server.metrics_public is set (not here).
+                assert_eq!((anonymous, wrong, service), (401, 401, 403), "{method} {path}");
+                assert_eq!(admin, 200, "{method} {path}");
+            }
             Access::Session => {
                 // Dashboard pages need a login session; a bearer key is not one.
                 for status in [anonymous, wrong, service, admin] {

@@ -6,6 +6,8 @@ mod cli;
 mod features;
 mod input;
 mod lifecycle;
+mod receiver;
 mod support;
+mod telemetry;
 mod usage;
 mod users;

@@ -1,0 +1,115 @@
+//! Validation of the telemetry keys: `usage.alert_thresholds`, `[[webhooks]]` and
+//! `[webhook_delivery]`.
+
+use super::raw::RawConfig;
+use super::{ConfigError, DeliveryConfig, Validator, WebhookConfig};
+use crate::domain::events::{EventFilter, EventType, WebhookRoute};
+use std::time::Duration;
+
+fn is_http_url(url: &str) -> bool {
+    let scheme_ok = ["http://", "https://"]
+        .iter()
+        .any(|scheme| url.get(..scheme.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme)));
+    scheme_ok && url.parse::<oxhttp::model::Uri>().is_ok_and(|uri| uri.host().is_some_and(|host| !host.is_empty()))
+}
+
+impl Validator<'_> {
+    pub(super) fn thresholds(&self, raw: &[f64]) -> Result<Vec<f64>, ConfigError> {
+        for (index, threshold) in raw.iter().enumerate() {
+            if !(threshold.is_finite() && *threshold > 0.0 && *threshold <= 100.0) {
+                return Err(self.error(
+                    format!("usage.alert_thresholds[{index}]"),
+                    format!("{threshold} is not a fraction of a limit"),
+                    "use numbers above 0 and at most 100, such as 0.8 (80%) or 1.0 (the limit itself)",
+                ));
+            }
+        }
+        let mut thresholds = raw.to_vec();
+        thresholds.sort_by(f64::total_cmp);
+        thresholds.dedup();
+        Ok(thresholds)
+    }
+
+    /// The receivers with their secrets (for the sender), and their routes (for the domain).
+    pub(super) fn webhooks(&self, raw: &RawConfig) -> Result<(Vec<WebhookConfig>, Vec<WebhookRoute>), ConfigError> {
+        let mut webhooks: Vec<WebhookConfig> = Vec::new();
+        for (index, hook) in raw.webhooks.iter().enumerate() {
+            let key = format!("webhooks[{index}]");
+            if !is_http_url(&hook.url) {
+                return Err(self.error(
+                    format!("{key}.url"),
+                    format!("{:?} is not an http or https URL", hook.url),
+                    "write the receiver's full URL, e.g. \"https://example.com/hooks/tally\"",
+                ));
+            }
+            if webhooks.iter().any(|other| other.url == hook.url) {
+                return Err(self.error(format!("{key}.url"), "is listed twice", "list each receiver once"));
+            }
+            if hook.secret.trim().is_empty() {
+                return Err(self.error(
+                    format!("{key}.secret"),
+                    "is empty",
+                    "set a long random secret (e.g. `openssl rand -hex 32`); receivers check signatures with it",
+                ));
+            }
+            let filter = if hook.events.iter().any(|kind| kind == "*") {
+                EventFilter::All
+            } else if hook.events.is_empty() {
+                return Err(self.error(format!("{key}.events"), "is empty", "list event types, or [\"*\"] for all"));
+            } else {
+                let mut kinds = Vec::new();
+                for (position, kind) in hook.events.iter().enumerate() {
+                    let kind = kind.parse::<EventType>().map_err(|problem| {
+                        self.error(format!("{key}.events[{position}]"), problem, "use a listed type, or \"*\"")
+                    })?;
+                    kinds.push(kind);
+                }
+                EventFilter::Only(kinds)
+            };
+            webhooks.push(WebhookConfig { url: hook.url.clone(), secret: hook.secret.clone(), filter });
+        }
+        let routes =
+            webhooks.iter().map(|hook| WebhookRoute { url: hook.url.clone(), filter: hook.filter.clone() }).collect();
+        Ok((webhooks, routes))
+    }
+
+    pub(super) fn delivery(&self, raw: &RawConfig) -> Result<DeliveryConfig, ConfigError> {
+        let delivery = &raw.webhook_delivery;
+        let millis = |key: &str, value: i64, min: i64, max: i64| {
+            self.in_range(&format!("webhook_delivery.{key}"), value, min, max)
+                .map(|ms| Duration::from_millis(ms as u64))
+        };
+        let retry_initial = millis("retry_initial_ms", delivery.retry_initial_ms, 1, 86_400_000)?;
+        let retry_max = millis("retry_max_ms", delivery.retry_max_ms, 1, 86_400_000)?;
+        if retry_max < retry_initial {
+            return Err(self.error(
+                "webhook_delivery.retry_max_ms",
+                "is smaller than retry_initial_ms",
+                "make retry_max_ms at least retry_initial_ms",
+            ));
+        }
+        let give_up_secs =
+            self.in_range("webhook_delivery.give_up_after_secs", delivery.give_up_after_secs, 1, 30 * 86_400)?;
+        Ok(DeliveryConfig {
+            timeout: millis("timeout_ms", delivery.timeout_ms, 10, 600_000)?,
+            max_in_flight: self.in_range("webhook_delivery.max_in_flight", delivery.max_in_flight, 1, 256)? as usize,
+            retry_initial,
+            retry_max,
+            give_up_after: Duration::from_secs(give_up_secs as u64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_http_url;
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_are_receivers() {
+        assert!(is_http_url("https://example.com/hooks/tally"));
+        assert!(is_http_url("HTTP://127.0.0.1:9000/x"));
+        for bad in ["ftp://example.com", "file:///etc/passwd", "example.com", "https://", "gopher://x", ""] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
+    }
+}

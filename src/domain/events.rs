@@ -1,0 +1,209 @@
+//! Events: what happened to whom, written in the same transaction as the change that caused
+//! it (so never for a change that rolled back, never lost for one that committed), and
+//! queued for every webhook that wants it in that same transaction (the outbox).
+
+use super::Rules;
+use super::period::Period;
+use super::plan::Limit;
+use crate::store::{EventWrite, StoreError};
+use serde_json::{Value, json};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    LimitExceeded,
+    ThresholdCrossed,
+    SoftLimitExceeded,
+    RateLimited,
+    FeatureDenied,
+    PlanChanged,
+    UsageReset,
+    Cleanup,
+    UserErased,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 9] = [
+        EventType::LimitExceeded,
+        EventType::ThresholdCrossed,
+        EventType::SoftLimitExceeded,
+        EventType::RateLimited,
+        EventType::FeatureDenied,
+        EventType::PlanChanged,
+        EventType::UsageReset,
+        EventType::Cleanup,
+        EventType::UserErased,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::LimitExceeded => "limit_exceeded",
+            EventType::ThresholdCrossed => "threshold_crossed",
+            EventType::SoftLimitExceeded => "soft_limit_exceeded",
+            EventType::RateLimited => "rate_limited",
+            EventType::FeatureDenied => "feature_denied",
+            EventType::PlanChanged => "plan_changed",
+            EventType::UsageReset => "usage_reset",
+            EventType::Cleanup => "cleanup",
+            EventType::UserErased => "user_erased",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<EventType, String> {
+        EventType::ALL.into_iter().find(|kind| kind.as_str() == text).ok_or_else(|| {
+            let known: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
+            format!("{text:?} is not an event type; known: {}", known.join(", "))
+        })
+    }
+}
+
+/// Which event types a webhook receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventFilter {
+    All,
+    Only(Vec<EventType>),
+}
+
+impl EventFilter {
+    pub fn wants(&self, kind: EventType) -> bool {
+        match self {
+            EventFilter::All => true,
+            EventFilter::Only(kinds) => kinds.contains(&kind),
+        }
+    }
+}
+
+/// A webhook as the domain sees it: where events go, and which. The secret stays with the
+/// sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRoute {
+    pub url: String,
+    pub filter: EventFilter,
+}
+
+/// Records an event and queues it for every webhook that wants it; nothing when telemetry
+/// is off. Runs inside the caller's transaction.
+pub fn emit(
+    store: &impl EventWrite,
+    rules: &Rules,
+    kind: EventType,
+    user_id: Option<&str>,
+    data: Value,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if !rules.telemetry_enabled {
+        return Ok(());
+    }
+    let event_id = store.record_event(kind.as_str(), user_id, &data.to_string(), now_ms)?;
+    for hook in rules.webhooks.iter().filter(|hook| hook.filter.wants(kind)) {
+        store.queue_delivery(&event_id, &hook.url, now_ms)?;
+    }
+    Ok(())
+}
+
+/// The usage that makes `threshold` (a fraction) of `limit` reached.
+fn threshold_level(threshold: f64, limit: u64) -> u64 {
+    (threshold * limit as f64).ceil().max(0.0) as u64
+}
+
+/// A user's use of a metric after a recorded track.
+pub struct Crossing<'a> {
+    pub user_pk: i64,
+    pub user_id: &'a str,
+    pub plan: &'a str,
+    pub metric: &'a str,
+    pub period: Period,
+    pub limit: Limit,
+    pub used: u64,
+}
+
+/// Emits `threshold_crossed` for each configured fraction of the limit that `used` has
+/// reached and `soft_limit_exceeded` once usage is past a soft limit: each at most once per
+/// user, metric, period and threshold, however many tracks race across it (the mark and the
+/// event share the writer's transaction).
+pub fn usage_alerts(
+    store: &impl EventWrite,
+    rules: &Rules,
+    crossing: &Crossing<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if !rules.telemetry_enabled {
+        return Ok(());
+    }
+    let Some(limit) = crossing.limit.value() else {
+        return Ok(());
+    };
+    let period = crossing.period.to_string();
+    for &threshold in &rules.alert_thresholds {
+        let level = threshold_level(threshold, limit);
+        if crossing.used >= level
+            && level > 0
+            && store.mark_alert(crossing.user_pk, &period, crossing.metric, &format!("threshold:{threshold}"))?
+        {
+            let data = json!({
+                "metric": crossing.metric,
+                "period": period,
+                "plan": crossing.plan,
+                "threshold": threshold,
+                "used": crossing.used,
+                "limit": limit,
+                "enforcement": crossing.limit.enforcement(),
+            });
+            emit(store, rules, EventType::ThresholdCrossed, Some(crossing.user_id), data, now_ms)?;
+        }
+    }
+    if let Limit::Soft(limit) = crossing.limit
+        && crossing.used > limit
+        && store.mark_alert(crossing.user_pk, &period, crossing.metric, "soft_limit")?
+    {
+        let data = json!({
+            "metric": crossing.metric,
+            "period": period,
+            "plan": crossing.plan,
+            "used": crossing.used,
+            "limit": limit,
+        });
+        emit(store, rules, EventType::SoftLimitExceeded, Some(crossing.user_id), data, now_ms)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_round_trip_through_their_names() {
+        for kind in EventType::ALL {
+            assert_eq!(kind.as_str().parse::<EventType>(), Ok(kind));
+        }
+        assert!("nope".parse::<EventType>().unwrap_err().contains("limit_exceeded"));
+    }
+
+    #[test]
+    fn threshold_levels_round_up() {
+        assert_eq!(threshold_level(0.8, 30), 24);
+        assert_eq!(threshold_level(0.8, 31), 25);
+        assert_eq!(threshold_level(1.0, 30), 30);
+        assert_eq!(threshold_level(0.5, 0), 0);
+    }
+
+    #[test]
+    fn filters_match_their_types() {
+        assert!(EventFilter::All.wants(EventType::Cleanup));
+        let only = EventFilter::Only(vec![EventType::LimitExceeded]);
+        assert!(only.wants(EventType::LimitExceeded));
+        assert!(!only.wants(EventType::Cleanup));
+    }
+}

@@ -1,0 +1,143 @@
+//! Monitoring routes: `GET /metrics` (Prometheus), `GET /v1/admin/events`, and the webhook
+//! outbox's deliveries with their manual retry.
+
+use super::admin::{Params, count_param};
+use super::error::ApiError;
+use super::request::query;
+use super::users::rfc3339;
+use super::webhooks::event_json;
+use super::{Ctx, json_response, now_ms};
+use crate::domain::events::EventType;
+use crate::store::{DeliveryRecord, EventQuery, EventRead, EventWrite, Requeue};
+use chrono::DateTime;
+use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+/// The size of the database file and its WAL, for `tally_database_bytes`.
+fn database_bytes(ctx: &Ctx<'_>) -> u64 {
+    let path = &ctx.app.config.database.path;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.as_os_str().to_owned(), wal]
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+pub fn metrics(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    query(ctx.request, &[])?;
+    let metrics = &ctx.app.metrics;
+    metrics.writer_queue_depth.set(ctx.app.store.queue_depth() as i64);
+    metrics.database_bytes.set(database_bytes(ctx));
+    let mut response = Response::new(Body::from(metrics.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+fn since_param(params: &Params) -> Result<Option<i64>, ApiError> {
+    params
+        .get("since")
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|since| since.timestamp_millis())
+                .map_err(|_| ApiError::invalid(format!("since must be an RFC 3339 timestamp, got {text:?}")))
+        })
+        .transpose()
+}
+
+/// `GET /v1/admin/events?type=&user_id=&since=&limit=&after=ID`, oldest first.
+pub fn events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let params = query(ctx.request, &["type", "user_id", "since", "limit", "after"])?;
+    let kind = match params.get("type") {
+        Some(kind) => Some(kind.parse::<EventType>().map_err(ApiError::invalid)?.as_str().to_owned()),
+        None => None,
+    };
+    let limit = count_param(&params, "limit", 100, 1, 1000)?;
+    let since_ms = since_param(&params)?;
+    let after = params.get("after").cloned();
+    let user_id = params.get("user_id").cloned();
+    let events = ctx.app.store.read(|reader| {
+        let after_seq = match &after {
+            Some(event_id) => match reader.event_seq(event_id)? {
+                Some(seq) => Some(seq),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        reader.events(&EventQuery { kind, user_id, since_ms, after_seq, limit }).map(Some)
+    })?;
+    let Some(events) = events else {
+        return Err(ApiError::invalid("after names no event (it may have been pruned)"));
+    };
+    let next_after = if events.len() as u32 == limit { events.last().map(|event| event.id.clone()) } else { None };
+    let events: Vec<Value> = events.iter().map(event_json).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "events": events, "next_after": next_after })))
+}
+
+fn delivery_json(delivery: &DeliveryRecord) -> Value {
+    json!({
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "url": delivery.url,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": (delivery.status == "pending").then(|| rfc3339(delivery.next_attempt_at_ms)),
+        "last_error": delivery.last_error,
+        "created_at": rfc3339(delivery.created_at_ms),
+        "updated_at": rfc3339(delivery.updated_at_ms),
+    })
+}
+
+/// `GET /v1/admin/webhooks/deliveries?status=pending|delivered|failed&limit=&before=`.
+pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let params = query(ctx.request, &["status", "limit", "before"])?;
+    let status = match params.get("status").map(String::as_str) {
+        None => None,
+        Some(status @ ("pending" | "delivered" | "failed")) => Some(status.to_owned()),
+        Some(other) => {
+            return Err(ApiError::invalid(format!("status must be pending, delivered or failed, got {other:?}")));
+        }
+    };
+    let limit = count_param(&params, "limit", 50, 1, 500)?;
+    let before = match params.get("before") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| ApiError::invalid(format!("before must be a delivery id, got {text:?}")))?,
+        ),
+    };
+    let rows = ctx.app.store.read(|reader| reader.deliveries(status.as_deref(), limit, before))?;
+    let next_before = if rows.len() as u32 == limit { rows.last().map(|row| row.id) } else { None };
+    let deliveries: Vec<Value> = rows.iter().map(delivery_json).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "deliveries": deliveries, "next_before": next_before })))
+}
+
+/// `POST /v1/admin/webhooks/deliveries/{id}/retry`: a failed delivery goes back in the queue.
+pub fn retry(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    query(ctx.request, &[])?;
+    let id_text = ctx.params.first().cloned().unwrap_or_default();
+    let id = id_text
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::invalid(format!("{id_text:?} is not a delivery id")))?;
+    let now_ms = now_ms();
+    match ctx.app.store.write(move |tx| tx.requeue_delivery(id, now_ms))? {
+        Requeue::Requeued => Ok(json_response(StatusCode::OK, &json!({ "id": id, "status": "pending" }))),
+        Requeue::NotFound => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", format!("no delivery {id}")))
+        }
+        Requeue::NotFailed => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "delivery_not_failed",
+            format!("delivery {id} has not failed; only failed deliveries are retried by hand"),
+        )),
+    }
+}

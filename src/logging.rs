@@ -1,0 +1,70 @@
+//! Logs on stderr through the `log` facade, filtered by `RUST_LOG` (default `info`): plain
+//! text, or one JSON object per line for log shippers. Structured fields (the access log's
+//! method, route, status, duration_ms and request_id) become JSON keys or `key=value` text.
+//! Nothing here sees request headers, so keys and secrets cannot reach a log line.
+
+use crate::config::LogFormat;
+use chrono::{SecondsFormat, Utc};
+use log::kv::{self, VisitSource};
+use serde_json::{Map, Value};
+use std::io::Write;
+
+/// Collects a record's key-value pairs.
+struct Fields(Map<String, Value>);
+
+impl<'kvs> VisitSource<'kvs> for Fields {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let json = if let Some(number) = value.to_u64() {
+            Value::from(number)
+        } else if let Some(number) = value.to_i64() {
+            Value::from(number)
+        } else if let Some(number) = value.to_f64() {
+            Value::from(number)
+        } else if let Some(flag) = value.to_bool() {
+            Value::from(flag)
+        } else {
+            Value::from(value.to_string())
+        };
+        self.0.insert(key.to_string(), json);
+        Ok(())
+    }
+}
+
+fn fields(record: &log::Record<'_>) -> Map<String, Value> {
+    let mut fields = Fields(Map::new());
+    // A field that fails to visit is left out rather than losing the line.
+    let _ = record.key_values().visit(&mut fields);
+    fields.0
+}
+
+/// Installs the logger; call once, before serving.
+pub fn init(format: LogFormat) {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format(move |out, record| {
+        let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        match format {
+            LogFormat::Json => {
+                let mut line = Map::new();
+                line.insert("ts".into(), Value::from(ts));
+                line.insert("level".into(), Value::from(record.level().as_str()));
+                line.insert("target".into(), Value::from(record.target()));
+                line.insert("message".into(), Value::from(record.args().to_string()));
+                for (key, value) in fields(record) {
+                    line.entry(key).or_insert(value);
+                }
+                writeln!(out, "{}", Value::Object(line))
+            }
+            LogFormat::Text => {
+                write!(out, "{ts} {:<5} {}: {}", record.level(), record.target(), record.args())?;
+                for (key, value) in fields(record) {
+                    match value {
+                        Value::String(text) => write!(out, " {key}={text:?}")?,
+                        other => write!(out, " {key}={other}")?,
+                    }
+                }
+                writeln!(out)
+            }
+        }
+    });
+    builder.init();
+}

@@ -1,0 +1,145 @@
+//! Prometheus metrics (prometheus-client): one `Metrics` per server, shared by the HTTP
+//! layer, the writer and the webhook sender, encoded as OpenMetrics text by `GET /metrics`.
+//! Labels are route patterns, metric, feature and event names from the config: never raw
+//! paths or user ids, so cardinality stays bounded.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackLabels {
+    pub metric: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub feature: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// `{type="..."}`: a keyword as a field name would be encoded as `r#type`, so this label
+/// set is a list of pairs.
+pub type TypeLabels = Vec<(String, String)>;
+
+pub fn type_labels(kind: String) -> TypeLabels {
+    vec![("type".to_owned(), kind)]
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram>,
+    pub track: Family<TrackLabels, Counter>,
+    pub feature_use: Family<FeatureLabels, Counter>,
+    pub writer_batch_size: Histogram,
+    pub writer_queue_depth: Gauge,
+    pub writer_commit_duration: Histogram,
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub events: Family<TypeLabels, Counter>,
+    pub database_bytes: Gauge<u64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register("tally_http_requests", "HTTP requests answered", http_requests.clone());
+        let http_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("tally_http_request_duration_seconds", "Time to answer a request", http_duration.clone());
+        let track = Family::<TrackLabels, Counter>::default();
+        registry.register("tally_track", "POST /v1/track answers by outcome", track.clone());
+        let feature_use = Family::<FeatureLabels, Counter>::default();
+        registry.register("tally_feature_use", "POST /v1/features/use answers by outcome", feature_use.clone());
+        let writer_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register("tally_writer_batch_size", "Jobs committed per write transaction", writer_batch_size.clone());
+        let writer_queue_depth = Gauge::default();
+        registry.register("tally_writer_queue_depth", "Jobs waiting for the writer", writer_queue_depth.clone());
+        let writer_commit_duration = latency_histogram();
+        registry.register(
+            "tally_writer_commit_duration_seconds",
+            "Time from BEGIN to COMMIT of a write group",
+            writer_commit_duration.clone(),
+        );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "tally_webhook_deliveries",
+            "Webhook delivery attempts by outcome",
+            webhook_deliveries.clone(),
+        );
+        let events = Family::<TypeLabels, Counter>::default();
+        registry.register("tally_events", "Events committed, by type", events.clone());
+        let database_bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register("tally_database_bytes", "Size of the database file and its WAL", database_bytes.clone());
+        let build_info = Family::<VersionLabels, Gauge>::default();
+        build_info.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("tally_build_info", "The running build", build_info);
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            track,
+            feature_use,
+            writer_batch_size,
+            writer_queue_depth,
+            writer_commit_duration,
+            webhook_deliveries,
+            events,
+            database_bytes,
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(8192);
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            log::error!("cannot encode metrics: {error}");
+        }
+        text
+    }
+}

@@ -1,0 +1,300 @@
+//! SQL for events, alert marks and the webhook outbox: recording and queueing inside a
+//! change's transaction, paging for the admin API, and the sender's due list and outcomes.
+
+use super::writer::WriteTx;
+use super::{Reader, StoreError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub at_ms: i64,
+    pub user_id: Option<String>,
+    /// A JSON object.
+    pub data: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub url: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub window_start_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Which events a page holds.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    pub kind: Option<String>,
+    pub user_id: Option<String>,
+    pub since_ms: Option<i64>,
+    /// Only events after the one with this sequence number.
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry { next_attempt_at_ms: i64, error: String },
+    Failed { error: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    Requeued,
+    NotFailed,
+    NotFound,
+}
+
+pub trait EventRead {
+    fn events(&self, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError>;
+    fn event_seq(&self, event_id: &str) -> Result<Option<i64>, StoreError>;
+    /// Pending deliveries due at `now_ms`, oldest first, with their events.
+    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError>;
+    /// Newest first; only ids below `before` when given.
+    fn deliveries(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+}
+
+pub trait EventWrite: EventRead {
+    /// Returns the new event's id (a uuid).
+    fn record_event(&self, kind: &str, user_id: Option<&str>, data: &str, now_ms: i64) -> Result<String, StoreError>;
+    fn queue_delivery(&self, event_id: &str, url: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Marks an alert as sent; false if it already was.
+    fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool, StoreError>;
+    fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<(), StoreError>;
+    /// Puts a failed delivery back in the queue with a fresh retry window.
+    fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue, StoreError>;
+    /// Deletes events (and their deliveries) older than `before_ms`; returns how many.
+    fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes alert marks of periods before `oldest_kept`.
+    fn prune_alerts(&self, oldest_kept: &str) -> Result<(), StoreError>;
+    /// Replaces a user id in every event that names it (for erasure).
+    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<(), StoreError>;
+}
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        kind: row.get(2)?,
+        at_ms: row.get(3)?,
+        user_id: row.get(4)?,
+        data: row.get(5)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, d.url, d.status, d.attempts, d.next_attempt_at, \
+                                d.window_start, d.last_error, d.created_at, d.updated_at";
+
+fn delivery_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: row.get(0)?,
+        event_id: row.get(1)?,
+        event_type: row.get(2)?,
+        url: row.get(3)?,
+        status: row.get(4)?,
+        attempts: row.get(5)?,
+        next_attempt_at_ms: row.get(6)?,
+        window_start_ms: row.get(7)?,
+        last_error: row.get(8)?,
+        created_at_ms: row.get(9)?,
+        updated_at_ms: row.get(10)?,
+    })
+}
+
+fn events(connection: &Connection, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT seq, id, type, at, user_id, data FROM events
+         WHERE seq > ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR user_id = ?3) AND at >= ?4
+         ORDER BY seq LIMIT ?5",
+    )?;
+    let rows = statement.query_map(
+        params![
+            query.after_seq.unwrap_or(0),
+            query.kind,
+            query.user_id,
+            query.since_ms.unwrap_or(i64::MIN),
+            query.limit
+        ],
+        event_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn event_seq(connection: &Connection, event_id: &str) -> Result<Option<i64>, StoreError> {
+    let mut statement = connection.prepare_cached("SELECT seq FROM events WHERE id = ?1")?;
+    Ok(statement.query_row([event_id], |row| row.get(0)).optional()?)
+}
+
+fn due_deliveries(
+    connection: &Connection,
+    now_ms: i64,
+    limit: u32,
+) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS}, e.seq, e.id, e.type, e.at, e.user_id, e.data
+         FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+         ORDER BY d.next_attempt_at, d.id LIMIT ?2"
+    ))?;
+    let rows = statement.query_map(params![now_ms, limit], |row| {
+        let delivery = delivery_row(row)?;
+        let event = EventRecord {
+            seq: row.get(11)?,
+            id: row.get(12)?,
+            kind: row.get(13)?,
+            at_ms: row.get(14)?,
+            user_id: row.get(15)?,
+            data: row.get(16)?,
+        };
+        Ok((delivery, event))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn deliveries(
+    connection: &Connection,
+    status: Option<&str>,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+         WHERE (?1 IS NULL OR d.status = ?1) AND d.id < ?2 ORDER BY d.id DESC LIMIT ?3"
+    ))?;
+    let rows = statement.query_map(params![status, before.unwrap_or(i64::MAX), limit], delivery_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+macro_rules! impl_event_read {
+    ($type:ty) => {
+        impl EventRead for $type {
+            fn events(&self, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+                events(self.0, query)
+            }
+            fn event_seq(&self, event_id: &str) -> Result<Option<i64>, StoreError> {
+                event_seq(self.0, event_id)
+            }
+            fn due_deliveries(
+                &self,
+                now_ms: i64,
+                limit: u32,
+            ) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError> {
+                due_deliveries(self.0, now_ms, limit)
+            }
+            fn deliveries(
+                &self,
+                status: Option<&str>,
+                limit: u32,
+                before: Option<i64>,
+            ) -> Result<Vec<DeliveryRecord>, StoreError> {
+                deliveries(self.0, status, limit, before)
+            }
+        }
+    };
+}
+
+impl_event_read!(Reader<'_>);
+impl_event_read!(WriteTx<'_>);
+
+impl EventWrite for WriteTx<'_> {
+    fn record_event(&self, kind: &str, user_id: Option<&str>, data: &str, now_ms: i64) -> Result<String, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.0
+            .prepare_cached("INSERT INTO events (id, type, at, user_id, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![id, kind, now_ms, user_id, data])?;
+        self.note_event(kind);
+        Ok(id)
+    }
+
+    fn queue_delivery(&self, event_id: &str, url: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries
+                     (event_id, url, status, attempts, next_attempt_at, window_start, created_at, updated_at)
+                 VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3, ?3)",
+            )?
+            .execute(params![event_id, url, now_ms])?;
+        Ok(())
+    }
+
+    fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool, StoreError> {
+        let inserted = self
+            .0
+            .prepare_cached(
+                "INSERT OR IGNORE INTO usage_alerts (user_pk, period, metric, alert) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![user_pk, period, metric, alert])?;
+        Ok(inserted == 1)
+    }
+
+    fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<(), StoreError> {
+        let (status, next_attempt_at, error) = match outcome {
+            AttemptOutcome::Delivered => ("delivered", None, None),
+            AttemptOutcome::Retry { next_attempt_at_ms, error } => ("pending", Some(*next_attempt_at_ms), Some(error)),
+            AttemptOutcome::Failed { error } => ("failed", None, Some(error)),
+        };
+        self.0
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1,
+                     next_attempt_at = coalesce(?3, next_attempt_at), last_error = coalesce(?4, last_error),
+                     updated_at = ?5
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![delivery_id, status, next_attempt_at, error, now_ms])?;
+        Ok(())
+    }
+
+    fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue, StoreError> {
+        let status: Option<String> = self
+            .0
+            .prepare_cached("SELECT status FROM webhook_deliveries WHERE id = ?1")?
+            .query_row([delivery_id], |row| row.get(0))
+            .optional()?;
+        match status.as_deref() {
+            None => Ok(Requeue::NotFound),
+            Some("failed") => {
+                self.0
+                    .prepare_cached(
+                        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?2, window_start = ?2,
+                             updated_at = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![delivery_id, now_ms])?;
+                Ok(Requeue::Requeued)
+            }
+            Some(_) => Ok(Requeue::NotFailed),
+        }
+    }
+
+    fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // Deliveries go with their events (ON DELETE CASCADE).
+        let deleted = self.0.prepare_cached("DELETE FROM events WHERE at < ?1")?.execute([before_ms])?;
+        Ok(deleted as u64)
+    }
+
+    fn prune_alerts(&self, oldest_kept: &str) -> Result<(), StoreError> {
+        self.0.prepare_cached("DELETE FROM usage_alerts WHERE period < ?1")?.execute([oldest_kept])?;
+        Ok(())
+    }
+
+    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<(), StoreError> {
+        self.0.prepare_cached("UPDATE events SET user_id = ?2 WHERE user_id = ?1")?.execute([user_id, replacement])?;
+        Ok(())
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::admin_ops as ops;
 use super::error::ApiError;
-use super::request::{present, query};
+use super::request::present;
 use super::users::{UserView, rfc3339, user_id_param, user_not_found};
 use super::{App, Ctx, json_response, now_ms};
 use crate::domain::Rules;
@@ -160,6 +160,7 @@ pub fn cleanup(ctx: &Ctx<'_>, retention_months: u32) -> Result<Response<Body>, A
             "deleted_counters": report.deleted_counters,
             "oldest_period_kept": report.oldest_period_kept,
             "pruned_idempotency_keys": report.pruned_idempotency_keys,
+            "pruned_events": report.pruned_events,
         }),
     ))
 }
@@ -172,24 +173,20 @@ fn actor(ctx: &Ctx<'_>) -> String {
 // ---- /v1/admin route handlers: path and query in, the functions above out ----
 
 pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let params = query(ctx.request, &["period", "metric", "top"])?;
-    usage_summary(ctx, &params)
+    usage_summary(ctx, &ctx.query)
 }
 
 pub fn get_plans(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    query(ctx.request, &[])?;
     plan_distribution(ctx)
 }
 
 pub fn get_offenders(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let params = query(ctx.request, &["period", "metric", "limit"])?;
-    offenders(ctx, &params)
+    offenders(ctx, &ctx.query)
 }
 
 pub fn get_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let params = query(ctx.request, &["months"])?;
     let user_id = user_id_param(ctx)?;
-    user_details(ctx, &user_id, &params)
+    user_details(ctx, &user_id, &ctx.query)
 }
 
 #[derive(Deserialize)]
@@ -294,8 +291,8 @@ pub fn audit_json(record: &crate::store::AuditRecord) -> Value {
 }
 
 pub fn get_audit(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let params = query(ctx.request, &["limit", "before"])?;
-    let limit = count_param(&params, "limit", 50, 1, 500)?;
+    let params = &ctx.query;
+    let limit = count_param(params, "limit", 50, 1, 500)?;
     let before = match params.get("before") {
         None => None,
         Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {

@@ -5,13 +5,13 @@
 use super::Ctx;
 use super::admin::{self, Params};
 use super::error::ApiError;
-use super::request::{present, query};
+use super::request::present;
 use oxhttp::model::{Body, Response};
 use serde::Deserialize;
 
 /// `?endpoint=` (absent: dashboard data), `user` (needs `userId`), `offenders`, `plans`.
 pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let mut params: Params = query(ctx.request, &["endpoint", "userId", "period", "metric", "top", "limit", "months"])?;
+    let mut params: Params = ctx.query.clone();
     let endpoint = params.remove("endpoint");
     match endpoint.as_deref() {
         None | Some("dashboard") => admin::usage_summary(ctx, &params),
@@ -47,7 +47,6 @@ fn required<T>(value: Option<T>, action: &str, field: &str) -> Result<T, ApiErro
 
 /// `{"action": "cleanup" | "upgrade_plan" | "reset_user", ...}`.
 pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    query(ctx.request, &[])?;
     let body: ActionBody = ctx.json_body()?;
     match body.action.as_str() {
         "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),

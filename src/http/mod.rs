@@ -77,6 +77,8 @@ pub struct Ctx<'r> {
     pub app: &'r App,
     pub request: &'r mut Request<Body>,
     pub params: Vec<String>,
+    /// The query parameters, already checked against the route's list.
+    pub query: std::collections::HashMap<String, String>,
     pub caller: Option<Caller>,
     pub started: Instant,
 }
@@ -223,7 +225,11 @@ fn route(app: &App, request: &mut Request<Body>, started: Instant) -> (&'static 
         Ok(caller) => caller,
         Err(error) => return (route.pattern, Err(error)),
     };
-    let mut ctx = Ctx { app, request, params, caller, started };
+    let query = match request::query(request, route.query) {
+        Ok(query) => query,
+        Err(error) => return (route.pattern, Err(error)),
+    };
+    let mut ctx = Ctx { app, request, params, query, caller, started };
     (route.pattern, (route.handler)(&mut ctx))
 }
 

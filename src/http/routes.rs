@@ -4,6 +4,7 @@
 use super::auth::Access;
 use super::error::ApiError;
 use super::{Ctx, admin, compat, dashboard, features, health, telemetry, usage, users};
+use Access::{Admin, Metrics, Public, Service, Session};
 use oxhttp::model::{Body, Method, Response};
 use percent_encoding::percent_decode_str;
 
@@ -13,130 +14,69 @@ pub struct Route {
     pub method: Method,
     /// `/v1/users/{user_id}`: literal segments and `{name}` parameters.
     pub pattern: &'static str,
+    /// The query parameters it accepts; any other is refused with 400 before the handler.
+    pub query: &'static [&'static str],
     pub access: Access,
     pub handler: Handler,
 }
 
+#[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    Route { method: Method::GET, pattern: "/healthz", access: Access::Public, handler: health::healthz },
-    Route { method: Method::GET, pattern: "/readyz", access: Access::Public, handler: health::readyz },
-    Route { method: Method::GET, pattern: "/openapi.yaml", access: Access::Public, handler: health::openapi },
-    Route { method: Method::GET, pattern: "/metrics", access: Access::Metrics, handler: telemetry::metrics },
-    Route { method: Method::POST, pattern: "/v1/check", access: Access::Service, handler: usage::check },
-    Route { method: Method::POST, pattern: "/v1/track", access: Access::Service, handler: usage::track },
-    Route { method: Method::POST, pattern: "/v1/features/check", access: Access::Service, handler: features::check },
-    Route {
-        method: Method::POST,
-        pattern: "/v1/features/use",
-        access: Access::Service,
-        handler: features::use_feature,
-    },
-    Route { method: Method::GET, pattern: "/v1/users/{user_id}", access: Access::Service, handler: users::get },
-    Route { method: Method::PUT, pattern: "/v1/users/{user_id}", access: Access::Service, handler: users::put },
-    Route { method: Method::GET, pattern: "/v1/admin/usage", access: Access::Admin, handler: admin::get_usage },
-    Route { method: Method::GET, pattern: "/v1/admin/offenders", access: Access::Admin, handler: admin::get_offenders },
-    Route { method: Method::GET, pattern: "/v1/admin/plans", access: Access::Admin, handler: admin::get_plans },
-    Route { method: Method::GET, pattern: "/v1/admin/audit", access: Access::Admin, handler: admin::get_audit },
-    Route { method: Method::POST, pattern: "/v1/admin/cleanup", access: Access::Admin, handler: admin::post_cleanup },
-    Route {
-        method: Method::GET,
-        pattern: "/v1/admin/users/{user_id}",
-        access: Access::Admin,
-        handler: admin::get_user,
-    },
-    Route {
-        method: Method::DELETE,
-        pattern: "/v1/admin/users/{user_id}",
-        access: Access::Admin,
-        handler: admin::delete_user,
-    },
-    Route {
-        method: Method::GET,
-        pattern: "/v1/admin/users/{user_id}/export",
-        access: Access::Admin,
-        handler: admin::get_export,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/v1/admin/users/{user_id}/plan",
-        access: Access::Admin,
-        handler: admin::post_plan,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/v1/admin/users/{user_id}/reset",
-        access: Access::Admin,
-        handler: admin::post_reset,
-    },
-    Route { method: Method::GET, pattern: "/v1/admin/events", access: Access::Admin, handler: telemetry::events },
-    Route {
-        method: Method::GET,
-        pattern: "/v1/admin/webhooks/deliveries",
-        access: Access::Admin,
-        handler: telemetry::deliveries,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/v1/admin/webhooks/deliveries/{id}/retry",
-        access: Access::Admin,
-        handler: telemetry::retry,
-    },
-    Route { method: Method::GET, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::get_usage },
-    Route { method: Method::POST, pattern: "/api/v1/admin/usage", access: Access::Admin, handler: compat::post_usage },
-    Route { method: Method::GET, pattern: "/admin", access: Access::Session, handler: dashboard::overview },
-    Route { method: Method::GET, pattern: "/admin/login", access: Access::Public, handler: dashboard::login_page },
-    Route { method: Method::POST, pattern: "/admin/login", access: Access::Public, handler: dashboard::login },
-    Route { method: Method::POST, pattern: "/admin/logout", access: Access::Session, handler: dashboard::logout },
-    Route { method: Method::GET, pattern: "/admin/users", access: Access::Session, handler: dashboard::find_user },
-    Route {
-        method: Method::GET,
-        pattern: "/admin/users/{user_id}",
-        access: Access::Session,
-        handler: dashboard::user_page,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/admin/users/{user_id}/plan",
-        access: Access::Session,
-        handler: dashboard::change_plan,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/admin/users/{user_id}/reset",
-        access: Access::Session,
-        handler: dashboard::reset,
-    },
-    Route {
-        method: Method::GET,
-        pattern: "/admin/users/{user_id}/export",
-        access: Access::Session,
-        handler: dashboard::export,
-    },
-    Route {
-        method: Method::GET,
-        pattern: "/admin/users/{user_id}/erase",
-        access: Access::Session,
-        handler: dashboard::erase_page,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/admin/users/{user_id}/erase",
-        access: Access::Session,
-        handler: dashboard::erase,
-    },
-    Route {
-        method: Method::GET,
-        pattern: "/admin/maintenance",
-        access: Access::Session,
-        handler: dashboard::maintenance,
-    },
-    Route {
-        method: Method::POST,
-        pattern: "/admin/maintenance/cleanup",
-        access: Access::Session,
-        handler: dashboard::cleanup,
-    },
+    //    method  pattern                                      access   handler                   query parameters
+    route(GET,    "/healthz",                                  Public,  health::healthz,          &[]),
+    route(GET,    "/readyz",                                   Public,  health::readyz,           &[]),
+    route(GET,    "/openapi.yaml",                             Public,  health::openapi,          &[]),
+    route(GET,    "/metrics",                                  Metrics, telemetry::metrics,       &[]),
+    route(POST,   "/v1/check",                                 Service, usage::check,             &[]),
+    route(POST,   "/v1/track",                                 Service, usage::track,             &[]),
+    route(POST,   "/v1/features/check",                        Service, features::check,          &[]),
+    route(POST,   "/v1/features/use",                          Service, features::use_feature,    &[]),
+    route(GET,    "/v1/users/{user_id}",                       Service, users::get,               &["period"]),
+    route(PUT,    "/v1/users/{user_id}",                       Service, users::put,               &[]),
+    route(GET,    "/v1/admin/usage",                           Admin,   admin::get_usage,         &["period", "metric", "top"]),
+    route(GET,    "/v1/admin/offenders",                       Admin,   admin::get_offenders,     &["period", "metric", "limit"]),
+    route(GET,    "/v1/admin/plans",                           Admin,   admin::get_plans,         &[]),
+    route(GET,    "/v1/admin/audit",                           Admin,   admin::get_audit,         &["limit", "before"]),
+    route(POST,   "/v1/admin/cleanup",                         Admin,   admin::post_cleanup,      &[]),
+    route(GET,    "/v1/admin/users/{user_id}",                 Admin,   admin::get_user,          &["months"]),
+    route(DELETE, "/v1/admin/users/{user_id}",                 Admin,   admin::delete_user,       &[]),
+    route(GET,    "/v1/admin/users/{user_id}/export",          Admin,   admin::get_export,        &[]),
+    route(POST,   "/v1/admin/users/{user_id}/plan",            Admin,   admin::post_plan,         &[]),
+    route(POST,   "/v1/admin/users/{user_id}/reset",           Admin,   admin::post_reset,        &[]),
+    route(GET,    "/v1/admin/events",                          Admin,   telemetry::events,        &["type", "user_id", "since", "limit", "after"]),
+    route(GET,    "/v1/admin/webhooks/deliveries",             Admin,   telemetry::deliveries,    &["status", "limit", "before"]),
+    route(POST,   "/v1/admin/webhooks/deliveries/{id}/retry",  Admin,   telemetry::retry,         &[]),
+    route(GET,    "/api/v1/admin/usage",                       Admin,   compat::get_usage,        &["endpoint", "userId", "period", "metric", "top", "limit", "months"]),
+    route(POST,   "/api/v1/admin/usage",                       Admin,   compat::post_usage,       &[]),
+    route(GET,    "/admin",                                    Session, dashboard::overview,      &["period"]),
+    route(GET,    "/admin/login",                              Public,  dashboard::login_page,    &["error"]),
+    route(POST,   "/admin/login",                              Public,  dashboard::login,         &[]),
+    route(POST,   "/admin/logout",                             Session, dashboard::logout,        &[]),
+    route(GET,    "/admin/users",                              Session, dashboard::find_user,     &["user_id"]),
+    route(GET,    "/admin/users/{user_id}",                    Session, dashboard::user_page,     &["flash", "error"]),
+    route(POST,   "/admin/users/{user_id}/plan",               Session, dashboard::change_plan,   &[]),
+    route(POST,   "/admin/users/{user_id}/reset",              Session, dashboard::reset,         &[]),
+    route(GET,    "/admin/users/{user_id}/export",             Session, dashboard::export,        &[]),
+    route(GET,    "/admin/users/{user_id}/erase",              Session, dashboard::erase_page,    &[]),
+    route(POST,   "/admin/users/{user_id}/erase",              Session, dashboard::erase,         &[]),
+    route(GET,    "/admin/maintenance",                        Session, dashboard::maintenance,   &["before", "flash", "error"]),
+    route(POST,   "/admin/maintenance/cleanup",                Session, dashboard::cleanup,       &[]),
 ];
+
+const fn route(
+    method: Method,
+    pattern: &'static str,
+    access: Access,
+    handler: Handler,
+    query: &'static [&'static str],
+) -> Route {
+    Route { method, pattern, query, access, handler }
+}
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const DELETE: Method = Method::DELETE;
 
 /// Matches `path` against `pattern`; returns the decoded parameters.
 fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<String>, ApiError>> {

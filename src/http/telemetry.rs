@@ -3,7 +3,6 @@
 
 use super::admin::{Params, count_param};
 use super::error::ApiError;
-use super::request::query;
 use super::users::rfc3339;
 use super::webhooks::event_json;
 use super::{Ctx, json_response, now_ms};
@@ -26,7 +25,6 @@ fn database_bytes(ctx: &Ctx<'_>) -> u64 {
 }
 
 pub fn metrics(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    query(ctx.request, &[])?;
     let metrics = &ctx.app.metrics;
     metrics.writer_queue_depth.set(ctx.app.store.queue_depth() as i64);
     metrics.database_bytes.set(database_bytes(ctx));
@@ -51,13 +49,13 @@ fn since_param(params: &Params) -> Result<Option<i64>, ApiError> {
 
 /// `GET /v1/admin/events?type=&user_id=&since=&limit=&after=ID`, oldest first.
 pub fn events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let params = query(ctx.request, &["type", "user_id", "since", "limit", "after"])?;
+    let params = &ctx.query;
     let kind = match params.get("type") {
         Some(kind) => Some(kind.parse::<EventType>().map_err(ApiError::invalid)?.as_str().to_owned()),
         None => None,
     };
-    let limit = count_param(&params, "limit", 100, 1, 1000)?;
-    let since_ms = since_param(&params)?;
+    let limit = count_param(params, "limit", 100, 1, 1000)?;
+    let since_ms = since_param(params)?;
     let after = params.get("after").cloned();
     let user_id = params.get("user_id").cloned();
     let events = ctx.app.store.read(|reader| {
@@ -95,7 +93,7 @@ fn delivery_json(delivery: &DeliveryRecord) -> Value {
 
 /// `GET /v1/admin/webhooks/deliveries?status=pending|delivered|failed&limit=&before=`.
 pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let params = query(ctx.request, &["status", "limit", "before"])?;
+    let params = &ctx.query;
     let status = match params.get("status").map(String::as_str) {
         None => None,
         Some(status @ ("pending" | "delivered" | "failed")) => Some(status.to_owned()),
@@ -103,7 +101,7 @@ pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             return Err(ApiError::invalid(format!("status must be pending, delivered or failed, got {other:?}")));
         }
     };
-    let limit = count_param(&params, "limit", 50, 1, 500)?;
+    let limit = count_param(params, "limit", 50, 1, 500)?;
     let before = match params.get("before") {
         None => None,
         Some(text) => Some(
@@ -121,7 +119,6 @@ pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 /// `POST /v1/admin/webhooks/deliveries/{id}/retry`: a failed delivery goes back in the queue.
 pub fn retry(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    query(ctx.request, &[])?;
     let id_text = ctx.params.first().cloned().unwrap_or_default();
     let id = id_text
         .parse::<i64>()

@@ -4,7 +4,6 @@ use super::admin_ops;
 use super::admin_ops::UserDetails;
 use super::error::ApiError;
 use super::features::FeatureSummaryJson;
-use super::request::query;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureVerdict};
@@ -108,7 +107,7 @@ pub fn user_not_found(user_id: &str) -> ApiError {
 
 pub fn get(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let parameters = query(ctx.request, &["period"])?;
+    let parameters = &ctx.query;
     let now_ms = now_ms();
     let period = match parameters.get("period") {
         Some(text) => text.parse::<Period>().map_err(|error| ApiError::invalid(error.to_string()))?,

@@ -128,3 +128,19 @@ fn health_and_readiness_and_the_spec_are_served() {
     assert_eq!(spec.header("content-type"), Some("application/yaml"));
     assert!(String::from_utf8_lossy(&spec.body).contains("/v1/track"));
 }
+
+#[test]
+fn every_route_refuses_a_query_parameter_it_does_not_take() {
+    let tally = Tally::start_default();
+    for route in tally::http::ROUTES {
+        let path = route
+            .pattern
+            .split('/')
+            .map(|segment| if segment.starts_with('{') { "someone" } else { segment })
+            .collect::<Vec<_>>()
+            .join("/");
+        let reply = tally.client().request(route.method.as_str(), &format!("{path}?zz_unknown=1"), &[], None);
+        assert_eq!(reply.status, 400, "{} {}", route.method, route.pattern);
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains("zz_unknown"));
+    }
+}

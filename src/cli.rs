@@ -52,6 +52,29 @@ pub fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads a key from stdin (one line, surrounding whitespace ignored) and prints its digest.
+pub fn hash_key() -> anyhow::Result<ExitCode> {
+    let mut key = String::new();
+    std::io::stdin().read_line(&mut key).context("cannot read the key from stdin")?;
+    let key = key.trim();
+    anyhow::ensure!(!key.is_empty(), "no key on stdin; pipe one in, e.g. `printf %s \"$KEY\" | tally hash-key`");
+    println!("sha256:{}", crate::config::key_digest_hex(key));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a consistent copy of the database to `path` while Tally may be serving it.
+pub fn backup(config: &Config, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let report = crate::store::backup(&config.database, path)?;
+    println!(
+        "{}: copied {} to {} ({} bytes, integrity ok)",
+        config.source,
+        config.database.path.display(),
+        path.display(),
+        report.bytes
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     let catalog = &config.rules.catalog;
     let plans: Vec<&str> = catalog.plans().iter().map(|plan| plan.name.as_str()).collect();

@@ -32,10 +32,23 @@ enum Command {
     Migrate,
     /// Validate the config, then exit (status 2 if it is refused).
     CheckConfig,
+    /// Print `sha256:HEX` of a key read from stdin, for the config's key lists.
+    HashKey,
+    /// Copy the live database to PATH, consistently, while it serves.
+    Backup {
+        /// Where to write the copy (must not exist yet).
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::HashKey = cli.command {
+        return tally::cli::hash_key().unwrap_or_else(|error| {
+            eprintln!("tally: {error:#}");
+            ExitCode::FAILURE
+        });
+    }
     let mut config = match Config::load(cli.config.as_deref(), &process_env) {
         Ok(config) => config,
         Err(error) => {
@@ -54,6 +67,8 @@ fn main() -> ExitCode {
         Command::Serve => tally::cli::serve(config),
         Command::Migrate => tally::cli::migrate(&config),
         Command::CheckConfig => tally::cli::check_config(&config),
+        Command::Backup { path } => tally::cli::backup(&config, &path),
+        Command::HashKey => unreachable!("handled before the config is loaded"),
     };
     result.unwrap_or_else(|error| {
         eprintln!("tally: {error:#}");

@@ -88,6 +88,11 @@ pub struct DatabaseConfig {
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
     pub read_connections: u32,
+    /// Cap on the database file's size; `None` for no cap.
+    pub max_size_mb: Option<u64>,
+    /// Test builds only: the writer thread panics after this many write groups
+    /// (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead writer is noticed.
+    pub writer_panic_after: Option<u64>,
 }
 
 /// A bearer key as held in memory: its SHA-256 digest and a name for logs and the audit.
@@ -248,6 +253,10 @@ impl Validator<'_> {
                 "add keys under [auth], or listen on 127.0.0.1 / [::1]",
             ));
         }
+        let mut database = database;
+        if cfg!(debug_assertions) {
+            database.writer_panic_after = env("TALLY_TEST_WRITER_PANIC_AFTER").and_then(|groups| groups.parse().ok());
+        }
         let (webhooks, routes) = self.webhooks(&raw)?;
         let mut rules = self.rules(&raw, env)?;
         rules.webhooks = routes;
@@ -313,6 +322,11 @@ impl Validator<'_> {
                 600_000,
             )? as u64),
             read_connections: self.in_range("database.read_connections", raw.database.read_connections, 1, 64)? as u32,
+            max_size_mb: match self.in_range("database.max_size_mb", raw.database.max_size_mb, 0, 1 << 30)? {
+                0 => None,
+                megabytes => Some(megabytes as u64),
+            },
+            writer_panic_after: None,
         })
     }
 
@@ -584,6 +598,11 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(index * 2..index * 2 + 2)?, 16).ok()?;
     }
     Some(digest)
+}
+
+/// The hex SHA-256 of a key, as `sha256:HEX` entries in the config hold it.
+pub fn key_digest_hex(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A short, stable name for an unnamed key: the first 8 hex digits of its digest.

@@ -54,6 +54,7 @@ pub(super) struct RawDatabase {
     pub synchronous: String,
     pub busy_timeout_ms: i64,
     pub read_connections: i64,
+    pub max_size_mb: i64,
 }
 
 #[derive(Debug, Deserialize)]

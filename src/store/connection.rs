@@ -4,7 +4,7 @@
 use super::StoreError;
 use crate::config::{DatabaseConfig, Synchronous};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
 mod embedded {
@@ -63,6 +63,19 @@ pub(super) fn open_writer(config: &DatabaseConfig) -> Result<Connection, StoreEr
             config.path.display()
         )));
     }
+    // SQLite opens a write-protected file read-only without a word; say so at startup.
+    if connection.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(StoreError::Open(format!(
+            "{}: the database file (or its directory) is read-only; Tally needs to write it",
+            config.path.display()
+        )));
+    }
+    if let Some(megabytes) = config.max_size_mb {
+        let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let pages = (megabytes << 20) / (page_size.max(1) as u64);
+        // A database already larger keeps its size as the cap (SQLite never truncates here).
+        connection.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    }
     Ok(connection)
 }
 
@@ -99,33 +112,67 @@ fn latest_known_version() -> u32 {
 pub(super) fn migrate_connection(connection: &mut Connection) -> Result<SchemaReport, StoreError> {
     let runner = embedded::migrations::runner();
     let latest = latest_known_version();
+    // Read the newest applied version with plain SQL: refinery's own reader panics on a
+    // history row it cannot parse, and a refusal must never be a crash.
     let has_history: bool = connection
         .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history'")?
         .exists([])?;
-    let applied_before = if has_history {
-        runner.get_last_applied_migration(connection).map_err(|error| StoreError::Schema(error.to_string()))?
-    } else {
-        None
-    };
-    if let Some(last) = &applied_before {
-        let version = last.version() as u32;
-        if version > latest {
+    if has_history {
+        let newest: Option<(i64, String)> = connection
+            .query_row("SELECT version, name FROM refinery_schema_history ORDER BY version DESC LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        if let Some((version, name)) = newest
+            && version > i64::from(latest)
+        {
             return Err(StoreError::Schema(format!(
-                "the database is at schema version {version} ({}), written by a newer Tally; \
-                 this build knows versions up to {latest}. Run the newer Tally, or restore a backup",
-                last.name()
+                "the database is at schema version {version} ({name}), written by a newer Tally; \
+                 this build knows versions up to {latest}. Run the newer Tally, or restore a backup"
             )));
         }
     }
-    let report = runner
-        .set_abort_missing(true)
-        .set_abort_divergent(true)
-        .run(connection)
+    let runner = runner.set_abort_missing(true).set_abort_divergent(true);
+    // refinery unwraps what it reads from its history table; a damaged row must refuse the
+    // start with a message, not abort it.
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(connection)))
+        .map_err(|_| StoreError::Schema("the migration history table is damaged (refinery could not read it)".into()))?
         .map_err(|error| StoreError::Schema(error.to_string()))?;
     Ok(SchemaReport {
         applied: report.applied_migrations().iter().map(|m| format!("V{}__{}", m.version(), m.name())).collect(),
         version: latest,
     })
+}
+
+/// What `tally backup` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    pub bytes: u64,
+}
+
+/// `tally backup PATH`: `VACUUM INTO` from a read-only connection, which reads one consistent
+/// snapshot (every transaction committed before it began, nothing after) while the server
+/// keeps writing; then checks the copy's integrity. Never overwrites an existing file.
+pub fn backup(config: &DatabaseConfig, target: &Path) -> Result<BackupReport, StoreError> {
+    if target.exists() {
+        return Err(StoreError::Open(format!("{} already exists; choose a new file for the backup", target.display())));
+    }
+    check_parent_directory(target)?;
+    if !config.path.is_file() {
+        return Err(StoreError::Open(format!("{} does not exist: there is nothing to back up", config.path.display())));
+    }
+    let source = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|error| describe_open_error(config, error))?;
+    source.busy_timeout(config.busy_timeout)?;
+    let target_text = target.to_str().ok_or_else(|| StoreError::Open("the backup path is not valid UTF-8".into()))?;
+    source.execute("VACUUM INTO ?1", [target_text]).map_err(|error| describe_open_error(config, error))?;
+    let copy = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let integrity: String = copy.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+    if integrity != "ok" {
+        return Err(StoreError::Sqlite(format!("the backup failed its integrity check: {integrity}")));
+    }
+    let bytes = std::fs::metadata(target).map(|meta| meta.len()).unwrap_or(0);
+    Ok(BackupReport { bytes })
 }
 
 /// `tally migrate`: open, migrate, close.

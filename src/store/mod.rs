@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use admin::{AdminRead, AdminWrite, AuditRecord, CounterRecord, UserExport};
-pub use connection::{SchemaReport, migrate};
+pub use connection::{BackupReport, SchemaReport, backup, migrate};
 pub use events::{AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue};
 pub use writer::WriteTx;
 
@@ -158,7 +158,9 @@ impl Store {
         let mut write_connection = connection::open_writer(config)?;
         connection::migrate_connection(&mut write_connection)?;
         let readers = connection::reader_pool(config)?;
-        let writer = writer::Writer::spawn(write_connection, writer::WriterOptions::default(), metrics)?;
+        let options =
+            writer::WriterOptions { panic_after: config.writer_panic_after, ..writer::WriterOptions::default() };
+        let writer = writer::Writer::spawn(write_connection, options, metrics)?;
         Ok(Store { inner: Arc::new(Inner { writer, readers }) })
     }
 

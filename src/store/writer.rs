@@ -32,11 +32,13 @@ pub(super) struct WriterOptions {
     pub max_batch: usize,
     /// Jobs waiting at most; a caller past it waits for room.
     pub queue_capacity: usize,
+    /// Test builds only: panic (outside any job) after this many groups.
+    pub panic_after: Option<u64>,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { max_batch: 512, queue_capacity: 8192 }
+        WriterOptions { max_batch: 512, queue_capacity: 8192, panic_after: None }
     }
 }
 
@@ -178,8 +180,11 @@ fn run(
     options: WriterOptions,
     metrics: &Metrics,
 ) {
-    let _guard = RunningGuard(Arc::clone(&shared));
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(options.max_batch);
+    // Declared after `batch`, so dropped before it: when this thread dies the writer is
+    // marked stopped before the jobs it held are dropped and their callers answered 503.
+    let _guard = RunningGuard(Arc::clone(&shared));
+    let mut groups: u64 = 0;
     loop {
         match receiver.recv() {
             Ok(Message::Job(job)) => batch.push(job),
@@ -195,6 +200,10 @@ fn run(
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
+        }
+        groups += 1;
+        if options.panic_after.is_some_and(|limit| groups > limit) {
+            panic!("injected writer failure after {limit} groups", limit = groups - 1);
         }
         let depth = shared.depth.fetch_sub(batch.len(), Ordering::Relaxed) - batch.len();
         metrics.writer_queue_depth.set(depth as i64);

@@ -7,6 +7,7 @@ mod features;
 mod input;
 mod lifecycle;
 mod receiver;
+mod reliability;
 mod support;
 mod telemetry;
 mod usage;

@@ -15,6 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tally");
 #[derive(Clone, Default)]
 pub struct Setup {
     server: String,
+    database: String,
     rest: String,
     env: Vec<(String, String)>,
 }
@@ -28,6 +29,13 @@ impl Setup {
     pub fn server(mut self, lines: &str) -> Setup {
         self.server.push_str(lines);
         self.server.push('\n');
+        self
+    }
+
+    /// Lines for the [database] section (besides `path`).
+    pub fn database(mut self, lines: &str) -> Setup {
+        self.database.push_str(lines);
+        self.database.push('\n');
         self
     }
 
@@ -46,6 +54,26 @@ impl Setup {
     pub fn start(self) -> Tally {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         Tally::start_in(dir, self)
+    }
+
+    /// Runs `tally serve` in `dir` expecting it to refuse to start; returns its exit status
+    /// and stderr.
+    pub fn start_refused_in(self, dir: &Path) -> (ExitStatus, String) {
+        let config_path = write_config(dir, &self);
+        let output = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env_remove("ADMIN_USER_IDS")
+            .env_remove("USAGE_TRACKING_ENABLED")
+            .env_remove("TELEMETRY_ENABLED")
+            .envs(self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+            .stdin(Stdio::null())
+            .current_dir(dir)
+            .output()
+            .expect("run tally");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.is_empty(), "it printed a listening line: {stdout}");
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
     }
 }
 
@@ -68,21 +96,17 @@ impl Tally {
     }
 
     fn start_in(dir: Arc<tempfile::TempDir>, setup: Setup) -> Tally {
-        let db = dir.path().join("tally.db");
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[database]\npath = {:?}\n{}",
-            setup.server,
-            db.display().to_string(),
-            setup.rest
-        );
-        let config_path = dir.path().join("tally.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        Tally::start_with_command(setup, dir, Command::new(BIN))
+    }
+
+    /// Starts `tally serve` through `command` (e.g. a wrapper that runs it as another user).
+    pub fn start_with_command(setup: Setup, dir: Arc<tempfile::TempDir>, mut command: Command) -> Tally {
+        let config_path = write_config(dir.path(), &setup);
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.path().join("stderr.log"))
             .expect("stderr log");
-        let mut command = Command::new(BIN);
         command
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -109,6 +133,11 @@ impl Tally {
         };
         let addr = addr.parse().expect("address on the first line");
         Tally { child, _stdout: stdout, addr, dir, setup }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.child.wait().expect("wait for tally")
     }
 
     /// Kills the process (SIGKILL) and starts it again on the same directory and database.
@@ -149,6 +178,20 @@ impl Drop for Tally {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn write_config(dir: &Path, setup: &Setup) -> PathBuf {
+    let db = dir.join("tally.db");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[database]\npath = {:?}\n{}\n{}",
+        setup.server,
+        db.display().to_string(),
+        setup.database,
+        setup.rest
+    );
+    let config_path = dir.join("tally.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    config_path
 }
 
 /// Runs `tally ARGS` to completion.

@@ -3,9 +3,11 @@
 mod admin;
 mod auth;
 mod cli;
+mod dashboard;
 mod features;
 mod input;
 mod lifecycle;
 mod support;
 mod usage;
 mod users;
+mod webdriver;

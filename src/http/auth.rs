@@ -54,7 +54,6 @@ fn bearer_token(request: &Request<Body>) -> Option<&[u8]> {
 }
 
 /// The name of the admin key `token` is, if it is one (the dashboard's login form).
-#[allow(dead_code)] // the dashboard login form, in progress, is its caller
 pub fn admin_key_name(auth: &AuthConfig, token: &str) -> Option<String> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     find_key(&auth.admin_keys, &digest).map(|key| key.name.clone())

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod cli;
+mod dashboard;
 mod features;
 mod input;
 mod lifecycle;
@@ -12,3 +13,4 @@ mod support;
 mod telemetry;
 mod usage;
 mod users;
+mod webdriver;

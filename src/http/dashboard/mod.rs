@@ -1,65 +1,312 @@
-//! The admin dashboard at /admin: server-rendered HTML embedded in the binary. (Skeleton:
-//! the pages are being written.)
+//! The admin dashboard at /admin: server-rendered HTML embedded in the binary, no scripts.
+//! This file holds the route handlers and what they share: the session check (anyone
+//! without a login goes to /admin/login), the CSRF check on every POST, the
+//! flash-and-redirect after an action, HTML error pages and the security headers. The
+//! numbers and actions come from `admin_ops`, as for the JSON API.
+
+mod chart;
+mod html;
+mod login;
+mod maintenance;
+mod overview;
+mod session;
+mod user;
+
+pub use session::Sessions;
 
 use super::Ctx;
 use super::error::ApiError;
-use oxhttp::model::{Body, Response, StatusCode};
+use super::now_ms;
+use html::{Chrome, Tab, escape};
+use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
+use session::{Flash, SESSION_COOKIE, Visitor, same_token};
 use std::collections::HashMap;
-use std::sync::Mutex;
 
-/// Dashboard login sessions, by session token.
-#[derive(Default)]
-pub struct Sessions {
-    #[allow(dead_code)]
-    by_token: Mutex<HashMap<String, ()>>,
+type Handled = Result<Response<Body>, ApiError>;
+
+/// A form's fields by name.
+pub type Form = HashMap<String, String>;
+
+/// What a page handler produces; the shell (top bar, flash) is added around `content`.
+pub struct Page {
+    pub title: String,
+    pub tab: Tab,
+    pub content: String,
 }
 
-fn not_yet(_: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    // No page yet, and no session can exist: every page sends the visitor to the login page.
+/// An action's answer: where to go next and what to say there.
+pub struct Done {
+    pub location: String,
+    pub flash: Flash,
+}
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers every dashboard answer carries: never cached, never framed, never sniffed.
+fn secure(response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+}
+
+fn html_response(status: StatusCode, html: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(html));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure(&mut response);
+    response
+}
+
+/// 303 See Other: after a POST the browser GETs `location`.
+fn redirect(location: &str) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
+    let location = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/admin"));
+    response.headers_mut().insert(header::LOCATION, location);
+    secure(&mut response);
     response
-        .headers_mut()
-        .insert(oxhttp::model::header::LOCATION, oxhttp::model::HeaderValue::from_static("/admin/login"));
+}
+
+fn add_cookie(response: &mut Response<Body>, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Whether a TLS proxy says the browser came over HTTPS (then cookies get `Secure`).
+fn over_https(ctx: &Ctx<'_>) -> bool {
+    ctx.request
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// The signed-in visitor, or everyone under open access; `None` sends them to log in.
+fn find_visitor(ctx: &Ctx<'_>) -> Option<Visitor> {
+    if ctx.app.config.auth.is_open() {
+        return Some(ctx.app.sessions.open_access());
+    }
+    let token = session::cookie(ctx.request, SESSION_COOKIE)?;
+    ctx.app.sessions.find(token, now_ms())
+}
+
+fn to_login() -> Handled {
+    Ok(redirect("/admin/login"))
+}
+
+fn render(status: StatusCode, page: Page, visitor: Option<&Visitor>, flash: Option<Flash>) -> Response<Body> {
+    let chrome = Chrome { visitor, flash, tab: page.tab };
+    html_response(status, html::document(&page.title, &chrome, &page.content))
+}
+
+/// An `ApiError` as a page that says what went wrong in plain words. Errors that must close
+/// the connection (an unread body) stay as they are, for `http::handle` to close.
+fn error_page(error: ApiError, visitor: Option<&Visitor>) -> Handled {
+    if error.close_connection {
+        return Err(error);
+    }
+    let heading = match error.status.as_u16() {
+        400 => "That request is not valid",
+        403 => "Not allowed",
+        404 => "Not found",
+        413 => "Too large",
+        415 => "Unsupported form",
+        503 => "Temporarily unavailable",
+        500..=599 => "Something went wrong",
+        _ => "The request was refused",
+    };
+    let content = format!(
+        "<div class=\"panel\"><h1>{heading}</h1><p>{}</p><p><a href=\"/admin\">Back to the overview</a></p></div>",
+        escape(&error.message)
+    );
+    let page = Page { title: heading.to_owned(), tab: Tab::None, content };
+    let mut response = render(error.status, page, visitor, None);
+    for (name, value) in &error.headers {
+        if name == header::RETRY_AFTER {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
     Ok(response)
 }
 
-pub fn overview(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+/// A GET page: requires a session, shows the waiting flash message.
+fn page(ctx: &mut Ctx<'_>, build: fn(&mut Ctx<'_>, &Visitor) -> Result<Page, ApiError>) -> Handled {
+    let Some(visitor) = find_visitor(ctx) else {
+        return to_login();
+    };
+    let built = build(ctx, &visitor);
+    let flash = ctx.app.sessions.take_flash(&visitor);
+    match built {
+        Ok(page) => Ok(render(StatusCode::OK, page, Some(&visitor), flash)),
+        Err(error) => error_page(error, Some(&visitor)),
+    }
 }
-pub fn login_page(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// The 403 a POST without the session's CSRF token gets; it changed nothing.
+fn csrf_refused(visitor: Option<&Visitor>) -> Response<Body> {
+    let content = "<div class=\"panel\"><h1>This form has expired</h1><p>The form was not sent from this \
+                   dashboard's current session, so nothing was changed. Go back, reload the page and try \
+                   again.</p><p><a href=\"/admin\">Back to the overview</a></p></div>";
+    let page = Page { title: "Form expired".to_owned(), tab: Tab::None, content: content.to_owned() };
+    render(StatusCode::FORBIDDEN, page, visitor, None)
 }
-pub fn login(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// A POST checked: the visitor and their form, or the answer to give instead.
+enum Checked {
+    Passed(Visitor, Form),
+    /// The login page, an error page, or 403 for a missing or wrong CSRF token.
+    Answered(Handled),
 }
-pub fn logout(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// Checks the session, reads the form, and checks the form's CSRF token.
+fn checked_form(ctx: &mut Ctx<'_>) -> Checked {
+    let Some(visitor) = find_visitor(ctx) else {
+        return Checked::Answered(to_login());
+    };
+    let form = match ctx.form_body() {
+        Ok(form) => form,
+        Err(error) => return Checked::Answered(error_page(error, Some(&visitor))),
+    };
+    if !form.get("csrf").is_some_and(|given| same_token(given, &visitor.csrf)) {
+        log::warn!("dashboard: a POST to {} without the session's CSRF token was refused", ctx.request.uri().path());
+        return Checked::Answered(Ok(csrf_refused(Some(&visitor))));
+    }
+    Checked::Passed(visitor, form)
 }
-pub fn find_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// A POST action: requires a session and its CSRF token, then redirects with a flash.
+fn action(ctx: &mut Ctx<'_>, act: fn(&mut Ctx<'_>, &Visitor, &Form) -> Result<Done, ApiError>) -> Handled {
+    let (visitor, form) = match checked_form(ctx) {
+        Checked::Passed(visitor, form) => (visitor, form),
+        Checked::Answered(answer) => return answer,
+    };
+    match act(ctx, &visitor, &form) {
+        Ok(done) => {
+            ctx.app.sessions.set_flash(&visitor, done.flash);
+            Ok(redirect(&done.location))
+        }
+        Err(error) => error_page(error, Some(&visitor)),
+    }
 }
-pub fn user_page(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// An operation's result as a flash: its success message, or the refusal's message (a
+/// refusal changed nothing). Server failures stay errors.
+fn outcome<T>(result: Result<T, ApiError>, message: impl FnOnce(T) -> String) -> Result<Flash, ApiError> {
+    match result {
+        Ok(value) => Ok(Flash::ok(message(value))),
+        Err(error) if error.status.is_client_error() => Ok(Flash::error(error.message.clone())),
+        Err(error) => Err(error),
+    }
 }
-pub fn change_plan(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// The `{user_id}` path parameter, validated.
+fn user_id(ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    super::users::user_id_param(ctx)
 }
-pub fn reset(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+pub fn overview(ctx: &mut Ctx<'_>) -> Handled {
+    page(ctx, overview::page)
 }
-pub fn export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+pub fn login_page(ctx: &mut Ctx<'_>) -> Handled {
+    login::page(ctx)
 }
-pub fn erase_page(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+pub fn login(ctx: &mut Ctx<'_>) -> Handled {
+    login::login(ctx)
 }
-pub fn erase(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+pub fn logout(ctx: &mut Ctx<'_>) -> Handled {
+    let visitor = match checked_form(ctx) {
+        Checked::Passed(visitor, _) => visitor,
+        Checked::Answered(answer) => return answer,
+    };
+    let Some(token) = &visitor.token else {
+        return Ok(redirect("/admin"));
+    };
+    ctx.app.sessions.remove(token);
+    log::info!("dashboard: {} signed out", visitor.actor);
+    let mut response = redirect("/admin/login?signed_out=1");
+    add_cookie(&mut response, &session::set_cookie(SESSION_COOKIE, "", "/admin", 0, over_https(ctx)));
+    Ok(response)
 }
-pub fn maintenance(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+pub fn find_user(ctx: &mut Ctx<'_>) -> Handled {
+    page_or_redirect(ctx, |ctx| {
+        let params = super::request::query(ctx.request, &["user_id"])?;
+        let wanted = params.get("user_id").map(|text| text.trim()).unwrap_or_default();
+        if wanted.is_empty() {
+            return Ok("/admin".to_owned());
+        }
+        crate::domain::user_id::validate_user_id(wanted).map_err(ApiError::invalid)?;
+        Ok(html::user_path(wanted))
+    })
 }
-pub fn cleanup(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    not_yet(ctx)
+
+/// A GET that answers with a redirect, or an error page.
+fn page_or_redirect(ctx: &mut Ctx<'_>, decide: fn(&mut Ctx<'_>) -> Result<String, ApiError>) -> Handled {
+    let Some(visitor) = find_visitor(ctx) else {
+        return to_login();
+    };
+    match decide(ctx) {
+        Ok(location) => Ok(redirect(&location)),
+        Err(error) => error_page(error, Some(&visitor)),
+    }
+}
+
+pub fn user_page(ctx: &mut Ctx<'_>) -> Handled {
+    page(ctx, user::page)
+}
+
+pub fn change_plan(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, user::change_plan)
+}
+
+pub fn reset(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, user::reset)
+}
+
+pub fn export(ctx: &mut Ctx<'_>) -> Handled {
+    let Some(visitor) = find_visitor(ctx) else {
+        return to_login();
+    };
+    let exported = user_id(ctx).and_then(|user_id| {
+        let document = super::admin::export_json(ctx.app, &user_id)?;
+        serde_json::to_vec_pretty(&document).map(|body| (user_id, body)).map_err(|_| ApiError::internal())
+    });
+    let (user_id, body) = match exported {
+        Ok(exported) => exported,
+        Err(error) => return error_page(error, Some(&visitor)),
+    };
+    let file_name: String =
+        user_id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' }).collect();
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let disposition = format!("attachment; filename=\"tally-user-{file_name}.json\"");
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    secure(&mut response);
+    Ok(response)
+}
+
+pub fn erase_page(ctx: &mut Ctx<'_>) -> Handled {
+    page(ctx, user::erase_page)
+}
+
+pub fn erase(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, user::erase)
+}
+
+pub fn maintenance(ctx: &mut Ctx<'_>) -> Handled {
+    page(ctx, maintenance::page)
+}
+
+pub fn cleanup(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, maintenance::cleanup)
 }

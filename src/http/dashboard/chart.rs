@@ -1,0 +1,246 @@
+//! Charts as inline SVG drawn on the server: the plan distribution (horizontal bars) and a
+//! metric over months (columns). Every mark carries its value as text and a `<title>`
+//! tooltip, so a chart reads without color and without a mouse.
+
+use super::html::{compact, escape, metric_value, money, percent, thousands};
+use crate::domain::admin::PlanShare;
+use crate::domain::period::Period;
+use std::fmt::Write;
+
+/// What a plan bar measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PlanMeasure {
+    Users,
+    Revenue,
+}
+
+/// One plan's bar: the value, its share as text, a note, and the share from 0 to 1.
+struct PlanRow {
+    value: String,
+    share_text: String,
+    note: String,
+    share: f64,
+}
+
+/// One labelled bar per plan: its users, or its revenue estimate, as a share of all. Percent
+/// positions keep the text at its size on any width.
+pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> String {
+    const ROW: usize = 46;
+    let users_total: u64 = plans.iter().map(|plan| plan.users).sum();
+    let revenue_total: u64 = plans.iter().map(|plan| plan.revenue_cents).fold(0, u64::saturating_add);
+    let rows: Vec<PlanRow> = plans
+        .iter()
+        .map(|plan| {
+            let users = format!("{} {}", thousands(plan.users), if plan.users == 1 { "user" } else { "users" });
+            match measure {
+                PlanMeasure::Users => PlanRow {
+                    value: users,
+                    share_text: percent(plan.share),
+                    note: format!("{} a month each", money(plan.price_cents)),
+                    share: plan.share,
+                },
+                PlanMeasure::Revenue => {
+                    let share = if revenue_total == 0 { 0.0 } else { plan.revenue_cents as f64 / revenue_total as f64 };
+                    PlanRow {
+                        value: money(plan.revenue_cents),
+                        share_text: percent(share),
+                        note: format!("{users} x {}", money(plan.price_cents)),
+                        share,
+                    }
+                }
+            }
+        })
+        .collect();
+    let (what, class) = match measure {
+        PlanMeasure::Users => (format!("Users per plan, {} in all", thousands(users_total)), "bar now"),
+        PlanMeasure::Revenue => {
+            (format!("Revenue estimate per plan, {} a month in all", money(revenue_total)), "bar rev")
+        }
+    };
+    let described: Vec<String> = plans
+        .iter()
+        .zip(&rows)
+        .map(|(plan, row)| format!("{}: {} ({}), {}", plan.plan, row.value, row.share_text, row.note))
+        .collect();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg class=\"chart plans\" width=\"100%\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
+        plans.len() * ROW,
+        escape(&format!("{what}. {}", described.join("; ")))
+    );
+    for (index, (plan, row)) in plans.iter().zip(&rows).enumerate() {
+        let top = index * ROW;
+        let width = if row.share > 0.0 { (row.share * 100.0).max(0.8) } else { 0.0 };
+        let name = escape(&plan.plan);
+        let (value, share_text, note) = (escape(&row.value), escape(&row.share_text), escape(&row.note));
+        let _ = write!(
+            out,
+            "<g data-plan=\"{name}\"><text x=\"0\" y=\"{}\" font-size=\"14\"><tspan class=\"v\">{name}</tspan>\
+             <tspan dx=\"8\" font-size=\"12\">{note}</tspan></text>\
+             <text x=\"100%\" y=\"{}\" text-anchor=\"end\" font-size=\"13\"><tspan class=\"v\">{value}</tspan> · {share_text}</text>\
+             <rect class=\"track\" x=\"0\" y=\"{}\" width=\"100%\" height=\"10\" rx=\"5\"/>\
+             <rect class=\"{class}\" x=\"0\" y=\"{}\" width=\"{width:.2}%\" height=\"10\" rx=\"5\">\
+             <title>{name}: {value} ({share_text}), {note}</title></rect></g>",
+            top + 17,
+            top + 17,
+            top + 25,
+            top + 25,
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// The smallest of 1, 2, 2.5, 5 x 10^k that is at least `value` (1 for 0).
+fn nice_ceiling(value: u64) -> u64 {
+    let mut magnitude: u64 = 1;
+    loop {
+        for step in [10, 20, 25, 50] {
+            let candidate = magnitude.saturating_mul(step) / 10;
+            if candidate >= value.max(1) {
+                return candidate.max(1);
+            }
+        }
+        if magnitude > u64::MAX / 10 {
+            return u64::MAX;
+        }
+        magnitude *= 10;
+    }
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// (year, month abbreviation) of a period, from its `YYYY-MM` form.
+fn month_parts(period: Period) -> (String, &'static str) {
+    let text = period.to_string();
+    let month: usize = text.get(5..7).and_then(|month| month.parse().ok()).unwrap_or(1);
+    (text.get(..4).unwrap_or_default().to_owned(), MONTHS[month.clamp(1, 12) - 1])
+}
+
+/// A metric's totals per month, oldest first, as labelled columns; the last one stands out.
+/// Sized so that three fit side by side on a laptop, and one fills a phone, at about 1:1.
+pub fn monthly_columns(metric: &str, label: &str, unit: &str, points: &[(Period, u64)]) -> String {
+    const WIDTH: f64 = 340.0;
+    const HEIGHT: f64 = 182.0;
+    const LEFT: f64 = 36.0;
+    const RIGHT: f64 = 2.0;
+    const TOP: f64 = 16.0;
+    const BOTTOM: f64 = 36.0;
+    let plot_height = HEIGHT - TOP - BOTTOM;
+    let slot = (WIDTH - LEFT - RIGHT) / points.len().max(1) as f64;
+    let bar_width = (slot * 0.68).min(24.0);
+    let max = nice_ceiling(points.iter().map(|(_, value)| *value).max().unwrap_or(0));
+    let base = TOP + plot_height;
+    let (first, last) = match (points.first(), points.last()) {
+        (Some((first, _)), Some((last, _))) => (first.to_string(), last.to_string()),
+        _ => (String::new(), String::new()),
+    };
+    // Over a bar the unit is the chart's own: "3.7G" under the heading "Bytes out".
+    let bar_label = |value: u64| {
+        let text = compact(unit, value);
+        if unit == "bytes" { text.trim_end_matches('B').to_owned() } else { text }
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg class=\"chart months\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" data-metric=\"{}\" \
+         aria-label=\"{}\">",
+        escape(metric),
+        escape(&format!("{label} per month, {first} to {last}"))
+    );
+    // Grid lines at the top and the middle, and the axis at zero, each with its value.
+    for fraction in [1.0, 0.5, 0.0] {
+        let y = TOP + plot_height * (1.0 - fraction);
+        let value = (max as f64 * fraction).round() as u64;
+        let class = if fraction == 0.0 { "axis" } else { "grid-line" };
+        let _ = write!(
+            out,
+            "<line class=\"{class}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"9\">{}</text>",
+            WIDTH - RIGHT,
+            LEFT - 5.0,
+            y + 3.0,
+            compact(unit, value)
+        );
+    }
+    for (index, (period, value)) in points.iter().enumerate() {
+        let left = LEFT + slot * index as f64;
+        let center = left + slot / 2.0;
+        let height = if *value == 0 { 0.0 } else { (*value as f64 / max as f64 * plot_height).max(1.5) };
+        let class = if index + 1 == points.len() { "bar now" } else { "bar" };
+        let (year, month) = month_parts(*period);
+        let _ = write!(
+            out,
+            "<g data-period=\"{period}\"><rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar_width:.1}\" \
+             height=\"{height:.1}\" rx=\"2\"><title>{period}: {} {}</title></rect>\
+             <text class=\"v\" x=\"{center:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"9\">{}</text>\
+             <text x=\"{center:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"9.5\">{month}</text>",
+            center - bar_width / 2.0,
+            base - height,
+            escape(&metric_value(unit, *value)),
+            escape(unit),
+            base - height - 3.5,
+            bar_label(*value),
+            base + 13.0,
+        );
+        // The year under the first month of each run of at least two months of it.
+        let starts_run = index == 0 || month == "Jan";
+        if starts_run && (month != "Dec" || points.len() == 1) {
+            let _ = write!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9.5\" font-weight=\"600\">{year}</text>",
+                left + (slot - bar_width) / 2.0,
+                base + 27.0
+            );
+        }
+        out.push_str("</g>");
+    }
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_ceilings_round_up_to_readable_steps() {
+        assert_eq!(nice_ceiling(0), 1);
+        assert_eq!(nice_ceiling(1), 1);
+        assert_eq!(nice_ceiling(3), 5);
+        assert_eq!(nice_ceiling(12_725), 20_000);
+        assert_eq!(nice_ceiling(21_000), 25_000);
+        assert_eq!(nice_ceiling(1_500_000_000), 2_000_000_000);
+        assert_eq!(nice_ceiling(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn columns_carry_every_value_as_text_and_tooltip() {
+        let now: Period = "2026-02".parse().unwrap();
+        let points: Vec<(Period, u64)> =
+            (0..3).rev().map(|back| (now.months_before(back), back as u64 * 1000)).collect();
+        let svg = monthly_columns("prompts", "Prompts", "prompts", &points);
+        assert!(svg.contains("<title>2025-12: 2,000 prompts</title>"), "{svg}");
+        assert!(svg.contains(">2.0k</text>") && svg.contains(">Dec</text>") && svg.contains(">2026</text>"));
+        assert!(!svg.contains(">2025</text>"), "a lone December gets no year label");
+        assert_eq!(svg.matches("class=\"bar now\"").count(), 1);
+        let bytes = monthly_columns("bytes_out", "Bytes out", "bytes", &[(now, 3_712_800_000)]);
+        assert!(bytes.contains(">3.7G</text>") && bytes.contains(">5.0GB</text>"), "{bytes}");
+    }
+
+    #[test]
+    fn plan_bars_name_users_share_and_revenue() {
+        let plans = [
+            PlanShare { plan: "trial".into(), users: 2, share: 0.5, price_cents: 0, revenue_cents: 0 },
+            PlanShare { plan: "teams".into(), users: 2, share: 0.5, price_cents: 4900, revenue_cents: 9800 },
+        ];
+        let svg = plan_bars(&plans, PlanMeasure::Users);
+        assert!(svg.contains("2 users</tspan> · 50%"), "{svg}");
+        assert!(svg.contains("<title>teams: 2 users (50%), 49.00 a month each</title>"));
+        let svg = plan_bars(&plans, PlanMeasure::Revenue);
+        assert!(svg.contains("98.00</tspan> · 100%"), "{svg}");
+        assert!(svg.contains("<title>teams: 98.00 (100%), 2 users x 49.00</title>"));
+        assert!(svg.contains("<title>trial: 0.00 (0%), 2 users x 0.00</title>"));
+    }
+}

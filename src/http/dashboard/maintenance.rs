@@ -1,0 +1,200 @@
+//! The maintenance page (`GET /admin/maintenance?before=ID`): the cleanup form with a
+//! retention value, and the audit log, newest first, paged by row id.
+
+use super::html::{Tab, csrf_field, escape, metric_label, thousands, user_path, utc_minute};
+use super::session::Visitor;
+use super::{Done, Form, Page, outcome};
+use crate::domain::user_id::validate_user_id;
+use crate::http::Ctx;
+use crate::http::admin_ops as ops;
+use crate::http::error::ApiError;
+use crate::http::request::query;
+use crate::store::AuditRecord;
+use serde_json::Value;
+use std::fmt::Write;
+
+const PAGE_SIZE: u32 = 50;
+
+pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
+    let params = query(ctx.request, &["before"])?;
+    let before =
+        match params.get("before") {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::invalid("before must be an audit row id (a positive whole number)".to_owned())
+            })?),
+        };
+    let rows = ops::audit_page(ctx.app, PAGE_SIZE, before)?;
+    let older = if rows.len() as u32 == PAGE_SIZE { rows.last().map(|row| row.id) } else { None };
+    let rules = &ctx.app.rules;
+    let content = render(&rows, before.is_some(), older, rules.retention_months, rules.idempotency_hours, visitor);
+    Ok(Page { title: "Maintenance".to_owned(), tab: Tab::Maintenance, content })
+}
+
+pub fn render(
+    rows: &[AuditRecord],
+    paged: bool,
+    older: Option<i64>,
+    retention_months: u32,
+    idempotency_hours: u32,
+    visitor: &Visitor,
+) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<div class=\"head\"><h1>Maintenance</h1></div>\
+         <section class=\"panel\"><h2>Cleanup</h2>\
+         <p class=\"hint\">Deletes usage counters of months older than the retention, and idempotency answers \
+         older than {idempotency_hours} hours. Tally runs it with the configured retention \
+         ({retention_months} months) at startup; run it here to apply a shorter one now.</p>\
+         <form method=\"post\" action=\"/admin/maintenance/cleanup\">{}<div class=\"inline\">\
+         <div class=\"field\"><label for=\"retention\">Months to keep</label>\
+         <input id=\"retention\" name=\"retention_months\" type=\"number\" min=\"1\" max=\"1200\" step=\"1\" \
+         value=\"{retention_months}\" required inputmode=\"numeric\"></div>\
+         <button class=\"primary\" type=\"submit\">Run cleanup</button></div></form></section>",
+        csrf_field(visitor)
+    );
+    out.push_str("<section class=\"panel\"><h2>Audit log <span class=\"sub\">newest first</span></h2>");
+    if rows.is_empty() {
+        let text = if paged { "No older entries." } else { "The audit log is empty: no admin action has run yet." };
+        let _ = write!(out, "<p class=\"empty\">{text}</p>");
+    } else {
+        out.push_str(
+            "<div class=\"table-wrap\"><table class=\"audit\"><thead><tr><th scope=\"col\" class=\"num\">#</th>\
+             <th scope=\"col\">When</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th>\
+             <th scope=\"col\">Target</th><th scope=\"col\">Details</th></tr></thead><tbody>",
+        );
+        for row in rows {
+            let target = match &row.target {
+                Some(target) if validate_user_id(target).is_ok() && !target.starts_with("sha256:") => {
+                    format!("<a class=\"mono\" href=\"{}\">{}</a>", escape(&user_path(target)), escape(target))
+                }
+                Some(target) => format!("<span class=\"mono\" title=\"{0}\">{1}</span>", escape(target), short(target)),
+                None => "<span class=\"muted\">&mdash;</span>".to_owned(),
+            };
+            let _ = write!(
+                out,
+                "<tr data-id=\"{}\"><td class=\"num muted\">{}</td><td class=\"nowrap\">{}</td><td>{}</td>\
+                 <td><span class=\"badge plain\">{}</span></td><td>{target}</td><td class=\"details\">{}</td></tr>",
+                row.id,
+                row.id,
+                utc_minute(row.at_ms),
+                escape(&row.actor),
+                escape(&row.action),
+                escape(&describe(&row.action, &row.details))
+            );
+        }
+        out.push_str("</tbody></table></div>");
+    }
+    out.push_str("<nav class=\"pager\" aria-label=\"Audit log pages\"><span>");
+    if paged {
+        out.push_str("<a href=\"/admin/maintenance\">&larr; Newest</a>");
+    }
+    out.push_str("</span><span>");
+    if let Some(older) = older {
+        let _ = write!(out, "<a href=\"/admin/maintenance?before={older}\">Older &rarr;</a>");
+    }
+    out.push_str("</span></nav></section>");
+    out
+}
+
+/// A long hash shortened for the table; the full value is in the cell's title.
+fn short(target: &str) -> String {
+    if target.len() > 24 {
+        escape(&format!("{}…", target.chars().take(20).collect::<String>()))
+    } else {
+        escape(target)
+    }
+}
+
+/// An audit row's details in words, for the actions Tally writes; raw JSON for others.
+fn describe(action: &str, details: &str) -> String {
+    let Ok(value) = serde_json::from_str::<Value>(details) else {
+        return details.to_owned();
+    };
+    let text = |key: &str| value.get(key).map(|field| field.as_str().map_or_else(|| field.to_string(), str::to_owned));
+    let described = match action {
+        "plan_changed" => match (text("from"), text("to")) {
+            (Some(from), Some(to)) if from != "null" => Some(format!("{from} → {to}")),
+            (_, Some(to)) => Some(format!("new user on {to}")),
+            _ => None,
+        },
+        "usage_reset" => value.get("before").and_then(Value::as_object).map(|before| {
+            let values: Vec<String> = before
+                .iter()
+                .map(|(name, value)| {
+                    format!("{} {}", metric_label(name), value.as_u64().map_or(String::new(), thousands))
+                })
+                .collect();
+            let period = text("period").unwrap_or_default();
+            if values.is_empty() {
+                format!("{period}: nothing to reset")
+            } else {
+                format!("{period}: {}", values.join(", "))
+            }
+        }),
+        "cleanup" => match (text("retention_months"), value["deleted_counters"].as_u64(), text("oldest_period_kept")) {
+            (Some(months), Some(deleted), Some(kept)) => Some(format!(
+                "kept {months} months (from {kept}); deleted {} counters, {} idempotency answers",
+                thousands(deleted),
+                thousands(value["pruned_idempotency_keys"].as_u64().unwrap_or(0))
+            )),
+            _ => None,
+        },
+        "user_erased" if value.as_object().is_some_and(|fields| fields.is_empty()) => Some(String::new()),
+        _ => None,
+    };
+    described.unwrap_or_else(|| details.to_owned())
+}
+
+/// `POST /admin/maintenance/cleanup` with `retention_months`.
+pub fn cleanup(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, ApiError> {
+    let location = "/admin/maintenance".to_owned();
+    let text = form.get("retention_months").map(|text| text.trim()).unwrap_or_default();
+    let Ok(retention_months) = text.parse::<u32>() else {
+        let flash =
+            super::session::Flash::error("Nothing was deleted: months to keep must be a whole number from 1 to 1200.");
+        return Ok(Done { location, flash });
+    };
+    let flash = outcome(ops::cleanup(ctx.app, retention_months, &visitor.actor), |report| {
+        format!(
+            "Cleanup done: deleted {} counters from before {} and {} expired idempotency answers.",
+            thousands(report.deleted_counters),
+            report.oldest_period_kept,
+            thousands(report.pruned_idempotency_keys)
+        )
+    })?;
+    Ok(Done { location, flash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_log_says_so() {
+        let visitor = Visitor { actor: "ops".into(), csrf: "t".into(), token: None };
+        let html = render(&[], false, None, 12, 24, &visitor);
+        assert!(html.contains("The audit log is empty"), "{html}");
+        assert!(html.contains("value=\"12\"") && !html.contains("Older"));
+    }
+
+    #[test]
+    fn describes_the_actions_tally_audits() {
+        assert_eq!(describe("plan_changed", r#"{"from":"trial","to":"teams"}"#), "trial → teams");
+        assert_eq!(describe("plan_changed", r#"{"from":null,"to":"solo"}"#), "new user on solo");
+        assert_eq!(
+            describe("usage_reset", r#"{"period":"2026-11","metric":null,"before":{"prompts":1200,"e2e_runs":0}}"#),
+            "2026-11: Prompts 1,200, E2E runs 0"
+        );
+        assert_eq!(
+            describe(
+                "cleanup",
+                r#"{"retention_months":6,"deleted_counters":3,"oldest_period_kept":"2026-06","pruned_idempotency_keys":1}"#
+            ),
+            "kept 6 months (from 2026-06); deleted 3 counters, 1 idempotency answers"
+        );
+        assert_eq!(describe("something_new", r#"{"a":1}"#), r#"{"a":1}"#);
+        assert_eq!(describe("user_erased", "{}"), "");
+    }
+}

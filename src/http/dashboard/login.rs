@@ -53,7 +53,7 @@ pub fn page(ctx: &mut Ctx<'_>) -> Handled {
     if find_visitor(ctx).is_some() {
         return Ok(redirect("/admin"));
     }
-    let signed_out = ctx.request.uri().query().is_some_and(|query| query.split('&').any(|pair| pair == "signed_out=1"));
+    let signed_out = ctx.query.get("signed_out").is_some_and(|value| value == "1");
     render(ctx, StatusCode::OK, signed_out.then_some((true, "You are signed out.")))
 }
 

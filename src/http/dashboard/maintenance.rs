@@ -8,7 +8,6 @@ use crate::domain::user_id::validate_user_id;
 use crate::http::Ctx;
 use crate::http::admin_ops as ops;
 use crate::http::error::ApiError;
-use crate::http::request::query;
 use crate::store::AuditRecord;
 use serde_json::Value;
 use std::fmt::Write;
@@ -16,7 +15,7 @@ use std::fmt::Write;
 const PAGE_SIZE: u32 = 50;
 
 pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
-    let params = query(ctx.request, &["before"])?;
+    let params = &ctx.query;
     let before =
         match params.get("before") {
             None => None,

@@ -237,7 +237,7 @@ pub fn logout(ctx: &mut Ctx<'_>) -> Handled {
 
 pub fn find_user(ctx: &mut Ctx<'_>) -> Handled {
     page_or_redirect(ctx, |ctx| {
-        let params = super::request::query(ctx.request, &["user_id"])?;
+        let params = &ctx.query;
         let wanted = params.get("user_id").map(|text| text.trim()).unwrap_or_default();
         if wanted.is_empty() {
             return Ok("/admin".to_owned());

@@ -13,7 +13,6 @@ use crate::http::Ctx;
 use crate::http::admin_ops as ops;
 use crate::http::error::ApiError;
 use crate::http::now_ms;
-use crate::http::request::query;
 use std::fmt::Write;
 
 const TOP_USERS: u32 = 10;
@@ -30,7 +29,7 @@ pub struct Overview {
 }
 
 pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
-    let params = query(ctx.request, &["period", "metric"])?;
+    let params = &ctx.query;
     let current = Period::of_unix_ms(now_ms());
     let period = match params.get("period").filter(|text| !text.is_empty()) {
         Some(text) => text.parse().map_err(|error: crate::domain::period::ParsePeriodError| {

@@ -16,7 +16,6 @@ use std::fmt::Write;
 const HISTORY_MONTHS: u32 = 12;
 
 pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
-    crate::http::request::query(ctx.request, &[])?;
     let user_id = user_id(ctx)?;
     let details = ops::user_details(ctx.app, &user_id, HISTORY_MONTHS)?.ok_or_else(|| user_not_found(&user_id))?;
     let metrics: Vec<Metric> = ctx.app.rules.catalog.metrics().cloned().collect();
@@ -235,7 +234,6 @@ pub fn reset(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
 
 /// `GET /admin/users/{user_id}/erase`: says what erasing does and asks for the id.
 pub fn erase_page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
-    crate::http::request::query(ctx.request, &[])?;
     let user_id = user_id(ctx)?;
     ops::user_details(ctx.app, &user_id, 1)?.ok_or_else(|| user_not_found(&user_id))?;
     let path = escape(&user_path(&user_id));

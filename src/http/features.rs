@@ -98,7 +98,7 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 fn render_use(outcome: &UseOutcome) -> (StatusCode, String) {
     let (status, value) = match outcome {
-        UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_value(FeatureJson::from(verdict))),
+        UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_string(&FeatureJson::from(verdict))),
         UseOutcome::NotInPlan(verdict) => {
             let required = match &verdict.plan_required {
                 Some(plan) => format!("; plan {plan} grants it"),
@@ -112,7 +112,7 @@ fn render_use(outcome: &UseOutcome) -> (StatusCode, String) {
             .with("feature", verdict.feature.as_str())
             .with("plan", verdict.plan.as_str())
             .with("plan_required", verdict.plan_required.clone());
-            (error.status, Ok(error.body()))
+            (error.status, Ok(error.body().to_string()))
         }
         UseOutcome::RateLimited { verdict, retry_after_ms } => {
             let error = ApiError::new(
@@ -130,11 +130,11 @@ fn render_use(outcome: &UseOutcome) -> (StatusCode, String) {
             .with("limit", verdict.limit)
             .with("window_secs", verdict.window_secs)
             .with("retry_after_ms", *retry_after_ms);
-            (error.status, Ok(error.body()))
+            (error.status, Ok(error.body().to_string()))
         }
     };
     match value {
-        Ok(value) => (status, value.to_string()),
+        Ok(body) => (status, body),
         Err(error) => {
             log::error!("cannot serialize a feature answer: {error}");
             (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())

@@ -43,7 +43,9 @@ pub enum Answered<T> {
 }
 
 enum Lookup<T> {
-    Done(Answered<T>),
+    /// Done now; the stored answer when a key asked for one.
+    Fresh(T, Option<StoredAnswer>),
+    Replayed(StoredAnswer),
     Reused,
 }
 
@@ -62,29 +64,29 @@ where
 {
     let not_before_ms = now_ms - i64::from(app.rules.idempotency_hours) * 3_600_000;
     let lookup = app.store.write(move |tx| {
-        if let Some(once) = &once
-            && let Some(prior) = tx.find_answer(&once.key, not_before_ms)?
-        {
-            return Ok(if prior.fingerprint == once.fingerprint {
-                Lookup::Done(Answered::Replayed(prior))
-            } else {
-                Lookup::Reused
-            });
+        let Some(once) = once else {
+            // No key: nothing to store, so the answer is rendered after the commit, off the
+            // writer thread.
+            return Ok(Lookup::Fresh(job(tx)?, None));
+        };
+        if let Some(prior) = tx.find_answer(&once.key, not_before_ms)? {
+            return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
         }
         let value = job(tx)?;
         let (status, body) = render(&value);
-        let answer = StoredAnswer {
-            fingerprint: once.as_ref().map(|once| once.fingerprint.clone()).unwrap_or_default(),
-            status: status.as_u16(),
-            body,
-        };
-        if let Some(once) = &once {
-            tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
-        }
-        Ok(Lookup::Done(Answered::Fresh { answer, value }))
+        let answer = StoredAnswer { fingerprint: once.fingerprint, status: status.as_u16(), body };
+        tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
+        Ok(Lookup::Fresh(value, Some(answer)))
     })?;
     match lookup {
-        Lookup::Done(answered) => Ok(answered),
+        Lookup::Fresh(value, answer) => {
+            let answer = answer.unwrap_or_else(|| {
+                let (status, body) = render(&value);
+                StoredAnswer { fingerprint: Vec::new(), status: status.as_u16(), body }
+            });
+            Ok(Answered::Fresh { answer, value })
+        }
+        Lookup::Replayed(answer) => Ok(Answered::Replayed(answer)),
         Lookup::Reused => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

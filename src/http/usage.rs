@@ -159,12 +159,12 @@ fn render_track(outcome: &TrackOutcome) -> (StatusCode, String) {
         tracking_enabled: !matches!(outcome, TrackOutcome::NotTracked { .. }),
         verdict,
     };
-    let (status, value) = match outcome {
+    let (status, body) = match outcome {
         TrackOutcome::Recorded { verdict, enforced } => {
-            (StatusCode::OK, serde_json::to_value(track_json(verdict.into(), true, *enforced)))
+            (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), true, *enforced)))
         }
         TrackOutcome::NotTracked { verdict } => {
-            (StatusCode::OK, serde_json::to_value(track_json(verdict.into(), false, true)))
+            (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), false, true)))
         }
         TrackOutcome::Refused { verdict, upgrade_to } => {
             let standing = &verdict.standing;
@@ -188,7 +188,7 @@ fn render_track(outcome: &TrackOutcome) -> (StatusCode, String) {
             .with("limit", standing.limit)
             .with("remaining", standing.remaining)
             .with("upgrade_to", upgrade_to.clone());
-            (error.status, Ok(error.body()))
+            (error.status, Ok(error.body().to_string()))
         }
         TrackOutcome::Overflow { verdict } => {
             let error = ApiError::new(
@@ -198,11 +198,11 @@ fn render_track(outcome: &TrackOutcome) -> (StatusCode, String) {
             )
             .with("metric", verdict.metric.as_str())
             .with("used", verdict.standing.used);
-            (error.status, Ok(error.body()))
+            (error.status, Ok(error.body().to_string()))
         }
     };
-    match value {
-        Ok(value) => (status, value.to_string()),
+    match body {
+        Ok(body) => (status, body),
         Err(error) => {
             log::error!("cannot serialize a track answer: {error}");
             (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())

@@ -63,6 +63,9 @@ pub(super) fn open_writer(config: &DatabaseConfig) -> Result<Connection, StoreEr
             config.path.display()
         )));
     }
+    // Checkpoints run on their own thread (spawn_checkpointer); this is only a backstop that
+    // keeps the WAL bounded (about 40 MB) should that thread fall behind.
+    connection.query_row("PRAGMA wal_autocheckpoint = 10000", [], |_| Ok(()))?;
     // SQLite opens a write-protected file read-only without a word; say so at startup.
     if connection.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
         return Err(StoreError::Open(format!(
@@ -97,6 +100,9 @@ pub(super) fn reader_pool(config: &DatabaseConfig) -> Result<r2d2::Pool<SqliteCo
             connection.execute_batch("PRAGMA query_only = ON;")
         });
     r2d2::Pool::builder()
+        // A read-only SQLite connection does not go stale; testing each checkout costs a
+        // query per request.
+        .test_on_check_out(false)
         .max_size(config.read_connections)
         .min_idle(Some(1))
         .build(manager)
@@ -142,6 +148,30 @@ pub(super) fn migrate_connection(connection: &mut Connection) -> Result<SchemaRe
         applied: report.applied_migrations().iter().map(|m| format!("V{}__{}", m.version(), m.name())).collect(),
         version: latest,
     })
+}
+
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Starts the checkpointer: a thread with its own connection that runs PASSIVE checkpoints,
+/// which never wait for the writer and never block it, so the writer's commits do not pay
+/// for copying the WAL into the database file. It stops when the writer stops.
+pub(super) fn spawn_checkpointer(config: &DatabaseConfig, store: super::Store) -> Result<(), StoreError> {
+    let connection = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|error| describe_open_error(config, error))?;
+    apply_pragmas(&connection, config).map_err(|error| describe_open_error(config, error))?;
+    std::thread::Builder::new()
+        .name("tally-checkpoint".into())
+        .spawn(move || {
+            while store.is_writer_running() {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    log::warn!("checkpoint failed (the next one retries): {error}");
+                }
+            }
+        })
+        .map_err(|error| StoreError::Open(format!("cannot start the checkpoint thread: {error}")))?;
+    Ok(())
 }
 
 /// What `tally backup` wrote.

@@ -161,7 +161,9 @@ impl Store {
         let options =
             writer::WriterOptions { panic_after: config.writer_panic_after, ..writer::WriterOptions::default() };
         let writer = writer::Writer::spawn(write_connection, options, metrics)?;
-        Ok(Store { inner: Arc::new(Inner { writer, readers }) })
+        let store = Store { inner: Arc::new(Inner { writer, readers }) };
+        connection::spawn_checkpointer(config, store.clone())?;
+        Ok(store)
     }
 
     /// Runs `job` on the writer inside the next group transaction and returns its result

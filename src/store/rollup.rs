@@ -37,9 +37,16 @@ pub(super) fn add_plan_users(connection: &Connection, plan: &str, delta: i64) ->
     Ok(())
 }
 
-/// Whether the user has any counter in the period (so is already counted as active).
-pub(super) fn has_counters(connection: &Connection, user_pk: i64, period: Period) -> Result<bool, StoreError> {
-    let mut statement =
-        connection.prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_counters WHERE user_pk = ?1 AND period = ?2)")?;
-    Ok(statement.query_row(params![user_pk, period.to_string()], |row| row.get(0))?)
+/// Whether the user has a counter of another metric in the period (so is already counted
+/// as active there).
+pub(super) fn has_other_counters(
+    connection: &Connection,
+    user_pk: i64,
+    period: &str,
+    metric: &str,
+) -> Result<bool, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM usage_counters WHERE user_pk = ?1 AND period = ?2 AND metric <> ?3)",
+    )?;
+    Ok(statement.query_row(params![user_pk, period, metric], |row| row.get(0))?)
 }

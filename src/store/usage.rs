@@ -147,25 +147,30 @@ impl UsageWrite for WriteTx<'_> {
         // SELECT's WHERE); an existing row is updated only if value + amount <= ceiling,
         // written as value <= ceiling - amount so nothing can overflow (both lie within
         // 0..=i64::MAX). When neither guard passes, no row comes back and nothing changed.
-        let was_active = rollup::has_counters(self.0, user_pk, period)?;
         let mut statement = self.0.prepare_cached(
             "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
              SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
              ON CONFLICT (user_pk, period, metric) DO UPDATE
                 SET value = value + excluded.value, updated_at = excluded.updated_at
                 WHERE value <= ?5 - excluded.value
-             RETURNING value",
+             RETURNING value, created_at",
         )?;
-        let value: Option<i64> = statement
+        let period_text = period.to_string();
+        let row: Option<(i64, i64)> = statement
             .query_row(
-                params![user_pk, period.to_string(), metric, as_sql_integer(amount), as_sql_integer(ceiling), now_ms],
-                |row| row.get(0),
+                params![user_pk, period_text, metric, as_sql_integer(amount), as_sql_integer(ceiling), now_ms],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        if value.is_some() {
+        let value = row.map(|(value, _)| value);
+        if let Some((value, created_at)) = row {
             rollup::add_total(self.0, period, metric, as_sql_integer(amount))?;
-            if !was_active {
-                rollup::add_active_users(self.0, &period.to_string(), 1)?;
+            // A row this track created holds exactly `amount` and was created now. Only then
+            // can the user be new to the period, which costs one more lookup; an existing row
+            // matches too only if it was zeroed by a reset within this same millisecond.
+            let maybe_created = created_at == now_ms && value == as_sql_integer(amount);
+            if maybe_created && !rollup::has_other_counters(self.0, user_pk, &period_text, metric)? {
+                rollup::add_active_users(self.0, &period_text, 1)?;
             }
         }
         Ok(value.map(|value| value.max(0) as u64))

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Tally's benchmark: one command, one table. Builds release, then measures with the same load
+# generator (bench/src/bin/loadgen.rs) and the same connection count:
+#   the HTTP ceiling (a constant-body oxhttp server), Tally track (synchronous full and
+#   normal), check and a mixed load, Redis with a Lua check-and-increment (appendfsync always
+#   and no persistence), PostgreSQL's conditional upsert (synchronous_commit on and off),
+#   latency at half of Tally's peak (open loop), the connection sweep, and correctness (the
+#   stored counters add up to the 200s). Missing Redis/PostgreSQL are installed from Debian.
+#
+#   bench/run.sh                 # the main table (about 3 minutes)
+#   bench/run.sh scale           # 1,000,000 users x 3 metrics x 12 months (seeds first; long)
+#   DURATION=5 CONNECTIONS=64 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-main}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+WORK=$(mktemp -d /tmp/tally-bench.XXXXXX)
+RESULTS="$WORK/results.jsonl"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+log() { printf '%s\n' "$*" >&2; }
+
+need_package() { # need_package COMMAND PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$1" >/dev/null 2>&1; then
+        log "installing $2 (for $1)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null \
+            || { $sudo apt-get update >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null; }
+    fi
+}
+
+log "building release binaries"
+cargo build --release --locked -p tally -p tally-bench 2>&1 | tail -n 1 >&2
+BIN=target/release
+
+# A free loopback port.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits until something listens on port $1.
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    log "nothing listens on port $1"; return 1
+}
+
+peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# Starts Tally with synchronous=$1 on a fresh database in $2; sets TALLY_PID and TALLY_ADDR.
+start_tally() {
+    local sync=$1 dir=$2
+    mkdir -p "$dir"
+    cat > "$dir/tally.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+max_connections = 1024
+[database]
+path = "$dir/tally.db"
+synchronous = "$sync"
+[usage]
+alert_thresholds = []
+[plans.trial]
+price_cents = 0
+limits = { prompts = { limit = 1000000000000, enforcement = "hard" }, e2e_runs = "unlimited", bytes_out = "unlimited" }
+features = { git_export = false, multi_user = false, active_project_snapshots = { per_minute = 0 } }
+[plans.solo]
+price_cents = 1900
+limits = { prompts = { limit = 10000, enforcement = "soft" }, e2e_runs = "unlimited", bytes_out = "unlimited" }
+features = { git_export = true, multi_user = false, active_project_snapshots = { per_minute = 1 } }
+[plans.teams]
+price_cents = 4900
+limits = { prompts = "unlimited", e2e_runs = "unlimited", bytes_out = "unlimited" }
+features = { git_export = true, multi_user = true, active_project_snapshots = { per_minute = 10 } }
+EOF
+    # The access log is off for the measurement (RUST_LOG=warn); see docs/PERFORMANCE.md.
+    RUST_LOG=warn "$BIN/tally" serve --config "$dir/tally.toml" > "$dir/stdout" 2> "$dir/stderr" &
+    TALLY_PID=$!
+    PIDS+=("$TALLY_PID")
+    for _ in $(seq 1 200); do
+        TALLY_ADDR=$(sed -n 's#^listening on http://##p' "$dir/stdout")
+        [ -n "$TALLY_ADDR" ] && return 0
+        sleep 0.02
+    done
+    log "tally did not start: $(cat "$dir/stderr")"; return 1
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# loadgen LABEL ARGS... : runs the generator, appends its JSON line (plus extra fields).
+loadgen() {
+    local label=$1; shift
+    "$BIN/loadgen" --label "$label" "$@" | tee -a "$RESULTS" >&2
+}
+
+add_field() { # add_field LABEL KEY VALUE : sets a field on the last line with that label
+    python3 - "$RESULTS" "$1" "$2" "$3" <<'EOF'
+import json, sys
+path, label, key, value = sys.argv[1:]
+lines = [json.loads(line) for line in open(path)]
+for line in reversed(lines):
+    if line["label"] == label:
+        line[key] = json.loads(value)
+        break
+open(path, "w").write("".join(json.dumps(line) + "\n" for line in lines))
+EOF
+}
+
+stored_sum() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select coalesce(sum(value),0) from usage_counters').fetchone()[0])" "$1"; }
+
+run_main() {
+    need_package redis-server redis-server
+    need_package postgres postgresql
+    log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+
+    # 1. The HTTP ceiling.
+    local port; port=$(free_port)
+    "$BIN/ceiling" "127.0.0.1:$port" > /dev/null & local ceiling=$!; PIDS+=("$ceiling")
+    wait_port "$port"
+    loadgen ceiling --target http --op ceiling --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
+    add_field ceiling peak_rss_kib "$(peak_rss_kib "$ceiling")"
+    stop "$ceiling"
+
+    # 2. Tally: track (full, normal), check, mixed; correctness after each track run.
+    for sync in full normal; do
+        start_tally "$sync" "$WORK/tally-$sync"
+        loadgen "track-$sync" --target http --op track --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+        add_field "track-$sync" peak_rss_kib "$(peak_rss_kib "$TALLY_PID")"
+        if [ "$sync" = full ]; then
+            loadgen check --target http --op check --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+            loadgen mixed --target http --op mixed --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+        fi
+        stop "$TALLY_PID"
+        add_field "track-$sync" stored_sum "$(stored_sum "$WORK/tally-$sync/tally.db")"
+    done
+
+    # 3. Latency at half of the durable peak, open loop (latency from the intended send time).
+    local peak; peak=$(python3 -c "import json,sys; print(next(json.loads(l)['throughput'] for l in open(sys.argv[1]) if json.loads(l)['label']=='track-full'))" "$RESULTS")
+    start_tally full "$WORK/tally-half"
+    loadgen track-full-half-rate --target http --op track --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION" --rate "$(python3 -c "print(round($peak/2))")"
+    stop "$TALLY_PID"
+
+    # 4. Redis with the Lua script: appendfsync always, then no persistence.
+    for mode in always none; do
+        port=$(free_port); mkdir -p "$WORK/redis-$mode"
+        if [ "$mode" = always ]; then persistence=(--appendonly yes --appendfsync always --save ""); else persistence=(--appendonly no --save ""); fi
+        redis-server --port "$port" --bind 127.0.0.1 --dir "$WORK/redis-$mode" --daemonize no "${persistence[@]}" > "$WORK/redis-$mode/log" 2>&1 &
+        local redis=$!; PIDS+=("$redis"); wait_port "$port"
+        loadgen "redis-$mode" --target redis --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
+        stop "$redis"
+    done
+
+    # 5. PostgreSQL's upsert: synchronous_commit on, then off.
+    local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    local pgdata="$WORK/pg"; mkdir -p "$pgdata"
+    local owner=""; [ "$(id -u)" = 0 ] && { owner=postgres; chown postgres "$WORK" "$pgdata"; }
+    run_pg() { if [ -n "$owner" ]; then su -s /bin/sh postgres -c "$*"; else sh -c "$*"; fi; }
+    run_pg "$pgbin/initdb -D $pgdata -U postgres -A trust" > /dev/null
+    port=$(free_port)
+    for commit in on off; do
+        run_pg "$pgbin/pg_ctl -D $pgdata -o '-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c synchronous_commit=$commit -c max_connections=600 -c fsync=on' -l $pgdata/log -w start" > /dev/null
+        "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "DROP TABLE IF EXISTS usage_counters; CREATE TABLE usage_counters (user_id text, period text, metric text, value bigint, PRIMARY KEY (user_id, period, metric))" > /dev/null
+        loadgen "postgres-sync-$commit" --target postgres --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
+        run_pg "$pgbin/pg_ctl -D $pgdata -m fast -w stop" > /dev/null
+    done
+
+    # 6. Cost growth: durable track at 16, 64, 256 and 512 connections, with peak RSS.
+    for connections in 16 64 256 512; do
+        start_tally full "$WORK/tally-c$connections"
+        loadgen "sweep-$connections" --target http --op track --addr "$TALLY_ADDR" --connections "$connections" --duration "$DURATION"
+        add_field "sweep-$connections" peak_rss_kib "$(peak_rss_kib "$TALLY_PID")"
+        stop "$TALLY_PID"
+    done
+
+    # 7. Binary size (stripped) and start-to-ready on an existing database.
+    strip -o "$WORK/tally.stripped" "$BIN/tally"
+    local size; size=$(stat -c %s "$WORK/tally.stripped")
+    local ready_ms; ready_ms=$(python3 - "$BIN/tally" "$WORK/tally-full/tally.toml" <<'EOF'
+import subprocess, sys, time, urllib.request
+times = []
+for _ in range(5):
+    start = time.monotonic()
+    server = subprocess.Popen([sys.argv[1], "serve", "--config", sys.argv[2]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"RUST_LOG": "warn"})
+    addr = server.stdout.readline().decode().strip().removeprefix("listening on http://")
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://{addr}/readyz").status == 200:
+                break
+        except Exception:
+            time.sleep(0.001)
+    times.append((time.monotonic() - start) * 1000)
+    server.terminate(); server.wait()
+print(round(sorted(times)[len(times) // 2], 1))
+EOF
+)
+    echo "{\"label\": \"binary\", \"stripped_bytes\": $size, \"start_to_ready_ms\": $ready_ms}" >> "$RESULTS"
+    python3 bench/report.py "$RESULTS"
+}
+
+run_scale() {
+    local users=${USERS:-1000000}
+    local dir="$WORK/scale"; mkdir -p "$dir"
+    log "seeding $users users x 3 metrics x 12 months (this takes minutes)"
+    "$BIN/seed" --db "$dir/tally.db" --users "$users" --months 12
+    python3 bench/scale.py "$BIN" "$dir" "$users" "$DURATION" "$CONNECTIONS" | tee -a "$RESULTS"
+}
+
+case "$MODE" in
+    main) run_main ;;
+    scale) run_scale ;;
+    *) log "usage: bench/run.sh [main|scale]"; exit 2 ;;
+esac
+log "raw results: $RESULTS"

@@ -1,0 +1,57 @@
+"""The scale run of bench/run.sh: on a seeded database of many users, measures durable track
+throughput across all of them, the admin usage and offenders queries, and their query plans.
+Prints JSON lines."""
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+
+binary, directory, users, duration, connections = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+config = f"{directory}/tally.toml"
+open(config, "w").write(
+    f'[server]\nlisten = "127.0.0.1:0"\nmax_connections = 1024\n[database]\npath = "{directory}/tally.db"\n'
+    '[usage]\nalert_thresholds = []\n'
+)
+started = time.monotonic()
+server = subprocess.Popen([binary, "serve", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"RUST_LOG": "warn"})
+addr = server.stdout.readline().decode().strip().removeprefix("listening on http://")
+while True:
+    try:
+        if urllib.request.urlopen(f"http://{addr}/readyz").status == 200:
+            break
+    except Exception:
+        time.sleep(0.001)
+ready_ms = (time.monotonic() - started) * 1000
+
+
+def timed(path, runs=5):
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        body = urllib.request.urlopen(f"http://{addr}{path}").read()
+        times.append((time.monotonic() - start) * 1000)
+    return sorted(times)[runs // 2], json.loads(body)
+
+
+usage_ms, usage = timed("/v1/admin/usage?top=10")
+offenders_ms, _ = timed("/v1/admin/offenders?limit=10")
+print(json.dumps({"label": f"scale-queries-{users}", "users": usage["users_total"], "start_to_ready_ms": round(ready_ms, 1),
+                  "admin_usage_ms": round(usage_ms, 2), "offenders_ms": round(offenders_ms, 2)}))
+track = subprocess.run([f"{binary.rsplit('/', 1)[0]}/loadgen", "--label", f"scale-track-{users}", "--target", "http", "--op", "track",
+                        "--addr", addr, "--connections", connections, "--duration", duration, "--users", str(users)],
+                       capture_output=True, text=True, check=True)
+print(track.stdout.strip())
+server.terminate()
+server.wait()
+
+db = sqlite3.connect(f"{directory}/tally.db")
+period = usage["period"]
+plans = {
+    "totals": db.execute("EXPLAIN QUERY PLAN SELECT metric, total FROM period_totals WHERE period = ?", (period,)).fetchall(),
+    "top_users": db.execute(
+        "EXPLAIN QUERY PLAN SELECT u.id, c.value FROM usage_counters c JOIN users u ON u.id = c.user_pk "
+        "WHERE c.period = ? AND c.metric = ? ORDER BY c.value DESC, c.user_pk DESC LIMIT 10", (period, "prompts")).fetchall(),
+}
+print(json.dumps({"label": f"scale-plans-{users}", "plans": {name: [row[-1] for row in rows] for name, rows in plans.items()}}))

@@ -66,21 +66,8 @@ max_connections = 1024
 [database]
 path = "$dir/tally.db"
 synchronous = "$sync"
-[usage]
-alert_thresholds = []
-[plans.trial]
-price_cents = 0
-limits = { prompts = { limit = 1000000000000, enforcement = "hard" }, e2e_runs = "unlimited", bytes_out = "unlimited" }
-features = { git_export = false, multi_user = false, active_project_snapshots = { per_minute = 0 } }
-[plans.solo]
-price_cents = 1900
-limits = { prompts = { limit = 10000, enforcement = "soft" }, e2e_runs = "unlimited", bytes_out = "unlimited" }
-features = { git_export = true, multi_user = false, active_project_snapshots = { per_minute = 1 } }
-[plans.teams]
-price_cents = 4900
-limits = { prompts = "unlimited", e2e_runs = "unlimited", bytes_out = "unlimited" }
-features = { git_export = true, multi_user = true, active_project_snapshots = { per_minute = 10 } }
 EOF
+    cat bench/plans.toml >> "$dir/tally.toml"
     # The access log is off for the measurement (RUST_LOG=warn); see docs/PERFORMANCE.md.
     RUST_LOG=warn "$BIN/tally" serve --config "$dir/tally.toml" > "$dir/stdout" 2> "$dir/stderr" &
     TALLY_PID=$!

@@ -8,11 +8,12 @@ import sys
 import time
 import urllib.request
 
-binary, directory, users, duration, connections = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+bin_dir, directory, users, duration, connections = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+binary = f"{bin_dir}/tally"
 config = f"{directory}/tally.toml"
 open(config, "w").write(
     f'[server]\nlisten = "127.0.0.1:0"\nmax_connections = 1024\n[database]\npath = "{directory}/tally.db"\n'
-    '[usage]\nalert_thresholds = []\n'
+    + open("bench/plans.toml").read()
 )
 started = time.monotonic()
 server = subprocess.Popen([binary, "serve", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"RUST_LOG": "warn"})
@@ -39,7 +40,7 @@ usage_ms, usage = timed("/v1/admin/usage?top=10")
 offenders_ms, _ = timed("/v1/admin/offenders?limit=10")
 print(json.dumps({"label": f"scale-queries-{users}", "users": usage["users_total"], "start_to_ready_ms": round(ready_ms, 1),
                   "admin_usage_ms": round(usage_ms, 2), "offenders_ms": round(offenders_ms, 2)}))
-track = subprocess.run([f"{binary.rsplit('/', 1)[0]}/loadgen", "--label", f"scale-track-{users}", "--target", "http", "--op", "track",
+track = subprocess.run([f"{bin_dir}/loadgen", "--label", f"scale-track-{users}", "--target", "http", "--op", "track",
                         "--addr", addr, "--connections", connections, "--duration", duration, "--users", str(users)],
                        capture_output=True, text=True, check=True)
 print(track.stdout.strip())

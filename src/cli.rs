@@ -35,6 +35,8 @@ pub fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         if !running.is_healthy() {
             log::error!("the database writer has stopped; exiting so a supervisor can restart Tally");
+            // Requests in flight are answered (503) before the process goes.
+            running.shutdown(Duration::from_secs(1));
             return Ok(ExitCode::FAILURE);
         }
         std::thread::sleep(Duration::from_millis(50));

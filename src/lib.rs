@@ -46,6 +46,15 @@ fn resolve_listen(listen: SocketAddr) -> Result<SocketAddr, ServeError> {
 
 /// Opens the database, applies migrations and starts answering HTTP.
 pub fn serve(config: Config) -> Result<Running, ServeError> {
+    // Every open connection holds a descriptor: allow as many as the hard limit lets us.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if (limit as usize) < config.server.max_connections + 64 => log::warn!(
+            "only {limit} file descriptors are allowed; server.max_connections = {} cannot all be served",
+            config.server.max_connections
+        ),
+        Ok(_) => {}
+        Err(error) => log::warn!("cannot raise the file descriptor limit: {error}"),
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let store = Store::open(&config.database, Arc::clone(&metrics))?;
     let addr = resolve_listen(config.server.listen)?;

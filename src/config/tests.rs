@@ -33,7 +33,7 @@ fn built_in_default_has_the_three_ranked_plans() {
 fn merges_a_partial_file_over_the_defaults() {
     let config = load("[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     assert_eq!(config.server.listen.port(), 0);
-    assert_eq!(config.server.max_connections, 512);
+    assert_eq!(config.server.max_connections, 4096);
 }
 
 #[test]

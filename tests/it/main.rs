@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod cli;
+mod crash;
 mod dashboard;
 mod features;
 mod input;
@@ -11,6 +12,7 @@ mod receiver;
 mod reliability;
 mod support;
 mod telemetry;
+mod transport;
 mod usage;
 mod users;
 mod webdriver;

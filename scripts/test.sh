@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Runs Tally's whole test suite: unit tests and the integration tests that start the real
-# binary. This is the command the README gives and CI runs (.ci/run). The dashboard's
-# browser test drives headless Chromium, so the browser is installed first when missing.
+# Runs Tally's whole test suite. This is the command the README gives and CI runs (.ci/run):
+#   1. the unit tests and the integration tests that start the real binary (the dashboard's
+#      browser test drives headless Chromium, so the browser is installed first if missing);
+#   2. a short schemathesis pass against a live server and docs/openapi.yaml (schemathesis is
+#      installed from PyPI into target/ if missing; scripts/soak.sh runs the long pass).
+# Arguments go to `cargo test` (e.g. a test name filter); the schemathesis pass then is skipped
+# only when a filter is given, so the plain command always runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-browser.sh
 cargo test --locked "$@"
+if [ "$#" -eq 0 ]; then
+    ./scripts/schemathesis.sh 25
+fi

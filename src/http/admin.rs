@@ -4,7 +4,7 @@
 
 use super::admin_ops as ops;
 use super::error::ApiError;
-use super::request::present;
+use super::request::{present, whole};
 use super::users::{UserView, rfc3339, user_id_param, user_not_found};
 use super::{App, Ctx, json_response, now_ms};
 use crate::domain::Rules;
@@ -152,7 +152,7 @@ pub fn reset(ctx: &Ctx<'_>, user_id: String, metric: Option<String>) -> Result<R
 }
 
 /// `POST /v1/admin/cleanup`: deletes counters older than `retention_months` periods.
-pub fn cleanup(ctx: &Ctx<'_>, retention_months: u32) -> Result<Response<Body>, ApiError> {
+pub fn cleanup(ctx: &Ctx<'_>, retention_months: u64) -> Result<Response<Body>, ApiError> {
     let report = ops::cleanup(ctx.app, retention_months, &actor(ctx))?;
     Ok(json_response(
         StatusCode::OK,
@@ -217,7 +217,8 @@ pub fn post_reset(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CleanupBody {
-    retention_months: u32,
+    #[serde(deserialize_with = "whole")]
+    retention_months: u64,
 }
 
 pub fn post_cleanup(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {

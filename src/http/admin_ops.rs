@@ -76,7 +76,7 @@ pub fn user_details(app: &App, user_id: &str, months: u32) -> Result<Option<User
     })?)
 }
 
-fn check_plan(app: &App, plan: &str) -> Result<(), ApiError> {
+pub fn check_plan(app: &App, plan: &str) -> Result<(), ApiError> {
     if app.rules.catalog.find_plan(plan).is_some() {
         return Ok(());
     }
@@ -129,10 +129,13 @@ pub fn reset(app: &App, user_id: &str, metric: Option<&str>, actor: &str) -> Res
         .ok_or_else(|| user_not_found(user_id))
 }
 
-pub fn cleanup(app: &App, retention_months: u32, actor: &str) -> Result<CleanupReport, ApiError> {
+pub fn cleanup(app: &App, retention_months: u64, actor: &str) -> Result<CleanupReport, ApiError> {
     if !(1..=1200).contains(&retention_months) {
-        return Err(ApiError::invalid("retention_months must be a whole number from 1 to 1200"));
+        return Err(ApiError::invalid(format!(
+            "retention_months must be a whole number from 1 to 1200, got {retention_months}"
+        )));
     }
+    let retention_months = retention_months as u32;
     let rules = Arc::clone(&app.rules);
     let actor = actor.to_owned();
     let now_ms = now_ms();

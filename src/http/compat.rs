@@ -5,13 +5,23 @@
 use super::Ctx;
 use super::admin::{self, Params};
 use super::error::ApiError;
-use super::request::present;
+use super::request::{present, present_whole};
+use crate::domain::user_id::validate_user_id;
 use oxhttp::model::{Body, Response};
 use serde::Deserialize;
 
 /// `?endpoint=` (absent: dashboard data), `user` (needs `userId`), `offenders`, `plans`.
 pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let mut params: Params = ctx.query.clone();
+    // Every parameter given is checked, whether or not the chosen endpoint reads it.
+    if let Some(user_id) = params.get("userId") {
+        validate_user_id(user_id).map_err(ApiError::invalid)?;
+    }
+    admin::period_param(&params, 0)?;
+    admin::metric_param(&ctx.app.rules, &params)?;
+    admin::count_param(&params, "top", 10, 0, 1000)?;
+    admin::count_param(&params, "limit", 10, 1, 1000)?;
+    admin::count_param(&params, "months", 12, 1, 120)?;
     let endpoint = params.remove("endpoint");
     match endpoint.as_deref() {
         None | Some("dashboard") => admin::usage_summary(ctx, &params),
@@ -31,8 +41,8 @@ pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ActionBody {
     action: String,
-    #[serde(default, deserialize_with = "present")]
-    retention_months: Option<u32>,
+    #[serde(default, deserialize_with = "present_whole")]
+    retention_months: Option<u64>,
     #[serde(default, deserialize_with = "present")]
     user_id: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -48,6 +58,17 @@ fn required<T>(value: Option<T>, action: &str, field: &str) -> Result<T, ApiErro
 /// `{"action": "cleanup" | "upgrade_plan" | "reset_user", ...}`.
 pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: ActionBody = ctx.json_body()?;
+    if let Some(user_id) = &body.user_id {
+        validate_user_id(user_id).map_err(ApiError::invalid)?;
+    }
+    if let Some(metric) = &body.metric
+        && !ctx.app.rules.catalog.has_metric(metric)
+    {
+        return Err(super::admin_ops::unknown_metric(metric));
+    }
+    if let Some(plan) = &body.plan {
+        super::admin_ops::check_plan(ctx.app, plan)?;
+    }
     match body.action.as_str() {
         "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),
         "upgrade_plan" => admin::change_plan(

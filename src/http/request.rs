@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use oxhttp::model::{Body, HeaderName, Request, StatusCode, header};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
@@ -176,9 +177,55 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
+/// A JSON number that is a whole number, written `3` or `3.0` (JSON Schema's `integer` takes
+/// both), as a `u64`. Negative and fractional numbers are refused with the value named.
+pub fn whole<'de, D>(deserializer: D) -> Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(value) = number.as_u64() {
+        return Ok(value);
+    }
+    match number.as_f64() {
+        Some(value)
+            if value.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&value) && value <= (1u64 << 53) as f64 =>
+        {
+            Ok(value as u64)
+        }
+        _ => Err(D::Error::custom(format!("invalid value: {number}, expected a whole number of 0 or more"))),
+    }
+}
+
+/// `whole`, for a field that may be absent but, when present, must not be `null`.
+pub fn present_whole<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    whole(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Amount {
+        #[serde(deserialize_with = "whole")]
+        amount: u64,
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let parse = |text: &str| serde_json::from_str::<Amount>(text).map(|amount| amount.amount);
+        assert_eq!(parse(r#"{"amount": 3}"#).unwrap(), 3);
+        assert_eq!(parse(r#"{"amount": 3.0}"#).unwrap(), 3);
+        for bad in [r#"{"amount": 1.5}"#, r#"{"amount": -1}"#, r#"{"amount": 1e300}"#, r#"{"amount": "3"}"#] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse(r#"{"amount": -1}"#).unwrap_err().to_string().contains("-1"));
+    }
 
     #[test]
     fn json_content_type_allows_parameters_and_case() {

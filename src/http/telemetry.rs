@@ -58,6 +58,11 @@ pub fn events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let since_ms = since_param(params)?;
     let after = params.get("after").cloned();
     let user_id = params.get("user_id").cloned();
+    if let Some(user_id) = &user_id
+        && !user_id.starts_with("sha256:")
+    {
+        crate::domain::user_id::validate_user_id(user_id).map_err(ApiError::invalid)?;
+    }
     let events = ctx.app.store.read(|reader| {
         let after_seq = match &after {
             Some(event_id) => match reader.event_seq(event_id)? {
@@ -69,7 +74,11 @@ pub fn events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         reader.events(&EventQuery { kind, user_id, since_ms, after_seq, limit }).map(Some)
     })?;
     let Some(events) = events else {
-        return Err(ApiError::invalid("after names no event (it may have been pruned)"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+            "after names no event (it may have been pruned); page again from the start or from a later event",
+        ));
     };
     let next_after = if events.len() as u32 == limit { events.last().map(|event| event.id.clone()) } else { None };
     let events: Vec<Value> = events.iter().map(event_json).collect();

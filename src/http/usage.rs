@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::idempotency::{self, Answered};
-use super::request::present;
+use super::request::{present, present_whole};
 use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
 use crate::domain::period::Period;
@@ -23,7 +23,7 @@ const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 struct CheckBody {
     user_id: String,
     metric: String,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_whole")]
     amount: Option<u64>,
     #[serde(default, deserialize_with = "present")]
     timestamp: Option<String>,
@@ -34,7 +34,7 @@ struct CheckBody {
 struct TrackBody {
     user_id: String,
     metric: String,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_whole")]
     amount: Option<u64>,
     #[serde(default, deserialize_with = "present")]
     timestamp: Option<String>,

@@ -155,7 +155,7 @@ pub fn cleanup(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done
             super::session::Flash::error("Nothing was deleted: months to keep must be a whole number from 1 to 1200.");
         return Ok(Done { location, flash });
     };
-    let flash = outcome(ops::cleanup(ctx.app, retention_months, &visitor.actor), |report| {
+    let flash = outcome(ops::cleanup(ctx.app, u64::from(retention_months), &visitor.actor), |report| {
         format!(
             "Cleanup done: deleted {} counters from before {} and {} expired idempotency answers.",
             thousands(report.deleted_counters),

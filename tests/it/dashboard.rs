@@ -344,6 +344,15 @@ fn actions_through_the_forms_are_audited_under_the_keys_name() {
     );
     let log = body(&visitor.get("/admin/maintenance"));
     assert!(log.contains("trial → teams") && log.contains("kept 6 months"), "{log}");
+
+    // Neither the key that signed in nor the session cookie reached the server's log or the
+    // audit log.
+    let token = visitor.cookie.trim_start_matches("tally_session=").to_owned();
+    let server_log = std::fs::read_to_string(tally.dir.path().join("stderr.log")).unwrap();
+    let audit_text = serde_json::to_string(&rows).unwrap();
+    for secret in [ADMIN_KEY, token.as_str()] {
+        assert!(!server_log.contains(secret) && !audit_text.contains(secret), "a secret leaked: {secret}");
+    }
 }
 
 #[test]

@@ -1,28 +1,12 @@
 //! The admin API: numbers against the usage the test sent, the compatibility routes, the
 //! audit log, erasure, export, reset under concurrent tracks, and cleanup.
 
-use crate::support::{Client, Setup, Tally, usage};
+use crate::support::{ADMIN_KEY, Client, SERVICE_KEY, Setup, Tally, start_with_keys, track, usage};
 use chrono::{Datelike, Duration, Utc};
 use serde_json::{Value, json};
 
-const ADMIN_KEY: &str = "admin-key-for-tests";
-const SERVICE_KEY: &str = "service-key-for-tests";
-
-fn start() -> Tally {
-    Setup::new()
-        .config(&format!(
-            "[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"
-        ))
-        .start()
-}
-
 fn admin(tally: &Tally) -> Client {
     tally.client().with_key(ADMIN_KEY)
-}
-
-fn track(client: &mut Client, user: &str, metric: &str, amount: u64) {
-    let reply = client.post("/v1/track", &usage(user, metric, json!({ "amount": amount })));
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
 }
 
 fn last_month_stamp() -> String {
@@ -35,7 +19,7 @@ fn audit(client: &mut Client) -> Vec<Value> {
 
 #[test]
 fn usage_summary_plans_and_offenders_match_the_usage_sent() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = admin(&tally);
     client.put("/v1/users/sol", &json!({ "plan": "solo" }));
     client.put("/v1/users/tim", &json!({ "plan": "teams" }));
@@ -104,7 +88,7 @@ fn usage_summary_plans_and_offenders_match_the_usage_sent() {
 
 #[test]
 fn compatibility_routes_give_the_same_data_and_actions() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = admin(&tally);
     track(&mut client, "ann", "prompts", 7);
     track(&mut client, "bob", "prompts", 3);
@@ -146,7 +130,7 @@ fn compatibility_routes_give_the_same_data_and_actions() {
 
 #[test]
 fn every_mutation_is_audited_with_the_key_name_and_the_log_pages() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = admin(&tally);
     track(&mut client, "ann", "prompts", 4);
     assert_eq!(client.post("/v1/admin/users/ann/plan", &json!({ "plan": "teams" })).json()["plan"], "teams");
@@ -181,7 +165,7 @@ fn every_mutation_is_audited_with_the_key_name_and_the_log_pages() {
 
 #[test]
 fn erasure_leaves_nothing_about_the_user_but_the_audit_hash() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = admin(&tally);
     let secret_name = "erase-me@example.com";
     track(&mut client, secret_name, "prompts", 3);
@@ -254,7 +238,7 @@ fn erasure_leaves_nothing_about_the_user_but_the_audit_hash() {
 
 #[test]
 fn a_reset_racing_concurrent_tracks_loses_nothing() {
-    let tally = start();
+    let tally = start_with_keys();
     let workers: Vec<_> = (0..16)
         .map(|_| {
             let mut client = admin(&tally);
@@ -284,7 +268,7 @@ fn a_reset_racing_concurrent_tracks_loses_nothing() {
 
 #[test]
 fn history_is_newest_first_and_user_details_include_the_view() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = admin(&tally);
     track(&mut client, "hist", "prompts", 2);
     let stamp = last_month_stamp();

@@ -1,10 +1,7 @@
 //! Auth over every route in the router's own table: a new route cannot be forgotten.
 
-use crate::support::Setup;
+use crate::support::{ADMIN_KEY, SERVICE_KEY, Setup};
 use tally::http::{Access, ROUTES};
-
-const SERVICE_KEY: &str = "service-key-for-tests";
-const ADMIN_KEY: &str = "admin-key-for-tests";
 
 fn path_of(pattern: &str) -> String {
     pattern

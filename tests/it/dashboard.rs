@@ -3,30 +3,15 @@
 //! the key's name, the numbers the JSON API gives, escaping and empty states. Then the same
 //! through real headless Chromium (webdriver.rs), which also takes the screenshots.
 
-use crate::support::{Client, Reply, Setup, Tally, usage};
+use crate::support::{ADMIN_KEY, Client, Reply, SERVICE_KEY, Setup, Tally, start_with_keys, track, usage};
 use crate::webdriver::{Driver, wait_for};
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
-const ADMIN_KEY: &str = "admin-key-for-tests";
-const SERVICE_KEY: &str = "service-key-for-tests";
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
-
-fn start() -> Tally {
-    Setup::new()
-        .config(&format!(
-            "[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"
-        ))
-        .start()
-}
 
 fn api(tally: &Tally) -> Client {
     tally.client().with_key(ADMIN_KEY)
-}
-
-fn track(client: &mut Client, user: &str, metric: &str, amount: u64) {
-    let reply = client.post("/v1/track", &usage(user, metric, json!({ "amount": amount })));
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
 }
 
 fn body(reply: &Reply) -> String {
@@ -117,7 +102,7 @@ fn audit(client: &mut Client) -> Vec<Value> {
 
 #[test]
 fn signing_in_sets_a_strict_http_only_session_cookie_and_a_wrong_key_sets_none() {
-    let tally = start();
+    let tally = start_with_keys();
     let anonymous = tally.client().get("/admin");
     assert_eq!((anonymous.status, anonymous.header("location")), (303, Some("/admin/login")));
 
@@ -164,7 +149,7 @@ fn signing_in_sets_a_strict_http_only_session_cookie_and_a_wrong_key_sets_none()
 
 #[test]
 fn signing_out_ends_the_session_and_clears_the_cookie() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut visitor = sign_in(&tally);
     let refused = visitor.post("/admin/logout", &[]);
     assert_eq!(refused.status, 403, "signing out is a form too");
@@ -181,7 +166,7 @@ fn signing_out_ends_the_session_and_clears_the_cookie() {
 
 #[test]
 fn the_overview_shows_the_numbers_the_api_gives() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     client.put("/v1/users/sol", &json!({ "plan": "solo" }));
     client.put("/v1/users/tim", &json!({ "plan": "teams" }));
@@ -227,7 +212,7 @@ fn the_overview_shows_the_numbers_the_api_gives() {
 
 #[test]
 fn a_fresh_database_shows_empty_states() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut visitor = sign_in(&tally);
     let period = Utc::now().format("%Y-%m").to_string();
     let html = body(&visitor.get("/admin"));
@@ -244,7 +229,7 @@ fn a_fresh_database_shows_empty_states() {
 
 #[test]
 fn the_user_page_shows_plan_usage_against_limits_and_history() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     client.put("/v1/users/sol", &json!({ "plan": "solo" }));
     track(&mut client, "sol", "prompts", 12_000);
@@ -267,7 +252,7 @@ fn the_user_page_shows_plan_usage_against_limits_and_history() {
 
 #[test]
 fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     track(&mut client, "ann", "prompts", 4);
     let mut visitor = sign_in(&tally);
@@ -299,7 +284,7 @@ fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
 
 #[test]
 fn actions_through_the_forms_are_audited_under_the_keys_name() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     track(&mut client, "ann", "prompts", 4);
     let mut visitor = sign_in(&tally);
@@ -357,7 +342,7 @@ fn actions_through_the_forms_are_audited_under_the_keys_name() {
 
 #[test]
 fn export_downloads_the_users_json() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     track(&mut client, "ann", "prompts", 4);
     let mut visitor = sign_in(&tally);
@@ -375,7 +360,7 @@ fn export_downloads_the_users_json() {
 
 #[test]
 fn values_from_the_request_are_escaped() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut visitor = sign_in(&tally);
     let reply = visitor.get("/admin?period=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
     assert_eq!(reply.status, 400);
@@ -398,7 +383,7 @@ fn values_from_the_request_are_escaped() {
 
 #[test]
 fn the_audit_log_pages() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     for plan in ["solo", "teams"].iter().cycle().take(53) {
         assert_eq!(client.post("/v1/admin/users/ann/plan", &json!({ "plan": plan })).status, 200);
@@ -472,7 +457,7 @@ fn seed_a_year(client: &mut Client) {
 
 #[test]
 fn a_browser_signs_in_reads_the_overview_and_changes_a_plan() {
-    let tally = start();
+    let tally = start_with_keys();
     let mut client = api(&tally);
     seed_a_year(&mut client);
     let base = format!("http://{}", tally.addr);

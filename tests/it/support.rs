@@ -11,6 +11,25 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tally");
 
+/// The keys of `start_with_keys`: a service key, and an admin key named "ops".
+pub const SERVICE_KEY: &str = "service-key-for-tests";
+pub const ADMIN_KEY: &str = "admin-key-for-tests";
+
+/// A server with a service key and an admin key named "ops".
+pub fn start_with_keys() -> Tally {
+    Setup::new()
+        .config(&format!(
+            "[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"
+        ))
+        .start()
+}
+
+/// Tracks `amount` and insists on a 200.
+pub fn track(client: &mut Client, user: &str, metric: &str, amount: u64) {
+    let reply = client.post("/v1/track", &usage(user, metric, serde_json::json!({ "amount": amount })));
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+}
+
 /// How to start a server: extra config lines per section, and environment variables.
 #[derive(Clone, Default)]
 pub struct Setup {

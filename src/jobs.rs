@@ -1,6 +1,8 @@
-//! Background jobs: the daily cleanup that deletes counters older than
-//! `usage.retention_months` and prunes expired idempotency answers. It runs once at startup
-//! and then every 24 hours, through the writer like any other change, and is audited.
+//! Background jobs: the daily cleanup that deletes counters (and events) older than
+//! `usage.retention_months` and prunes expired idempotency answers. It runs once at startup,
+//! before the server answers (so the first state anyone reads is already clean, and the
+//! audit log starts in a known order), then every 24 hours, through the writer like any
+//! other change, and is audited.
 
 use crate::domain::admin;
 use crate::http::{App, now_ms};
@@ -12,7 +14,7 @@ pub const CLEANUP_ACTOR: &str = "scheduled-cleanup";
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
-fn run_cleanup(app: &App) {
+pub fn run_cleanup(app: &App) {
     let rules = Arc::clone(&app.rules);
     let retention_months = rules.retention_months;
     let now_ms = now_ms();
@@ -27,11 +29,11 @@ fn run_cleanup(app: &App) {
     }
 }
 
-/// Starts the cleanup thread. It stops when the writer stops.
+/// Starts the thread that runs the cleanup every 24 hours (the startup run is the caller's).
+/// It stops when the writer stops.
 pub fn spawn_cleanup(app: Arc<App>) -> std::io::Result<()> {
     std::thread::Builder::new().name("tally-cleanup".into()).spawn(move || {
         loop {
-            run_cleanup(&app);
             let next = Instant::now() + CLEANUP_EVERY;
             while Instant::now() < next {
                 if !app.store.is_writer_running() {
@@ -39,6 +41,7 @@ pub fn spawn_cleanup(app: Arc<App>) -> std::io::Result<()> {
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
+            run_cleanup(&app);
         }
     })?;
     Ok(())

@@ -1,7 +1,7 @@
 //! Config validation: each refusal names its key; the defaults load as documented.
 
 use super::*;
-use crate::domain::plan::Enforcement;
+use crate::domain::plan::{Enforcement, Limit};
 
 fn no_env(_: &str) -> Option<String> {
     None

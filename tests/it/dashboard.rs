@@ -1,11 +1,10 @@
 //! The dashboard at /admin over HTTP, as a browser would use it (cookies, forms, redirects):
 //! sign-in and the session cookie, CSRF refusals that change nothing, actions audited under
-//! the key's name, the numbers the JSON API gives, escaping and empty states. Then the same
-//! through real headless Chromium (webdriver.rs), which also takes the screenshots.
+//! the key's name, the numbers the JSON API gives, escaping and empty states. browser.rs does
+//! the same through real headless Chromium.
 
 use crate::support::{ADMIN_KEY, Client, Reply, SERVICE_KEY, Setup, Tally, start_with_keys, track, usage};
-use crate::webdriver::{Driver, wait_for};
-use chrono::{Datelike, Duration, TimeZone, Utc};
+use chrono::{Datelike, Duration, Utc};
 use serde_json::{Value, json};
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
@@ -219,8 +218,15 @@ fn a_fresh_database_shows_empty_states() {
     assert!(html.contains(&format!("No usage recorded in {period} yet.")), "{html}");
     assert!(html.contains("No users yet."));
     assert_eq!((card(&html, "prompts"), card(&html, "active_users")), (0, 0));
-    let maintenance = body(&visitor.get("/admin/maintenance"));
-    assert!(maintenance.contains("<td>scheduled-cleanup</td>"), "only the startup cleanup is in the log");
+    // The startup cleanup runs on its own thread; wait (bounded) for its audit row.
+    let shows_cleanup = (0..500).any(|_| {
+        let found = body(&visitor.get("/admin/maintenance")).contains("<td>scheduled-cleanup</td>");
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        found
+    });
+    assert!(shows_cleanup, "the startup cleanup is in the log");
     assert!(body(&visitor.get("/admin/maintenance?before=1")).contains("No older entries."));
     let unknown = visitor.get("/admin/users/nobody");
     assert_eq!(unknown.status, 404);
@@ -417,106 +423,4 @@ fn open_access_lets_everyone_in_and_still_checks_csrf() {
     assert_eq!(changed.status, 303);
     let rows = audit(&mut anyone.client);
     assert_eq!((rows[0]["action"].as_str(), rows[0]["actor"].as_str()), (Some("plan_changed"), Some("open-access")));
-}
-
-/// Users, plans and a year of usage that grows, through the JSON API.
-fn seed_a_year(client: &mut Client) {
-    let plans = [("acme-corp", "teams"), ("globex", "teams"), ("initech", "solo"), ("hooli", "solo")];
-    let more = [("umbrella", "solo"), ("stark-labs", "teams"), ("wayne-ent", "solo")];
-    for (user, plan) in plans.iter().chain(&more) {
-        assert_eq!(client.put(&format!("/v1/users/{user}"), &json!({ "plan": plan })).status, 200);
-    }
-    let trials = ["dev@example.com", "sam.k", "ray|42", "lee", "kim"];
-    let now = Utc::now();
-    for back in (0..12u32).rev() {
-        let month = now.with_day(1).unwrap().date_naive() - chrono::Months::new(back);
-        let stamp = (back > 0).then(|| Utc.from_utc_datetime(&month.and_hms_opt(12, 0, 0).unwrap()).to_rfc3339());
-        let growth = u64::from(12 - back);
-        let mut send = |user: &str, metric: &str, amount: u64| {
-            let mut extra = json!({ "amount": amount });
-            if let Some(stamp) = &stamp {
-                extra["timestamp"] = json!(stamp);
-            }
-            let reply = client.post("/v1/track", &usage(user, metric, extra));
-            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-        };
-        for (index, (user, _)) in plans.iter().chain(&more).enumerate() {
-            if back > 6 && index >= plans.len() {
-                continue; // the later customers joined half a year ago
-            }
-            let weight = (plans.len() + more.len() - index) as u64;
-            send(user, "prompts", weight * (180 + 37 * growth));
-            send(user, "e2e_runs", weight * (3 + growth));
-            send(user, "bytes_out", weight * (21_000_000 + 9_300_000 * growth));
-        }
-        for (index, user) in trials.iter().enumerate().take(1 + back as usize % trials.len()) {
-            send(user, "prompts", 6 + index as u64 * 5);
-        }
-    }
-}
-
-#[test]
-fn a_browser_signs_in_reads_the_overview_and_changes_a_plan() {
-    let tally = start_with_keys();
-    let mut client = api(&tally);
-    seed_a_year(&mut client);
-    let base = format!("http://{}", tally.addr);
-    let driver = Driver::start();
-    let browser = driver.browser(1280, 900);
-
-    browser.goto(&format!("{base}/admin"));
-    browser.wait_for_url("the login page", |url| url.ends_with("/admin/login"));
-    let key = browser.find("#key");
-    browser.send_keys(&key, ADMIN_KEY);
-    browser.click(&browser.find("form[action=\"/admin/login\"] button[type=submit]"));
-    browser.wait_for_url("the overview after signing in", |url| url.ends_with("/admin"));
-
-    let summary = client.get("/v1/admin/usage").json();
-    for (metric, total) in summary["totals"].as_object().unwrap() {
-        let value = browser.find(&format!(".card[data-metric=\"{metric}\"] .value"));
-        assert_eq!(browser.attribute(&value, "data-raw"), Some(total.to_string()), "{metric}");
-        assert!(!browser.text(&value).is_empty());
-    }
-    let active = browser.find(".card[data-metric=\"active_users\"] .value");
-    assert_eq!(browser.text(&active), summary["active_users"].to_string());
-    let bytes = browser.find(".card[data-metric=\"bytes_out\"] .value");
-    assert!(browser.text(&bytes).ends_with(" GB"), "{}", browser.text(&bytes));
-    assert_eq!(browser.find_all("svg.chart.months").len(), 3, "a chart per metric");
-    let top = browser.find("table tbody th a");
-    assert_eq!(browser.text(&top), summary["top_users"][0]["user_id"].as_str().unwrap());
-
-    let overview_png = browser.full_page_screenshot(1280);
-    assert!(overview_png.starts_with(b"\x89PNG"), "a PNG");
-    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/target");
-    std::fs::write(format!("{target}/dashboard-overview.png"), &overview_png).expect("write the screenshot");
-    if std::env::var_os("TALLY_WRITE_DASHBOARD_PNG").is_some_and(|value| value == "1") {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.png"), &overview_png).expect("docs png");
-    }
-    std::fs::write(format!("{target}/dashboard-overview-narrow.png"), browser.full_page_screenshot(390))
-        .expect("write the narrow screenshot");
-
-    // Change a plan through the user page's form.
-    browser.set_window_size(1280, 900);
-    browser.goto(&format!("{base}/admin/users/hooli"));
-    browser.click(&browser.find("#plan option[value=\"teams\"]"));
-    browser.click(&browser.find("form[action$=\"/plan\"] button[type=submit]"));
-    let flash = browser.find(".flash.ok");
-    assert_eq!(browser.text(&flash), "hooli is now on teams.");
-    let plan = wait_for("the JSON API to show the new plan", || {
-        Some(client.get("/v1/users/hooli").json()["plan"].clone()).filter(|plan| plan == "teams")
-    });
-    assert_eq!(plan, "teams");
-    assert_eq!(browser.text(&browser.find("h1 .badge[data-plan]")), "teams");
-    std::fs::write(format!("{target}/dashboard-user.png"), browser.full_page_screenshot(1280)).expect("user png");
-    browser.goto(&format!("{base}/admin/users/initech"));
-    let meter = browser.find(".metric[data-metric=\"prompts\"] .meter span");
-    assert!(browser.attribute(&meter, "style").is_some_and(|style| style.contains("width:31.2%")), "3,120 of 10,000");
-    std::fs::write(format!("{target}/dashboard-user-narrow.png"), browser.full_page_screenshot(390))
-        .expect("narrow user png");
-    browser.set_window_size(1280, 900);
-    browser.goto(&format!("{base}/admin/maintenance"));
-    let newest = browser.find("table.audit tbody tr td:nth-child(4)");
-    assert_eq!(browser.text(&newest), "plan_changed", "the change is the newest audit row");
-    std::fs::write(format!("{target}/dashboard-maintenance.png"), browser.full_page_screenshot(1280))
-        .expect("maintenance png");
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod browser;
 mod cli;
 mod crash;
 mod dashboard;

@@ -1,7 +1,7 @@
 //! The admin API: numbers against the usage the test sent, the compatibility routes, the
 //! audit log, erasure, export, reset under concurrent tracks, and cleanup.
 
-use crate::support::{ADMIN_KEY, Client, SERVICE_KEY, Setup, Tally, start_with_keys, track, usage};
+use crate::support::{ADMIN_KEY, Client, SERVICE_KEY, Setup, Tally, seed_six_users, start_with_keys, track, usage};
 use chrono::{Datelike, Duration, Utc};
 use serde_json::{Value, json};
 
@@ -21,15 +21,7 @@ fn audit(client: &mut Client) -> Vec<Value> {
 fn usage_summary_plans_and_offenders_match_the_usage_sent() {
     let tally = start_with_keys();
     let mut client = admin(&tally);
-    client.put("/v1/users/sol", &json!({ "plan": "solo" }));
-    client.put("/v1/users/tim", &json!({ "plan": "teams" }));
-    client.put("/v1/users/idle", &json!({ "plan": "teams" }));
-    track(&mut client, "ann", "prompts", 20);
-    track(&mut client, "bob", "prompts", 5);
-    track(&mut client, "sol", "prompts", 12_000);
-    track(&mut client, "tim", "prompts", 700);
-    track(&mut client, "tim", "bytes_out", 1_500_000_000);
-    track(&mut client, "ann", "e2e_runs", 3);
+    seed_six_users(&mut client);
     // Last month's usage must not leak into this month's numbers.
     let stamp = last_month_stamp();
     assert_eq!(

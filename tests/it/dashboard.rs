@@ -3,7 +3,9 @@
 //! the key's name, the numbers the JSON API gives, escaping and empty states. browser.rs does
 //! the same through real headless Chromium.
 
-use crate::support::{ADMIN_KEY, Client, Reply, SERVICE_KEY, Setup, Tally, start_with_keys, track, usage};
+use crate::support::{
+    ADMIN_KEY, Client, Reply, SERVICE_KEY, Setup, Tally, seed_six_users, start_with_keys, track, usage,
+};
 use chrono::{Datelike, Duration, Utc};
 use serde_json::{Value, json};
 
@@ -167,15 +169,7 @@ fn signing_out_ends_the_session_and_clears_the_cookie() {
 fn the_overview_shows_the_numbers_the_api_gives() {
     let tally = start_with_keys();
     let mut client = api(&tally);
-    client.put("/v1/users/sol", &json!({ "plan": "solo" }));
-    client.put("/v1/users/tim", &json!({ "plan": "teams" }));
-    client.put("/v1/users/idle", &json!({ "plan": "teams" }));
-    track(&mut client, "ann", "prompts", 20);
-    track(&mut client, "bob", "prompts", 5);
-    track(&mut client, "sol", "prompts", 12_000);
-    track(&mut client, "tim", "prompts", 700);
-    track(&mut client, "tim", "bytes_out", 1_500_000_000);
-    track(&mut client, "ann", "e2e_runs", 3);
+    seed_six_users(&mut client);
     let last_month = Utc::now().with_day(1).unwrap() - Duration::days(1);
     let old = usage("old", "prompts", json!({ "amount": 9, "timestamp": last_month.to_rfc3339() }));
     assert_eq!(client.post("/v1/track", &old).status, 200);

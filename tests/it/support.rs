@@ -24,6 +24,20 @@ pub fn start_with_keys() -> Tally {
         .start()
 }
 
+/// Six users on three plans with usage this month, for tests that compare admin numbers:
+/// totals prompts 12,725, e2e_runs 3, bytes_out 1,500,000,000; "idle" has no usage.
+pub fn seed_six_users(client: &mut Client) {
+    for (user, plan) in [("sol", "solo"), ("tim", "teams"), ("idle", "teams")] {
+        assert_eq!(client.put(&format!("/v1/users/{user}"), &serde_json::json!({ "plan": plan })).status, 200);
+    }
+    track(client, "ann", "prompts", 20);
+    track(client, "bob", "prompts", 5);
+    track(client, "sol", "prompts", 12_000);
+    track(client, "tim", "prompts", 700);
+    track(client, "tim", "bytes_out", 1_500_000_000);
+    track(client, "ann", "e2e_runs", 3);
+}
+
 /// Tracks `amount` and insists on a 200.
 pub fn track(client: &mut Client, user: &str, metric: &str, amount: u64) {
     let reply = client.post("/v1/track", &usage(user, metric, serde_json::json!({ "amount": amount })));

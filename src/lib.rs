@@ -80,8 +80,9 @@ impl Running {
     }
 
     /// False once the writer thread has stopped: the process should exit and be restarted.
+    /// (Readiness also needs a free read connection; a busy read pool is load, not death.)
     pub fn is_healthy(&self) -> bool {
-        self.app.store.is_ready()
+        self.app.store.is_writer_running()
     }
 
     /// Stops taking requests, lets those in flight finish (up to `grace`), and commits what

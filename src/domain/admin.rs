@@ -221,7 +221,7 @@ pub fn reset_usage(
         return Ok(None);
     };
     let period = Period::of_unix_ms(now_ms);
-    let found = tx.reset_counters(user.pk, period, metric, now_ms)?;
+    let found = tx.reset_counters(user.pk, period, metric)?;
     let before: MetricValues =
         every_metric(rules, found).into_iter().filter(|(name, _)| metric.is_none_or(|metric| metric == name)).collect();
     let details = json!({
@@ -275,8 +275,8 @@ pub fn erased_name(user_id: &str) -> String {
     format!("sha256:{hex}")
 }
 
-/// Erases the user and everything held about them; earlier audit rows that named them
-/// now name the hash. Returns the hash, or `None` when the user is unknown.
+/// Erases the user and everything held about them; earlier audit rows and events that named
+/// them now name the hash. Returns the hash, or `None` when nothing names the user.
 pub fn erase_user(
     tx: &(impl UsageWrite + AdminWrite),
     rules: &Rules,
@@ -284,13 +284,19 @@ pub fn erase_user(
     actor: Actor<'_>,
     now_ms: i64,
 ) -> Result<Option<String>, StoreError> {
-    let Some(user) = tx.find_user(user_id)? else {
-        return Ok(None);
-    };
     let hash = erased_name(user_id);
-    tx.delete_user(&user)?;
+    // A user refused on first contact was never stored, yet events and idempotent answers
+    // may name them: those are erased too.
+    let user = tx.find_user(user_id)?;
+    if let Some(user) = &user {
+        tx.delete_user(user)?;
+    }
+    let answers = tx.delete_answers_of(user_id)?;
+    let events = tx.redact_event_user(user_id, &hash)?;
+    if user.is_none() && answers == 0 && events == 0 {
+        return Ok(None);
+    }
     tx.redact_audit_target(user_id, &hash)?;
-    tx.redact_event_user(user_id, &hash)?;
     tx.append_audit(now_ms, actor, "user_erased", Some(&hash), "{}")?;
     events::emit(tx, rules, EventType::UserErased, Some(&hash), json!({}), now_ms)?;
     Ok(Some(hash))

@@ -138,8 +138,8 @@ impl Catalog {
         &self.plans[self.default_plan]
     }
 
-    /// The stored plan of a user; a plan removed from the config since falls back to the
-    /// default plan, so a config edit can never lock users out.
+    /// The stored plan of a user; a user whose plan was removed from the config since is
+    /// served (and counted) on the default plan, with its limits, until given another plan.
     pub fn plan_or_default(&self, name: &str) -> &Plan {
         self.find_plan(name).unwrap_or_else(|| self.default_plan())
     }

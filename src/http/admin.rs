@@ -264,6 +264,12 @@ pub fn export_json(app: &App, user_id: &str) -> Result<Value, ApiError> {
         .map(|(key, status, at)| json!({ "key": key, "status": status, "created_at": rfc3339(*at) }))
         .collect();
     let audit: Vec<Value> = export.audit.iter().map(audit_json).collect();
+    let events: Vec<Value> = export.events.iter().map(super::webhooks::event_json).collect();
+    let alerts: Vec<Value> = export
+        .alerts
+        .iter()
+        .map(|(period, metric, alert)| json!({ "period": period, "metric": metric, "alert": alert }))
+        .collect();
     Ok(json!({
             "exported_at": rfc3339(now_ms()),
             "user": {
@@ -277,6 +283,8 @@ pub fn export_json(app: &App, user_id: &str) -> Result<Value, ApiError> {
             "feature_uses": feature_uses,
             "idempotency_keys": keys,
             "audit": audit,
+            "events": events,
+            "alerts": alerts,
     }))
 }
 

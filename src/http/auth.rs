@@ -53,6 +53,16 @@ fn bearer_token(request: &Request<Body>) -> Option<&[u8]> {
     (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
 }
 
+/// Whether the request names a loopback host (`localhost`, `127.x.y.z`, `[::1]`, with any
+/// port) in its Host header, as a local client does.
+pub fn addressed_to_loopback(request: &Request<Body>) -> bool {
+    let Some(host) = request.uri().host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The name of the admin key `token` is, if it is one (the dashboard's login form).
 pub fn admin_key_name(auth: &AuthConfig, token: &str) -> Option<String> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();

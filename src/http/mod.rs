@@ -221,6 +221,18 @@ fn route(app: &App, request: &mut Request<Body>, started: Instant) -> (&'static 
         Ok(found) => found,
         Err(error) => return ("unmatched", Err(error)),
     };
+    if app.config.auth.is_open() && route.access != Access::Public && !auth::addressed_to_loopback(request) {
+        // With auth off, only clients that name this host as loopback are served: a web page
+        // elsewhere (DNS rebinding) or a reverse proxy passing a public Host gets nothing.
+        return (
+            route.pattern,
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "auth is off, so only requests addressed to localhost are served; configure [auth] keys to serve others",
+            )),
+        );
+    }
     let caller = match auth::authorize(&app.config.auth, app.config.server.metrics_public, request, route.access) {
         Ok(caller) => caller,
         Err(error) => return (route.pattern, Err(error)),

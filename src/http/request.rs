@@ -115,7 +115,9 @@ fn read_body(
             )
             .closing());
         }
-        match request.body_mut().read(&mut chunk) {
+        // Never read more than one byte past the limit: enough to know it was passed.
+        let room = (limits.max_bytes + 1).saturating_sub(body.len() as u64).min(chunk.len() as u64) as usize;
+        match request.body_mut().read(&mut chunk[..room]) {
             Ok(0) => break,
             Ok(read) => {
                 body.extend_from_slice(&chunk[..read]);

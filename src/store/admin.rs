@@ -38,6 +38,9 @@ pub struct UserExport {
     /// (key, status, created_at_ms)
     pub idempotency_keys: Vec<(String, u16, i64)>,
     pub audit: Vec<AuditRecord>,
+    pub events: Vec<super::EventRecord>,
+    /// (period, metric, alert): the once-only usage alerts already sent.
+    pub alerts: Vec<(String, String, String)>,
 }
 
 /// Reads behind the admin views.
@@ -58,14 +61,14 @@ pub trait AdminRead {
 
 /// Admin actions; only the writer's transaction implements it.
 pub trait AdminWrite: AdminRead {
-    /// Sets the user's counters of the period (one metric, or all) to 0; returns the
-    /// (metric, value) pairs as they were.
+    /// Zeroes the user's counters of the period (one metric, or all) by deleting them, so a
+    /// reset user counts as new in the period again; returns the (metric, value) pairs as
+    /// they were.
     fn reset_counters(
         &self,
         user_pk: i64,
         period: Period,
         metric: Option<&str>,
-        now_ms: i64,
     ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Deletes counters of periods before `oldest_kept`; returns how many.
     fn delete_counters_before(&self, oldest_kept: Period) -> Result<u64, StoreError>;
@@ -73,6 +76,8 @@ pub trait AdminWrite: AdminRead {
     fn prune_answers(&self, before_ms: i64) -> Result<u64, StoreError>;
     /// Deletes the user with their counters, feature uses and idempotency answers.
     fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Deletes the idempotency answers stored for a user id; returns how many.
+    fn delete_answers_of(&self, user_id: &str) -> Result<u64, StoreError>;
     fn append_audit(
         &self,
         at_ms: i64,
@@ -198,7 +203,15 @@ fn export_user(connection: &Connection, user: &UserRecord) -> Result<UserExport,
     let mut statement = connection
         .prepare_cached("SELECT id, at, actor, action, target, details FROM audit_log WHERE target = ?1 ORDER BY id")?;
     let audit = statement.query_map([&user.user_id], audit_row)?.collect::<Result<_, _>>()?;
-    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit })
+    let events = super::EventRead::events(
+        &Reader(connection),
+        &super::EventQuery { user_id: Some(user.user_id.clone()), limit: u32::MAX, ..super::EventQuery::default() },
+    )?;
+    let mut statement = connection
+        .prepare_cached("SELECT period, metric, alert FROM usage_alerts WHERE user_pk = ?1 ORDER BY period")?;
+    let alerts =
+        statement.query_map([user.pk], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect::<Result<_, _>>()?;
+    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts })
 }
 
 macro_rules! impl_admin_read {
@@ -243,7 +256,6 @@ impl AdminWrite for WriteTx<'_> {
         user_pk: i64,
         period: Period,
         metric: Option<&str>,
-        now_ms: i64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let period_text = period.to_string();
         let before: Vec<(String, u64)> = self
@@ -256,12 +268,18 @@ impl AdminWrite for WriteTx<'_> {
             .collect::<Result<_, _>>()?;
         self.0
             .prepare_cached(
-                "UPDATE usage_counters SET value = 0, updated_at = ?4
-                 WHERE user_pk = ?1 AND period = ?2 AND (?3 IS NULL OR metric = ?3)",
+                "DELETE FROM usage_counters WHERE user_pk = ?1 AND period = ?2 AND (?3 IS NULL OR metric = ?3)",
             )?
-            .execute(params![user_pk, period_text, metric, now_ms])?;
+            .execute(params![user_pk, period_text, metric])?;
         for (metric, value) in &before {
             rollup::add_total(self.0, period, metric, -(*value as i64))?;
+        }
+        let still_active = self
+            .0
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_counters WHERE user_pk = ?1 AND period = ?2)")?
+            .query_row(params![user_pk, period_text], |row| row.get::<_, bool>(0))?;
+        if !before.is_empty() && !still_active {
+            rollup::add_active_users(self.0, &period_text, -1)?;
         }
         Ok(before)
     }
@@ -299,10 +317,15 @@ impl AdminWrite for WriteTx<'_> {
             rollup::add_active_users(self.0, period, -1)?;
         }
         rollup::add_plan_users(self.0, &user.plan, -1)?;
-        self.0.prepare_cached("DELETE FROM idempotency_keys WHERE user_id = ?1")?.execute([&user.user_id])?;
+        self.delete_answers_of(&user.user_id)?;
         // Counters and feature uses go with the user (ON DELETE CASCADE).
         self.0.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([user.pk])?;
         Ok(())
+    }
+
+    fn delete_answers_of(&self, user_id: &str) -> Result<u64, StoreError> {
+        let deleted = self.0.prepare_cached("DELETE FROM idempotency_keys WHERE user_id = ?1")?.execute([user_id])?;
+        Ok(deleted as u64)
     }
 
     fn append_audit(

@@ -84,8 +84,8 @@ pub trait EventWrite: EventRead {
     fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError>;
     /// Deletes alert marks of periods before `oldest_kept`.
     fn prune_alerts(&self, oldest_kept: &str) -> Result<(), StoreError>;
-    /// Replaces a user id in every event that names it (for erasure).
-    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<(), StoreError>;
+    /// Replaces a user id in every event that names it (for erasure); returns how many.
+    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<u64, StoreError>;
 }
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
@@ -283,8 +283,15 @@ impl EventWrite for WriteTx<'_> {
     }
 
     fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError> {
-        // Deliveries go with their events (ON DELETE CASCADE).
-        let deleted = self.0.prepare_cached("DELETE FROM events WHERE at < ?1")?.execute([before_ms])?;
+        // Deliveries go with their events (ON DELETE CASCADE); an event still waiting to be
+        // delivered stays until its delivery succeeds or gives up.
+        let deleted = self
+            .0
+            .prepare_cached(
+                "DELETE FROM events WHERE at < ?1 AND NOT EXISTS (
+                     SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending')",
+            )?
+            .execute([before_ms])?;
         Ok(deleted as u64)
     }
 
@@ -293,8 +300,42 @@ impl EventWrite for WriteTx<'_> {
         Ok(())
     }
 
-    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<(), StoreError> {
-        self.0.prepare_cached("UPDATE events SET user_id = ?2 WHERE user_id = ?1")?.execute([user_id, replacement])?;
-        Ok(())
+    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<u64, StoreError> {
+        let changed = self
+            .0
+            .prepare_cached("UPDATE events SET user_id = ?2 WHERE user_id = ?1")?
+            .execute([user_id, replacement])?;
+        Ok(changed as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    #[test]
+    fn pruning_keeps_events_still_waiting_for_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("[database]\npath = {:?}\n", dir.path().join("t.db").display().to_string());
+        let config = Config::from_toml("test", &text, &|_| None).unwrap();
+        let store = Store::open(&config.database, Default::default()).unwrap();
+        let pruned = store
+            .write(|tx| {
+                let delivered = tx.record_event("cleanup", None, "{}", 1_000)?;
+                tx.queue_delivery(&delivered, "http://a.example/", 1_000)?;
+                let pending = tx.record_event("cleanup", None, "{}", 1_000)?;
+                tx.queue_delivery(&pending, "http://a.example/", 1_000)?;
+                tx.record_event("cleanup", None, "{}", 1_000)?;
+                let first = tx.due_deliveries(2_000, 10)?[0].0.id;
+                tx.finish_attempt(first, &AttemptOutcome::Delivered, 2_000)?;
+                tx.prune_events(5_000)
+            })
+            .unwrap();
+        assert_eq!(pruned, 2, "the delivered event and the one no webhook wanted");
+        let left = store.read(|reader| reader.events(&EventQuery { limit: 10, ..EventQuery::default() })).unwrap();
+        assert_eq!(left.len(), 1, "the event still waiting for its webhook stays");
+        store.shutdown();
     }
 }

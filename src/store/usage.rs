@@ -153,23 +153,22 @@ impl UsageWrite for WriteTx<'_> {
              ON CONFLICT (user_pk, period, metric) DO UPDATE
                 SET value = value + excluded.value, updated_at = excluded.updated_at
                 WHERE value <= ?5 - excluded.value
-             RETURNING value, created_at",
+             RETURNING value",
         )?;
         let period_text = period.to_string();
-        let row: Option<(i64, i64)> = statement
+        let value: Option<i64> = statement
             .query_row(
                 params![user_pk, period_text, metric, as_sql_integer(amount), as_sql_integer(ceiling), now_ms],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| row.get(0),
             )
             .optional()?;
-        let value = row.map(|(value, _)| value);
-        if let Some((value, created_at)) = row {
+        if let Some(value) = value {
             rollup::add_total(self.0, period, metric, as_sql_integer(amount))?;
-            // A row this track created holds exactly `amount` and was created now. Only then
-            // can the user be new to the period, which costs one more lookup; an existing row
-            // matches too only if it was zeroed by a reset within this same millisecond.
-            let maybe_created = created_at == now_ms && value == as_sql_integer(amount);
-            if maybe_created && !rollup::has_other_counters(self.0, user_pk, &period_text, metric)? {
+            // Counters only grow from their first amount (a reset deletes them), so a row
+            // holding exactly `amount` is one this track created: only then can the user be
+            // new to the period, which costs one more lookup.
+            let created = value == as_sql_integer(amount);
+            if created && !rollup::has_other_counters(self.0, user_pk, &period_text, metric)? {
                 rollup::add_active_users(self.0, &period_text, 1)?;
             }
         }

@@ -281,3 +281,87 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) -> Vec<S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Reply = std::sync::mpsc::Receiver<Result<(), StoreError>>;
+
+    fn job(op: impl FnOnce(&WriteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Box<dyn Job>, Reply) {
+        let (reply, answer) = sync_channel(1);
+        (Box::new(Pending { op: Some(op), result: None, reply }), answer)
+    }
+
+    fn insert(value: i64) -> impl FnOnce(&WriteTx<'_>) -> Result<(), StoreError> + Send + 'static {
+        move |tx| {
+            tx.0.execute("INSERT INTO t (v) VALUES (?1)", [value])?;
+            tx.note_event("test_event");
+            Ok(())
+        }
+    }
+
+    fn stored(connection: &Connection) -> Vec<i64> {
+        let mut statement = connection.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    fn database() -> Connection {
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
+        connection
+    }
+
+    #[test]
+    fn a_failing_job_rolls_back_alone_and_its_neighbours_commit() {
+        let connection = database();
+        let (first, first_answer) = job(insert(1));
+        let (failing, failing_answer) = job(|tx| {
+            insert(2)(tx)?;
+            Err(StoreError::Sqlite("refused".into()))
+        });
+        let (last, last_answer) = job(insert(3));
+        let mut batch = vec![first, failing, last];
+        let events = commit_group(&connection, &mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(stored(&connection), [1, 3], "the failing job's insert is undone, the others kept");
+        assert!(first_answer.recv().unwrap().is_ok() && last_answer.recv().unwrap().is_ok());
+        assert!(failing_answer.recv().unwrap().is_err());
+        assert_eq!(events, ["test_event", "test_event"], "the rolled-back job's event is not counted");
+    }
+
+    #[test]
+    fn a_group_sqlite_rolled_back_answers_every_job_with_the_error() {
+        let connection = database();
+        let (first, first_answer) = job(insert(1));
+        // What SQLite does by itself on a full disk or an I/O error: the whole transaction
+        // is gone, and the connection is back in autocommit mode.
+        let (breaking, breaking_answer) = job(|tx| {
+            tx.0.execute_batch("ROLLBACK")?;
+            Err(StoreError::Full)
+        });
+        let (last, last_answer) = job(insert(3));
+        let mut batch = vec![first, breaking, last];
+        let events = commit_group(&connection, &mut batch);
+        assert!(events.is_empty());
+        assert!(stored(&connection).is_empty(), "nothing of the group is stored");
+        for answer in [first_answer, breaking_answer, last_answer] {
+            assert!(matches!(answer.recv().unwrap(), Err(StoreError::Full)), "every job hears the failure");
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_is_answered_and_rolled_back() {
+        let connection = database();
+        let (first, first_answer) = job(insert(1));
+        let (panicking, panicking_answer) = job(|tx| {
+            insert(2)(tx)?;
+            panic!("a bug in a job");
+        });
+        let mut batch = vec![first, panicking];
+        commit_group(&connection, &mut batch);
+        assert_eq!(stored(&connection), [1]);
+        assert!(first_answer.recv().unwrap().is_ok());
+        assert!(matches!(panicking_answer.recv().unwrap(), Err(StoreError::JobPanicked(_))));
+    }
+}

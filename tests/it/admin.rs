@@ -255,6 +255,7 @@ fn a_reset_racing_concurrent_tracks_loses_nothing() {
     }
     let after = client.get("/v1/users/busy").json()["usage"]["bytes_out"]["used"].as_u64().unwrap();
     assert_eq!(before + after, 16 * 50, "reset saw {before}, {after} came after: every track is in one or the other");
+    assert!(before > 0 && after > 0, "the reset landed among the tracks ({before} before, {after} after)");
     assert_eq!(client.get("/v1/admin/usage").json()["totals"]["bytes_out"], after, "the rollup follows the reset");
 }
 
@@ -309,4 +310,56 @@ fn cleanup_deletes_old_periods_by_request_and_on_schedule() {
         })
         .expect("the scheduled cleanup ran at startup");
     assert_eq!(scheduled["details"]["deleted_counters"], 1);
+}
+
+#[test]
+fn erasing_a_user_refused_on_first_contact_erases_what_names_them() {
+    let tally = start_with_keys();
+    let mut client = admin(&tally);
+    // Never stored: a feature refusal (an event) and a keyed refusal (a stored answer).
+    let denied = client.post("/v1/features/use", &json!({ "user_id": "dora", "feature": "git_export" }));
+    assert_eq!(denied.status, 403);
+    let keyed = client.request(
+        "POST",
+        "/v1/track",
+        &[("Content-Type", "application/json"), ("Idempotency-Key", "dora-key")],
+        Some(usage("dora", "prompts", json!({ "amount": 31 })).to_string().as_bytes()),
+    );
+    assert_eq!(keyed.status, 429);
+    assert_eq!(client.get("/v1/users/dora").status, 404, "never stored");
+    assert_eq!(client.get("/v1/admin/events?user_id=dora").json()["events"].as_array().unwrap().len(), 2);
+
+    let erased = client.request("DELETE", "/v1/admin/users/dora", &[], None);
+    assert_eq!(erased.status, 200, "{}", String::from_utf8_lossy(&erased.body));
+    assert!(client.get("/v1/admin/events?user_id=dora").json()["events"].as_array().unwrap().is_empty());
+    let replay = client.request(
+        "POST",
+        "/v1/track",
+        &[("Content-Type", "application/json"), ("Idempotency-Key", "dora-key")],
+        Some(usage("dora", "prompts", json!({ "amount": 31 })).to_string().as_bytes()),
+    );
+    assert_eq!(replay.header("idempotent-replayed"), None, "the stored answer is gone");
+    assert_eq!(client.request("DELETE", "/v1/admin/users/nobody-at-all", &[], None).status, 404);
+}
+
+#[test]
+fn a_reset_user_is_not_active_until_their_next_use_and_leaves_the_rankings() {
+    let tally = start_with_keys();
+    let mut client = admin(&tally);
+    track(&mut client, "reset-me", "prompts", 7);
+    track(&mut client, "stays", "prompts", 1);
+    assert_eq!(client.get("/v1/admin/usage").json()["active_users"], 2);
+    client.post("/v1/admin/users/reset-me/reset", &json!({}));
+    let summary = client.get("/v1/admin/usage").json();
+    assert_eq!((summary["active_users"].as_u64(), summary["totals"]["prompts"].as_u64()), (Some(1), Some(1)));
+    let offenders = client.get("/v1/admin/offenders").json();
+    assert_eq!(offenders["offenders"].as_array().unwrap().len(), 1, "{offenders}");
+    // Used again: counted once, whatever the order of reset and tracks.
+    for _ in 0..3 {
+        track(&mut client, "reset-me", "prompts", 1);
+        client.post("/v1/admin/users/reset-me/reset", &json!({}));
+        track(&mut client, "reset-me", "prompts", 1);
+    }
+    let summary = client.get("/v1/admin/usage").json();
+    assert_eq!((summary["active_users"].as_u64(), summary["totals"]["prompts"].as_u64()), (Some(2), Some(2)));
 }

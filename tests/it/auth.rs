@@ -84,3 +84,28 @@ fn bearer_scheme_is_case_insensitive_and_keys_are_exact() {
     assert_eq!(basic.status, 401);
     assert_eq!(basic.header("www-authenticate"), Some("Bearer"));
 }
+
+#[test]
+fn with_auth_off_only_requests_addressed_to_localhost_are_served() {
+    let tally = crate::support::Tally::start_default();
+    let mut client = tally.client();
+    for host in ["localhost", "127.0.0.1:9", "[::1]"] {
+        let reply = client.request("GET", "/v1/users/x", &[("Host", host)], None);
+        assert_eq!(reply.status, 404, "{host}: served (the user is unknown)");
+    }
+    // A page elsewhere reaching this port through DNS rebinding, or a proxy passing its
+    // public name, names another host.
+    for host in ["evil.example", "tally.example.com:443", "10.0.0.5"] {
+        let reply = client.request("GET", "/v1/users/x", &[("Host", host)], None);
+        assert_eq!((reply.status, reply.code().as_str()), (403, "forbidden"), "{host}");
+        let track = client.request(
+            "POST",
+            "/v1/track",
+            &[("Host", host), ("Content-Type", "application/json")],
+            Some(br#"{"user_id": "x", "metric": "prompts"}"#),
+        );
+        assert_eq!(track.status, 403, "{host}");
+    }
+    assert_eq!(client.request("GET", "/healthz", &[("Host", "evil.example")], None).status, 200, "probes stay open");
+    assert_eq!(client.get("/v1/users/x").status, 404, "nothing was recorded");
+}

@@ -24,7 +24,7 @@ fn crash_round(round: u64) -> (u64, u64, u64) {
             std::thread::spawn(move || {
                 let body = usage(&format!("crash-{worker}"), "e2e_runs", json!({})).to_string();
                 let request = format!(
-                    "POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 loop {

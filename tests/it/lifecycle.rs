@@ -21,7 +21,7 @@ fn graceful_shutdown_answers_everything_sent_before(signal: &str) {
             std::thread::spawn(move || {
                 let body = usage(&format!("w{worker}"), "e2e_runs", json!({})).to_string();
                 let request = format!(
-                    "POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 while !stop.load(Ordering::SeqCst) {

@@ -14,7 +14,7 @@ fn a_dead_writer_turns_readiness_and_writes_to_503_and_exits_nonzero() {
     let mut client = tally.client();
     let body = usage("w", "prompts", json!({})).to_string();
     let request = format!(
-        "POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let mut statuses = Vec::new();
@@ -40,29 +40,39 @@ fn a_full_database_answers_503_stores_nothing_partial_and_recovers_when_space_is
     let tally = Setup::new().database("max_size_mb = 1").start();
     let mut client = tally.client();
     let last_month = (chrono::Utc::now().with_day(1).unwrap() - chrono::Duration::days(1)).to_rfc3339();
-    let mut created = 0;
-    let refused = loop {
-        let user = format!("filler-{created:06}-{}", "x".repeat(100));
+    let (mut created, mut sequence) = (0u64, 0u64);
+    let mut refused = Vec::new();
+    // Fill until five new users in a row are refused: the file is full, not one odd page.
+    while refused.len() < 5 {
+        sequence += 1;
+        let user = format!("filler-{sequence:06}-{}", "x".repeat(100));
         let reply = client.post("/v1/track", &usage(&user, "prompts", json!({ "timestamp": last_month })));
         match reply.status {
-            200 => created += 1,
-            503 => break user,
+            200 => {
+                created += 1;
+                refused.clear();
+            }
+            503 => {
+                assert_eq!(reply.code(), "storage_unavailable");
+                assert_eq!(reply.header("retry-after"), Some("1"));
+                refused.push(user);
+            }
             other => panic!("status {other}: {}", String::from_utf8_lossy(&reply.body)),
         }
         assert!(created < 100_000, "the cap never bit");
-    };
-    let again = usage(&refused, "prompts", json!({ "timestamp": last_month }));
-    let full = client.post("/v1/track", &again);
-    assert_eq!((full.status, full.code().as_str()), (503, "storage_unavailable"), "still full");
-    assert_eq!(full.header("retry-after"), Some("1"));
-    assert_eq!(client.get(&format!("/v1/users/{refused}")).status, 404, "nothing partial was stored");
+    }
+    for user in &refused {
+        assert_eq!(client.get(&format!("/v1/users/{user}")).status, 404, "nothing partial was stored");
+    }
     assert_eq!(client.get("/readyz").status, 200, "reads still work");
 
     // Free space by dropping last month's counters; writes succeed again without a restart.
     let cleanup = client.post("/v1/admin/cleanup", &json!({ "retention_months": 1 }));
     assert_eq!(cleanup.status, 200, "{}", String::from_utf8_lossy(&cleanup.body));
     assert_eq!(cleanup.json()["deleted_counters"], created);
-    assert_eq!(client.post("/v1/track", &usage(&refused, "prompts", json!({}))).status, 200);
+    for user in &refused {
+        assert_eq!(client.post("/v1/track", &usage(user, "prompts", json!({}))).status, 200);
+    }
 }
 
 #[test]

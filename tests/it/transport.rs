@@ -26,25 +26,25 @@ fn healthy(tally: &Tally) {
 #[test]
 fn oversized_heads_and_invalid_utf8_get_4xx_and_the_server_stays_up() {
     let tally = Tally::start_default();
-    let long_header = format!("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n", "a".repeat(9 * 1024));
+    let long_header = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n", "a".repeat(9 * 1024));
     let status = raw(&tally, long_header.as_bytes());
     assert!(status.is_none_or(|status| (400..500).contains(&status)), "{status:?}");
     healthy(&tally);
 
-    let long_line = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(100 * 1024));
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(100 * 1024));
     let status = raw(&tally, long_line.as_bytes());
     assert!(status.is_none_or(|status| (400..500).contains(&status)), "{status:?}");
     healthy(&tally);
 
-    let mut bad_path = b"GET /v1/users/\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    let mut bad_path = b"GET /v1/users/\xff\xfe HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     let status = raw(&tally, &bad_path).expect("an answer");
     assert!((400..500).contains(&status), "{status}");
-    bad_path = b"GET /v1/users/%FF%FE HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    bad_path = b"GET /v1/users/%FF%FE HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     assert_eq!(raw(&tally, &bad_path), Some(400));
 
     let body = b"{\"user_id\": \"\xff\xfe\", \"metric\": \"prompts\"}";
     let mut request = format!(
-        "POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -59,7 +59,7 @@ fn a_chunked_body_that_never_ends_times_out_and_frees_the_connection() {
     let mut stream = TcpStream::connect(tally.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream
-        .write_all(b"POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .write_all(b"POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         .unwrap();
     // Keep sending small chunks, each well within the per-read timeout, for longer than the
     // request's deadline.
@@ -88,7 +88,7 @@ fn a_thousand_idle_and_a_thousand_dripping_connections_do_not_starve_a_normal_cl
     let tally = Setup::new().server("request_timeout_ms = 1500").start();
     let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(tally.addr).unwrap()).collect();
     let mut dripping: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(tally.addr).unwrap()).collect();
-    let head = b"POST /v1/check HTTP/1.1\r\nHost: t\r\n";
+    let head = b"POST /v1/check HTTP/1.1\r\nHost: localhost\r\n";
     let mut normal = Client::new(tally.addr);
     for second in 0..4 {
         for stream in &mut dripping {
@@ -127,7 +127,7 @@ fn max_connections_is_enforced_at_its_edge() {
     assert_eq!(second.get("/healthz").status, 200);
     // Both slots are held by open keep-alive connections: a third waits, unanswered.
     let mut third = TcpStream::connect(tally.addr).unwrap();
-    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     third.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let waiting = third.read(&mut [0u8; 16]);
     assert!(waiting.is_err(), "the third connection was served beyond max_connections = 2");

@@ -43,9 +43,10 @@ pub fn render(
         out,
         "<div class=\"head\"><h1>Maintenance</h1></div>\
          <section class=\"panel\"><h2>Cleanup</h2>\
-         <p class=\"hint\">Deletes usage counters of months older than the retention, and idempotency answers \
-         older than {idempotency_hours} hours. Tally runs it with the configured retention \
-         ({retention_months} months) at startup; run it here to apply a shorter one now.</p>\
+         <p class=\"hint\">Deletes usage counters and events of months older than the retention (an event \
+         still waiting for its webhook stays), and idempotency answers older than {idempotency_hours} hours. \
+         Tally runs it with the configured retention ({retention_months} months) at startup and every \
+         24 hours; run it here to apply a shorter one now.</p>\
          <form method=\"post\" action=\"/admin/maintenance/cleanup\">{}<div class=\"inline\">\
          <div class=\"field\"><label for=\"retention\">Months to keep</label>\
          <input id=\"retention\" name=\"retention_months\" type=\"number\" min=\"1\" max=\"1200\" step=\"1\" \

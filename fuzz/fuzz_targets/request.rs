@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let (method, path) = ROUTES[*route as usize % ROUTES.len()];
     let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
-        .uri(format!("http://fuzz{path}"))
+        .uri(format!("http://localhost{path}"))
         .header("content-type", CONTENT_TYPES[*content_type as usize % CONTENT_TYPES.len()])
         .body(Body::from(body.to_vec()))
         .unwrap();

@@ -133,20 +133,14 @@ fn render_use(outcome: &UseOutcome) -> (StatusCode, String) {
             (error.status, Ok(error.body().to_string()))
         }
     };
-    match value {
-        Ok(body) => (status, body),
-        Err(error) => {
-            log::error!("cannot serialize a feature answer: {error}");
-            (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())
-        }
-    }
+    idempotency::rendered(status, value, "feature")
 }
 
 pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: FeatureBody = ctx.json_body()?;
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
     validate(&rules, &body)?;
-    let once = idempotency::once(ctx, &["feature_use", &body.user_id, &body.feature])?;
+    let once = idempotency::once(ctx, &[&"feature_use", &body.user_id, &body.feature])?;
     let now_ms = now_ms();
     let user_id = body.user_id.clone();
     let feature_name = body.feature.clone();

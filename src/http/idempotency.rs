@@ -7,6 +7,7 @@ use super::{App, Ctx, raw_json_response};
 use crate::store::{StoreError, StoredAnswer, UsageWrite, WriteTx};
 use oxhttp::model::{Body, HeaderName, HeaderValue, Response, StatusCode};
 use sha2::{Digest, Sha256};
+use std::fmt::{Display, Write};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -18,8 +19,9 @@ pub struct Once {
 }
 
 /// The request's key, if it sent one; `parts` describe the request (route and fields) so
-/// that the same key with a different request can be told apart.
-pub fn once(ctx: &Ctx<'_>, parts: &[&str]) -> Result<Option<Once>, ApiError> {
+/// that the same key with a different request can be told apart. They are formatted only
+/// when a key came: a request without one pays nothing here.
+pub fn once(ctx: &Ctx<'_>, parts: &[&dyn Display]) -> Result<Option<Once>, ApiError> {
     let Some(key) = super::request::header_text(ctx.request, &IDEMPOTENCY_KEY)? else {
         return Ok(None);
     };
@@ -27,11 +29,26 @@ pub fn once(ctx: &Ctx<'_>, parts: &[&str]) -> Result<Option<Once>, ApiError> {
         return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"));
     }
     let mut hasher = Sha256::new();
+    let mut text = String::new();
     for part in parts {
-        hasher.update(part.as_bytes());
+        text.clear();
+        write!(text, "{part}").expect("formatting into a String cannot fail");
+        hasher.update(text.as_bytes());
         hasher.update([0]);
     }
     Ok(Some(Once { key: key.to_owned(), fingerprint: hasher.finalize().to_vec() }))
+}
+
+/// A rendered answer: `body` is the serialized JSON; a body that cannot be serialized
+/// (`what` names it in the log) becomes a 500.
+pub fn rendered(status: StatusCode, body: serde_json::Result<String>, what: &str) -> (StatusCode, String) {
+    match body {
+        Ok(body) => (status, body),
+        Err(error) => {
+            log::error!("cannot serialize a {what} answer: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())
+        }
+    }
 }
 
 /// How a write under a key went.

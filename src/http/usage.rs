@@ -13,6 +13,7 @@ use crate::metrics::TrackLabels;
 use chrono::DateTime;
 use oxhttp::model::{Body, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use std::fmt::Display;
 use std::sync::Arc;
 
 /// How far ahead of the server's clock a timestamp may be.
@@ -201,13 +202,7 @@ fn render_track(outcome: &TrackOutcome) -> (StatusCode, String) {
             (error.status, Ok(error.body().to_string()))
         }
     };
-    match body {
-        Ok(body) => (status, body),
-        Err(error) => {
-            log::error!("cannot serialize a track answer: {error}");
-            (StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal().body().to_string())
-        }
-    }
+    idempotency::rendered(status, body, "track")
 }
 
 pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -218,13 +213,13 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let valid = validate(&rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
     let query = valid.query;
     let metric = query.metric.clone();
-    let at = valid.at_ms.map_or_else(String::new, |at_ms| at_ms.to_string());
-    let once = idempotency::once(
-        ctx,
-        &["track", &query.user_id, &query.metric, &query.amount.to_string(), &at, &enforce.to_string()],
-    )?
-    // With tracking off nothing is stored, not even the key.
-    .filter(|_| rules.tracking_enabled);
+    let at: &dyn Display = match &valid.at_ms {
+        Some(at_ms) => at_ms,
+        None => &"",
+    };
+    let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?
+        // With tracking off nothing is stored, not even the key.
+        .filter(|_| rules.tracking_enabled);
     let user_id = query.user_id.clone();
     let answered = idempotency::run(
         ctx.app,

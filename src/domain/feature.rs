@@ -53,21 +53,19 @@ fn window_start(window_secs: u32, now_ms: i64) -> i64 {
 }
 
 fn plan_required(rules: &Rules, plan: &Plan, feature: &str) -> Option<String> {
-    let granted = plan.feature(feature).is_some_and(FeatureGrant::is_granted);
-    if granted {
+    if plan.feature(feature).is_granted() {
         return None;
     }
     rules
         .catalog
-        .cheapest_plan_where(&plan.name, |other| other.feature(feature).is_some_and(FeatureGrant::is_granted))
+        .cheapest_plan_where(&plan.name, |other| other.feature(feature).is_granted())
         .map(|other| other.name.clone())
 }
 
 /// The verdict for `user` (None: never seen) given `uses_in_window` counted uses.
 fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_window: u32) -> FeatureVerdict {
     let bypass = rules.is_bypass(user_id);
-    let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
-    let (kind, allowed, limit, window_secs, remaining) = match grant {
+    let (kind, allowed, limit, window_secs, remaining) = match plan.feature(feature) {
         FeatureGrant::Boolean(granted) => (FeatureKind::Boolean, bypass || granted, None, None, None),
         FeatureGrant::Rate { limit, window_secs } => (
             FeatureKind::Rate,
@@ -106,6 +104,20 @@ fn uses_in_window(
     }
 }
 
+/// Where `user` (None: never seen, named `user_id`) stands with `feature` at `now_ms`.
+fn standing(
+    store: &impl UsageRead,
+    rules: &Rules,
+    user: Option<&UserRecord>,
+    user_id: &str,
+    feature: &str,
+    now_ms: i64,
+) -> Result<FeatureVerdict, StoreError> {
+    let plan = rules.plan_of(user);
+    let used = uses_in_window(store, user, plan.feature(feature), feature, now_ms)?;
+    Ok(verdict(rules, plan, user_id, feature, used))
+}
+
 /// Answers "may this user use `feature` now?" without changing anything.
 pub fn check(
     store: &impl UsageRead,
@@ -115,13 +127,7 @@ pub fn check(
     now_ms: i64,
 ) -> Result<FeatureVerdict, StoreError> {
     let user = store.find_user(user_id)?;
-    let plan = match &user {
-        Some(user) => rules.catalog.plan_or_default(&user.plan),
-        None => rules.catalog.default_plan(),
-    };
-    let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
-    let used = uses_in_window(store, user.as_ref(), grant, feature, now_ms)?;
-    Ok(verdict(rules, plan, user_id, feature, used))
+    standing(store, rules, user.as_ref(), user_id, feature, now_ms)
 }
 
 /// The verdict of every configured feature for a known user.
@@ -131,14 +137,8 @@ pub fn check_all(
     user: &UserRecord,
     now_ms: i64,
 ) -> Result<Vec<FeatureVerdict>, StoreError> {
-    let plan = rules.catalog.plan_or_default(&user.plan);
-    let mut verdicts = Vec::with_capacity(rules.catalog.features().len());
-    for feature in rules.catalog.features() {
-        let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
-        let used = uses_in_window(store, Some(user), grant, feature, now_ms)?;
-        verdicts.push(verdict(rules, plan, &user.user_id, feature, used));
-    }
-    Ok(verdicts)
+    let features = rules.catalog.features().iter();
+    features.map(|feature| standing(store, rules, Some(user), &user.user_id, feature, now_ms)).collect()
 }
 
 /// Uses `feature` now if the plan and the window allow it. Runs inside one write
@@ -151,11 +151,8 @@ pub fn use_feature(
     now_ms: i64,
 ) -> Result<UseOutcome, StoreError> {
     let user = store.find_user(user_id)?;
-    let plan = match &user {
-        Some(user) => rules.catalog.plan_or_default(&user.plan),
-        None => rules.catalog.default_plan(),
-    };
-    let grant = plan.feature(feature).unwrap_or(FeatureGrant::Boolean(false));
+    let plan = rules.plan_of(user.as_ref());
+    let grant = plan.feature(feature);
     let bypass = rules.is_bypass(user_id);
     if !bypass && !grant.is_granted() {
         let verdict = verdict(rules, plan, user_id, feature, 0);

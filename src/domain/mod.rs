@@ -9,7 +9,8 @@ pub mod plan;
 pub mod usage;
 pub mod user_id;
 
-use plan::Catalog;
+use crate::store::UserRecord;
+use plan::{Catalog, Plan};
 use std::collections::HashSet;
 
 /// Everything a decision depends on besides stored state: the validated, immutable part of
@@ -32,5 +33,13 @@ pub struct Rules {
 impl Rules {
     pub fn is_bypass(&self, user_id: &str) -> bool {
         self.admin_user_ids.contains(user_id)
+    }
+
+    /// The plan `user` is served on; a user never seen (None) is on the default plan.
+    pub fn plan_of(&self, user: Option<&UserRecord>) -> &Plan {
+        match user {
+            Some(user) => self.catalog.plan_or_default(&user.plan),
+            None => self.catalog.default_plan(),
+        }
     }
 }

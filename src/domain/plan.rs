@@ -83,8 +83,9 @@ impl Plan {
         self.limits.get(metric).copied().unwrap_or(Limit::Unlimited)
     }
 
-    pub fn feature(&self, feature: &str) -> Option<FeatureGrant> {
-        self.features.get(feature).copied()
+    /// What the plan grants of `feature`; a feature it does not name is not granted.
+    pub fn feature(&self, feature: &str) -> FeatureGrant {
+        self.features.get(feature).copied().unwrap_or(FeatureGrant::Boolean(false))
     }
 }
 
@@ -149,7 +150,7 @@ impl Catalog {
         self.plans
             .iter()
             .filter_map(|plan| match plan.feature(feature) {
-                Some(FeatureGrant::Rate { window_secs, .. }) => Some(window_secs),
+                FeatureGrant::Rate { window_secs, .. } => Some(window_secs),
                 _ => None,
             })
             .max()

@@ -128,10 +128,7 @@ pub fn track(
         return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query)? });
     }
     let user = store.find_user(&query.user_id)?;
-    let plan = match &user {
-        Some(user) => rules.catalog.plan_or_default(&user.plan),
-        None => rules.catalog.default_plan(),
-    };
+    let plan = rules.plan_of(user.as_ref());
     let bypass = rules.is_bypass(&query.user_id);
     let limit = plan.limit(&query.metric);
     let ceiling = ceiling(limit, bypass, enforce);

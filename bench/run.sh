@@ -170,24 +170,7 @@ run_main() {
     # 7. Binary size (stripped) and start-to-ready on an existing database.
     strip -o "$WORK/tally.stripped" "$BIN/tally"
     local size; size=$(stat -c %s "$WORK/tally.stripped")
-    local ready_ms; ready_ms=$(python3 - "$BIN/tally" "$WORK/tally-full/tally.toml" <<'EOF'
-import subprocess, sys, time, urllib.request
-times = []
-for _ in range(5):
-    start = time.monotonic()
-    server = subprocess.Popen([sys.argv[1], "serve", "--config", sys.argv[2]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"RUST_LOG": "warn"})
-    addr = server.stdout.readline().decode().strip().removeprefix("listening on http://")
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://{addr}/readyz").status == 200:
-                break
-        except Exception:
-            time.sleep(0.001)
-    times.append((time.monotonic() - start) * 1000)
-    server.terminate(); server.wait()
-print(round(sorted(times)[len(times) // 2], 1))
-EOF
-)
+    local ready_ms; ready_ms=$(python3 bench/serve.py "$BIN/tally" "$WORK/tally-full/tally.toml")
     echo "{\"label\": \"binary\", \"stripped_bytes\": $size, \"start_to_ready_ms\": $ready_ms}" >> "$RESULTS"
     python3 bench/report.py "$RESULTS"
 }

@@ -8,6 +8,8 @@ import sys
 import time
 import urllib.request
 
+import serve
+
 bin_dir, directory, users, duration, connections = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 binary = f"{bin_dir}/tally"
 config = f"{directory}/tally.toml"
@@ -15,16 +17,7 @@ open(config, "w").write(
     f'[server]\nlisten = "127.0.0.1:0"\nmax_connections = 1024\n[database]\npath = "{directory}/tally.db"\n'
     + open("bench/plans.toml").read()
 )
-started = time.monotonic()
-server = subprocess.Popen([binary, "serve", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"RUST_LOG": "warn"})
-addr = server.stdout.readline().decode().strip().removeprefix("listening on http://")
-while True:
-    try:
-        if urllib.request.urlopen(f"http://{addr}/readyz").status == 200:
-            break
-    except Exception:
-        time.sleep(0.001)
-ready_ms = (time.monotonic() - started) * 1000
+server, addr, ready_ms = serve.start(binary, config)
 
 
 def timed(path, runs=5):
@@ -44,8 +37,7 @@ track = subprocess.run([f"{bin_dir}/loadgen", "--label", f"scale-track-{users}",
                         "--addr", addr, "--connections", connections, "--duration", duration, "--users", str(users)],
                        capture_output=True, text=True, check=True)
 print(track.stdout.strip())
-server.terminate()
-server.wait()
+serve.stop(server)
 
 db = sqlite3.connect(f"{directory}/tally.db")
 period = usage["period"]

@@ -3,7 +3,7 @@
 //! passes `PRAGMA integrity_check`. CI runs 3 rounds; `scripts/soak.sh` sets
 //! TALLY_CRASH_ROUNDS=20.
 
-use crate::support::{Tally, usage};
+use crate::support::{Tally, raw_post, usage};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,12 +23,9 @@ fn crash_round(round: u64) -> (u64, u64, u64) {
             let mut client = tally.client();
             std::thread::spawn(move || {
                 let body = usage(&format!("crash-{worker}"), "e2e_runs", json!({})).to_string();
-                let request = format!(
-                    "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
+                let request = raw_post("/v1/track", body.as_bytes());
                 loop {
-                    match client.try_send_raw(request.as_bytes()) {
+                    match client.try_send_raw(&request) {
                         Ok(reply) => {
                             assert_eq!(reply.status, 200);
                             acknowledged.fetch_add(1, Ordering::SeqCst);

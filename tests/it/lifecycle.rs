@@ -1,7 +1,7 @@
 //! Process lifecycle: graceful shutdown on SIGTERM and SIGINT answers what was sent and
 //! stores every 200.
 
-use crate::support::{Tally, usage};
+use crate::support::{Tally, raw_post, usage};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,13 +20,10 @@ fn graceful_shutdown_answers_everything_sent_before(signal: &str) {
             let mut client = tally.client();
             std::thread::spawn(move || {
                 let body = usage(&format!("w{worker}"), "e2e_runs", json!({})).to_string();
-                let request = format!(
-                    "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
+                let request = raw_post("/v1/track", body.as_bytes());
                 while !stop.load(Ordering::SeqCst) {
                     let sent_at = Instant::now();
-                    match client.try_send_raw(request.as_bytes()) {
+                    match client.try_send_raw(&request) {
                         Ok(reply) if reply.status == 200 => {
                             ok.fetch_add(1, Ordering::SeqCst);
                         }

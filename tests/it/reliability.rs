@@ -2,7 +2,7 @@
 //! read-only file, a database from a newer Tally, a corrupt file, a missing directory; and
 //! backups taken under load.
 
-use crate::support::{BIN, Setup, Tally, run_tally, usage};
+use crate::support::{BIN, Setup, Tally, raw_post, run_tally, usage};
 use chrono::Datelike;
 use serde_json::json;
 use std::sync::Arc;
@@ -13,13 +13,10 @@ fn a_dead_writer_turns_readiness_and_writes_to_503_and_exits_nonzero() {
     let mut tally = Setup::new().env("TALLY_TEST_WRITER_PANIC_AFTER", "5").start();
     let mut client = tally.client();
     let body = usage("w", "prompts", json!({})).to_string();
-    let request = format!(
-        "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = raw_post("/v1/track", body.as_bytes());
     let mut statuses = Vec::new();
     // The writer commits 5 groups, then dies; the process then exits (the connection drops).
-    while let Ok(reply) = client.try_send_raw(request.as_bytes()) {
+    while let Ok(reply) = client.try_send_raw(&request) {
         statuses.push(reply.status);
         if reply.status == 503 {
             assert_eq!(client.get("/readyz").status, 503, "readiness follows the writer");

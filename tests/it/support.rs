@@ -386,6 +386,18 @@ pub fn try_read_reply(stream: &mut BufReader<TcpStream>) -> std::io::Result<Repl
     Ok(Reply { status, headers, body })
 }
 
+/// The bytes of a keep-alive `POST path` with a JSON `body`, for `Client::try_send_raw`
+/// and raw sockets.
+pub fn raw_post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
 /// `{"user_id": user, "metric": metric}` plus `extra` fields.
 pub fn usage(user: &str, metric: &str, extra: Value) -> Value {
     let mut body = serde_json::json!({ "user_id": user, "metric": metric });

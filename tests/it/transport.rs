@@ -2,7 +2,7 @@
 //! idle plus a thousand dripping connections, while a normal client keeps being answered.
 //! Also each transport limit in the config at its edge.
 
-use crate::support::{Client, Setup, Tally, read_reply, usage};
+use crate::support::{Client, Setup, Tally, raw_post, read_reply, usage};
 use serde_json::json;
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -43,13 +43,7 @@ fn oversized_heads_and_invalid_utf8_get_4xx_and_the_server_stays_up() {
     assert_eq!(raw(&tally, &bad_path), Some(400));
 
     let body = b"{\"user_id\": \"\xff\xfe\", \"metric\": \"prompts\"}";
-    let mut request = format!(
-        "POST /v1/track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    assert_eq!(raw(&tally, &request), Some(400));
+    assert_eq!(raw(&tally, &raw_post("/v1/track", body)), Some(400));
     healthy(&tally);
 }
 

@@ -1,7 +1,7 @@
 //! What each `tally` subcommand does once the config is loaded: printing, signal handling and
 //! exit statuses live here, so main.rs stays a dispatcher.
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseBackend};
 use anyhow::Context;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -45,7 +45,7 @@ pub fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 pub fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
     let report = crate::store::migrate(&config.database)?;
-    let path = config.database.path.display();
+    let path = config.database.describe();
     if report.applied.is_empty() {
         println!("{path}: schema is up to date (version {})", report.version);
     } else {
@@ -66,11 +66,18 @@ pub fn hash_key() -> anyhow::Result<ExitCode> {
 
 /// Writes a consistent copy of the database to `path` while Tally may be serving it.
 pub fn backup(config: &Config, path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let report = crate::store::backup(&config.database, path)?;
+    let DatabaseBackend::Sqlite(sqlite) = &config.database.backend else {
+        anyhow::bail!(
+            "tally backup copies a SQLite file; this config uses PostgreSQL ({}): back it up with pg_dump, \
+             e.g. `pg_dump --format=custom --file=tally.dump \"$TALLY_DATABASE_URL\"`",
+            config.database.describe()
+        );
+    };
+    let report = crate::store::sqlite::backup(sqlite, path)?;
     println!(
         "{}: copied {} to {} ({} bytes, integrity ok)",
         config.source,
-        config.database.path.display(),
+        sqlite.path.display(),
         path.display(),
         report.bytes
     );
@@ -84,7 +91,7 @@ pub fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
         "{}: ok (listen {}, database {}, plans {}, {} metrics, {} features, auth {})",
         config.source,
         config.server.listen,
-        config.database.path.display(),
+        config.database.describe(),
         plans.join(" < "),
         catalog.metrics().count(),
         catalog.features().len(),

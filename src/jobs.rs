@@ -4,7 +4,7 @@
 //! audit log starts in a known order), then every 24 hours, through the writer like any
 //! other change, and is audited.
 
-use crate::domain::admin;
+use crate::app::maintenance;
 use crate::http::{App, now_ms};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +15,8 @@ pub const CLEANUP_ACTOR: &str = "scheduled-cleanup";
 const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 pub fn run_cleanup(app: &App) {
-    let rules = Arc::clone(&app.rules);
-    let retention_months = rules.retention_months;
-    let now_ms = now_ms();
-    match app.store.write(move |tx| admin::cleanup(tx, &rules, retention_months, CLEANUP_ACTOR, now_ms)) {
+    let retention_months = app.rules.retention_months;
+    match maintenance::cleanup(&app.store, &app.rules, retention_months, CLEANUP_ACTOR, now_ms()) {
         Ok(report) => log::info!(
             "scheduled cleanup: deleted {} counters before {}, pruned {} idempotency keys",
             report.deleted_counters,

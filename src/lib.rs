@@ -1,6 +1,7 @@
 //! Tally: a usage metering and plan-gating server on one SQLite file. `serve` starts it;
 //! `Running` stops it. See ARCHITECTURE.md for the map of the modules below.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -11,11 +12,11 @@ pub mod metrics;
 pub mod store;
 
 use config::Config;
+use domain::ports::StoreError;
 use http::App;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -56,7 +57,7 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
         Err(error) => log::warn!("cannot raise the file descriptor limit: {error}"),
     }
     let metrics = Arc::new(metrics::Metrics::new());
-    let store = Store::open(&config.database, Arc::clone(&metrics))?;
+    let store = store::open(&config.database, Arc::clone(&metrics))?;
     let addr = resolve_listen(config.server.listen)?;
     let server_config = config.server.clone();
     let app = Arc::new(App::new(config, store, metrics));

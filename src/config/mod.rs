@@ -81,8 +81,85 @@ pub enum Synchronous {
     Normal,
 }
 
+/// Which database holds Tally's state.
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
+    pub backend: DatabaseBackend,
+}
+
+#[derive(Clone, Debug)]
+pub enum DatabaseBackend {
+    /// One SQLite file (`database.path`), the default.
+    Sqlite(SqliteConfig),
+    /// A PostgreSQL database (`database.url`), shared by any number of Tally nodes.
+    Postgres(PostgresConfig),
+}
+
+impl DatabaseConfig {
+    /// Where the data lives, for messages: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            DatabaseBackend::Sqlite(sqlite) => sqlite.path.display().to_string(),
+            DatabaseBackend::Postgres(postgres) => postgres.url.redacted(),
+        }
+    }
+}
+
+/// A PostgreSQL connection URL. Its Debug and `redacted` never show the password; only the
+/// backend reads the whole URL, to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+
+    /// The URL as configured, password included: for the driver, never for a message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            // Query parameters may carry a password too (`?password=`): drop them.
+            let tail = tail.split_once('?').map_or(tail, |(path, _)| path);
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => format!("{scheme}://{authority}{}", tail.split_once('?').map_or(tail, |(path, _)| path)),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    pub url: DatabaseUrl,
+    /// Connections per node (the writer's one, plus a pool for reads and background work).
+    pub pool_size: u32,
+    /// Test builds only, as for SQLite.
+    pub writer_panic_after: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
     pub path: PathBuf,
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
@@ -181,9 +258,11 @@ impl Config {
         };
         let defaults: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("the embedded default config is valid TOML");
         let user: toml::Table = toml::from_str(text).map_err(parse_error)?;
-        let merged = raw::merge(defaults, user);
+        let merged = raw::merge(defaults, user.clone());
         let raw = RawConfig::deserialize(merged).map_err(|error| shape_error(source, error))?;
-        Validator { source }.validate(raw, env)
+        // The defaults always name a path; only the user's own `path` conflicts with `url`.
+        let user_set_path = user.get("database").and_then(|database| database.get("path")).is_some();
+        Validator { source }.validate(raw, user_set_path, env)
     }
 }
 
@@ -238,9 +317,9 @@ impl Validator<'_> {
         }
     }
 
-    fn validate(&self, raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
+    fn validate(&self, raw: RawConfig, user_set_path: bool, env: Env<'_>) -> Result<Config, ConfigError> {
         let server = self.server(&raw)?;
-        let database = self.database(&raw)?;
+        let database = self.database(&raw, user_set_path, env)?;
         let auth = self.auth(&raw)?;
         if auth.is_open() && !server.listen.ip().is_loopback() {
             return Err(self.error(
@@ -254,7 +333,11 @@ impl Validator<'_> {
         }
         let mut database = database;
         if cfg!(debug_assertions) {
-            database.writer_panic_after = env("TALLY_TEST_WRITER_PANIC_AFTER").and_then(|groups| groups.parse().ok());
+            let panic_after = env("TALLY_TEST_WRITER_PANIC_AFTER").and_then(|groups| groups.parse().ok());
+            match &mut database.backend {
+                DatabaseBackend::Sqlite(sqlite) => sqlite.writer_panic_after = panic_after,
+                DatabaseBackend::Postgres(postgres) => postgres.writer_panic_after = panic_after,
+            }
         }
         let (webhooks, routes) = self.webhooks(&raw)?;
         let mut rules = self.rules(&raw, env)?;
@@ -296,7 +379,35 @@ impl Validator<'_> {
         })
     }
 
-    fn database(&self, raw: &RawConfig) -> Result<DatabaseConfig, ConfigError> {
+    fn database(&self, raw: &RawConfig, user_set_path: bool, env: Env<'_>) -> Result<DatabaseConfig, ConfigError> {
+        let url = match env("TALLY_DATABASE_URL").filter(|url| !url.trim().is_empty()) {
+            Some(url) => Some(url),
+            None => raw.database.url.clone(),
+        };
+        if let Some(url) = url {
+            if user_set_path {
+                return Err(self.error(
+                    "database.url",
+                    "is set together with database.path",
+                    "keep one: url selects PostgreSQL, path a SQLite file",
+                ));
+            }
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(self.error(
+                    "database.url",
+                    format!("{} is not a PostgreSQL URL", redact_url(&url)),
+                    "write it as \"postgres://USER:PASSWORD@HOST:5432/DATABASE\" (or set TALLY_DATABASE_URL)",
+                ));
+            }
+            let pool_size = self.in_range("database.pool_size", raw.database.pool_size, 2, 512)? as u32;
+            return Ok(DatabaseConfig {
+                backend: DatabaseBackend::Postgres(PostgresConfig {
+                    url: DatabaseUrl(url),
+                    pool_size,
+                    writer_panic_after: None,
+                }),
+            });
+        }
         if raw.database.path.trim().is_empty() {
             return Err(self.error("database.path", "is empty", "name the SQLite file, e.g. \"tally.db\""));
         }
@@ -312,20 +423,23 @@ impl Validator<'_> {
             }
         };
         Ok(DatabaseConfig {
-            path: PathBuf::from(&raw.database.path),
-            synchronous,
-            busy_timeout: Duration::from_millis(self.in_range(
-                "database.busy_timeout_ms",
-                raw.database.busy_timeout_ms,
-                0,
-                600_000,
-            )? as u64),
-            read_connections: self.in_range("database.read_connections", raw.database.read_connections, 1, 64)? as u32,
-            max_size_mb: match self.in_range("database.max_size_mb", raw.database.max_size_mb, 0, 1 << 30)? {
-                0 => None,
-                megabytes => Some(megabytes as u64),
-            },
-            writer_panic_after: None,
+            backend: DatabaseBackend::Sqlite(SqliteConfig {
+                path: PathBuf::from(&raw.database.path),
+                synchronous,
+                busy_timeout: Duration::from_millis(self.in_range(
+                    "database.busy_timeout_ms",
+                    raw.database.busy_timeout_ms,
+                    0,
+                    600_000,
+                )? as u64),
+                read_connections: self.in_range("database.read_connections", raw.database.read_connections, 1, 64)?
+                    as u32,
+                max_size_mb: match self.in_range("database.max_size_mb", raw.database.max_size_mb, 0, 1 << 30)? {
+                    0 => None,
+                    megabytes => Some(megabytes as u64),
+                },
+                writer_panic_after: None,
+            }),
         })
     }
 

@@ -51,6 +51,9 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDatabase {
     pub path: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    pub pool_size: i64,
     pub synchronous: String,
     pub busy_timeout_ms: i64,
     pub read_connections: i64,

@@ -25,7 +25,8 @@ fn built_in_default_has_the_three_ranked_plans() {
     assert_eq!(trial.limit("prompts"), Limit::Hard(30));
     assert_eq!(config.rules.catalog.find_plan("solo").unwrap().limit("prompts").enforcement(), Enforcement::Soft);
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(config.database.synchronous, Synchronous::Full);
+    let DatabaseBackend::Sqlite(sqlite) = &config.database.backend else { panic!("the default is SQLite") };
+    assert_eq!(sqlite.synchronous, Synchronous::Full);
     assert_eq!(config.rules.catalog.features(), ["git_export", "multi_user", "active_project_snapshots"]);
 }
 

@@ -6,7 +6,8 @@ use super::Rules;
 use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
-use crate::store::{AdminRead, AdminWrite, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AdminRead, AdminWrite, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::usage::USER_SCOPE;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ pub struct Distribution {
 
 /// Users per configured plan, in rank order. Users on a plan no longer configured count
 /// under the default plan, as they are served.
-pub fn plan_distribution(store: &impl AdminRead, rules: &Rules) -> Result<Distribution, StoreError> {
+pub fn plan_distribution(store: &(impl AdminRead + ?Sized), rules: &Rules) -> Result<Distribution, StoreError> {
     let mut users_by_plan: HashMap<&str, u64> = HashMap::new();
     for (stored_plan, users) in store.plan_users()? {
         let plan = rules.catalog.plan_or_default(&stored_plan);
@@ -83,7 +84,7 @@ pub struct Summary {
 }
 
 pub fn summary(
-    store: &(impl AdminRead + UsageRead),
+    store: &(impl AdminRead + UsageRead + ?Sized),
     rules: &Rules,
     period: Period,
     metric: &str,
@@ -120,7 +121,7 @@ pub struct Offender {
 }
 
 pub fn offenders(
-    store: &impl AdminRead,
+    store: &(impl AdminRead + ?Sized),
     rules: &Rules,
     period: Period,
     metric: &str,
@@ -150,7 +151,7 @@ pub fn offenders(
 
 /// The user's usage in each of the `months` periods ending with `current`, newest first.
 pub fn history(
-    store: &impl AdminRead,
+    store: &(impl AdminRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     current: Period,
@@ -175,13 +176,14 @@ pub type Actor<'a> = &'a str;
 
 /// Sets the user's plan, creating the user if needed; audited when `actor` is given.
 pub fn change_plan(
-    tx: &(impl UsageWrite + AdminWrite),
+    tx: &(impl UsageWrite + AdminWrite + ?Sized),
     rules: &Rules,
     user_id: &str,
     plan: &str,
     actor: Option<Actor<'_>>,
     now_ms: i64,
 ) -> Result<UserRecord, StoreError> {
+    tx.serialize_on(USER_SCOPE, user_id)?;
     let (user, previous) = match tx.find_user(user_id)? {
         Some(mut user) => {
             tx.set_plan(user.pk, plan, now_ms)?;
@@ -210,13 +212,14 @@ pub struct ResetReport {
 /// Zeroes the user's counters of the current period (one metric or all). `None` when the
 /// user is unknown. Runs on the writer, so it is ordered with concurrent tracks.
 pub fn reset_usage(
-    tx: &(impl UsageWrite + AdminWrite),
+    tx: &(impl UsageWrite + AdminWrite + ?Sized),
     rules: &Rules,
     user_id: &str,
     metric: Option<&str>,
     actor: Actor<'_>,
     now_ms: i64,
 ) -> Result<Option<ResetReport>, StoreError> {
+    tx.serialize_on(USER_SCOPE, user_id)?;
     let Some(user) = tx.find_user(user_id)? else {
         return Ok(None);
     };
@@ -242,30 +245,66 @@ pub struct CleanupReport {
     pub pruned_events: u64,
 }
 
-/// Deletes counters older than `retention_months` periods and expired idempotency answers.
-pub fn cleanup(
-    tx: &(impl UsageWrite + AdminWrite),
+/// How many rows one cleanup step deletes of each kind at most: small enough that a step
+/// is a short writer job, so tracks interleave with a long cleanup.
+pub const CLEANUP_CHUNK: u32 = 2000;
+
+/// What a cleanup keeps: counters from `oldest_period_kept` on, answers stored from
+/// `answers_since_ms` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub oldest_period_kept: Period,
+    pub answers_since_ms: i64,
+}
+
+impl Retention {
+    pub fn new(rules: &Rules, retention_months: u32, now_ms: i64) -> Retention {
+        Retention {
+            oldest_period_kept: Period::of_unix_ms(now_ms).oldest_kept(retention_months),
+            answers_since_ms: now_ms - i64::from(rules.idempotency_hours) * 3_600_000,
+        }
+    }
+}
+
+/// One bounded step of a cleanup: deletes up to `CLEANUP_CHUNK` rows of each kind older
+/// than `retention` and adds the counts to `report`. Returns true when nothing was left to
+/// delete (then call `finish_cleanup`). Each step is its own writer job.
+pub fn cleanup_step(
+    tx: &(impl UsageWrite + AdminWrite + ?Sized),
+    retention: Retention,
+    report: &mut CleanupReport,
+) -> Result<bool, StoreError> {
+    let counters = tx.delete_counters_before(retention.oldest_period_kept, CLEANUP_CHUNK)?;
+    let answers = tx.prune_answers(retention.answers_since_ms, CLEANUP_CHUNK)?;
+    let events = tx.prune_events(retention.oldest_period_kept.start_unix_ms(), CLEANUP_CHUNK)?;
+    let alerts = tx.prune_alerts(&retention.oldest_period_kept.to_string(), CLEANUP_CHUNK)?;
+    report.deleted_counters += counters;
+    report.pruned_idempotency_keys += answers;
+    report.pruned_events += events;
+    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0)
+}
+
+/// The last step of a cleanup: drops the rollups of deleted periods, writes the audit row
+/// and the event.
+pub fn finish_cleanup(
+    tx: &(impl UsageWrite + AdminWrite + ?Sized),
     rules: &Rules,
     retention_months: u32,
+    report: &CleanupReport,
     actor: Actor<'_>,
     now_ms: i64,
-) -> Result<CleanupReport, StoreError> {
-    let oldest_period_kept = Period::of_unix_ms(now_ms).oldest_kept(retention_months);
-    let deleted_counters = tx.delete_counters_before(oldest_period_kept)?;
-    let answers_expire_ms = now_ms - i64::from(rules.idempotency_hours) * 3_600_000;
-    let pruned_idempotency_keys = tx.prune_answers(answers_expire_ms)?;
-    let pruned_events = tx.prune_events(oldest_period_kept.start_unix_ms())?;
-    tx.prune_alerts(&oldest_period_kept.to_string())?;
+) -> Result<(), StoreError> {
+    tx.delete_rollups_before(report.oldest_period_kept)?;
     let details = json!({
         "retention_months": retention_months,
-        "deleted_counters": deleted_counters,
-        "oldest_period_kept": oldest_period_kept.to_string(),
-        "pruned_idempotency_keys": pruned_idempotency_keys,
-        "pruned_events": pruned_events,
+        "deleted_counters": report.deleted_counters,
+        "oldest_period_kept": report.oldest_period_kept.to_string(),
+        "pruned_idempotency_keys": report.pruned_idempotency_keys,
+        "pruned_events": report.pruned_events,
     });
     tx.append_audit(now_ms, actor, "cleanup", None, &details.to_string())?;
     events::emit(tx, rules, EventType::Cleanup, None, details, now_ms)?;
-    Ok(CleanupReport { deleted_counters, oldest_period_kept, pruned_idempotency_keys, pruned_events })
+    Ok(())
 }
 
 /// What an erased user is called afterwards: `sha256:` and the hex digest of their id.
@@ -278,21 +317,22 @@ pub fn erased_name(user_id: &str) -> String {
 /// Erases the user and everything held about them; earlier audit rows and events that named
 /// them now name the hash. Returns the hash, or `None` when nothing names the user.
 pub fn erase_user(
-    tx: &(impl UsageWrite + AdminWrite),
+    tx: &(impl UsageWrite + AdminWrite + ?Sized),
     rules: &Rules,
     user_id: &str,
     actor: Actor<'_>,
     now_ms: i64,
 ) -> Result<Option<String>, StoreError> {
     let hash = erased_name(user_id);
+    tx.serialize_on(USER_SCOPE, user_id)?;
     // A user refused on first contact was never stored, yet events and idempotent answers
     // may name them: those are erased too.
     let user = tx.find_user(user_id)?;
     if let Some(user) = &user {
         tx.delete_user(user)?;
     }
-    let answers = tx.delete_answers_of(user_id)?;
-    let events = tx.redact_event_user(user_id, &hash)?;
+    let answers = tx.delete_answers_of(user_id, u32::MAX)?;
+    let events = tx.redact_event_user(user_id, &hash, u32::MAX)?;
     if user.is_none() && answers == 0 && events == 0 {
         return Ok(None);
     }

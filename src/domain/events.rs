@@ -5,7 +5,7 @@
 use super::Rules;
 use super::period::Period;
 use super::plan::Limit;
-use crate::store::{EventWrite, StoreError};
+use super::ports::{EventWrite, StoreError};
 use serde_json::{Value, json};
 use std::fmt;
 use std::str::FromStr;
@@ -95,7 +95,7 @@ pub struct WebhookRoute {
 /// Records an event and queues it for every webhook that wants it; nothing when telemetry
 /// is off. Runs inside the caller's transaction.
 pub fn emit(
-    store: &impl EventWrite,
+    store: &(impl EventWrite + ?Sized),
     rules: &Rules,
     kind: EventType,
     user_id: Option<&str>,
@@ -133,7 +133,7 @@ pub struct Crossing<'a> {
 /// user, metric, period and threshold, however many tracks race across it (the mark and the
 /// event share the writer's transaction).
 pub fn usage_alerts(
-    store: &impl EventWrite,
+    store: &(impl EventWrite + ?Sized),
     rules: &Rules,
     crossing: &Crossing<'_>,
     now_ms: i64,

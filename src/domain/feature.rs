@@ -5,7 +5,7 @@
 use super::Rules;
 use super::events::{self, EventType};
 use super::plan::{FeatureGrant, Plan};
-use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{StoreError, UsageRead, UsageWrite, UserRecord};
 use serde::Serialize;
 use serde_json::json;
 
@@ -90,7 +90,7 @@ fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_win
 }
 
 fn uses_in_window(
-    store: &impl UsageRead,
+    store: &(impl UsageRead + ?Sized),
     user: Option<&UserRecord>,
     grant: FeatureGrant,
     feature: &str,
@@ -106,7 +106,7 @@ fn uses_in_window(
 
 /// Where `user` (None: never seen, named `user_id`) stands with `feature` at `now_ms`.
 fn standing(
-    store: &impl UsageRead,
+    store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: Option<&UserRecord>,
     user_id: &str,
@@ -120,7 +120,7 @@ fn standing(
 
 /// Answers "may this user use `feature` now?" without changing anything.
 pub fn check(
-    store: &impl UsageRead,
+    store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user_id: &str,
     feature: &str,
@@ -132,7 +132,7 @@ pub fn check(
 
 /// The verdict of every configured feature for a known user.
 pub fn check_all(
-    store: &impl UsageRead,
+    store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     now_ms: i64,
@@ -142,14 +142,16 @@ pub fn check_all(
 }
 
 /// Uses `feature` now if the plan and the window allow it. Runs inside one write
-/// transaction, so the window test and the recorded use cannot be split by another use.
+/// transaction serialized on the user, so the window test and the recorded use cannot be
+/// split by another use on any node.
 pub fn use_feature(
-    store: &impl UsageWrite,
+    store: &(impl UsageWrite + ?Sized),
     rules: &Rules,
     user_id: &str,
     feature: &str,
     now_ms: i64,
 ) -> Result<UseOutcome, StoreError> {
+    store.serialize_on(super::usage::USER_SCOPE, user_id)?;
     let user = store.find_user(user_id)?;
     let plan = rules.plan_of(user.as_ref());
     let grant = plan.feature(feature);

@@ -1,16 +1,18 @@
-//! Plans, periods and decisions: plain types and pure functions. No SQL, no HTTP, no clock:
-//! storage comes in through the store's traits and time as a parameter.
+//! Plans, periods and decisions: plain types and pure functions, and the ports (traits) they
+//! need from storage. No SQL, no HTTP, no config, no clock: storage comes in through
+//! `ports`, time as a parameter.
 
 pub mod admin;
 pub mod events;
 pub mod feature;
 pub mod period;
 pub mod plan;
+pub mod ports;
 pub mod usage;
 pub mod user_id;
 
-use crate::store::UserRecord;
 use plan::{Catalog, Plan};
+use ports::UserRecord;
 use std::collections::HashSet;
 
 /// Everything a decision depends on besides stored state: the validated, immutable part of

@@ -6,10 +6,13 @@ use super::Rules;
 use super::events::{self, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use crate::store::{StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{StoreError, UsageRead, UsageWrite, UserRecord};
 use serde_json::json;
 
-/// Counters are SQLite integers: they stop at i64::MAX rather than wrap.
+/// The `serialize_on` scope of everything that reads then changes one user's state.
+pub const USER_SCOPE: &str = "user";
+
+/// Counters are stored as signed 64-bit integers: they stop at i64::MAX rather than wrap.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
 
 /// The largest `amount` a request may carry: 2^53 - 1, the largest integer every JSON
@@ -107,7 +110,7 @@ fn verdict(rules: &Rules, plan: &Plan, query: &UsageQuery, used: u64) -> Verdict
 
 /// Answers "may this user use `amount` more?" without changing anything. A user never seen
 /// is on the default plan with nothing used.
-pub fn check(store: &impl UsageRead, rules: &Rules, query: &UsageQuery) -> Result<Verdict, StoreError> {
+pub fn check(store: &(impl UsageRead + ?Sized), rules: &Rules, query: &UsageQuery) -> Result<Verdict, StoreError> {
     let (plan, used) = match store.find_user(&query.user_id)? {
         Some(user) => (rules.catalog.plan_or_default(&user.plan), store.counter(user.pk, query.period, &query.metric)?),
         None => (rules.catalog.default_plan(), 0),
@@ -115,10 +118,11 @@ pub fn check(store: &impl UsageRead, rules: &Rules, query: &UsageQuery) -> Resul
     Ok(verdict(rules, plan, query, used))
 }
 
-/// Checks and records in one step; the caller runs it inside one write transaction, so no
-/// concurrent track can slip between the check and the add.
+/// Checks and records in one step, inside one write transaction serialized on the user (the
+/// user's creation, the add and the once-only alerts), so no concurrent track can slip
+/// between the check and the add, on any node.
 pub fn track(
-    store: &impl UsageWrite,
+    store: &(impl UsageWrite + ?Sized),
     rules: &Rules,
     query: &UsageQuery,
     enforce: bool,
@@ -127,6 +131,7 @@ pub fn track(
     if !rules.tracking_enabled {
         return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query)? });
     }
+    store.serialize_on(USER_SCOPE, &query.user_id)?;
     let user = store.find_user(&query.user_id)?;
     let plan = rules.plan_of(user.as_ref());
     let bypass = rules.is_bypass(&query.user_id);
@@ -192,7 +197,7 @@ pub fn track(
 
 /// The user's standing on every configured metric in `period`, in catalog order.
 pub fn standings(
-    store: &impl UsageRead,
+    store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     period: Period,

@@ -288,7 +288,7 @@ pub fn export_json(app: &App, user_id: &str) -> Result<Value, ApiError> {
     }))
 }
 
-pub fn audit_json(record: &crate::store::AuditRecord) -> Value {
+pub fn audit_json(record: &crate::domain::ports::AuditRecord) -> Value {
     json!({
         "id": record.id,
         "at": rfc3339(record.at_ms),

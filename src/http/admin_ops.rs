@@ -8,9 +8,9 @@ use super::{App, now_ms};
 use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, ResetReport, Summary};
 use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
+use crate::domain::ports::{AuditRecord, StoreError, UserExport, UserRecord, WriteTx};
 use crate::domain::usage::{self, Standing};
 use crate::domain::user_id::validate_user_id;
-use crate::store::{AdminRead, AuditRecord, UsageRead, UserExport, UserRecord};
 use oxhttp::model::StatusCode;
 use std::sync::Arc;
 
@@ -91,17 +91,10 @@ pub fn check_plan(app: &App, plan: &str) -> Result<(), ApiError> {
 
 /// Sets the plan (creating the user if needed), audited under `actor` when given; runs
 /// `then` in the same job, for callers that answer with a view of the changed user.
-pub fn change_plan<R, F>(app: &App, user_id: &str, plan: &str, actor: Option<&str>, then: F) -> Result<R, ApiError>
+pub fn change_plan<R, F>(app: &App, user_id: &str, plan: &str, actor: Option<&str>, mut then: F) -> Result<R, ApiError>
 where
     R: Send + 'static,
-    F: FnOnce(
-            &crate::store::WriteTx<'_>,
-            &crate::domain::Rules,
-            &UserRecord,
-            i64,
-        ) -> Result<R, crate::store::StoreError>
-        + Send
-        + 'static,
+    F: FnMut(&dyn WriteTx, &crate::domain::Rules, &UserRecord, i64) -> Result<R, StoreError> + Send + 'static,
 {
     validate_user_id(user_id).map_err(ApiError::invalid)?;
     check_plan(app, plan)?;
@@ -135,11 +128,7 @@ pub fn cleanup(app: &App, retention_months: u64, actor: &str) -> Result<CleanupR
             "retention_months must be a whole number from 1 to 1200, got {retention_months}"
         )));
     }
-    let retention_months = retention_months as u32;
-    let rules = Arc::clone(&app.rules);
-    let actor = actor.to_owned();
-    let now_ms = now_ms();
-    Ok(app.store.write(move |tx| admin::cleanup(tx, &rules, retention_months, &actor, now_ms))?)
+    Ok(crate::app::maintenance::cleanup(&app.store, &app.rules, retention_months as u32, actor, now_ms())?)
 }
 
 /// Erases the user; returns the hash that names them in the audit log from now on.

@@ -1,7 +1,7 @@
 //! `ApiError`: every refusal the API gives, as one value with a status, a stable `code`, a
 //! plain message and optional details. Rendered as `{"error": {"code", "message", ...}}`.
 
-use crate::store::StoreError;
+use crate::domain::ports::StoreError;
 use oxhttp::model::{HeaderName, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 

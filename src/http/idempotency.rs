@@ -4,12 +4,15 @@
 
 use super::error::ApiError;
 use super::{App, Ctx, raw_json_response};
-use crate::store::{StoreError, StoredAnswer, UsageWrite, WriteTx};
+use crate::domain::ports::{StoreError, StoredAnswer, WriteTx};
 use oxhttp::model::{Body, HeaderName, HeaderValue, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use std::fmt::{Display, Write};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The `serialize_on` scope of an idempotency key.
+const IDEMPOTENCY_SCOPE: &str = "idempotency";
+
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// A key and the fingerprint of the request it came with.
@@ -77,21 +80,25 @@ pub fn run<T, F>(
 ) -> Result<Answered<T>, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
+    F: FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
 {
     let not_before_ms = now_ms - i64::from(app.rules.idempotency_hours) * 3_600_000;
+    let mut job = job;
     let lookup = app.store.write(move |tx| {
-        let Some(once) = once else {
+        let Some(once) = &once else {
             // No key: nothing to store, so the answer is rendered after the commit, off the
             // writer thread.
             return Ok(Lookup::Fresh(job(tx)?, None));
         };
+        // Two requests with one key, on any node, are serialized here: the second finds
+        // the first's answer.
+        tx.serialize_on(IDEMPOTENCY_SCOPE, &once.key)?;
         if let Some(prior) = tx.find_answer(&once.key, not_before_ms)? {
             return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
         }
         let value = job(tx)?;
         let (status, body) = render(&value);
-        let answer = StoredAnswer { fingerprint: once.fingerprint, status: status.as_u16(), body };
+        let answer = StoredAnswer { fingerprint: once.fingerprint.clone(), status: status.as_u16(), body };
         tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
         Ok(Lookup::Fresh(value, Some(answer)))
     })?;

@@ -23,8 +23,8 @@ pub use routes::{ROUTES, Route};
 
 use crate::config::Config;
 use crate::domain::Rules;
+use crate::domain::ports::Store;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
-use crate::store::Store;
 use auth::Caller;
 use error::ApiError;
 use oxhttp::model::{Body, HeaderName, HeaderValue, Request, Response, StatusCode, header};

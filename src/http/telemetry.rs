@@ -7,27 +7,17 @@ use super::users::rfc3339;
 use super::webhooks::event_json;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::events::EventType;
-use crate::store::{DeliveryRecord, EventQuery, EventRead, EventWrite, Requeue};
+use crate::domain::ports::{DeliveryRecord, EventQuery, Requeue};
 use chrono::DateTime;
 use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-/// The size of the database file and its WAL, for `tally_database_bytes`.
-fn database_bytes(ctx: &Ctx<'_>) -> u64 {
-    let path = &ctx.app.config.database.path;
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    [path.as_os_str().to_owned(), wal]
-        .iter()
-        .filter_map(|file| std::fs::metadata(file).ok())
-        .map(|meta| meta.len())
-        .sum()
-}
-
 pub fn metrics(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let metrics = &ctx.app.metrics;
     metrics.writer_queue_depth.set(ctx.app.store.queue_depth() as i64);
-    metrics.database_bytes.set(database_bytes(ctx));
+    if let Some(bytes) = ctx.app.store.size_bytes() {
+        metrics.database_bytes.set(bytes);
+    }
     let mut response = Response::new(Body::from(metrics.encode()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

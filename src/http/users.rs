@@ -9,10 +9,10 @@ use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
+use crate::domain::ports::{StoreError, UsageRead, UserRecord};
 use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::validate_user_id;
-use crate::store::{StoreError, UsageRead, UserRecord};
 use chrono::{DateTime, SecondsFormat};
 use indexmap::IndexMap;
 use oxhttp::model::{Body, Response, StatusCode};
@@ -82,7 +82,7 @@ impl UserView {
 
 /// The user's standing on every configured metric in `period`, and on every feature now.
 pub fn user_view(
-    store: &impl UsageRead,
+    store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     period: Period,

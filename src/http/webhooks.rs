@@ -7,8 +7,8 @@
 
 use super::{App, now_ms};
 use crate::config::{DeliveryConfig, WebhookConfig};
+use crate::domain::ports::{AttemptOutcome, DeliveryRecord, EventRecord};
 use crate::metrics::OutcomeLabels;
-use crate::store::{AttemptOutcome, DeliveryRecord, EventRead, EventRecord, EventWrite};
 use hmac::{Hmac, KeyInit, Mac};
 use oxhttp::model::{Body, Method, Request, header};
 use serde_json::{Value, json};

@@ -4,11 +4,11 @@
 use super::html::{Tab, csrf_field, escape, metric_label, thousands, user_path, utc_minute};
 use super::session::Visitor;
 use super::{Done, Form, Page, outcome};
+use crate::domain::ports::AuditRecord;
 use crate::domain::user_id::validate_user_id;
 use crate::http::Ctx;
 use crate::http::admin_ops as ops;
 use crate::http::error::ApiError;
-use crate::store::AuditRecord;
 use serde_json::Value;
 use std::fmt::Write;
 

@@ -4,7 +4,8 @@
 //! job its result. One fsync covers the whole group, and no caller hears "done" before the
 //! commit that holds its write has returned.
 
-use super::StoreError;
+use super::SqliteTx;
+use crate::domain::ports::{StoreError, WriteJob};
 use crate::metrics::{Metrics, type_labels};
 use rusqlite::Connection;
 use std::any::Any;
@@ -15,16 +16,6 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// The write transaction a job runs in. Its methods (usage.rs, admin.rs, events.rs) are the
-/// only writes. It also notes the events a job records, so they are counted once committed.
-pub struct WriteTx<'c>(pub(super) &'c Connection, RefCell<Vec<String>>);
-
-impl WriteTx<'_> {
-    pub(super) fn note_event(&self, kind: &str) {
-        self.1.borrow_mut().push(kind.to_owned());
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 pub(super) struct WriterOptions {
@@ -42,29 +33,21 @@ impl Default for WriterOptions {
     }
 }
 
-trait Job: Send {
+/// A job as this writer runs it: on the SQLite transaction itself.
+type SqliteJob = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+
+/// A queued job with the channel its result goes back on.
+struct Pending {
+    job: SqliteJob,
+    result: Option<Result<Box<dyn Any + Send>, StoreError>>,
+    reply: SyncSender<Result<Box<dyn Any + Send>, StoreError>>,
+}
+
+impl Pending {
     /// Runs the job; returns its error when it failed (its savepoint is then rolled back).
-    fn execute(&mut self, tx: &WriteTx<'_>) -> Result<(), StoreError>;
-    /// Delivers the result now that the group's transaction has committed or failed.
-    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
-}
-
-struct Pending<R, F> {
-    op: Option<F>,
-    result: Option<Result<R, StoreError>>,
-    reply: SyncSender<Result<R, StoreError>>,
-}
-
-impl<R, F> Job for Pending<R, F>
-where
-    R: Send,
-    F: FnOnce(&WriteTx<'_>) -> Result<R, StoreError> + Send,
-{
-    fn execute(&mut self, tx: &WriteTx<'_>) -> Result<(), StoreError> {
-        let Some(op) = self.op.take() else {
-            return Err(StoreError::JobPanicked("job executed twice".into()));
-        };
-        let result = catch_unwind(AssertUnwindSafe(|| op(tx)))
+    fn execute(&mut self, tx: &SqliteTx<'_>) -> Result<(), StoreError> {
+        let job = &mut self.job;
+        let result = catch_unwind(AssertUnwindSafe(|| job(tx)))
             .unwrap_or_else(|panic| Err(StoreError::JobPanicked(panic_message(panic.as_ref()))));
         let status = match &result {
             Ok(_) => Ok(()),
@@ -74,7 +57,8 @@ where
         status
     }
 
-    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+    /// Delivers the result now that the group's transaction has committed or failed.
+    fn finish(self, committed: Result<(), StoreError>) {
         let result = match committed {
             Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
             Err(error) => Err(error),
@@ -93,7 +77,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 enum Message {
-    Job(Box<dyn Job>),
+    Job(Box<Pending>),
     Stop,
 }
 
@@ -124,18 +108,16 @@ impl Writer {
         Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
     }
 
-    pub(super) fn submit<R, F>(&self, op: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&WriteTx<'_>) -> Result<R, StoreError> + Send + 'static,
-    {
+    pub(super) fn submit(&self, job: WriteJob) -> Result<Box<dyn Any + Send>, StoreError> {
         if !self.is_running() {
             return Err(StoreError::WriterStopped);
         }
         let (reply, answer) = sync_channel(1);
-        let job = Box::new(Pending { op: Some(op), result: None, reply });
+        let mut job = job;
+        let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| job(tx));
+        let pending = Box::new(Pending { job, result: None, reply });
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        if self.sender.send(Message::Job(job)).is_err() {
+        if self.sender.send(Message::Job(pending)).is_err() {
             self.shared.depth.fetch_sub(1, Ordering::Relaxed);
             return Err(StoreError::WriterStopped);
         }
@@ -180,7 +162,7 @@ fn run(
     options: WriterOptions,
     metrics: &Metrics,
 ) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(options.max_batch);
+    let mut batch: Vec<Box<Pending>> = Vec::with_capacity(options.max_batch);
     // Declared after `batch`, so dropped before it: when this thread dies the writer is
     // marked stopped before the jobs it held are dropped and their callers answered 503.
     let _guard = RunningGuard(Arc::clone(&shared));
@@ -225,7 +207,7 @@ fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn fail_all(batch: &mut Vec<Box<dyn Job>>, error: &StoreError) {
+fn fail_all(batch: &mut Vec<Box<Pending>>, error: &StoreError) {
     for job in batch.drain(..) {
         job.finish(Err(error.clone()));
     }
@@ -233,20 +215,20 @@ fn fail_all(batch: &mut Vec<Box<dyn Job>>, error: &StoreError) {
 
 /// Runs `batch` in one transaction and answers every job. Leaves `batch` empty. Returns the
 /// types of the events the committed jobs recorded (none if the group failed).
-fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) -> Vec<String> {
+fn commit_group(connection: &Connection, batch: &mut Vec<Box<Pending>>) -> Vec<String> {
     if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
         log::warn!("write group of {} refused: {error}", batch.len());
         fail_all(batch, &error);
         return Vec::new();
     }
-    let tx = WriteTx(connection, RefCell::new(Vec::new()));
+    let tx = SqliteTx(connection, RefCell::new(Vec::new()));
     for job in batch.iter_mut() {
         let events_before = tx.1.borrow().len();
         let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(&tx));
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
             // every job of the group is undone, so none may be acknowledged.
-            let error = outcome.err().unwrap_or(StoreError::Sqlite("transaction rolled back".into()));
+            let error = outcome.err().unwrap_or(StoreError::Backend("transaction rolled back".into()));
             log::warn!("write group of {} rolled back: {error}", batch.len());
             fail_all(batch, &error);
             return Vec::new();
@@ -286,14 +268,16 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) -> Vec<S
 mod tests {
     use super::*;
 
-    type Reply = std::sync::mpsc::Receiver<Result<(), StoreError>>;
+    type Reply = std::sync::mpsc::Receiver<Result<Box<dyn Any + Send>, StoreError>>;
 
-    fn job(op: impl FnOnce(&WriteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Box<dyn Job>, Reply) {
+    /// A job that runs `op` on the SQLite transaction underneath.
+    fn job(mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Box<Pending>, Reply) {
         let (reply, answer) = sync_channel(1);
-        (Box::new(Pending { op: Some(op), result: None, reply }), answer)
+        let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
+        (Box::new(Pending { job, result: None, reply }), answer)
     }
 
-    fn insert(value: i64) -> impl FnOnce(&WriteTx<'_>) -> Result<(), StoreError> + Send + 'static {
+    fn insert(value: i64) -> impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static {
         move |tx| {
             tx.0.execute("INSERT INTO t (v) VALUES (?1)", [value])?;
             tx.note_event("test_event");
@@ -318,7 +302,7 @@ mod tests {
         let (first, first_answer) = job(insert(1));
         let (failing, failing_answer) = job(|tx| {
             insert(2)(tx)?;
-            Err(StoreError::Sqlite("refused".into()))
+            Err(StoreError::Backend("refused".into()))
         });
         let (last, last_answer) = job(insert(3));
         let mut batch = vec![first, failing, last];
@@ -356,7 +340,7 @@ mod tests {
         let (first, first_answer) = job(insert(1));
         let (panicking, panicking_answer) = job(|tx| {
             insert(2)(tx)?;
-            panic!("a bug in a job");
+            panic!("a bug in a job")
         });
         let mut batch = vec![first, panicking];
         commit_group(&connection, &mut batch);

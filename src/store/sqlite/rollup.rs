@@ -2,8 +2,8 @@
 //! Every function that changes counters, users or plans calls these in the same
 //! transaction, so the admin views read a few rows instead of scanning millions.
 
-use super::StoreError;
 use crate::domain::period::Period;
+use crate::domain::ports::StoreError;
 use rusqlite::{Connection, params};
 
 /// Adds `delta` (possibly negative) to a period's total for a metric; saturates at

@@ -1,92 +1,11 @@
-//! SQL for events, alert marks and the webhook outbox: recording and queueing inside a
-//! change's transaction, paging for the admin API, and the sender's due list and outcomes.
+//! SQLite SQL for events, alert marks and the webhook outbox: recording and queueing inside
+//! a change's transaction, paging for the admin API, and the sender's claims and outcomes.
 
-use super::writer::WriteTx;
-use super::{Reader, StoreError};
+use super::{SqliteReader, SqliteTx};
+use crate::domain::ports::{
+    AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue, StoreError,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventRecord {
-    pub seq: i64,
-    pub id: String,
-    pub kind: String,
-    pub at_ms: i64,
-    pub user_id: Option<String>,
-    /// A JSON object.
-    pub data: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeliveryRecord {
-    pub id: i64,
-    pub event_id: String,
-    pub event_type: String,
-    pub url: String,
-    pub status: String,
-    pub attempts: u32,
-    pub next_attempt_at_ms: i64,
-    pub window_start_ms: i64,
-    pub last_error: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-/// Which events a page holds.
-#[derive(Clone, Debug, Default)]
-pub struct EventQuery {
-    pub kind: Option<String>,
-    pub user_id: Option<String>,
-    pub since_ms: Option<i64>,
-    /// Only events after the one with this sequence number.
-    pub after_seq: Option<i64>,
-    pub limit: u32,
-}
-
-/// What became of one delivery attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Delivered,
-    Retry { next_attempt_at_ms: i64, error: String },
-    Failed { error: String },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requeue {
-    Requeued,
-    NotFailed,
-    NotFound,
-}
-
-pub trait EventRead {
-    fn events(&self, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError>;
-    fn event_seq(&self, event_id: &str) -> Result<Option<i64>, StoreError>;
-    /// Pending deliveries due at `now_ms`, oldest first, with their events.
-    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError>;
-    /// Newest first; only ids below `before` when given.
-    fn deliveries(
-        &self,
-        status: Option<&str>,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<DeliveryRecord>, StoreError>;
-}
-
-pub trait EventWrite: EventRead {
-    /// Returns the new event's id (a uuid).
-    fn record_event(&self, kind: &str, user_id: Option<&str>, data: &str, now_ms: i64) -> Result<String, StoreError>;
-    fn queue_delivery(&self, event_id: &str, url: &str, now_ms: i64) -> Result<(), StoreError>;
-    /// Marks an alert as sent; false if it already was.
-    fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool, StoreError>;
-    fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<(), StoreError>;
-    /// Puts a failed delivery back in the queue with a fresh retry window.
-    fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue, StoreError>;
-    /// Deletes events (and their deliveries) older than `before_ms`; returns how many.
-    fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError>;
-    /// Deletes alert marks of periods before `oldest_kept`.
-    fn prune_alerts(&self, oldest_kept: &str) -> Result<(), StoreError>;
-    /// Replaces a user id in every event that names it (for erasure); returns how many.
-    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<u64, StoreError>;
-}
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
     Ok(EventRecord {
@@ -210,10 +129,10 @@ macro_rules! impl_event_read {
     };
 }
 
-impl_event_read!(Reader<'_>);
-impl_event_read!(WriteTx<'_>);
+impl_event_read!(SqliteReader<'_>);
+impl_event_read!(SqliteTx<'_>);
 
-impl EventWrite for WriteTx<'_> {
+impl EventWrite for SqliteTx<'_> {
     fn record_event(&self, kind: &str, user_id: Option<&str>, data: &str, now_ms: i64) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         self.0
@@ -232,6 +151,21 @@ impl EventWrite for WriteTx<'_> {
             )?
             .execute(params![event_id, url, now_ms])?;
         Ok(())
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError> {
+        // One writer: nothing else can claim between the read and the update.
+        let due = due_deliveries(self.0, now_ms, limit)?;
+        let mut lease = self.0.prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")?;
+        for (delivery, _) in &due {
+            lease.execute(params![delivery.id, lease_until_ms])?;
+        }
+        Ok(due)
     }
 
     fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool, StoreError> {
@@ -282,29 +216,39 @@ impl EventWrite for WriteTx<'_> {
         }
     }
 
-    fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+    fn prune_events(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
         // Deliveries go with their events (ON DELETE CASCADE); an event still waiting to be
         // delivered stays until its delivery succeeds or gives up.
         let deleted = self
             .0
             .prepare_cached(
-                "DELETE FROM events WHERE at < ?1 AND NOT EXISTS (
-                     SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending')",
+                "DELETE FROM events WHERE seq IN (
+                     SELECT seq FROM events WHERE at < ?1 AND NOT EXISTS (
+                         SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending')
+                     LIMIT ?2)",
             )?
-            .execute([before_ms])?;
+            .execute(params![before_ms, limit])?;
         Ok(deleted as u64)
     }
 
-    fn prune_alerts(&self, oldest_kept: &str) -> Result<(), StoreError> {
-        self.0.prepare_cached("DELETE FROM usage_alerts WHERE period < ?1")?.execute([oldest_kept])?;
-        Ok(())
+    fn prune_alerts(&self, oldest_kept: &str, limit: u32) -> Result<u64, StoreError> {
+        let deleted = self
+            .0
+            .prepare_cached(
+                "DELETE FROM usage_alerts WHERE (user_pk, period, metric, alert) IN (
+                     SELECT user_pk, period, metric, alert FROM usage_alerts WHERE period < ?1 LIMIT ?2)",
+            )?
+            .execute(params![oldest_kept, limit])?;
+        Ok(deleted as u64)
     }
 
-    fn redact_event_user(&self, user_id: &str, replacement: &str) -> Result<u64, StoreError> {
+    fn redact_event_user(&self, user_id: &str, replacement: &str, limit: u32) -> Result<u64, StoreError> {
         let changed = self
             .0
-            .prepare_cached("UPDATE events SET user_id = ?2 WHERE user_id = ?1")?
-            .execute([user_id, replacement])?;
+            .prepare_cached(
+                "UPDATE events SET user_id = ?2 WHERE seq IN (SELECT seq FROM events WHERE user_id = ?1 LIMIT ?3)",
+            )?
+            .execute(params![user_id, replacement, limit])?;
         Ok(changed as u64)
     }
 }
@@ -313,14 +257,13 @@ impl EventWrite for WriteTx<'_> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::store::Store;
 
     #[test]
     fn pruning_keeps_events_still_waiting_for_delivery() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("[database]\npath = {:?}\n", dir.path().join("t.db").display().to_string());
         let config = Config::from_toml("test", &text, &|_| None).unwrap();
-        let store = Store::open(&config.database, Default::default()).unwrap();
+        let store = crate::store::open(&config.database, Default::default()).unwrap();
         let pruned = store
             .write(|tx| {
                 let delivered = tx.record_event("cleanup", None, "{}", 1_000)?;
@@ -330,7 +273,7 @@ mod tests {
                 tx.record_event("cleanup", None, "{}", 1_000)?;
                 let first = tx.due_deliveries(2_000, 10)?[0].0.id;
                 tx.finish_attempt(first, &AttemptOutcome::Delivered, 2_000)?;
-                tx.prune_events(5_000)
+                tx.prune_events(5_000, 100)
             })
             .unwrap();
         assert_eq!(pruned, 2, "the delivered event and the one no webhook wanted");

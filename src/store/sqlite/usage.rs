@@ -1,10 +1,9 @@
-//! SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite` traits
-//! for the pool's readers and the writer's transaction. Reads are shared by both.
+//! SQLite SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite`
+//! ports for the pool's readers and the writer's transaction. Reads are shared by both.
 
-use super::rollup;
-use super::writer::WriteTx;
-use super::{Reader, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord};
+use super::{SqliteReader, SqliteTx, rollup};
 use crate::domain::period::Period;
+use crate::domain::ports::{StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn find_user(connection: &Connection, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -62,12 +61,10 @@ fn nth_oldest_feature_use(
     Ok(statement.query_row(params![user_pk, feature, since_ms, skip], |row| row.get(0)).optional()?)
 }
 
-impl Reader<'_> {
-    /// A trivial query, for readiness.
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.0.prepare_cached("SELECT 1 FROM users LIMIT 1")?.exists([])?;
-        Ok(())
-    }
+/// A trivial query, for readiness.
+pub(super) fn ping(connection: &Connection) -> Result<(), StoreError> {
+    connection.prepare_cached("SELECT 1 FROM users LIMIT 1")?.exists([])?;
+    Ok(())
 }
 
 macro_rules! impl_usage_read {
@@ -98,16 +95,15 @@ macro_rules! impl_usage_read {
     };
 }
 
-impl_usage_read!(Reader<'_>);
-impl_usage_read!(WriteTx<'_>);
+impl_usage_read!(SqliteReader<'_>);
+impl_usage_read!(SqliteTx<'_>);
 
-/// u64 values in this module are at most i64::MAX (the domain's COUNTER_MAX); clamp rather
-/// than wrap if a caller ever passes more.
-fn as_sql_integer(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
+impl UsageWrite for SqliteTx<'_> {
+    fn serialize_on(&self, _scope: &str, _key: &str) -> Result<(), StoreError> {
+        // One writer thread runs every job of this database one after another.
+        Ok(())
+    }
 
-impl UsageWrite for WriteTx<'_> {
     fn create_user(&self, user_id: &str, plan: &str, now_ms: i64) -> Result<UserRecord, StoreError> {
         let uuid = uuid::Uuid::new_v4().to_string();
         let mut statement = self.0.prepare_cached(
@@ -158,16 +154,16 @@ impl UsageWrite for WriteTx<'_> {
         let period_text = period.to_string();
         let value: Option<i64> = statement
             .query_row(
-                params![user_pk, period_text, metric, as_sql_integer(amount), as_sql_integer(ceiling), now_ms],
+                params![user_pk, period_text, metric, as_stored_integer(amount), as_stored_integer(ceiling), now_ms],
                 |row| row.get(0),
             )
             .optional()?;
         if let Some(value) = value {
-            rollup::add_total(self.0, period, metric, as_sql_integer(amount))?;
+            rollup::add_total(self.0, period, metric, as_stored_integer(amount))?;
             // Counters only grow from their first amount (a reset deletes them), so a row
             // holding exactly `amount` is one this track created: only then can the user be
             // new to the period, which costs one more lookup.
-            let created = value == as_sql_integer(amount);
+            let created = value == as_stored_integer(amount);
             if created && !rollup::has_other_counters(self.0, user_pk, &period_text, metric)? {
                 rollup::add_active_users(self.0, &period_text, 1)?;
             }

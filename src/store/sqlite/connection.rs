@@ -1,22 +1,17 @@
 //! Opening the database file: pragmas for every connection, the one-time WAL switch, the
 //! read pool, and the embedded refinery migrations. Nothing here runs per request.
 
-use super::StoreError;
-use crate::config::{DatabaseConfig, Synchronous};
+use crate::config::{SqliteConfig, Synchronous};
+use crate::domain::ports::StoreError;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
 mod embedded {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/sqlite");
 }
 
-/// What `tally migrate` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchemaReport {
-    pub applied: Vec<String>,
-    pub version: u32,
-}
+pub use crate::store::SchemaReport;
 
 fn check_parent_directory(path: &Path) -> Result<(), StoreError> {
     let parent = match path.parent() {
@@ -33,7 +28,7 @@ fn check_parent_directory(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn apply_pragmas(connection: &Connection, config: &DatabaseConfig) -> rusqlite::Result<()> {
+fn apply_pragmas(connection: &Connection, config: &SqliteConfig) -> rusqlite::Result<()> {
     let synchronous = match config.synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
@@ -50,7 +45,7 @@ fn apply_pragmas(connection: &Connection, config: &DatabaseConfig) -> rusqlite::
 
 /// Opens the read-write connection the writer thread will own, and puts the file in WAL
 /// mode (stored in the file, so readers inherit it).
-pub(super) fn open_writer(config: &DatabaseConfig) -> Result<Connection, StoreError> {
+pub(super) fn open_writer(config: &SqliteConfig) -> Result<Connection, StoreError> {
     check_parent_directory(&config.path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(&config.path, flags)
@@ -86,16 +81,16 @@ pub(super) fn open_writer(config: &DatabaseConfig) -> Result<Connection, StoreEr
     Ok(connection)
 }
 
-fn describe_open_error(config: &DatabaseConfig, error: rusqlite::Error) -> StoreError {
+fn describe_open_error(config: &SqliteConfig, error: rusqlite::Error) -> StoreError {
     match StoreError::from(error) {
-        StoreError::Open(message) | StoreError::Sqlite(message) | StoreError::ReadOnly(message) => {
+        StoreError::Open(message) | StoreError::Backend(message) | StoreError::ReadOnly(message) => {
             StoreError::Open(format!("{}: {message}", config.path.display()))
         }
         other => other,
     }
 }
 
-pub(super) fn reader_pool(config: &DatabaseConfig) -> Result<r2d2::Pool<SqliteConnectionManager>, StoreError> {
+pub(super) fn reader_pool(config: &SqliteConfig) -> Result<r2d2::Pool<SqliteConnectionManager>, StoreError> {
     let read_config = config.clone();
     let manager = SqliteConnectionManager::file(&config.path)
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -160,14 +155,17 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 /// Starts the checkpointer: a thread with its own connection that runs PASSIVE checkpoints,
 /// which never wait for the writer and never block it, so the writer's commits do not pay
 /// for copying the WAL into the database file. It stops when the writer stops.
-pub(super) fn spawn_checkpointer(config: &DatabaseConfig, store: super::Store) -> Result<(), StoreError> {
+pub(super) fn spawn_checkpointer(
+    config: &SqliteConfig,
+    writer_running: impl Fn() -> bool + Send + 'static,
+) -> Result<(), StoreError> {
     let connection = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|error| describe_open_error(config, error))?;
     apply_pragmas(&connection, config).map_err(|error| describe_open_error(config, error))?;
     std::thread::Builder::new()
         .name("tally-checkpoint".into())
         .spawn(move || {
-            while store.is_writer_running() {
+            while writer_running() {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     log::warn!("checkpoint failed (the next one retries): {error}");
@@ -187,7 +185,7 @@ pub struct BackupReport {
 /// `tally backup PATH`: `VACUUM INTO` from a read-only connection, which reads one consistent
 /// snapshot (every transaction committed before it began, nothing after) while the server
 /// keeps writing; then checks the copy's integrity. Never overwrites an existing file.
-pub fn backup(config: &DatabaseConfig, target: &Path) -> Result<BackupReport, StoreError> {
+pub fn backup(config: &SqliteConfig, target: &Path) -> Result<BackupReport, StoreError> {
     if target.exists() {
         return Err(StoreError::Open(format!("{} already exists; choose a new file for the backup", target.display())));
     }
@@ -203,14 +201,14 @@ pub fn backup(config: &DatabaseConfig, target: &Path) -> Result<BackupReport, St
     let copy = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let integrity: String = copy.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
     if integrity != "ok" {
-        return Err(StoreError::Sqlite(format!("the backup failed its integrity check: {integrity}")));
+        return Err(StoreError::Backend(format!("the backup failed its integrity check: {integrity}")));
     }
     let bytes = std::fs::metadata(target).map(|meta| meta.len()).unwrap_or(0);
     Ok(BackupReport { bytes })
 }
 
 /// `tally migrate`: open, migrate, close.
-pub fn migrate(config: &DatabaseConfig) -> Result<SchemaReport, StoreError> {
+pub fn migrate(config: &SqliteConfig) -> Result<SchemaReport, StoreError> {
     let mut connection = open_writer(config)?;
     migrate_connection(&mut connection)
 }

@@ -1,94 +1,12 @@
-//! SQL for the admin views and actions: rollup reads, top users, history, the audit log,
-//! reset, cleanup, erasure and export. Every write keeps the rollups in step.
+//! SQLite SQL for the admin views and actions: rollup reads, top users, history, the audit
+//! log, reset, cleanup, erasure and export. Every write keeps the rollups in step.
 
-use super::writer::WriteTx;
-use super::{Reader, StoreError, UserRecord, rollup};
+use super::{SqliteReader, SqliteTx, rollup};
 use crate::domain::period::Period;
+use crate::domain::ports::{
+    AdminRead, AdminWrite, AuditRecord, CounterRecord, EventQuery, EventRead, StoreError, UserExport, UserRecord,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-
-/// One row of the audit log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub target: Option<String>,
-    /// A JSON object.
-    pub details: String,
-}
-
-/// A counter row as exported.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CounterRecord {
-    pub period: String,
-    pub metric: String,
-    pub value: u64,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-/// Everything held about one user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserExport {
-    pub updated_at_ms: i64,
-    pub counters: Vec<CounterRecord>,
-    /// (feature, used_at_ms)
-    pub feature_uses: Vec<(String, i64)>,
-    /// (key, status, created_at_ms)
-    pub idempotency_keys: Vec<(String, u16, i64)>,
-    pub audit: Vec<AuditRecord>,
-    pub events: Vec<super::EventRecord>,
-    /// (period, metric, alert): the once-only usage alerts already sent.
-    pub alerts: Vec<(String, String, String)>,
-}
-
-/// Reads behind the admin views.
-pub trait AdminRead {
-    /// (metric, total) for every metric with usage in the period.
-    fn period_totals(&self, period: Period) -> Result<Vec<(String, u64)>, StoreError>;
-    fn active_users(&self, period: Period) -> Result<u64, StoreError>;
-    /// (stored plan name, users).
-    fn plan_users(&self) -> Result<Vec<(String, u64)>, StoreError>;
-    /// The users with the largest counters for the metric in the period, largest first.
-    fn top_users(&self, period: Period, metric: &str, limit: u32) -> Result<Vec<(UserRecord, u64)>, StoreError>;
-    /// (period, metric, value) of every counter of the user from `oldest` on.
-    fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>, StoreError>;
-    /// Newest first; only rows with an id below `before` when given.
-    fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError>;
-    fn export_user(&self, user: &UserRecord) -> Result<UserExport, StoreError>;
-}
-
-/// Admin actions; only the writer's transaction implements it.
-pub trait AdminWrite: AdminRead {
-    /// Zeroes the user's counters of the period (one metric, or all) by deleting them, so a
-    /// reset user counts as new in the period again; returns the (metric, value) pairs as
-    /// they were.
-    fn reset_counters(
-        &self,
-        user_pk: i64,
-        period: Period,
-        metric: Option<&str>,
-    ) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Deletes counters of periods before `oldest_kept`; returns how many.
-    fn delete_counters_before(&self, oldest_kept: Period) -> Result<u64, StoreError>;
-    /// Deletes idempotency answers stored before `before_ms`; returns how many.
-    fn prune_answers(&self, before_ms: i64) -> Result<u64, StoreError>;
-    /// Deletes the user with their counters, feature uses and idempotency answers.
-    fn delete_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-    /// Deletes the idempotency answers stored for a user id; returns how many.
-    fn delete_answers_of(&self, user_id: &str) -> Result<u64, StoreError>;
-    fn append_audit(
-        &self,
-        at_ms: i64,
-        actor: &str,
-        action: &str,
-        target: Option<&str>,
-        details: &str,
-    ) -> Result<i64, StoreError>;
-    /// Replaces `target` in every audit row that names it (for erasure).
-    fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<(), StoreError>;
-}
 
 fn to_u64(value: i64) -> u64 {
     value.max(0) as u64
@@ -203,10 +121,11 @@ fn export_user(connection: &Connection, user: &UserRecord) -> Result<UserExport,
     let mut statement = connection
         .prepare_cached("SELECT id, at, actor, action, target, details FROM audit_log WHERE target = ?1 ORDER BY id")?;
     let audit = statement.query_map([&user.user_id], audit_row)?.collect::<Result<_, _>>()?;
-    let events = super::EventRead::events(
-        &Reader(connection),
-        &super::EventQuery { user_id: Some(user.user_id.clone()), limit: u32::MAX, ..super::EventQuery::default() },
-    )?;
+    let events = SqliteReader(connection).events(&EventQuery {
+        user_id: Some(user.user_id.clone()),
+        limit: u32::MAX,
+        ..EventQuery::default()
+    })?;
     let mut statement = connection
         .prepare_cached("SELECT period, metric, alert FROM usage_alerts WHERE user_pk = ?1 ORDER BY period")?;
     let alerts =
@@ -247,10 +166,10 @@ macro_rules! impl_admin_read {
     };
 }
 
-impl_admin_read!(Reader<'_>);
-impl_admin_read!(WriteTx<'_>);
+impl_admin_read!(SqliteReader<'_>);
+impl_admin_read!(SqliteTx<'_>);
 
-impl AdminWrite for WriteTx<'_> {
+impl AdminWrite for SqliteTx<'_> {
     fn reset_counters(
         &self,
         user_pk: i64,
@@ -284,17 +203,32 @@ impl AdminWrite for WriteTx<'_> {
         Ok(before)
     }
 
-    fn delete_counters_before(&self, oldest_kept: Period) -> Result<u64, StoreError> {
-        let oldest = oldest_kept.to_string();
-        let deleted = self.0.prepare_cached("DELETE FROM usage_counters WHERE period < ?1")?.execute([&oldest])?;
-        self.0.prepare_cached("DELETE FROM period_totals WHERE period < ?1")?.execute([&oldest])?;
-        self.0.prepare_cached("DELETE FROM period_users WHERE period < ?1")?.execute([&oldest])?;
+    fn delete_counters_before(&self, oldest_kept: Period, limit: u32) -> Result<u64, StoreError> {
+        let deleted = self
+            .0
+            .prepare_cached(
+                "DELETE FROM usage_counters WHERE (user_pk, period, metric) IN (
+                     SELECT user_pk, period, metric FROM usage_counters WHERE period < ?1 LIMIT ?2)",
+            )?
+            .execute(params![oldest_kept.to_string(), limit])?;
         Ok(deleted as u64)
     }
 
-    fn prune_answers(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let deleted =
-            self.0.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?.execute([before_ms])?;
+    fn delete_rollups_before(&self, oldest_kept: Period) -> Result<(), StoreError> {
+        let oldest = oldest_kept.to_string();
+        self.0.prepare_cached("DELETE FROM period_totals WHERE period < ?1")?.execute([&oldest])?;
+        self.0.prepare_cached("DELETE FROM period_users WHERE period < ?1")?.execute([&oldest])?;
+        Ok(())
+    }
+
+    fn prune_answers(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        let deleted = self
+            .0
+            .prepare_cached(
+                "DELETE FROM idempotency_keys WHERE key IN (
+                     SELECT key FROM idempotency_keys WHERE created_at < ?1 LIMIT ?2)",
+            )?
+            .execute(params![before_ms, limit])?;
         Ok(deleted as u64)
     }
 
@@ -317,14 +251,19 @@ impl AdminWrite for WriteTx<'_> {
             rollup::add_active_users(self.0, period, -1)?;
         }
         rollup::add_plan_users(self.0, &user.plan, -1)?;
-        self.delete_answers_of(&user.user_id)?;
-        // Counters and feature uses go with the user (ON DELETE CASCADE).
+        // Counters, feature uses and alert marks go with the user (ON DELETE CASCADE).
         self.0.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([user.pk])?;
         Ok(())
     }
 
-    fn delete_answers_of(&self, user_id: &str) -> Result<u64, StoreError> {
-        let deleted = self.0.prepare_cached("DELETE FROM idempotency_keys WHERE user_id = ?1")?.execute([user_id])?;
+    fn delete_answers_of(&self, user_id: &str, limit: u32) -> Result<u64, StoreError> {
+        let deleted = self
+            .0
+            .prepare_cached(
+                "DELETE FROM idempotency_keys WHERE key IN (
+                     SELECT key FROM idempotency_keys WHERE user_id = ?1 LIMIT ?2)",
+            )?
+            .execute(params![user_id, limit])?;
         Ok(deleted as u64)
     }
 

@@ -1,0 +1,210 @@
+//! The ports: what the domain and the use cases need from storage, as traits, with the
+//! atomicity each method requires. Backends (store/sqlite, store/postgres) implement them;
+//! nothing here names a database.
+//!
+//! The concurrency contract, for every backend:
+//! - A write job runs inside one transaction (a savepoint of its group), and its result is
+//!   delivered only after the COMMIT that holds it. A job that returns `Err` changes nothing.
+//! - A job may be run more than once before it is answered (a backend retries a group after a
+//!   deadlock or a lost lock race): jobs are `FnMut` and must have no effect outside the
+//!   transaction they are given.
+//! - A read-modify-write on a user (find then create, count a window then record a use, mark
+//!   an alert once, look up then save an idempotent answer) first calls
+//!   `UsageWrite::serialize_on` for what it reads; from then until the transaction ends, no
+//!   other transaction on any node passes `serialize_on` with the same scope and key. On one
+//!   SQLite writer that is already true; PostgreSQL takes a transaction-scoped advisory lock.
+//! - A counter never passes its ceiling: `increment_within` is one conditional upsert, exact
+//!   under concurrency on its own.
+
+mod records;
+mod store;
+
+pub use records::*;
+pub use store::{Backend, ReadJob, Store, WriteJob};
+
+use super::period::Period;
+
+/// Why storage could not do what was asked. `is_unavailable` errors are conditions of the
+/// database or the machine (busy, full, read-only, unreachable) that a retry may clear:
+/// HTTP answers 503 with `Retry-After`.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is locked by another connection (busy timeout expired)")]
+    Busy,
+    #[error("the database or its disk is full")]
+    Full,
+    #[error("the database is read-only: {0}")]
+    ReadOnly(String),
+    #[error("the write thread has stopped")]
+    WriterStopped,
+    #[error("no database connection became available in time: {0}")]
+    NoConnection(String),
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    #[error("the database schema is not one this build can use: {0}")]
+    Schema(String),
+    #[error("a write job panicked: {0}")]
+    JobPanicked(String),
+    /// `serialize_on` found the key held by another transaction; the backend resolves it (the
+    /// job never sees this error unless it calls `serialize_on` itself outside a backend).
+    #[error("another transaction holds {0}; the job is run again once it is free")]
+    Contended(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// True when the failure is the storage's state, not a bug: callers should retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Busy
+                | StoreError::Full
+                | StoreError::ReadOnly(_)
+                | StoreError::WriterStopped
+                | StoreError::NoConnection(_)
+                | StoreError::Unreachable(_)
+                | StoreError::Contended(_)
+        )
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// What reading usage needs.
+pub trait UsageRead {
+    fn find_user(&self, user_id: &str) -> Result<Option<UserRecord>>;
+    fn counter(&self, user_pk: i64, period: Period, metric: &str) -> Result<u64>;
+    /// Every counter of the user in the period, by metric.
+    fn counters(&self, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>>;
+    /// Uses of a rate-limited feature strictly after `since_ms`.
+    fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32>;
+    /// The time of the use after `skip` older ones, among uses strictly after `since_ms`.
+    fn nth_oldest_feature_use(&self, user_pk: i64, feature: &str, since_ms: i64, skip: u32) -> Result<Option<i64>>;
+}
+
+/// What recording usage needs (events included); only a write transaction implements it.
+pub trait UsageWrite: UsageRead + EventWrite {
+    /// Serializes this transaction with every other one (on any node) that calls it with the
+    /// same `scope` and `key`, until this transaction ends. Call it before reading what the
+    /// job will decide on: the user before `find_user`, an idempotency key before
+    /// `find_answer`.
+    fn serialize_on(&self, scope: &str, key: &str) -> Result<()>;
+    /// Creates the user; the caller has serialized on the user id and found none.
+    fn create_user(&self, user_id: &str, plan: &str, now_ms: i64) -> Result<UserRecord>;
+    fn set_plan(&self, user_pk: i64, plan: &str, now_ms: i64) -> Result<()>;
+    /// Adds `amount` to the counter unless the result would pass `ceiling`; returns the new
+    /// value, or `None` (and changes nothing) when it would. One atomic step: exact under
+    /// concurrency without any other lock.
+    fn increment_within(
+        &self,
+        user_pk: i64,
+        period: Period,
+        metric: &str,
+        amount: u64,
+        ceiling: u64,
+        now_ms: i64,
+    ) -> Result<Option<u64>>;
+    fn record_feature_use(&self, user_pk: i64, feature: &str, now_ms: i64) -> Result<()>;
+    /// Forgets uses at or before `until_ms`: they can no longer count in any window.
+    fn prune_feature_uses(&self, user_pk: i64, feature: &str, until_ms: i64) -> Result<()>;
+    /// The answer stored under `key` if it was stored at or after `not_before_ms`.
+    fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>>;
+    fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<()>;
+}
+
+/// Reads behind the admin views.
+pub trait AdminRead {
+    /// (metric, total) for every metric with usage in the period.
+    fn period_totals(&self, period: Period) -> Result<Vec<(String, u64)>>;
+    fn active_users(&self, period: Period) -> Result<u64>;
+    /// (stored plan name, users).
+    fn plan_users(&self) -> Result<Vec<(String, u64)>>;
+    /// The users with the largest counters for the metric in the period, largest first.
+    fn top_users(&self, period: Period, metric: &str, limit: u32) -> Result<Vec<(UserRecord, u64)>>;
+    /// (period, metric, value) of every counter of the user from `oldest` on, newest first.
+    fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>>;
+    /// Newest first; only rows with an id below `before` when given.
+    fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>>;
+    fn export_user(&self, user: &UserRecord) -> Result<UserExport>;
+}
+
+/// Admin actions; only a write transaction implements it. Maintenance works in chunks of at
+/// most `limit` rows, so no single job holds the writer for long.
+pub trait AdminWrite: AdminRead {
+    /// Zeroes the user's counters of the period (one metric, or all) by deleting them, so a
+    /// reset user counts as new in the period again; returns the (metric, value) pairs as
+    /// they were. The caller has serialized on the user.
+    fn reset_counters(&self, user_pk: i64, period: Period, metric: Option<&str>) -> Result<Vec<(String, u64)>>;
+    /// Deletes up to `limit` counters of periods before `oldest_kept` (keeping the rollups in
+    /// step); returns how many. Call again until it returns 0.
+    fn delete_counters_before(&self, oldest_kept: Period, limit: u32) -> Result<u64>;
+    /// Deletes the rollup rows of periods before `oldest_kept` (once no counter is left there).
+    fn delete_rollups_before(&self, oldest_kept: Period) -> Result<()>;
+    /// Deletes up to `limit` idempotency answers stored before `before_ms`; returns how many.
+    fn prune_answers(&self, before_ms: i64, limit: u32) -> Result<u64>;
+    /// Deletes the user with their counters, feature uses and alert marks, keeping the
+    /// rollups in step. The caller has serialized on the user.
+    fn delete_user(&self, user: &UserRecord) -> Result<()>;
+    /// Deletes up to `limit` idempotency answers stored for a user id; returns how many.
+    fn delete_answers_of(&self, user_id: &str, limit: u32) -> Result<u64>;
+    fn append_audit(&self, at_ms: i64, actor: &str, action: &str, target: Option<&str>, details: &str) -> Result<i64>;
+    /// Replaces `target` in every audit row that names it (for erasure).
+    fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<()>;
+}
+
+pub trait EventRead {
+    fn events(&self, query: &EventQuery) -> Result<Vec<EventRecord>>;
+    fn event_seq(&self, event_id: &str) -> Result<Option<i64>>;
+    /// Pending deliveries due at `now_ms`, oldest first, with their events.
+    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<(DeliveryRecord, EventRecord)>>;
+    /// Newest first; only ids below `before` when given.
+    fn deliveries(&self, status: Option<&str>, limit: u32, before: Option<i64>) -> Result<Vec<DeliveryRecord>>;
+}
+
+pub trait EventWrite: EventRead {
+    /// Returns the new event's id (a uuid).
+    fn record_event(&self, kind: &str, user_id: Option<&str>, data: &str, now_ms: i64) -> Result<String>;
+    fn queue_delivery(&self, event_id: &str, url: &str, now_ms: i64) -> Result<()>;
+    /// Marks an alert as sent; false if it already was. The caller has serialized on the user.
+    fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool>;
+    /// Claims up to `limit` due pending deliveries for this node until `lease_until_ms`
+    /// (pushing their next attempt there), skipping rows another transaction holds: each
+    /// attempt is made by one node. Returns them with their events.
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(DeliveryRecord, EventRecord)>>;
+    fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<()>;
+    /// Puts a failed delivery back in the queue with a fresh retry window.
+    fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue>;
+    /// Deletes up to `limit` events (and their deliveries) older than `before_ms` that wait
+    /// for no delivery; returns how many.
+    fn prune_events(&self, before_ms: i64, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` alert marks of periods before `oldest_kept`; returns how many.
+    fn prune_alerts(&self, oldest_kept: &str, limit: u32) -> Result<u64>;
+    /// Replaces a user id in up to `limit` events that name it (for erasure); returns how many.
+    fn redact_event_user(&self, user_id: &str, replacement: &str, limit: u32) -> Result<u64>;
+}
+
+/// Dashboard logins, shared by every node on one database.
+pub trait SessionRead {
+    fn find_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<SessionRecord>>;
+}
+
+pub trait SessionWrite: SessionRead {
+    fn save_session(&self, token_hash: &str, session: &SessionRecord) -> Result<()>;
+    fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Deletes expired sessions; returns how many.
+    fn prune_sessions(&self, now_ms: i64) -> Result<u64>;
+}
+
+/// Everything a read connection offers.
+pub trait ReadTx: UsageRead + AdminRead + EventRead + SessionRead {}
+
+/// Everything a write transaction offers.
+pub trait WriteTx: ReadTx + UsageWrite + AdminWrite + EventWrite + SessionWrite {}

@@ -1,0 +1,143 @@
+//! The records storage hands to the domain and the application: plain values, no database
+//! types. Every backend fills them the same way.
+
+use super::StoreError;
+
+/// A stored user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub pk: i64,
+    pub uuid: String,
+    pub user_id: String,
+    pub plan: String,
+    pub created_at_ms: i64,
+}
+
+/// The first answer given under an idempotency key, replayed for repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub fingerprint: Vec<u8>,
+    pub status: u16,
+    pub body: String,
+}
+
+/// One row of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    /// A JSON object.
+    pub details: String,
+}
+
+/// A counter row as exported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterRecord {
+    pub period: String,
+    pub metric: String,
+    pub value: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Everything held about one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserExport {
+    pub updated_at_ms: i64,
+    pub counters: Vec<CounterRecord>,
+    /// (feature, used_at_ms)
+    pub feature_uses: Vec<(String, i64)>,
+    /// (key, status, created_at_ms)
+    pub idempotency_keys: Vec<(String, u16, i64)>,
+    pub audit: Vec<AuditRecord>,
+    pub events: Vec<EventRecord>,
+    /// (period, metric, alert): the once-only usage alerts already sent.
+    pub alerts: Vec<(String, String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub at_ms: i64,
+    pub user_id: Option<String>,
+    /// A JSON object.
+    pub data: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub url: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub window_start_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Which events a page holds.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    pub kind: Option<String>,
+    pub user_id: Option<String>,
+    pub since_ms: Option<i64>,
+    /// Only events after the one with this sequence number.
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry { next_attempt_at_ms: i64, error: String },
+    Failed { error: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    Requeued,
+    NotFailed,
+    NotFound,
+}
+
+/// A dashboard login as stored (the token itself is never stored, only its digest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub key_name: String,
+    pub csrf: String,
+    pub expires_at_ms: i64,
+    /// A one-shot message for the next page: (ok, text).
+    pub flash: Option<(bool, String)>,
+}
+
+/// What a database holds, table by table, for `copy-db`'s verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    /// (table, rows), in the order tables are copied.
+    pub rows: Vec<(String, u64)>,
+    /// The sum of every usage counter.
+    pub counter_sum: u128,
+}
+
+/// u64 values stored as signed 64-bit integers stop at i64::MAX rather than wrap.
+pub fn as_stored_integer(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored count read back: never negative.
+pub fn from_stored_integer(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+/// Helper for backends: a `Result` over the domain's error.
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -194,35 +194,7 @@ fn erasure_leaves_nothing_about_the_user_but_the_audit_hash() {
     assert_eq!((summary["users_total"].as_u64(), summary["totals"]["prompts"].as_u64()), (Some(0), Some(0)));
 
     // Read every row of every table: the name is nowhere, the hash is in the audit log.
-    let db = rusqlite::Connection::open_with_flags(
-        tally.dir.path().join("tally.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut dump = String::new();
-    for table in &tables {
-        let mut statement = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
-        let columns = statement.column_count();
-        let mut rows = statement.query([]).unwrap();
-        while let Some(row) = rows.next().unwrap() {
-            for column in 0..columns {
-                let value = match row.get_ref(column).unwrap() {
-                    rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
-                        String::from_utf8_lossy(bytes).into_owned()
-                    }
-                    other => format!("{other:?}"),
-                };
-                dump.push_str(&format!("{table}: {value}\n"));
-            }
-        }
-    }
+    let dump = crate::backend::stored_text(tally.dir.path());
     assert!(!dump.contains(secret_name), "the erased id is still stored");
     assert!(!dump.contains("erase-key-1"), "the erased user's idempotency key is still stored");
     assert!(dump.contains(&hash));

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod backend;
 mod browser;
 mod cli;
 mod crash;

@@ -33,6 +33,9 @@ fn a_dead_writer_turns_readiness_and_writes_to_503_and_exits_nonzero() {
 
 #[test]
 fn a_full_database_answers_503_stores_nothing_partial_and_recovers_when_space_is_freed() {
+    if !crate::backend::sqlite_only("max_size_mb caps a SQLite file") {
+        return;
+    }
     // SQLite's max_page_count stands in for a small filesystem (making one needs privileges).
     let tally = Setup::new().database("max_size_mb = 1").start();
     let mut client = tally.client();
@@ -74,6 +77,9 @@ fn a_full_database_answers_503_stores_nothing_partial_and_recovers_when_space_is
 
 #[test]
 fn a_locked_database_answers_503_with_retry_after_and_recovers() {
+    if !crate::backend::sqlite_only("another process locking the SQLite file") {
+        return;
+    }
     let tally = Setup::new().database("busy_timeout_ms = 100").start();
     let mut client = tally.client();
     assert_eq!(client.post("/v1/track", &usage("lock", "prompts", json!({}))).status, 200);
@@ -89,6 +95,9 @@ fn a_locked_database_answers_503_with_retry_after_and_recovers() {
 
 #[test]
 fn a_database_from_a_newer_tally_is_refused() {
+    if !crate::backend::sqlite_only("a SQLite file migrated by a newer Tally; the PostgreSQL check has its own test") {
+        return;
+    }
     let tally = Tally::start_default();
     let dir = Arc::clone(&tally.dir);
     drop(tally);
@@ -107,6 +116,9 @@ fn a_database_from_a_newer_tally_is_refused() {
 
 #[test]
 fn a_corrupt_file_is_refused_and_never_overwritten() {
+    if !crate::backend::sqlite_only("a corrupt SQLite file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let junk: Vec<u8> = (0..8192u32).map(|n| (n * 7919 % 251) as u8).collect();
     std::fs::write(dir.path().join("tally.db"), &junk).unwrap();
@@ -148,6 +160,9 @@ fn open_to_all(path: &std::path::Path) {
 
 #[test]
 fn a_read_only_database_is_a_clear_startup_error() {
+    if !crate::backend::sqlite_only("a write-protected SQLite file") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let tally = Tally::start_default();
     let dir = Arc::clone(&tally.dir);
@@ -177,6 +192,9 @@ fn a_read_only_database_is_a_clear_startup_error() {
 
 #[test]
 fn a_backup_under_load_holds_every_write_acknowledged_before_it_began() {
+    if !crate::backend::sqlite_only("VACUUM INTO backups; PostgreSQL uses pg_dump") {
+        return;
+    }
     let tally = Tally::start_default();
     let acknowledged = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

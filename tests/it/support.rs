@@ -214,11 +214,10 @@ impl Drop for Tally {
 }
 
 fn write_config(dir: &Path, setup: &Setup) -> PathBuf {
-    let db = dir.join("tally.db");
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[database]\npath = {:?}\n{}\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[database]\n{}{}\n{}",
         setup.server,
-        db.display().to_string(),
+        crate::backend::database_lines(dir),
         setup.database,
         setup.rest
     );

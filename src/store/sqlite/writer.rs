@@ -77,7 +77,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 enum Message {
-    Job(Box<Pending>),
+    Job(Pending),
     Stop,
 }
 
@@ -115,7 +115,7 @@ impl Writer {
         let (reply, answer) = sync_channel(1);
         let mut job = job;
         let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| job(tx));
-        let pending = Box::new(Pending { job, result: None, reply });
+        let pending = Pending { job, result: None, reply };
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(Message::Job(pending)).is_err() {
             self.shared.depth.fetch_sub(1, Ordering::Relaxed);
@@ -162,7 +162,7 @@ fn run(
     options: WriterOptions,
     metrics: &Metrics,
 ) {
-    let mut batch: Vec<Box<Pending>> = Vec::with_capacity(options.max_batch);
+    let mut batch: Vec<Pending> = Vec::with_capacity(options.max_batch);
     // Declared after `batch`, so dropped before it: when this thread dies the writer is
     // marked stopped before the jobs it held are dropped and their callers answered 503.
     let _guard = RunningGuard(Arc::clone(&shared));
@@ -207,7 +207,7 @@ fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn fail_all(batch: &mut Vec<Box<Pending>>, error: &StoreError) {
+fn fail_all(batch: &mut Vec<Pending>, error: &StoreError) {
     for job in batch.drain(..) {
         job.finish(Err(error.clone()));
     }
@@ -215,7 +215,7 @@ fn fail_all(batch: &mut Vec<Box<Pending>>, error: &StoreError) {
 
 /// Runs `batch` in one transaction and answers every job. Leaves `batch` empty. Returns the
 /// types of the events the committed jobs recorded (none if the group failed).
-fn commit_group(connection: &Connection, batch: &mut Vec<Box<Pending>>) -> Vec<String> {
+fn commit_group(connection: &Connection, batch: &mut Vec<Pending>) -> Vec<String> {
     if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
         log::warn!("write group of {} refused: {error}", batch.len());
         fail_all(batch, &error);
@@ -271,10 +271,10 @@ mod tests {
     type Reply = std::sync::mpsc::Receiver<Result<Box<dyn Any + Send>, StoreError>>;
 
     /// A job that runs `op` on the SQLite transaction underneath.
-    fn job(mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Box<Pending>, Reply) {
+    fn job(mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Pending, Reply) {
         let (reply, answer) = sync_channel(1);
         let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
-        (Box::new(Pending { job, result: None, reply }), answer)
+        (Pending { job, result: None, reply }, answer)
     }
 
     fn insert(value: i64) -> impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static {

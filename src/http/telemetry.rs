@@ -61,7 +61,9 @@ pub fn events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             },
             None => None,
         };
-        reader.events(&EventQuery { kind, user_id, since_ms, after_seq, limit }).map(Some)
+        reader
+            .events(&EventQuery { kind: kind.clone(), user_id: user_id.clone(), since_ms, after_seq, limit })
+            .map(Some)
     })?;
     let Some(events) = events else {
         return Err(ApiError::new(

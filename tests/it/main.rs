@@ -10,6 +10,7 @@ mod dashboard;
 mod features;
 mod input;
 mod lifecycle;
+mod nodes;
 mod receiver;
 mod reliability;
 mod support;

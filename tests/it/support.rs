@@ -89,6 +89,15 @@ impl Setup {
         Tally::start_in(dir, self)
     }
 
+    /// Starts another node on `other`'s database (PostgreSQL: several Tally processes on one
+    /// database), in a directory of its own.
+    pub fn start_sharing(self, other: &Tally) -> Tally {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let url = std::fs::read_to_string(other.dir.path().join("database_url")).expect("a PostgreSQL test server");
+        std::fs::write(dir.path().join("database_url"), url).expect("share the database");
+        Tally::start_in(dir, self)
+    }
+
     /// Runs `tally serve` in `dir` expecting it to refuse to start; returns its exit status
     /// and stderr.
     pub fn start_refused_in(self, dir: &Path) -> (ExitStatus, String) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// module contract in ports/mod.rs), its result boxed.
 pub type WriteJob = Box<dyn FnMut(&dyn WriteTx) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
 
-/// A read job, run once on a read connection.
+/// A read job, run on a read connection (again on a fresh one if the first was dropped).
 pub type ReadJob<'a> = &'a mut dyn FnMut(&dyn ReadTx) -> Result<(), StoreError>;
 
 /// What a storage backend provides to the application.
@@ -60,14 +60,12 @@ impl Store {
             .map_err(|_| StoreError::JobPanicked("a write job's result came back as another type".into()))
     }
 
-    /// Runs `job` on a read connection.
-    pub fn read<R>(&self, job: impl FnOnce(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let mut job = Some(job);
+    /// Runs `job` on a read connection. It may run twice: a backend replaces a connection
+    /// the server dropped (a database restart) and runs the read again; reads have no effects.
+    pub fn read<R>(&self, mut job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let mut result = None;
         self.backend.read_job(&mut |reader| {
-            if let Some(job) = job.take() {
-                result = Some(job(reader)?);
-            }
+            result = Some(job(reader)?);
             Ok(())
         })?;
         result.ok_or_else(|| StoreError::Backend("a read job did not run".into()))

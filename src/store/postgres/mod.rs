@@ -206,8 +206,11 @@ impl r2d2::ManageConnection for Manager {
         Conn::connect(&self.config)
     }
 
+    /// Checked at every checkout, without a round trip: the driver's background task marks
+    /// a connection closed as soon as the server drops it (a restart), so a stale one is
+    /// replaced instead of failing a request.
     fn is_valid(&self, conn: &mut Conn) -> Result<(), StoreError> {
-        conn.batch("")
+        if conn.is_closed() { Err(StoreError::Unreachable("the connection was closed".into())) } else { Ok(()) }
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -247,7 +250,7 @@ impl PostgresBackend {
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size - 1)
             .min_idle(Some(1))
-            .test_on_check_out(false)
+            .test_on_check_out(true)
             .connection_timeout(Duration::from_secs(5))
             .build_unchecked(Manager { config: driver.clone() });
         let writer = writer::Writer::spawn(conn, driver, config.writer_panic_after, metrics)?;
@@ -261,9 +264,19 @@ impl Backend for PostgresBackend {
     }
 
     fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
-        let mut conn = self.pool.get()?;
-        let db = PgDb::new(&mut conn);
-        job(&db)
+        // Pooled connections may have been dropped by the server (a restart) without the
+        // driver knowing until one is used: such a read runs again on the next connection,
+        // until one is live (the pool replaces the dead ones) or the pool has been gone through.
+        let mut attempts = self.pool.max_size() + 1;
+        loop {
+            let mut conn = self.pool.get()?;
+            let result = job(&PgDb::new(&mut conn));
+            attempts -= 1;
+            match result {
+                Err(StoreError::Unreachable(_)) if conn.is_closed() && attempts > 0 => continue,
+                other => return other,
+            }
+        }
     }
 
     fn is_ready(&self) -> bool {

@@ -1,7 +1,7 @@
 //! What each `tally` subcommand does once the config is loaded: printing, signal handling and
 //! exit statuses live here, so main.rs stays a dispatcher.
 
-use crate::config::{Config, DatabaseBackend};
+use crate::config::{Config, DatabaseBackend, DatabaseUrl};
 use anyhow::Context;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -81,6 +81,31 @@ pub fn backup(config: &Config, path: &std::path::Path) -> anyhow::Result<ExitCod
         path.display(),
         report.bytes
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally copy-db --to URL`: the SQLite database this config names, into PostgreSQL.
+pub fn copy_db(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
+    let DatabaseBackend::Sqlite(sqlite) = &config.database.backend else {
+        anyhow::bail!(
+            "copy-db copies a SQLite database into PostgreSQL; this config already uses PostgreSQL ({})",
+            config.database.describe()
+        );
+    };
+    let target = DatabaseUrl::parse(to).map_err(anyhow::Error::msg)?;
+    let counts = crate::store::copy::sqlite_to_postgres(sqlite, &target)?;
+    let rows: u64 = counts.rows.iter().map(|(_, rows)| rows).sum();
+    println!(
+        "copied {} to {}: {rows} rows in {} tables, counters summing to {} (row counts and sum verified)",
+        sqlite.path.display(),
+        target.redacted(),
+        counts.rows.len(),
+        counts.counter_sum
+    );
+    for (table, rows) in &counts.rows {
+        println!("  {table}: {rows}");
+    }
+    println!("next: set [database] url (or TALLY_DATABASE_URL) to the target and remove path");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,10 +34,16 @@ enum Command {
     CheckConfig,
     /// Print `sha256:HEX` of a key read from stdin, for the config's key lists.
     HashKey,
-    /// Copy the live database to PATH, consistently, while it serves.
+    /// Copy the live database to PATH, consistently, while it serves (SQLite).
     Backup {
         /// Where to write the copy (must not exist yet).
         path: PathBuf,
+    },
+    /// Copy the configured SQLite database into an empty PostgreSQL database, and verify it.
+    CopyDb {
+        /// The target, postgres://USER:PASSWORD@HOST:5432/DATABASE (its tables must be empty).
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
         Command::Migrate => tally::cli::migrate(&config),
         Command::CheckConfig => tally::cli::check_config(&config),
         Command::Backup { path } => tally::cli::backup(&config, &path),
+        Command::CopyDb { to } => tally::cli::copy_db(&config, &to),
         Command::HashKey => unreachable!("handled before the config is loaded"),
     };
     result.unwrap_or_else(|error| {

@@ -111,6 +111,19 @@ impl DatabaseConfig {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
+    /// A PostgreSQL URL given outside the config (`copy-db --to`); the error never shows the
+    /// password.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl(url.to_owned()))
+        } else {
+            Err(format!(
+                "{} is not a PostgreSQL URL; write postgres://USER:PASSWORD@HOST:5432/DATABASE",
+                redact_url(url)
+            ))
+        }
+    }
+
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
         redact_url(&self.0)

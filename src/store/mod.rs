@@ -2,6 +2,7 @@
 //! names (a SQLite file, or a PostgreSQL URL) and hands the application a `Store` over the
 //! domain's ports. Each backend owns its SQL and its migrations folder.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

@@ -5,6 +5,7 @@ mod auth;
 mod backend;
 mod browser;
 mod cli;
+mod copy;
 mod crash;
 mod dashboard;
 mod features;

@@ -47,6 +47,8 @@ pub fn track(client: &mut Client, user: &str, metric: &str, amount: u64) {
 /// How to start a server: extra config lines per section, and environment variables.
 #[derive(Clone, Default)]
 pub struct Setup {
+    /// SQLite even when the suite runs on PostgreSQL (a copy-db source).
+    sqlite: bool,
     server: String,
     database: String,
     rest: String,
@@ -56,6 +58,12 @@ pub struct Setup {
 impl Setup {
     pub fn new() -> Setup {
         Setup::default()
+    }
+
+    /// Keeps the data in a SQLite file whatever backend the suite runs on.
+    pub fn sqlite(mut self) -> Setup {
+        self.sqlite = true;
+        self
     }
 
     /// Lines for the [server] section.
@@ -226,7 +234,11 @@ fn write_config(dir: &Path, setup: &Setup) -> PathBuf {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[database]\n{}{}\n{}",
         setup.server,
-        crate::backend::database_lines(dir),
+        if setup.sqlite {
+            format!("path = {:?}\n", dir.join("tally.db").display().to_string())
+        } else {
+            crate::backend::database_lines(dir)
+        },
         setup.database,
         setup.rest
     );

@@ -19,7 +19,7 @@ fn latest_known_version() -> u32 {
 }
 
 /// Applies the embedded migrations on `conn`, one node at a time.
-pub(super) fn migrate_connection(conn: &mut Conn) -> Result<SchemaReport, StoreError> {
+pub(in crate::store) fn migrate_connection(conn: &mut Conn) -> Result<SchemaReport, StoreError> {
     conn.client().query("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
     let report = migrate_locked(conn);
     // Unlocked whatever happened; a closed connection has released it anyway.

@@ -11,7 +11,7 @@ mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
-pub use crate::store::SchemaReport;
+use crate::store::SchemaReport;
 
 fn check_parent_directory(path: &Path) -> Result<(), StoreError> {
     let parent = match path.parent() {
@@ -147,6 +147,23 @@ pub(super) fn migrate_connection(connection: &mut Connection) -> Result<SchemaRe
         applied: report.applied_migrations().iter().map(|m| format!("V{}__{}", m.version(), m.name())).collect(),
         version: latest,
     })
+}
+
+/// Refuses a file that is not at the schema this build writes (`copy-db` reads every column
+/// of it): run `tally migrate` first.
+pub(in crate::store) fn check_current(connection: &Connection) -> Result<(), StoreError> {
+    let latest = latest_known_version();
+    let version: Option<i64> = connection
+        .query_row("SELECT max(version) FROM refinery_schema_history", [], |row| row.get(0))
+        .optional()?
+        .flatten();
+    match version {
+        Some(version) if version == i64::from(latest) => Ok(()),
+        other => Err(StoreError::Schema(format!(
+            "the SQLite database is at schema version {}, this build writes {latest}: run `tally migrate` on it first",
+            other.map_or("none".to_owned(), |version| version.to_string())
+        ))),
+    }
 }
 
 /// How often the checkpointer copies committed WAL frames into the database file.

@@ -21,7 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use connection::{BackupReport, SchemaReport, backup, migrate};
+pub(super) use connection::check_current;
+pub use connection::{BackupReport, backup, migrate};
 
 /// A read-only connection from the pool.
 pub(super) struct SqliteReader<'c>(pub(super) &'c Connection);

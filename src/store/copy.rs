@@ -1,0 +1,158 @@
+//! `tally copy-db --to URL`: moves a SQLite database into an empty PostgreSQL one, every
+//! table (rollups, audit, events and the outbox included), in one PostgreSQL transaction,
+//! then checks row counts and the sum of every counter on both sides before committing.
+
+use super::postgres::{Conn, migrate_connection};
+use crate::config::{DatabaseUrl, SqliteConfig};
+use crate::domain::ports::{StoreError, TableCounts};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+/// Tally's tables in an order that satisfies their foreign keys, with the identity column
+/// whose sequence must continue after the copied ids.
+const TABLES: [(&str, Option<&str>); 12] = [
+    ("users", Some("id")),
+    ("usage_counters", None),
+    ("idempotency_keys", None),
+    ("feature_uses", None),
+    ("period_totals", None),
+    ("period_users", None),
+    ("plan_users", None),
+    ("audit_log", Some("id")),
+    ("events", Some("seq")),
+    ("usage_alerts", None),
+    ("webhook_deliveries", Some("id")),
+    ("dashboard_sessions", None),
+];
+
+/// One value read from SQLite, converted to the PostgreSQL column's type.
+fn convert(value: ValueRef<'_>, target: &Type, column: &str) -> Result<Box<dyn ToSql + Sync>, StoreError> {
+    let mismatch = || StoreError::Backend(format!("column {column}: a {value:?} does not fit PostgreSQL's {target}"));
+    Ok(match (value, target) {
+        (ValueRef::Null, &Type::INT8) => Box::new(None::<i64>),
+        (ValueRef::Null, &Type::TEXT) => Box::new(None::<String>),
+        (ValueRef::Null, &Type::BYTEA) => Box::new(None::<Vec<u8>>),
+        (ValueRef::Null, &Type::BOOL) => Box::new(None::<bool>),
+        (ValueRef::Integer(number), &Type::INT8) => Box::new(number),
+        (ValueRef::Integer(number), &Type::BOOL) => Box::new(number != 0),
+        (ValueRef::Text(text), &Type::TEXT) => Box::new(String::from_utf8_lossy(text).into_owned()),
+        (ValueRef::Blob(bytes), &Type::BYTEA) => Box::new(bytes.to_vec()),
+        _ => return Err(mismatch()),
+    })
+}
+
+/// The columns of `table` in PostgreSQL, with their types.
+fn target_columns(conn: &mut Conn, table: &str) -> Result<Vec<(String, Type)>, StoreError> {
+    let rows = conn.client().query(
+        "SELECT a.attname, a.atttypid FROM pg_attribute a
+         WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        &[&table],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let oid: u32 = row.get(1);
+            let kind =
+                Type::from_oid(oid).ok_or_else(|| StoreError::Backend(format!("{table}: unknown type {oid}")))?;
+            Ok((row.get(0), kind))
+        })
+        .collect()
+}
+
+fn count_rows(conn: &mut Conn, table: &str) -> Result<u64, StoreError> {
+    // Table names come from TABLES, never from input.
+    let row = conn.client().query_one(&format!("SELECT count(*) FROM {table}"), &[])?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// What the SQLite file holds, read in the snapshot the copy reads.
+fn sqlite_counts(source: &Connection) -> Result<TableCounts, StoreError> {
+    let mut counts = TableCounts::default();
+    for (table, _) in TABLES {
+        let rows: i64 = source.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?;
+        counts.rows.push((table.to_owned(), rows.max(0) as u64));
+    }
+    let sum: i64 = source.query_row("SELECT coalesce(sum(value), 0) FROM usage_counters", [], |row| row.get(0))?;
+    counts.counter_sum = sum.max(0) as u128;
+    Ok(counts)
+}
+
+fn postgres_counts(conn: &mut Conn) -> Result<TableCounts, StoreError> {
+    let mut counts = TableCounts::default();
+    for (table, _) in TABLES {
+        counts.rows.push((table.to_owned(), count_rows(conn, table)?));
+    }
+    let row = conn.client().query_one("SELECT coalesce(sum(value), 0)::text FROM usage_counters", &[])?;
+    let sum: String = row.get(0);
+    counts.counter_sum = sum.parse().map_err(|_| StoreError::Backend(format!("a counter sum of {sum:?}")))?;
+    Ok(counts)
+}
+
+/// Copies the SQLite database of `source` into the empty PostgreSQL database at `target`;
+/// returns what was copied (identical on both sides, or nothing is committed).
+pub fn sqlite_to_postgres(source: &SqliteConfig, target: &DatabaseUrl) -> Result<TableCounts, StoreError> {
+    if !source.path.is_file() {
+        return Err(StoreError::Open(format!("{} does not exist: there is nothing to copy", source.path.display())));
+    }
+    let sqlite = Connection::open_with_flags(&source.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    sqlite.busy_timeout(source.busy_timeout)?;
+    // The SQLite file must be at the schema this build writes, so every column exists.
+    super::sqlite::check_current(&sqlite)?;
+    // One read transaction: the copy and its counts see one snapshot, even while Tally serves.
+    sqlite.execute_batch("BEGIN")?;
+    let expected = sqlite_counts(&sqlite)?;
+
+    let driver: postgres::Config = target
+        .expose()
+        .parse()
+        .map_err(|error: postgres::Error| StoreError::Open(format!("{}: {error}", target.redacted())))?;
+    let mut conn =
+        Conn::connect(&driver).map_err(|error| StoreError::Open(format!("{}: {error}", target.redacted())))?;
+    migrate_connection(&mut conn)?;
+    let existing = postgres_counts(&mut conn)?;
+    if let Some((table, rows)) = existing.rows.iter().find(|(_, rows)| *rows > 0) {
+        return Err(StoreError::Open(format!(
+            "{} is not empty ({table} holds {rows} rows); copy-db only fills an empty database",
+            target.redacted()
+        )));
+    }
+    conn.batch("BEGIN")?;
+    for (table, identity) in TABLES {
+        let columns = target_columns(&mut conn, table)?;
+        let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+        let types: Vec<Type> = columns.iter().map(|(_, kind)| kind.clone()).collect();
+        let mut select = sqlite.prepare(&format!("SELECT {} FROM {table}", names.join(", ")))?;
+        let mut rows = select.query([])?;
+        let sink = conn.client().copy_in(&format!("COPY {table} ({}) FROM STDIN BINARY", names.join(", ")))?;
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        while let Some(row) = rows.next()? {
+            let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(columns.len());
+            for (index, (name, kind)) in columns.iter().enumerate() {
+                values.push(convert(row.get_ref(index)?, kind, &format!("{table}.{name}"))?);
+            }
+            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|value| value.as_ref()).collect();
+            writer.write(&refs)?;
+        }
+        writer.finish()?;
+        if let Some(column) = identity {
+            // New rows continue after the copied ids.
+            conn.client().execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
+                     (SELECT coalesce(max({column}), 0) + 1 FROM {table}), false)"
+                ),
+                &[],
+            )?;
+        }
+    }
+    let copied = postgres_counts(&mut conn)?;
+    if copied != expected {
+        conn.batch("ROLLBACK")?;
+        return Err(StoreError::Backend(format!(
+            "the copy does not match the source (source {expected:?}, copy {copied:?}); nothing was committed"
+        )));
+    }
+    conn.batch("COMMIT")?;
+    Ok(copied)
+}

@@ -17,7 +17,8 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 pub fn run_cleanup(app: &App) {
     let retention_months = app.rules.retention_months;
     match maintenance::cleanup(&app.store, &app.rules, retention_months, CLEANUP_ACTOR, now_ms()) {
-        Ok(report) => log::info!(
+        Ok(None) => log::info!("scheduled cleanup: another node is running one; skipped"),
+        Ok(Some(report)) => log::info!(
             "scheduled cleanup: deleted {} counters before {}, pruned {} idempotency keys",
             report.deleted_counters,
             report.oldest_period_kept,

@@ -1,20 +1,55 @@
 //! Maintenance use cases: the retention cleanup, run as a sequence of short writer jobs so
-//! that tracks and other writes interleave with it however much there is to delete.
+//! that tracks and other writes interleave with it however much there is to delete, and on
+//! one node at a time (a lease in the database, renewed at every step).
 
 use crate::domain::Rules;
 use crate::domain::admin::{self, CleanupReport, Retention};
 use crate::domain::ports::{Store, StoreError};
 use std::sync::Arc;
 
+/// The lease that keeps cleanups to one node at a time.
+const CLEANUP_LEASE: &str = "cleanup";
+/// How long a cleanup's lease lasts without renewal: a node that dies mid-cleanup holds it
+/// no longer than this.
+const LEASE_MS: i64 = 60_000;
+
 /// Deletes what `retention_months` no longer keeps, chunk by chunk, then audits it once
 /// under `actor`. A failure midway leaves the rows deleted so far deleted (each chunk is
-/// committed) and the next run carries on.
+/// committed) and the next run carries on. `None` when another node is running a cleanup.
 pub fn cleanup(
     store: &Store,
     rules: &Arc<Rules>,
     retention_months: u32,
     actor: &str,
     now_ms: i64,
+) -> Result<Option<CleanupReport>, StoreError> {
+    // One holder per run (this node's id and a run id): a second cleanup on the same node
+    // is refused like one on another node.
+    let holder = format!("{}:{}", super::node_id(), uuid::Uuid::new_v4().simple());
+    let claim = || {
+        let holder = holder.clone();
+        store.write(move |tx| {
+            let now = crate::app::now_ms();
+            tx.claim_lease(CLEANUP_LEASE, &holder, now, now + LEASE_MS)
+        })
+    };
+    if !claim()? {
+        return Ok(None);
+    }
+    let result = run_cleanup(store, rules, retention_months, actor, now_ms, &claim);
+    let release = store.write(move |tx| tx.release_lease(CLEANUP_LEASE, &holder));
+    let report = result?;
+    release?;
+    Ok(Some(report))
+}
+
+fn run_cleanup(
+    store: &Store,
+    rules: &Arc<Rules>,
+    retention_months: u32,
+    actor: &str,
+    now_ms: i64,
+    renew: &dyn Fn() -> Result<bool, StoreError>,
 ) -> Result<CleanupReport, StoreError> {
     let retention = Retention::new(rules, retention_months, now_ms);
     let mut report = CleanupReport {
@@ -34,6 +69,9 @@ pub fn cleanup(
         report = step;
         if done {
             break;
+        }
+        if !renew()? {
+            return Err(StoreError::Backend("the cleanup lease was lost (this node stalled past it)".into()));
         }
     }
     let (rules, actor, finished) = (Arc::clone(rules), actor.to_owned(), report.clone());

@@ -2,3 +2,17 @@
 //! background jobs. It knows no SQL, no HTTP and no backend.
 
 pub mod maintenance;
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// This process's id among the nodes sharing a database (leases name their holder by it).
+pub fn node_id() -> &'static str {
+    static NODE_ID: OnceLock<String> = OnceLock::new();
+    NODE_ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// The clock, read once per use case and passed down as unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

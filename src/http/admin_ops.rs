@@ -128,7 +128,15 @@ pub fn cleanup(app: &App, retention_months: u64, actor: &str) -> Result<CleanupR
             "retention_months must be a whole number from 1 to 1200, got {retention_months}"
         )));
     }
-    Ok(crate::app::maintenance::cleanup(&app.store, &app.rules, retention_months as u32, actor, now_ms())?)
+    crate::app::maintenance::cleanup(&app.store, &app.rules, retention_months as u32, actor, now_ms())?.ok_or_else(
+        || {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "cleanup_in_progress",
+                "a cleanup is already running (on this node or another); retry once it has finished",
+            )
+        },
+    )
 }
 
 /// Erases the user; returns the hash that names them in the audit log from now on.

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
-const TABLES: [(&str, Option<&str>); 12] = [
+const TABLES: [(&str, Option<&str>); 13] = [
     ("users", Some("id")),
     ("usage_counters", None),
     ("idempotency_keys", None),
@@ -25,6 +25,7 @@ const TABLES: [(&str, Option<&str>); 12] = [
     ("usage_alerts", None),
     ("webhook_deliveries", Some("id")),
     ("dashboard_sessions", None),
+    ("leases", None),
 ];
 
 /// One value read from SQLite, converted to the PostgreSQL column's type.

@@ -113,3 +113,29 @@ pub fn stored_text(dir: &Path) -> String {
     }
     dump
 }
+
+/// Runs `sql` (statements both SQLite and PostgreSQL accept) on the server's database in
+/// `dir`, beside the running server: for seeding more rows than the API could send quickly.
+pub fn run_sql(dir: &Path, sql: &str) {
+    if is_postgres() {
+        let url = std::fs::read_to_string(dir.join("database_url")).expect("the test database");
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        client.batch_execute(sql).expect("run SQL");
+    } else {
+        let db = rusqlite::Connection::open(dir.join("tally.db")).expect("open the database");
+        db.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        db.execute_batch(sql).expect("run SQL");
+    }
+}
+
+/// The value of `SELECT count(*) ...` on the server's database in `dir`.
+pub fn count(dir: &Path, sql: &str) -> i64 {
+    if is_postgres() {
+        let url = std::fs::read_to_string(dir.join("database_url")).expect("the test database");
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        client.query_one(sql, &[]).expect("count").get(0)
+    } else {
+        let db = rusqlite::Connection::open(dir.join("tally.db")).expect("open the database");
+        db.query_row(sql, [], |row| row.get(0)).expect("count")
+    }
+}

@@ -11,6 +11,7 @@ mod dashboard;
 mod features;
 mod input;
 mod lifecycle;
+mod maintenance;
 mod nodes;
 mod receiver;
 mod reliability;

@@ -153,6 +153,12 @@ pub trait AdminWrite: AdminRead {
     fn append_audit(&self, at_ms: i64, actor: &str, action: &str, target: Option<&str>, details: &str) -> Result<i64>;
     /// Replaces `target` in every audit row that names it (for erasure).
     fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<()>;
+    /// Takes (or renews) the lease `name` for `holder` until `until_ms`, unless another
+    /// holder's lease is still running at `now_ms`; true when `holder` holds it now. One
+    /// atomic statement: two nodes claiming at once cannot both win.
+    fn claim_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool>;
+    /// Gives the lease up, if `holder` holds it.
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
 pub trait EventRead {

@@ -243,6 +243,23 @@ impl AdminWrite for PgDb<'_> {
         Ok(row.map_or(0, |row| row.get(0)))
     }
 
+    fn claim_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        // The conditional upsert is one statement: of two nodes racing, the second waits on
+        // the first's row lock and then re-checks the WHERE against the committed lease.
+        let claimed = self.conn().execute(
+            "INSERT INTO leases AS l (name, holder, until) VALUES ($1, $2, $4)
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+             WHERE l.holder = EXCLUDED.holder OR l.until <= $3",
+            &[&name, &holder, &now_ms, &until_ms],
+        )?;
+        Ok(claimed == 1)
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM leases WHERE name = $1 AND holder = $2", &[&name, &holder])?;
+        Ok(())
+    }
+
     fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<()> {
         self.conn().execute("UPDATE audit_log SET target = $2 WHERE target = $1", &[&target, &replacement])?;
         Ok(())

@@ -281,6 +281,23 @@ impl AdminWrite for SqliteTx<'_> {
         Ok(statement.query_row(params![at_ms, actor, action, target, details], |row| row.get(0))?)
     }
 
+    fn claim_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
+        let claimed = self
+            .0
+            .prepare_cached(
+                "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE leases.holder = excluded.holder OR leases.until <= ?3",
+            )?
+            .execute(params![name, holder, now_ms, until_ms])?;
+        Ok(claimed == 1)
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.0.prepare_cached("DELETE FROM leases WHERE name = ?1 AND holder = ?2")?.execute([name, holder])?;
+        Ok(())
+    }
+
     fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<(), StoreError> {
         self.0.prepare_cached("UPDATE audit_log SET target = ?2 WHERE target = ?1")?.execute([target, replacement])?;
         Ok(())

@@ -14,6 +14,16 @@ pub const CLEANUP_ACTOR: &str = "scheduled-cleanup";
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Finishes erasures a crash interrupted, then cleans up; the startup runs it before serving.
+pub fn run_startup_maintenance(app: &App) {
+    match maintenance::resume_erasures(&app.store, &app.rules) {
+        Ok(0) => {}
+        Ok(count) => log::info!("finished {count} erasure(s) interrupted by a stop"),
+        Err(error) => log::warn!("cannot finish interrupted erasures, retrying at the next start: {error}"),
+    }
+    run_cleanup(app);
+}
+
 pub fn run_cleanup(app: &App) {
     let retention_months = app.rules.retention_months;
     match maintenance::cleanup(&app.store, &app.rules, retention_months, CLEANUP_ACTOR, now_ms()) {

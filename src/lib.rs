@@ -61,7 +61,7 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
     let addr = resolve_listen(config.server.listen)?;
     let server_config = config.server.clone();
     let app = Arc::new(App::new(config, store, metrics));
-    jobs::run_cleanup(&app);
+    jobs::run_startup_maintenance(&app);
     let handler_app = Arc::clone(&app);
     let server = oxhttp::Server::new(move |request| http::handle(&handler_app, request))
         .bind(addr)

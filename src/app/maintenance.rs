@@ -4,7 +4,7 @@
 
 use crate::domain::Rules;
 use crate::domain::admin::{self, CleanupReport, Retention};
-use crate::domain::ports::{Store, StoreError};
+use crate::domain::ports::{ErasureRecord, Store, StoreError};
 use std::sync::Arc;
 
 /// The lease that keeps cleanups to one node at a time.
@@ -77,4 +77,44 @@ fn run_cleanup(
     let (rules, actor, finished) = (Arc::clone(rules), actor.to_owned(), report.clone());
     store.write(move |tx| admin::finish_cleanup(tx, &rules, retention_months, &finished, &actor, now_ms))?;
     Ok(report)
+}
+
+/// Erases `user_id` as a sequence of short jobs (see `admin::begin_erasure`); returns the
+/// hash that names them from now on, or `None` when nothing named them.
+pub fn erase(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let (target, actor_name) = (user_id.to_owned(), actor.to_owned());
+    let Some(erasure) = store.write(move |tx| admin::begin_erasure(tx, &target, &actor_name, now_ms))? else {
+        return Ok(None);
+    };
+    let hash = erasure.hash.clone();
+    complete_erasure(store, rules, erasure)?;
+    Ok(Some(hash))
+}
+
+/// Runs an erasure's remaining steps.
+fn complete_erasure(store: &Store, rules: &Arc<Rules>, erasure: ErasureRecord) -> Result<(), StoreError> {
+    loop {
+        let step = erasure.clone();
+        if store.write(move |tx| admin::erasure_step(tx, &step))? {
+            break;
+        }
+    }
+    let rules = Arc::clone(rules);
+    store.write(move |tx| admin::finish_erasure(tx, &rules, &erasure, crate::app::now_ms()))
+}
+
+/// Finishes the erasures a crash interrupted; run at startup, before serving.
+pub fn resume_erasures(store: &Store, rules: &Arc<Rules>) -> Result<usize, StoreError> {
+    let pending = store.read(|reader| reader.pending_erasures())?;
+    let count = pending.len();
+    for erasure in pending {
+        complete_erasure(store, rules, erasure)?;
+    }
+    Ok(count)
 }

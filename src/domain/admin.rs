@@ -6,7 +6,7 @@ use super::Rules;
 use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
-use super::ports::{AdminRead, AdminWrite, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AdminRead, AdminWrite, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::usage::USER_SCOPE;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -314,32 +314,73 @@ pub fn erased_name(user_id: &str) -> String {
     format!("sha256:{hex}")
 }
 
-/// Erases the user and everything held about them; earlier audit rows and events that named
-/// them now name the hash. Returns the hash, or `None` when nothing names the user.
-pub fn erase_user(
+/// How many answers and events one erasure step scrubs at most.
+pub const ERASURE_CHUNK: u32 = 2000;
+
+/// The first step of erasing a user: the user row goes (with their counters, feature uses
+/// and alert marks), audit rows that named them name the hash instead, and the erasure is
+/// recorded so that it finishes even across a crash. From this step on the user is
+/// unreachable. `None` when nothing names the user (no row, no answer, no event, no
+/// erasure already under way).
+pub fn begin_erasure(
     tx: &(impl UsageWrite + AdminWrite + ?Sized),
-    rules: &Rules,
     user_id: &str,
     actor: Actor<'_>,
     now_ms: i64,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<ErasureRecord>, StoreError> {
     let hash = erased_name(user_id);
     tx.serialize_on(USER_SCOPE, user_id)?;
+    let pending = tx.pending_erasures()?.into_iter().find(|erasure| erasure.user_id == user_id);
     // A user refused on first contact was never stored, yet events and idempotent answers
     // may name them: those are erased too.
     let user = tx.find_user(user_id)?;
     if let Some(user) = &user {
         tx.delete_user(user)?;
     }
-    let answers = tx.delete_answers_of(user_id, u32::MAX)?;
-    let events = tx.redact_event_user(user_id, &hash, u32::MAX)?;
-    if user.is_none() && answers == 0 && events == 0 {
+    let erasure = pending.unwrap_or(ErasureRecord {
+        user_id: user_id.to_owned(),
+        hash,
+        actor: actor.to_owned(),
+        started_at_ms: now_ms,
+    });
+    let (answers, events) = scrub(tx, &erasure)?;
+    if user.is_none() && answers == 0 && events == 0 && !tx.pending_erasures()?.contains(&erasure) {
         return Ok(None);
     }
-    tx.redact_audit_target(user_id, &hash)?;
-    tx.append_audit(now_ms, actor, "user_erased", Some(&hash), "{}")?;
-    events::emit(tx, rules, EventType::UserErased, Some(&hash), json!({}), now_ms)?;
-    Ok(Some(hash))
+    tx.redact_audit_target(user_id, &erasure.hash)?;
+    tx.start_erasure(&erasure)?;
+    Ok(Some(erasure))
+}
+
+/// Deletes a chunk of the user's idempotent answers and scrubs a chunk of their events.
+fn scrub(tx: &(impl UsageWrite + AdminWrite + ?Sized), erasure: &ErasureRecord) -> Result<(u64, u64), StoreError> {
+    let answers = tx.delete_answers_of(&erasure.user_id, ERASURE_CHUNK)?;
+    let events = tx.redact_event_user(&erasure.user_id, &erasure.hash, ERASURE_CHUNK)?;
+    Ok((answers, events))
+}
+
+/// One bounded step of an erasure; true when nothing was left to scrub (then call
+/// `finish_erasure`).
+pub fn erasure_step(tx: &(impl UsageWrite + AdminWrite + ?Sized), erasure: &ErasureRecord) -> Result<bool, StoreError> {
+    let (answers, events) = scrub(tx, erasure)?;
+    Ok(answers == 0 && events == 0)
+}
+
+/// The last step: the erasure is done; it is audited under the hash and its event emitted.
+pub fn finish_erasure(
+    tx: &(impl UsageWrite + AdminWrite + ?Sized),
+    rules: &Rules,
+    erasure: &ErasureRecord,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.serialize_on(USER_SCOPE, &erasure.user_id)?;
+    if !tx.finish_erasure(&erasure.user_id)? {
+        // Another node finished it (two nodes resuming one erasure at startup).
+        return Ok(());
+    }
+    tx.append_audit(now_ms, &erasure.actor, "user_erased", Some(&erasure.hash), "{}")?;
+    events::emit(tx, rules, EventType::UserErased, Some(&erasure.hash), json!({}), now_ms)?;
+    Ok(())
 }
 
 #[cfg(test)]

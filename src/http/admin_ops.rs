@@ -142,11 +142,7 @@ pub fn cleanup(app: &App, retention_months: u64, actor: &str) -> Result<CleanupR
 /// Erases the user; returns the hash that names them in the audit log from now on.
 pub fn erase(app: &App, user_id: &str, actor: &str) -> Result<String, ApiError> {
     validate_user_id(user_id).map_err(ApiError::invalid)?;
-    let rules = Arc::clone(&app.rules);
-    let (target, actor) = (user_id.to_owned(), actor.to_owned());
-    let now_ms = now_ms();
-    app.store
-        .write(move |tx| admin::erase_user(tx, &rules, &target, &actor, now_ms))?
+    crate::app::maintenance::erase(&app.store, &app.rules, user_id, actor, now_ms())?
         .ok_or_else(|| user_not_found(user_id))
 }
 

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
-const TABLES: [(&str, Option<&str>); 13] = [
+const TABLES: [(&str, Option<&str>); 14] = [
     ("users", Some("id")),
     ("usage_counters", None),
     ("idempotency_keys", None),
@@ -26,6 +26,7 @@ const TABLES: [(&str, Option<&str>); 13] = [
     ("webhook_deliveries", Some("id")),
     ("dashboard_sessions", None),
     ("leases", None),
+    ("erasures", None),
 ];
 
 /// One value read from SQLite, converted to the PostgreSQL column's type.

@@ -129,6 +129,8 @@ pub trait AdminRead {
     /// Newest first; only rows with an id below `before` when given.
     fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>>;
     fn export_user(&self, user: &UserRecord) -> Result<UserExport>;
+    /// Erasures begun and not finished, oldest first.
+    fn pending_erasures(&self) -> Result<Vec<ErasureRecord>>;
 }
 
 /// Admin actions; only a write transaction implements it. Maintenance works in chunks of at
@@ -153,6 +155,12 @@ pub trait AdminWrite: AdminRead {
     fn append_audit(&self, at_ms: i64, actor: &str, action: &str, target: Option<&str>, details: &str) -> Result<i64>;
     /// Replaces `target` in every audit row that names it (for erasure).
     fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<()>;
+    /// Records that erasing `user_id` has begun (it is finished by later jobs, or at the next
+    /// start after a crash).
+    fn start_erasure(&self, erasure: &ErasureRecord) -> Result<()>;
+    /// Forgets a finished erasure; false if it was already forgotten (another node finished
+    /// it).
+    fn finish_erasure(&self, user_id: &str) -> Result<bool>;
     /// Takes (or renews) the lease `name` for `holder` until `until_ms`, unless another
     /// holder's lease is still running at `now_ms`; true when `holder` holds it now. One
     /// atomic statement: two nodes claiming at once cannot both win.

@@ -120,6 +120,16 @@ pub struct SessionRecord {
     pub flash: Option<(bool, String)>,
 }
 
+/// An erasure begun and not yet finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErasureRecord {
+    pub user_id: String,
+    /// `sha256:HEX`, what the user is called afterwards.
+    pub hash: String,
+    pub actor: String,
+    pub started_at_ms: i64,
+}
+
 /// What a database holds, table by table, for `copy-db`'s verification.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableCounts {

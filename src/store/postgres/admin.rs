@@ -5,8 +5,8 @@ use super::usage::user_row;
 use super::{PgDb, Rollups};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AdminRead, AdminWrite, AuditRecord, CounterRecord, EventQuery, EventRead, StoreError, UserExport, UserRecord,
-    from_stored_integer,
+    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, EventQuery, EventRead, StoreError, UserExport,
+    UserRecord, from_stored_integer,
 };
 use postgres::Row;
 
@@ -152,6 +152,20 @@ impl AdminRead for PgDb<'_> {
             .collect();
         Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts })
     }
+
+    fn pending_erasures(&self) -> Result<Vec<ErasureRecord>> {
+        let rows =
+            self.conn().query("SELECT user_id, hash, actor, started_at FROM erasures ORDER BY started_at", &[])?;
+        Ok(rows
+            .iter()
+            .map(|row| ErasureRecord {
+                user_id: row.get(0),
+                hash: row.get(1),
+                actor: row.get(2),
+                started_at_ms: row.get(3),
+            })
+            .collect())
+    }
 }
 
 impl AdminWrite for PgDb<'_> {
@@ -241,6 +255,19 @@ impl AdminWrite for PgDb<'_> {
             &[&at_ms, &actor, &action, &target, &details],
         )?;
         Ok(row.map_or(0, |row| row.get(0)))
+    }
+
+    fn start_erasure(&self, erasure: &ErasureRecord) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO erasures (user_id, hash, actor, started_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO NOTHING",
+            &[&erasure.user_id, &erasure.hash, &erasure.actor, &erasure.started_at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn finish_erasure(&self, user_id: &str) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM erasures WHERE user_id = $1", &[&user_id])? == 1)
     }
 
     fn claim_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {

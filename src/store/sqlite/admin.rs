@@ -4,7 +4,8 @@
 use super::{SqliteReader, SqliteTx, rollup};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AdminRead, AdminWrite, AuditRecord, CounterRecord, EventQuery, EventRead, StoreError, UserExport, UserRecord,
+    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, EventQuery, EventRead, StoreError, UserExport,
+    UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -133,6 +134,15 @@ fn export_user(connection: &Connection, user: &UserRecord) -> Result<UserExport,
     Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts })
 }
 
+fn pending_erasures(connection: &Connection) -> Result<Vec<ErasureRecord>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT user_id, hash, actor, started_at FROM erasures ORDER BY started_at")?;
+    let rows = statement.query_map([], |row| {
+        Ok(ErasureRecord { user_id: row.get(0)?, hash: row.get(1)?, actor: row.get(2)?, started_at_ms: row.get(3)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 macro_rules! impl_admin_read {
     ($type:ty) => {
         impl AdminRead for $type {
@@ -161,6 +171,9 @@ macro_rules! impl_admin_read {
             }
             fn export_user(&self, user: &UserRecord) -> Result<UserExport, StoreError> {
                 export_user(self.0, user)
+            }
+            fn pending_erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
+                pending_erasures(self.0)
             }
         }
     };
@@ -279,6 +292,20 @@ impl AdminWrite for SqliteTx<'_> {
             "INSERT INTO audit_log (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         )?;
         Ok(statement.query_row(params![at_ms, actor, action, target, details], |row| row.get(0))?)
+    }
+
+    fn start_erasure(&self, erasure: &ErasureRecord) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO erasures (user_id, hash, actor, started_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id) DO NOTHING",
+            )?
+            .execute(params![erasure.user_id, erasure.hash, erasure.actor, erasure.started_at_ms])?;
+        Ok(())
+    }
+
+    fn finish_erasure(&self, user_id: &str) -> Result<bool, StoreError> {
+        Ok(self.0.prepare_cached("DELETE FROM erasures WHERE user_id = ?1")?.execute([user_id])? == 1)
     }
 
     fn claim_lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {

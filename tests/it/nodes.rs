@@ -356,3 +356,29 @@ fn postgres_restart_under_load_loses_nothing_and_nodes_recover() {
     }
     assert!(refusals > 0, "the outage was seen as 503 storage_unavailable");
 }
+
+#[test]
+fn nodes_starting_together_migrate_once() {
+    if !multi_node_only() {
+        return;
+    }
+    let url = crate::backend::create_database();
+    let starters: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let dir = Arc::new(tempfile::tempdir().unwrap());
+                std::fs::write(dir.path().join("database_url"), url).unwrap();
+                Tally::start_with_command(with_keys(), dir, std::process::Command::new(crate::support::BIN))
+            })
+        })
+        .collect();
+    let nodes: Vec<Tally> = starters.into_iter().map(|starter| starter.join().unwrap()).collect();
+    let dir = nodes[0].dir.path();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+    let applied = crate::backend::count(dir, "SELECT count(*) FROM refinery_schema_history");
+    assert_eq!(applied as usize, migrations, "each migration applied once");
+    for node in &nodes {
+        assert_eq!(node.client().get("/readyz").status, 200);
+    }
+}

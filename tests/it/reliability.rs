@@ -95,20 +95,14 @@ fn a_locked_database_answers_503_with_retry_after_and_recovers() {
 
 #[test]
 fn a_database_from_a_newer_tally_is_refused() {
-    if !crate::backend::sqlite_only("a SQLite file migrated by a newer Tally; the PostgreSQL check has its own test") {
-        return;
-    }
     let tally = Tally::start_default();
     let dir = Arc::clone(&tally.dir);
     drop(tally);
-    let db = rusqlite::Connection::open(dir.path().join("tally.db")).unwrap();
-    db.execute(
+    crate::backend::run_sql(
+        dir.path(),
         "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
          SELECT 99, 'future', applied_on, checksum FROM refinery_schema_history LIMIT 1",
-        [],
-    )
-    .unwrap();
-    drop(db);
+    );
     let (status, stderr) = Setup::new().start_refused_in(dir.path());
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("newer Tally") && stderr.contains("99"), "{stderr}");

@@ -142,7 +142,8 @@ fn empty_key_is_refused() {
 fn open_auth_off_loopback_is_refused() {
     let error = refusal("[server]\nlisten = \"0.0.0.0:8080\"\n");
     assert_eq!(error.key, "server.listen");
-    let config = load("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nadmin_keys = [\"secret-key-0123456789\"]\n").unwrap();
+    let config =
+        load("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nadmin_keys = [\"secret-key-0123456789\"]\n").unwrap();
     assert!(!config.auth.is_open());
 }
 

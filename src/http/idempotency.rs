@@ -4,8 +4,9 @@
 
 use super::error::ApiError;
 use super::{App, Ctx, raw_json_response};
+use crate::http::Body;
 use crate::store::{StoreError, StoredAnswer, UsageWrite, WriteTx};
-use oxhttp::model::{Body, HeaderName, HeaderValue, Response, StatusCode};
+use ::http::{HeaderName, HeaderValue, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use std::fmt::{Display, Write};
 

@@ -7,9 +7,10 @@ use super::users::rfc3339;
 use super::webhooks::event_json;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::events::EventType;
+use crate::http::Body;
 use crate::store::{DeliveryRecord, EventQuery, EventRead, EventWrite, Requeue};
+use ::http::{HeaderValue, Response, StatusCode, header};
 use chrono::DateTime;
-use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 /// The size of the database file and its WAL, for `tally_database_bytes`.

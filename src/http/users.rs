@@ -12,10 +12,11 @@ use crate::domain::plan::Enforcement;
 use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::validate_user_id;
+use crate::http::Body;
 use crate::store::{StoreError, UsageRead, UserRecord};
+use ::http::{Response, StatusCode};
 use chrono::{DateTime, SecondsFormat};
 use indexmap::IndexMap;
-use oxhttp::model::{Body, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]

@@ -33,7 +33,11 @@ fn each_refusal_exits_2_and_names_the_file_and_key() {
             &[],
             "plans.a.limits.m.limit",
         ),
-        ("[auth]\nservice_keys = [\"same-key-in-both\"]\nadmin_keys = [\"same-key-in-both\"]\n", &[], "auth.admin_keys"),
+        (
+            "[auth]\nservice_keys = [\"same-key-in-both\"]\nadmin_keys = [\"same-key-in-both\"]\n",
+            &[],
+            "auth.admin_keys",
+        ),
         ("[auth]\nservice_keys = [\"\"]\n", &[], "auth.service_keys[0]"),
         ("[auth]\nadmin_keys = [\"long-enough-admin-key\", \"tiny-key\"]\n", &[], "auth.admin_keys[1]"),
         ("[server]\nlisten = \"0.0.0.0:8080\"\n", &[], "server.listen"),

@@ -333,7 +333,10 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
     assert!(text.contains("tally_http_request_duration_seconds_bucket{le="), "{text}");
     assert!(!text.contains("\"m\""), "no user id becomes a label");
 
-    let public = Setup::new().server("metrics_public = true").config("[auth]\nadmin_keys = [\"admin-key-for-metrics\"]\n").start();
+    let public = Setup::new()
+        .server("metrics_public = true")
+        .config("[auth]\nadmin_keys = [\"admin-key-for-metrics\"]\n")
+        .start();
     assert_eq!(public.client().get("/metrics").status, 200);
 }
 

@@ -14,7 +14,7 @@ pub mod store;
 use config::Config;
 use domain::ports::StoreError;
 use http::App;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,19 +30,8 @@ pub enum ServeError {
 
 /// A serving Tally.
 pub struct Running {
-    addr: SocketAddr,
     app: Arc<App>,
-    // oxhttp's server has no stop: its threads end with the process.
-    _server: oxhttp::ListeningServer,
-}
-
-/// oxhttp cannot report the port it bound, so port 0 is resolved here first.
-fn resolve_listen(listen: SocketAddr) -> Result<SocketAddr, ServeError> {
-    if listen.port() != 0 {
-        return Ok(listen);
-    }
-    let probe = TcpListener::bind(listen).map_err(|source| ServeError::Listen { addr: listen, source })?;
-    probe.local_addr().map_err(|source| ServeError::Listen { addr: listen, source })
+    server: http::server::Server,
 }
 
 /// Opens the database, applies migrations and starts answering HTTP.
@@ -58,26 +47,20 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
     }
     let metrics = Arc::new(metrics::Metrics::new());
     let store = store::open(&config.database, Arc::clone(&metrics))?;
-    let addr = resolve_listen(config.server.listen)?;
-    let server_config = config.server.clone();
+    let listen = config.server.listen;
     let app = Arc::new(App::new(config, store, metrics));
     jobs::run_startup_maintenance(&app);
-    let handler_app = Arc::clone(&app);
-    let server = oxhttp::Server::new(move |request| http::handle(&handler_app, request))
-        .bind(addr)
-        .with_global_timeout(server_config.request_timeout)
-        .with_max_concurrent_connections(server_config.max_connections)
-        .spawn()
-        .map_err(|source| ServeError::Listen { addr, source })?;
+    let server =
+        http::server::Server::start(Arc::clone(&app)).map_err(|source| ServeError::Listen { addr: listen, source })?;
     jobs::spawn_cleanup(Arc::clone(&app)).map_err(ServeError::Thread)?;
     http::webhooks::spawn(Arc::clone(&app)).map_err(ServeError::Thread)?;
-    Ok(Running { addr, app, _server: server })
+    Ok(Running { app, server })
 }
 
 impl Running {
     /// The address actually bound (the real port when the config said 0).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// False once the writer thread has stopped: the process should exit and be restarted.
@@ -86,10 +69,12 @@ impl Running {
         self.app.store.is_writer_running()
     }
 
-    /// Stops taking requests, lets those in flight finish (up to `grace`), and commits what
-    /// the writer holds. Returns false if requests were still running at the deadline.
+    /// Stops accepting connections and taking requests (a request on an open connection gets
+    /// 503 and a close), lets those in flight finish (up to `grace`), and commits what the
+    /// writer holds. Returns false if requests were still running at the deadline.
     pub fn shutdown(&self, grace: Duration) -> bool {
         self.app.start_draining();
+        self.server.stop_accepting();
         let deadline = Instant::now() + grace;
         let mut quiet_since = Instant::now();
         let drained = loop {

@@ -2,6 +2,9 @@
 //! text, or one JSON object per line for log shippers. Structured fields (the access log's
 //! method, route, status, duration_ms and request_id) become JSON keys or `key=value` text.
 //! Nothing here sees request headers, so keys and secrets cannot reach a log line.
+//! Nothing else writes to stderr while serving: `init` also routes panic messages (the
+//! default hook prints raw lines, even for a panic a handler's guard then catches) through
+//! the logger, so in JSON mode every stderr line is a JSON object.
 
 use crate::config::LogFormat;
 use chrono::{SecondsFormat, Utc};
@@ -67,4 +70,25 @@ pub fn init(format: LogFormat) {
         }
     });
     builder.init();
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The panic hook: one `error` log line with the thread, the place and the message, and the
+/// backtrace when `RUST_BACKTRACE` asks for one.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a non-text panic payload)");
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("unnamed");
+    let location = info.location().map(|location| location.to_string()).unwrap_or_default();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        log::error!(target: "tally::panic", thread, location = location.as_str(); "thread {thread} panicked at {location}: {message}\n{backtrace}");
+    } else {
+        log::error!(target: "tally::panic", thread, location = location.as_str(); "thread {thread} panicked at {location}: {message}");
+    }
 }

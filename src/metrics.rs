@@ -68,6 +68,7 @@ pub struct Metrics {
     pub writer_queue_depth: Gauge,
     pub writer_commit_duration: Histogram,
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub auth_failures: Family<OutcomeLabels, Counter>,
     pub events: Family<TypeLabels, Counter>,
     pub database_bytes: Gauge<u64, AtomicU64>,
 }
@@ -112,6 +113,12 @@ impl Metrics {
             "Webhook delivery attempts by outcome",
             webhook_deliveries.clone(),
         );
+        let auth_failures = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "tally_auth_failures",
+            "Failed authentications (bearer keys and dashboard sign-ins) by answer: unauthorized (401) or throttled (429)",
+            auth_failures.clone(),
+        );
         let events = Family::<TypeLabels, Counter>::default();
         registry.register("tally_events", "Events committed, by type", events.clone());
         let database_bytes = Gauge::<u64, AtomicU64>::default();
@@ -129,6 +136,7 @@ impl Metrics {
             writer_queue_depth,
             writer_commit_duration,
             webhook_deliveries,
+            auth_failures,
             events,
             database_bytes,
         }

@@ -1,11 +1,12 @@
 //! Fuzzes request handling end to end, without a socket: the first byte picks a route with a
 //! JSON body, the second a content type, the rest is the body; the request goes through
-//! `tally::http::handle` against a real store. Whatever the bytes, the answer is never a 5xx
-//! and nothing panics.
+//! `tally::http::handle` (the same admit, respond and finish steps as a request from a
+//! socket) against a real store. Whatever the bytes, the answer is never a 5xx and nothing
+//! panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oxhttp::model::{Body, Method, Request};
+use http::{Method, Request};
 use std::sync::OnceLock;
 use tally::http::App;
 
@@ -43,12 +44,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (method, path) = ROUTES[*route as usize % ROUTES.len()];
-    let mut request = Request::builder()
+    let request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
         .uri(format!("http://localhost{path}"))
         .header("content-type", CONTENT_TYPES[*content_type as usize % CONTENT_TYPES.len()])
-        .body(Body::from(body.to_vec()))
+        .body(bytes::Bytes::copy_from_slice(body))
         .unwrap();
-    let response = tally::http::handle(app(), &mut request);
+    let response = tally::http::handle(app(), request, std::net::Ipv4Addr::LOCALHOST.into());
     assert!(response.status().as_u16() < 500, "{method} {path} answered {}", response.status());
 });

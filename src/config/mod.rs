@@ -20,6 +20,9 @@ use std::time::Duration;
 /// The built-in config, also the documented example.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config.example.toml");
 
+/// Plain keys shorter than this are refused: a short key falls to guessing.
+pub const MIN_KEY_CHARS: usize = 16;
+
 /// Where `serve` looks for a config when `--config` is not given.
 pub const LOCAL_CONFIG: &str = "tally.toml";
 
@@ -68,6 +71,9 @@ pub enum LogFormat {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Deadline for a request's whole head, and for an idle connection's next head.
+    pub header_timeout: Duration,
+    /// Deadline for a request's whole body, counted from the end of its head.
     pub request_timeout: Duration,
     pub max_body_bytes: u64,
     /// GET /metrics without a key.
@@ -201,6 +207,8 @@ impl fmt::Debug for ApiKey {
 pub struct AuthConfig {
     pub service_keys: Vec<ApiKey>,
     pub admin_keys: Vec<ApiKey>,
+    /// Failed authentications one client IP may make per minute before it gets 429.
+    pub max_failures_per_minute: u32,
 }
 
 impl AuthConfig {
@@ -370,6 +378,12 @@ impl Validator<'_> {
         Ok(ServerConfig {
             listen,
             max_connections: self.in_range("server.max_connections", raw.server.max_connections, 1, 65_536)? as usize,
+            header_timeout: Duration::from_millis(self.in_range(
+                "server.header_timeout_ms",
+                raw.server.header_timeout_ms,
+                100,
+                3_600_000,
+            )? as u64),
             request_timeout: Duration::from_millis(self.in_range(
                 "server.request_timeout_ms",
                 raw.server.request_timeout_ms,
@@ -471,6 +485,14 @@ impl Validator<'_> {
                     "use a long random string, e.g. from `openssl rand -hex 32`",
                 ));
             }
+            // Counted in characters; the value itself is never repeated in the message.
+            if !secret.starts_with("sha256:") && secret.chars().count() < MIN_KEY_CHARS {
+                return Err(self.error(
+                    key_path,
+                    format!("is shorter than {MIN_KEY_CHARS} characters, so it can be guessed"),
+                    "use a long random string, e.g. from `openssl rand -hex 32`",
+                ));
+            }
             let digest = match secret.strip_prefix("sha256:") {
                 Some(hex) => parse_digest(hex).ok_or_else(|| {
                     self.error(
@@ -495,6 +517,12 @@ impl Validator<'_> {
         let auth = AuthConfig {
             service_keys: self.keys("service_keys", &raw.auth.service_keys)?,
             admin_keys: self.keys("admin_keys", &raw.auth.admin_keys)?,
+            max_failures_per_minute: self.in_range(
+                "auth.max_failures_per_minute",
+                raw.auth.max_failures_per_minute,
+                1,
+                1_000_000,
+            )? as u32,
         };
         let mut seen = HashSet::new();
         for (index, key) in auth.service_keys.iter().chain(&auth.admin_keys).enumerate() {

@@ -41,6 +41,7 @@ pub(super) struct RawDelivery {
 pub(super) struct RawServer {
     pub listen: String,
     pub max_connections: i64,
+    pub header_timeout_ms: i64,
     pub request_timeout_ms: i64,
     pub max_body_bytes: i64,
     pub metrics_public: bool,
@@ -65,6 +66,7 @@ pub(super) struct RawDatabase {
 pub(super) struct RawAuth {
     pub service_keys: Vec<RawKey>,
     pub admin_keys: Vec<RawKey>,
+    pub max_failures_per_minute: i64,
 }
 
 #[derive(Debug, Deserialize)]

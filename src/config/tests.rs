@@ -104,8 +104,33 @@ fn malformed_limit_names_the_accepted_shapes() {
 
 #[test]
 fn key_in_both_lists_is_refused() {
-    let error = refusal("[auth]\nservice_keys = [\"k1\"]\nadmin_keys = [\"k1\"]\n");
+    let error = refusal("[auth]\nservice_keys = [\"key-one-of-sixteen\"]\nadmin_keys = [\"key-one-of-sixteen\"]\n");
     assert_eq!(error.key, "auth.admin_keys");
+}
+
+#[test]
+fn short_plain_key_is_refused_by_position_without_its_value() {
+    let error = refusal("[auth]\nservice_keys = [\"long-enough-key-0001\", \"a\"]\n");
+    assert_eq!(error.key, "auth.service_keys[1]");
+    assert!(error.problem.contains("16"), "{error}");
+    let error = refusal("[auth]\nadmin_keys = [{ name = \"ops\", key = \"fifteen-chars-k\" }]\n");
+    assert_eq!(error.key, "auth.admin_keys[0]");
+    assert!(!error.to_string().contains("fifteen-chars-k"), "the key leaked into the message: {error}");
+    // Sixteen characters pass, and so does a digest whatever the key behind it.
+    assert!(load("[auth]\nadmin_keys = [\"sixteen-chars-ok\"]\n").is_ok());
+    assert!(
+        load("[auth]\nadmin_keys = [\"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\"]\n")
+            .is_ok()
+    );
+}
+
+#[test]
+fn timeouts_and_failure_limit_have_defaults_and_ranges() {
+    let config = load("").unwrap();
+    assert_eq!(config.server.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.auth.max_failures_per_minute, 30);
+    assert_eq!(refusal("[server]\nheader_timeout_ms = 0\n").key, "server.header_timeout_ms");
+    assert_eq!(refusal("[auth]\nmax_failures_per_minute = 0\n").key, "auth.max_failures_per_minute");
 }
 
 #[test]
@@ -118,24 +143,25 @@ fn empty_key_is_refused() {
 fn open_auth_off_loopback_is_refused() {
     let error = refusal("[server]\nlisten = \"0.0.0.0:8080\"\n");
     assert_eq!(error.key, "server.listen");
-    let config = load("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nadmin_keys = [\"secret\"]\n").unwrap();
+    let config =
+        load("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nadmin_keys = [\"secret-key-0123456789\"]\n").unwrap();
     assert!(!config.auth.is_open());
 }
 
 #[test]
 fn keys_are_held_as_digests_with_names() {
     let config = load(
-        "[auth]\nservice_keys = [\"plain\", { name = \"ops\", key = \"k2\" }]\n\
+        "[auth]\nservice_keys = [\"plain-key-0123456789\", { name = \"ops\", key = \"second-key-0123456789\" }]\n\
          admin_keys = [\"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\"]\n",
     )
     .unwrap();
-    let plain: [u8; 32] = Sha256::digest(b"plain").into();
+    let plain: [u8; 32] = Sha256::digest(b"plain-key-0123456789").into();
     assert_eq!(config.auth.service_keys[0].digest, plain);
     assert_eq!(config.auth.service_keys[0].name, key_fingerprint(&plain));
     assert_eq!(config.auth.service_keys[1].name, "ops");
     let foo: [u8; 32] = Sha256::digest(b"foo").into();
     assert_eq!(config.auth.admin_keys[0].digest, foo);
-    assert!(!format!("{config:?}").contains("plain"), "keys must not reach Debug output");
+    assert!(!format!("{config:?}").contains("plain-key"), "keys must not reach Debug output");
 }
 
 #[test]

@@ -10,7 +10,7 @@ fn is_http_url(url: &str) -> bool {
     let scheme_ok = ["http://", "https://"]
         .iter()
         .any(|scheme| url.get(..scheme.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme)));
-    scheme_ok && url.parse::<oxhttp::model::Uri>().is_ok_and(|uri| uri.host().is_some_and(|host| !host.is_empty()))
+    scheme_ok && url.parse::<::http::Uri>().is_ok_and(|uri| uri.host().is_some_and(|host| !host.is_empty()))
 }
 
 impl Validator<'_> {

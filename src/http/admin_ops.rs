@@ -11,7 +11,7 @@ use crate::domain::period::Period;
 use crate::domain::ports::{AuditRecord, StoreError, UserExport, UserRecord, WriteTx};
 use crate::domain::usage::{self, Standing};
 use crate::domain::user_id::validate_user_id;
-use oxhttp::model::StatusCode;
+use ::http::StatusCode;
 use std::sync::Arc;
 
 pub fn unknown_metric(metric: &str) -> ApiError {

@@ -7,7 +7,8 @@ use super::admin::{self, Params};
 use super::error::ApiError;
 use super::request::{present, present_whole};
 use crate::domain::user_id::validate_user_id;
-use oxhttp::model::{Body, Response};
+use crate::http::Body;
+use ::http::Response;
 use serde::Deserialize;
 
 /// `?endpoint=` (absent: dashboard data), `user` (needs `userId`), `offenders`, `plans`.

@@ -2,7 +2,7 @@
 //! plain message and optional details. Rendered as `{"error": {"code", "message", ...}}`.
 
 use crate::domain::ports::StoreError;
-use oxhttp::model::{HeaderName, HeaderValue, StatusCode, header};
+use ::http::{HeaderName, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 /// Boxed: errors are the cold path, and a small `Err` keeps every `Result` small.
@@ -61,6 +61,25 @@ impl ApiError {
         let allow = allowed.join(", ");
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this path accepts {allow}"))
             .with_header(header::ALLOW, &allow)
+    }
+
+    pub fn not_implemented(method: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!("this server does not implement the {method} method"),
+        )
+        .closing()
+    }
+
+    /// 429 in place of 401 for a client past `auth.max_failures_per_minute`.
+    pub fn too_many_auth_failures(retry_after_secs: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_auth_failures",
+            "too many failed authentications from this address; retry after the Retry-After seconds",
+        )
+        .with_header(header::RETRY_AFTER, &retry_after_secs.to_string())
     }
 
     pub fn unauthorized() -> ApiError {

@@ -7,8 +7,9 @@ use super::{Ctx, json_response, now_ms};
 use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureKind, FeatureVerdict, UseOutcome};
 use crate::domain::user_id::validate_user_id;
+use crate::http::Body;
 use crate::metrics::FeatureLabels;
-use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
+use ::http::{HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

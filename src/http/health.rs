@@ -2,7 +2,8 @@
 
 use super::error::ApiError;
 use super::{Ctx, json_response};
-use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
+use crate::http::Body;
+use ::http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 const OPENAPI: &str = include_str!("../../docs/openapi.yaml");

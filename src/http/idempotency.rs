@@ -5,7 +5,8 @@
 use super::error::ApiError;
 use super::{App, Ctx, raw_json_response};
 use crate::domain::ports::{StoreError, StoredAnswer, WriteTx};
-use oxhttp::model::{Body, HeaderName, HeaderValue, Response, StatusCode};
+use crate::http::Body;
+use ::http::{HeaderName, HeaderValue, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use std::fmt::{Display, Write};
 

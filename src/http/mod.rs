@@ -1,6 +1,10 @@
-//! HTTP: the only module that knows JSON shapes and status codes. `handle` wraps every
-//! request (drain check, routing, auth, panic guard, access log); handlers in the route
-//! modules parse input, call the domain through the store, and shape the answer.
+//! HTTP: the only module that knows JSON shapes and status codes. A request goes through
+//! three plain functions: `admit` decides everything the head alone can (drain, route, open
+//! access guards, auth, query, body type and size) before a byte of the body is read;
+//! `respond` runs the route's handler on the body, already in memory, behind a panic guard;
+//! `finish` shapes the answer (errors, `Connection: close`, HEAD, request id) and writes the
+//! access log and metrics. `server.rs` calls them from the sockets; `handle` calls them on an
+//! in-memory request (the fuzzer).
 
 mod admin;
 mod admin_ops;
@@ -13,27 +17,41 @@ mod health;
 mod idempotency;
 mod request;
 mod routes;
+pub(crate) mod server;
 mod telemetry;
+mod throttle;
 mod usage;
 mod users;
 pub mod webhooks;
 
 pub use auth::Access;
-pub use routes::{ROUTES, Route};
+pub use routes::{BodyKind, ROUTES, Route};
 
 use crate::config::Config;
 use crate::domain::Rules;
 use crate::domain::ports::Store;
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{Metrics, OutcomeLabels, RequestLabels, RouteLabels};
+use ::http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use auth::Caller;
+use bytes::Bytes;
 use error::ApiError;
-use oxhttp::model::{Body, HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use request::BodyLimits;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use throttle::FailureThrottle;
+
+/// A response body: whole, in memory.
+pub type Body = http_body_util::Full<Bytes>;
+
+/// A request's head (method, target, headers); the body travels beside it as bytes.
+pub type Head = ::http::Request<()>;
+
+/// What a handler produces.
+pub type Outcome = Result<Response<Body>, ApiError>;
 
 /// What every handler shares.
 pub struct App {
@@ -43,6 +61,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Dashboard logins.
     pub sessions: dashboard::Sessions,
+    /// Failed authentications per client address.
+    auth_failures: FailureThrottle,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -50,12 +70,14 @@ pub struct App {
 impl App {
     pub fn new(config: Config, store: Store, metrics: Arc<Metrics>) -> App {
         let rules = Arc::new(config.rules.clone());
+        let auth_failures = FailureThrottle::new(config.auth.max_failures_per_minute);
         App {
             config,
             rules,
             store,
             metrics,
             sessions: dashboard::Sessions::default(),
+            auth_failures,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         }
@@ -66,35 +88,59 @@ impl App {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Requests inside a handler right now.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Requests between their head and their answer right now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&self.in_flight)
+    }
+
+    /// Answers a failed authentication from `peer`: `unauthorized` while within
+    /// `auth.max_failures_per_minute`, 429 with `Retry-After` past it. Counted in
+    /// `tally_auth_failures`.
+    pub fn auth_failed(&self, peer: IpAddr, unauthorized: ApiError) -> ApiError {
+        let (outcome, error) = match self.auth_failures.fail(peer, now_ms()) {
+            throttle::Verdict::Unauthorized => ("unauthorized", unauthorized),
+            throttle::Verdict::Throttled { retry_after_secs } => {
+                ("throttled", ApiError::too_many_auth_failures(retry_after_secs))
+            }
+        };
+        self.metrics.auth_failures.get_or_create(&OutcomeLabels { outcome }).inc();
+        error
     }
 }
 
 /// One request on its way through a handler.
 pub struct Ctx<'r> {
     pub app: &'r App,
-    pub request: &'r mut Request<Body>,
+    pub request: &'r Head,
+    /// The whole body, read before the handler runs (empty for a route that takes none).
+    pub body: &'r [u8],
     pub params: Vec<String>,
     /// The query parameters, already checked against the route's list.
-    pub query: std::collections::HashMap<String, String>,
+    pub query: HashMap<String, String>,
     pub caller: Option<Caller>,
+    /// The client's address (the proxy's, behind one).
+    pub peer: IpAddr,
     pub started: Instant,
 }
 
 impl Ctx<'_> {
-    fn body_limits(&self) -> BodyLimits {
-        BodyLimits { max_bytes: self.app.config.server.max_body_bytes, timeout: self.app.config.server.request_timeout }
-    }
-
-    pub fn json_body<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        request::json_body(self.request, self.body_limits(), self.started)
+    pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        request::json_body(self.body)
     }
 
     /// An HTML form's fields (the dashboard's POSTs).
-    pub fn form_body(&mut self) -> Result<std::collections::HashMap<String, String>, ApiError> {
-        request::form_body(self.request, self.body_limits(), self.started)
+    pub fn form_body(&self) -> HashMap<String, String> {
+        request::form_body(self.body)
     }
 }
 
@@ -136,60 +182,166 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The entry point oxhttp calls for every request.
-pub fn handle(app: &App, request: &mut Request<Body>) -> Response<Body> {
-    let started = Instant::now();
-    app.in_flight.fetch_add(1, Ordering::SeqCst);
-    let _in_flight = InFlight(&app.in_flight);
-    let method = request.method().clone();
-    let (route_pattern, outcome) = if app.draining.load(Ordering::SeqCst) {
-        ("unmatched", Err(ApiError::unavailable("shutting_down", "the server is shutting down").closing()))
-    } else {
-        match catch_unwind(AssertUnwindSafe(|| route(app, request, started))) {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                log::error!("a handler panicked on {method} {}", request.uri().path());
-                ("unmatched", Err(ApiError::internal()))
-            }
+/// A request whose head passed every check: what its handler needs besides the body.
+pub struct Admitted {
+    route: &'static Route,
+    params: Vec<String>,
+    query: HashMap<String, String>,
+    caller: Option<Caller>,
+    /// Whether the body is to be read (the route takes one and the head declares one).
+    pub read_body: bool,
+}
+
+impl Admitted {
+    pub fn pattern(&self) -> &'static str {
+        self.route.pattern
+    }
+}
+
+/// A request answered from its head alone: the route pattern (for logs) and why.
+pub struct Refused {
+    pub route: &'static str,
+    /// `None`: a dashboard page without a login, sent to the login page.
+    error: Option<ApiError>,
+}
+
+impl Refused {
+    pub fn into_outcome(self) -> Outcome {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(dashboard::to_login_page()),
         }
-    };
-    let mut response = match outcome {
-        Ok(response) => response,
-        Err(error) => {
-            if error.close_connection {
-                // oxhttp reads what is left of the body before answering, which for a huge or
-                // endless body never ends: drop the body and have oxhttp close (it reads the
-                // request's Connection header to decide).
-                *request.body_mut() = Body::empty();
-                request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            // oxhttp strips a response's Connection header; the client sees the close itself.
-            error_response(&error)
+    }
+}
+
+fn refuse(route: &'static str, error: ApiError) -> Refused {
+    Refused { route, error: Some(error) }
+}
+
+/// Everything decided from the head alone, in order: draining (503), route (404, 405, 501),
+/// the open-access guards (403, 415), auth (401, 403, 429; a dashboard page without a login
+/// goes to the login page), query parameters (400), then the body's declared size and type
+/// (413, 415). `declared` is the body length the head gives (`None`: chunked, unknown).
+pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Result<Admitted, Refused> {
+    if app.is_draining() {
+        return Err(refuse(
+            "unmatched",
+            ApiError::unavailable("shutting_down", "the server is shutting down").closing(),
+        ));
+    }
+    let (route, params) = routes::find(head.method(), head.uri().path()).map_err(|error| refuse("unmatched", error))?;
+    let auth = &app.config.auth;
+    if auth.is_open() && route.access != Access::Public {
+        auth::check_open_access(head, route.access == Access::Session).map_err(|error| refuse(route.pattern, error))?;
+    }
+    let caller = match auth::authorize(auth, app.config.server.metrics_public, head, route.access) {
+        Ok(caller) => caller,
+        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+            return Err(refuse(route.pattern, app.auth_failed(peer, error)));
         }
+        Err(error) => return Err(refuse(route.pattern, error)),
     };
-    let request_id = request_id(request);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
+    if route.access == Access::Session && !dashboard::has_visitor(app, head) {
+        return Err(Refused { route: route.pattern, error: None });
+    }
+    let query = request::query(head, route.query).map_err(|error| refuse(route.pattern, error))?;
+    let max_bytes = app.config.server.max_body_bytes;
+    let read_body = request::check_body_head(route.body, head, declared, max_bytes)
+        .map_err(|error| refuse(route.pattern, error))?;
+    Ok(Admitted { route, params, query, caller, read_body })
+}
+
+/// Runs the admitted request's handler on its body; a panic becomes a 500.
+pub fn respond(app: &App, head: &Head, peer: IpAddr, started: Instant, admitted: Admitted, body: &[u8]) -> Outcome {
+    let Admitted { route, params, query, caller, .. } = admitted;
+    let mut ctx = Ctx { app, request: head, body, params, query, caller, peer, started };
+    match catch_unwind(AssertUnwindSafe(|| (route.handler)(&mut ctx))) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            log::error!("a handler panicked on {} {}", head.method(), head.uri().path());
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// What `finish` needs of a request, taken before its head goes to a handler's thread.
+pub struct Trace {
+    method: &'static str,
+    is_head: bool,
+    request_id: String,
+    started: Instant,
+}
+
+impl Trace {
+    pub fn new(head: &Head, started: Instant) -> Trace {
+        Trace {
+            method: method_label(head.method()),
+            is_head: head.method() == Method::HEAD,
+            request_id: request_id(head),
+            started,
+        }
+    }
+}
+
+/// Turns an outcome into the response sent: errors rendered as JSON (a refusal made before a
+/// dashboard handler ran too), `Connection: close` when the connection must not be reused (`close`: a body was
+/// left unread, or the error says so), no body for HEAD, the request id; then the access log
+/// line and the request metrics.
+pub fn finish(app: &App, trace: Trace, route: &'static str, outcome: Outcome, close: bool) -> Response<Body> {
+    let (mut response, close) = match outcome {
+        Ok(response) => (response, close),
+        Err(error) => (error_response(&error), close || error.close_connection),
+    };
+    let headers = response.headers_mut();
+    if close || app.is_draining() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Ok(value) = HeaderValue::from_str(&trace.request_id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    if trace.is_head {
+        // The GET answer's headers, its length included, and no body.
+        let length = http_body::Body::size_hint(response.body()).exact().unwrap_or(0);
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        *response.body_mut() = Body::default();
     }
     let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    let method = method_label(&method);
-    app.metrics.http_requests.get_or_create(&RequestLabels { route: route_pattern, method, status }).inc();
-    app.metrics.http_duration.get_or_create(&RouteLabels { route: route_pattern }).observe(elapsed.as_secs_f64());
+    let elapsed = trace.started.elapsed();
+    let method = trace.method;
+    app.metrics.http_requests.get_or_create(&RequestLabels { route, method, status }).inc();
+    app.metrics.http_duration.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
     let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     log::info!(
         target: "tally::access",
-        method, route = route_pattern, status, duration_ms, request_id = request_id.as_str();
-        "{method} {route_pattern} {status} {duration_ms}ms"
+        method, route, status, duration_ms, request_id = trace.request_id.as_str();
+        "{method} {route} {status} {duration_ms}ms"
     );
     response
+}
+
+/// Answers a request held whole in memory, through the same steps as one from a socket.
+pub fn handle(app: &App, request: ::http::Request<Bytes>, peer: IpAddr) -> Response<Body> {
+    let started = Instant::now();
+    let _in_flight = app.enter();
+    let (parts, body) = request.into_parts();
+    let head = Head::from_parts(parts, ());
+    let trace = Trace::new(&head, started);
+    let (route, outcome) = match admit(app, &head, peer, Some(body.len() as u64)) {
+        Err(refused) => (refused.route, refused.into_outcome()),
+        Ok(admitted) => {
+            let route = admitted.pattern();
+            let body = if admitted.read_body { body } else { Bytes::new() };
+            (route, respond(app, &head, peer, started, admitted, &body))
+        }
+    };
+    finish(app, trace, route, outcome, false)
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The client's `X-Request-Id` when it is sane (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a
 /// new one: it is echoed in the answer and logged, never trusted for anything else.
-fn request_id(request: &Request<Body>) -> String {
+fn request_id(request: &Head) -> String {
     let given = request.headers().get(X_REQUEST_ID).and_then(|value| value.to_str().ok());
     match given {
         Some(id)
@@ -203,7 +355,7 @@ fn request_id(request: &Request<Body>) -> String {
 }
 
 /// A bounded label for the method: arbitrary tokens must not grow the metrics.
-fn method_label(method: &oxhttp::model::Method) -> &'static str {
+fn method_label(method: &Method) -> &'static str {
     match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",
@@ -214,35 +366,6 @@ fn method_label(method: &oxhttp::model::Method) -> &'static str {
         "PATCH" => "PATCH",
         _ => "other",
     }
-}
-
-fn route(app: &App, request: &mut Request<Body>, started: Instant) -> (&'static str, Result<Response<Body>, ApiError>) {
-    let (route, params) = match routes::find(request.method(), request.uri().path()) {
-        Ok(found) => found,
-        Err(error) => return ("unmatched", Err(error)),
-    };
-    if app.config.auth.is_open() && route.access != Access::Public && !auth::addressed_to_loopback(request) {
-        // With auth off, only clients that name this host as loopback are served: a web page
-        // elsewhere (DNS rebinding) or a reverse proxy passing a public Host gets nothing.
-        return (
-            route.pattern,
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "auth is off, so only requests addressed to localhost are served; configure [auth] keys to serve others",
-            )),
-        );
-    }
-    let caller = match auth::authorize(&app.config.auth, app.config.server.metrics_public, request, route.access) {
-        Ok(caller) => caller,
-        Err(error) => return (route.pattern, Err(error)),
-    };
-    let query = match request::query(request, route.query) {
-        Ok(query) => query,
-        Err(error) => return (route.pattern, Err(error)),
-    };
-    let mut ctx = Ctx { app, request, params, query, caller, started };
-    (route.pattern, (route.handler)(&mut ctx))
 }
 
 /// How long to wait, after draining starts, for requests already on the wire to arrive.

@@ -1,28 +1,21 @@
-//! Reading what a client sent: the JSON body (size, type and deadline checked before and while
-//! reading), query parameters and headers. Every malformed input becomes a 4xx `ApiError`.
+//! Reading what a client sent: the checks on a body made from the head alone (type and
+//! declared size, before a byte is read), the body once in memory (JSON or form), query
+//! parameters and headers. Every malformed input becomes a 4xx `ApiError`.
 
+use super::Head;
 use super::error::ApiError;
-use oxhttp::model::{Body, HeaderName, Request, StatusCode, header};
+use super::routes::BodyKind;
+use ::http::{HeaderName, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read};
-use std::time::{Duration, Instant};
-
-/// Limits a body read is held to.
-#[derive(Clone, Copy, Debug)]
-pub struct BodyLimits {
-    pub max_bytes: u64,
-    /// Deadline for the whole body, counted from when the request reached the handler.
-    pub timeout: Duration,
-}
 
 /// The media type of a Content-Type value, without parameters.
 fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or_default().trim()
 }
 
-fn is_json(content_type: &str) -> bool {
+pub fn is_json(content_type: &str) -> bool {
     essence(content_type).eq_ignore_ascii_case("application/json")
 }
 
@@ -30,120 +23,69 @@ fn is_form(content_type: &str) -> bool {
     essence(content_type).eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
 
-/// Reads the body as JSON into `T`. An absent or empty body reads as `{}`.
-pub fn json_body<T: DeserializeOwned>(
-    request: &mut Request<Body>,
-    limits: BodyLimits,
-    started: Instant,
-) -> Result<T, ApiError> {
-    let bytes = read_body(request, limits, started, is_json, "JSON, sent with `Content-Type: application/json`")?;
+/// The request's Content-Type, when it is text.
+pub fn content_type(head: &Head) -> Option<&str> {
+    head.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok())
+}
+
+pub fn unsupported_media_type(expected: &str) -> ApiError {
+    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("the body must be {expected}"))
+}
+
+pub fn payload_too_large(max_bytes: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body is larger than the server's max_body_bytes ({max_bytes})"),
+    )
+    .with("max_body_bytes", max_bytes)
+    .closing()
+}
+
+pub fn body_timeout() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the body took too long to arrive").closing()
+}
+
+/// Decides from the head alone whether the body will be read: not for a route that takes
+/// none or a body declared empty; 413 for a declared length over `max_bytes` and 415 for a
+/// type the route does not take, before a byte of it is read. `declared` is the length the
+/// head gives (`None`: chunked, so unknown).
+pub fn check_body_head(kind: BodyKind, head: &Head, declared: Option<u64>, max_bytes: u64) -> Result<bool, ApiError> {
+    let (accepts, expected): (fn(&str) -> bool, &str) = match kind {
+        BodyKind::Nothing => return Ok(false),
+        BodyKind::Json => (is_json, "JSON, sent with `Content-Type: application/json`"),
+        BodyKind::Form => (is_form, "a form, sent as application/x-www-form-urlencoded"),
+    };
+    if declared == Some(0) {
+        return Ok(false);
+    }
+    if declared.is_some_and(|length| length > max_bytes) {
+        return Err(payload_too_large(max_bytes));
+    }
+    if !content_type(head).is_some_and(accepts) {
+        return Err(unsupported_media_type(expected).closing());
+    }
+    Ok(true)
+}
+
+/// Parses a JSON body into `T`. An empty body reads as `{}`.
+pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
     let bytes: &[u8] = match first {
         None => b"{}",
-        Some(b'{') => &bytes,
+        Some(b'{') => bytes,
         Some(_) => return Err(ApiError::invalid("the body must be a JSON object")),
     };
     serde_json::from_slice(bytes).map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
 }
 
-/// Bodies up to this size are read to the end after a refusal (by oxhttp), keeping the
-/// connection; a larger or unbounded one closes it instead of reading on.
-const DRAIN_LIMIT: u64 = 1 << 20;
-
-/// Marks `error` as closing the connection when the unread rest of the body is too large
-/// (or of unknown size) to be worth reading and discarding.
-fn refuse_body(error: ApiError, declared: Option<u64>) -> ApiError {
-    if declared.is_some_and(|length| length <= DRAIN_LIMIT) { error } else { error.closing() }
-}
-
-fn payload_too_large(limits: BodyLimits) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the body is larger than the server's max_body_bytes ({})", limits.max_bytes),
-    )
-    .with("max_body_bytes", limits.max_bytes)
-}
-
-/// Reads an HTML form body (`application/x-www-form-urlencoded`) into a map; a field given
-/// twice keeps its last value.
-pub fn form_body(
-    request: &mut Request<Body>,
-    limits: BodyLimits,
-    started: Instant,
-) -> Result<HashMap<String, String>, ApiError> {
-    let bytes = read_body(request, limits, started, is_form, "a form, sent as application/x-www-form-urlencoded")?;
-    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
-}
-
-/// Reads the whole body, refusing a declared or actual size over the limit, a content type
-/// `accepts` does not take (`expected` says which), and a body slower than the deadline.
-fn read_body(
-    request: &mut Request<Body>,
-    limits: BodyLimits,
-    started: Instant,
-    accepts: fn(&str) -> bool,
-    expected: &str,
-) -> Result<Vec<u8>, ApiError> {
-    let declared = request.body().len();
-    if declared == Some(0) {
-        return Ok(Vec::new());
-    }
-    // Decided from the declared length, before a byte of the body is read.
-    if declared.is_some_and(|length| length > limits.max_bytes) {
-        return Err(refuse_body(payload_too_large(limits), declared));
-    }
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
-    if !content_type.is_some_and(accepts) {
-        let error = ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("the body must be {expected}"),
-        );
-        return Err(refuse_body(error, declared));
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limits.max_bytes) as usize);
-    let mut chunk = [0u8; 8192];
-    let deadline = started + limits.timeout;
-    loop {
-        // Each read is bounded by the socket timeout; the deadline bounds a slow trickle.
-        if Instant::now() > deadline {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the body took too long to arrive",
-            )
-            .closing());
-        }
-        // Never read more than one byte past the limit: enough to know it was passed.
-        let room = (limits.max_bytes + 1).saturating_sub(body.len() as u64).min(chunk.len() as u64) as usize;
-        match request.body_mut().read(&mut chunk[..room]) {
-            Ok(0) => break,
-            Ok(read) => {
-                body.extend_from_slice(&chunk[..read]);
-                if body.len() as u64 > limits.max_bytes {
-                    return Err(payload_too_large(limits).closing());
-                }
-            }
-            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) if matches!(error.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the body took too long to arrive",
-                )
-                .closing());
-            }
-            Err(error) => {
-                return Err(ApiError::invalid(format!("cannot read the body: {error}")).closing());
-            }
-        }
-    }
-    Ok(body)
+/// Parses an HTML form body into a map; a field given twice keeps its last value.
+pub fn form_body(bytes: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(bytes).into_owned().collect()
 }
 
 /// The query string as a map; a parameter not in `allowed`, or given twice, is refused.
-pub fn query(request: &Request<Body>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+pub fn query(request: &Head, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let mut parameters = HashMap::new();
     let Some(query) = request.uri().query() else {
         return Ok(parameters);
@@ -161,7 +103,7 @@ pub fn query(request: &Request<Body>, allowed: &[&str]) -> Result<HashMap<String
 }
 
 /// A header's value as text; `None` when absent; 400 when not visible ASCII.
-pub fn header_text<'r>(request: &'r Request<Body>, name: &HeaderName) -> Result<Option<&'r str>, ApiError> {
+pub fn header_text<'r>(request: &'r Head, name: &HeaderName) -> Result<Option<&'r str>, ApiError> {
     match request.headers().get(name) {
         None => Ok(None),
         Some(value) => {

@@ -1,14 +1,29 @@
-//! The whole API on one screen. The table is data, not a `match`, because three things read
-//! it: the dispatcher, the 405 `Allow` header, and the tests that walk every route for auth.
+//! The whole API on one screen. The table is data, not a `match`, because several things read
+//! it: the dispatcher, the 405 `Allow` header, the checks made before a body is read (what
+//! body a route takes), and the tests that walk every route for auth. `HEAD` is served
+//! wherever `GET` is; CONNECT is 501.
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Ctx, admin, compat, dashboard, features, health, telemetry, usage, users};
+use super::{Body, Ctx, admin, compat, dashboard, features, health, telemetry, usage, users};
+use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
-use oxhttp::model::{Body, Method, Response};
+use BodyKind::{Form, Json, Nothing};
 use percent_encoding::percent_decode_str;
 
 pub type Handler = fn(&mut Ctx<'_>) -> Result<Response<Body>, ApiError>;
+
+/// The body a route reads. Its type and size are checked from the head before a byte of it
+/// is read; a route that takes `Nothing` never reads one (a body sent anyway closes the
+/// connection after the answer, unread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Nothing,
+    /// `application/json`; an empty body reads as `{}`.
+    Json,
+    /// `application/x-www-form-urlencoded` (the dashboard's forms).
+    Form,
+}
 
 pub struct Route {
     pub method: Method,
@@ -17,60 +32,62 @@ pub struct Route {
     /// The query parameters it accepts; any other is refused with 400 before the handler.
     pub query: &'static [&'static str],
     pub access: Access,
+    pub body: BodyKind,
     pub handler: Handler,
 }
 
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    //    method  pattern                                      access   handler                   query parameters
-    route(GET,    "/healthz",                                  Public,  health::healthz,          &[]),
-    route(GET,    "/readyz",                                   Public,  health::readyz,           &[]),
-    route(GET,    "/openapi.yaml",                             Public,  health::openapi,          &[]),
-    route(GET,    "/metrics",                                  Metrics, telemetry::metrics,       &[]),
-    route(POST,   "/v1/check",                                 Service, usage::check,             &[]),
-    route(POST,   "/v1/track",                                 Service, usage::track,             &[]),
-    route(POST,   "/v1/features/check",                        Service, features::check,          &[]),
-    route(POST,   "/v1/features/use",                          Service, features::use_feature,    &[]),
-    route(GET,    "/v1/users/{user_id}",                       Service, users::get,               &["period"]),
-    route(PUT,    "/v1/users/{user_id}",                       Service, users::put,               &[]),
-    route(GET,    "/v1/admin/usage",                           Admin,   admin::get_usage,         &["period", "metric", "top"]),
-    route(GET,    "/v1/admin/offenders",                       Admin,   admin::get_offenders,     &["period", "metric", "limit"]),
-    route(GET,    "/v1/admin/plans",                           Admin,   admin::get_plans,         &[]),
-    route(GET,    "/v1/admin/audit",                           Admin,   admin::get_audit,         &["limit", "before"]),
-    route(POST,   "/v1/admin/cleanup",                         Admin,   admin::post_cleanup,      &[]),
-    route(GET,    "/v1/admin/users/{user_id}",                 Admin,   admin::get_user,          &["months"]),
-    route(DELETE, "/v1/admin/users/{user_id}",                 Admin,   admin::delete_user,       &[]),
-    route(GET,    "/v1/admin/users/{user_id}/export",          Admin,   admin::get_export,        &[]),
-    route(POST,   "/v1/admin/users/{user_id}/plan",            Admin,   admin::post_plan,         &[]),
-    route(POST,   "/v1/admin/users/{user_id}/reset",           Admin,   admin::post_reset,        &[]),
-    route(GET,    "/v1/admin/events",                          Admin,   telemetry::events,        &["type", "user_id", "since", "limit", "after"]),
-    route(GET,    "/v1/admin/webhooks/deliveries",             Admin,   telemetry::deliveries,    &["status", "limit", "before"]),
-    route(POST,   "/v1/admin/webhooks/deliveries/{id}/retry",  Admin,   telemetry::retry,         &[]),
-    route(GET,    "/api/v1/admin/usage",                       Admin,   compat::get_usage,        &["endpoint", "userId", "period", "metric", "top", "limit", "months"]),
-    route(POST,   "/api/v1/admin/usage",                       Admin,   compat::post_usage,       &[]),
-    route(GET,    "/admin",                                    Session, dashboard::overview,      &["period", "metric"]),
-    route(GET,    "/admin/login",                              Public,  dashboard::login_page,    &["signed_out"]),
-    route(POST,   "/admin/login",                              Public,  dashboard::login,         &[]),
-    route(POST,   "/admin/logout",                             Session, dashboard::logout,        &[]),
-    route(GET,    "/admin/users",                              Session, dashboard::find_user,     &["user_id"]),
-    route(GET,    "/admin/users/{user_id}",                    Session, dashboard::user_page,     &[]),
-    route(POST,   "/admin/users/{user_id}/plan",               Session, dashboard::change_plan,   &[]),
-    route(POST,   "/admin/users/{user_id}/reset",              Session, dashboard::reset,         &[]),
-    route(GET,    "/admin/users/{user_id}/export",             Session, dashboard::export,        &[]),
-    route(GET,    "/admin/users/{user_id}/erase",              Session, dashboard::erase_page,    &[]),
-    route(POST,   "/admin/users/{user_id}/erase",              Session, dashboard::erase,         &[]),
-    route(GET,    "/admin/maintenance",                        Session, dashboard::maintenance,   &["before"]),
-    route(POST,   "/admin/maintenance/cleanup",                Session, dashboard::cleanup,       &[]),
+    //    method  pattern                                      access   body     handler                   query parameters
+    route(GET,    "/healthz",                                  Public,  Nothing, health::healthz,          &[]),
+    route(GET,    "/readyz",                                   Public,  Nothing, health::readyz,           &[]),
+    route(GET,    "/openapi.yaml",                             Public,  Nothing, health::openapi,          &[]),
+    route(GET,    "/metrics",                                  Metrics, Nothing, telemetry::metrics,       &[]),
+    route(POST,   "/v1/check",                                 Service, Json,    usage::check,             &[]),
+    route(POST,   "/v1/track",                                 Service, Json,    usage::track,             &[]),
+    route(POST,   "/v1/features/check",                        Service, Json,    features::check,          &[]),
+    route(POST,   "/v1/features/use",                          Service, Json,    features::use_feature,    &[]),
+    route(GET,    "/v1/users/{user_id}",                       Service, Nothing, users::get,               &["period"]),
+    route(PUT,    "/v1/users/{user_id}",                       Service, Json,    users::put,               &[]),
+    route(GET,    "/v1/admin/usage",                           Admin,   Nothing, admin::get_usage,         &["period", "metric", "top"]),
+    route(GET,    "/v1/admin/offenders",                       Admin,   Nothing, admin::get_offenders,     &["period", "metric", "limit"]),
+    route(GET,    "/v1/admin/plans",                           Admin,   Nothing, admin::get_plans,         &[]),
+    route(GET,    "/v1/admin/audit",                           Admin,   Nothing, admin::get_audit,         &["limit", "before"]),
+    route(POST,   "/v1/admin/cleanup",                         Admin,   Json,    admin::post_cleanup,      &[]),
+    route(GET,    "/v1/admin/users/{user_id}",                 Admin,   Nothing, admin::get_user,          &["months"]),
+    route(DELETE, "/v1/admin/users/{user_id}",                 Admin,   Nothing, admin::delete_user,       &[]),
+    route(GET,    "/v1/admin/users/{user_id}/export",          Admin,   Nothing, admin::get_export,        &[]),
+    route(POST,   "/v1/admin/users/{user_id}/plan",            Admin,   Json,    admin::post_plan,         &[]),
+    route(POST,   "/v1/admin/users/{user_id}/reset",           Admin,   Json,    admin::post_reset,        &[]),
+    route(GET,    "/v1/admin/events",                          Admin,   Nothing, telemetry::events,        &["type", "user_id", "since", "limit", "after"]),
+    route(GET,    "/v1/admin/webhooks/deliveries",             Admin,   Nothing, telemetry::deliveries,    &["status", "limit", "before"]),
+    route(POST,   "/v1/admin/webhooks/deliveries/{id}/retry",  Admin,   Nothing, telemetry::retry,         &[]),
+    route(GET,    "/api/v1/admin/usage",                       Admin,   Nothing, compat::get_usage,        &["endpoint", "userId", "period", "metric", "top", "limit", "months"]),
+    route(POST,   "/api/v1/admin/usage",                       Admin,   Json,    compat::post_usage,       &[]),
+    route(GET,    "/admin",                                    Session, Nothing, dashboard::overview,      &["period", "metric"]),
+    route(GET,    "/admin/login",                              Public,  Nothing, dashboard::login_page,    &["signed_out"]),
+    route(POST,   "/admin/login",                              Public,  Form,    dashboard::login,         &[]),
+    route(POST,   "/admin/logout",                             Session, Form,    dashboard::logout,        &[]),
+    route(GET,    "/admin/users",                              Session, Nothing, dashboard::find_user,     &["user_id"]),
+    route(GET,    "/admin/users/{user_id}",                    Session, Nothing, dashboard::user_page,     &[]),
+    route(POST,   "/admin/users/{user_id}/plan",               Session, Form,    dashboard::change_plan,   &[]),
+    route(POST,   "/admin/users/{user_id}/reset",              Session, Form,    dashboard::reset,         &[]),
+    route(GET,    "/admin/users/{user_id}/export",             Session, Nothing, dashboard::export,        &[]),
+    route(GET,    "/admin/users/{user_id}/erase",              Session, Nothing, dashboard::erase_page,    &[]),
+    route(POST,   "/admin/users/{user_id}/erase",              Session, Form,    dashboard::erase,         &[]),
+    route(GET,    "/admin/maintenance",                        Session, Nothing, dashboard::maintenance,   &["before"]),
+    route(POST,   "/admin/maintenance/cleanup",                Session, Form,    dashboard::cleanup,       &[]),
 ];
 
 const fn route(
     method: Method,
     pattern: &'static str,
     access: Access,
+    body: BodyKind,
     handler: Handler,
     query: &'static [&'static str],
 ) -> Route {
-    Route { method, pattern, query, access, handler }
+    Route { method, pattern, query, access, body, handler }
 }
 
 const GET: Method = Method::GET;
@@ -101,18 +118,47 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<String>, ApiErr
     }
 }
 
-/// The route for `method` and `path`, with its parameters; 404 or 405 when there is none.
+/// The methods RFC 9110 and RFC 5789 define, CONNECT aside.
+fn is_standard(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .contains(method)
+}
+
+/// The route for `method` and `path`, with its parameters. `HEAD` finds the `GET` route. A
+/// path that exists answers any other method 405 with `Allow`; a path that does not, 404 (or
+/// 501 for a method HTTP does not define). CONNECT is 501 anywhere: its target is a host,
+/// not a path, and Tally tunnels nothing.
 pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<String>), ApiError> {
+    if *method == Method::CONNECT {
+        return Err(ApiError::not_implemented(method.as_str()));
+    }
+    let wanted = if *method == Method::HEAD { &Method::GET } else { method };
     let mut allowed = Vec::new();
     for route in ROUTES {
         if let Some(params) = match_pattern(route.pattern, path) {
-            if route.method == *method {
+            if route.method == *wanted {
                 return Ok((route, params?));
             }
             allowed.push(route.method.as_str());
+            if route.method == Method::GET {
+                allowed.push("HEAD");
+            }
         }
     }
-    if allowed.is_empty() { Err(ApiError::not_found()) } else { Err(ApiError::method_not_allowed(&allowed)) }
+    match (allowed.is_empty(), is_standard(method)) {
+        (false, _) => Err(ApiError::method_not_allowed(&allowed)),
+        (true, true) => Err(ApiError::not_found()),
+        (true, false) => Err(ApiError::not_implemented(method.as_str())),
+    }
 }
 
 #[cfg(test)]
@@ -134,7 +180,36 @@ mod tests {
         assert_eq!(find(&Method::GET, "/v1/track/").err().unwrap().code, "not_found");
         let error = find(&Method::DELETE, "/v1/users/x").err().unwrap();
         assert_eq!(error.code, "method_not_allowed");
-        assert_eq!(error.headers[0].1, "GET, PUT");
+        assert_eq!(error.headers[0].1, "GET, HEAD, PUT");
+    }
+
+    #[test]
+    fn head_finds_the_get_route_and_connect_and_unknown_methods_elsewhere_are_501() {
+        assert_eq!(find(&Method::HEAD, "/healthz").unwrap().0.pattern, "/healthz");
+        assert_eq!(find(&Method::HEAD, "/v1/track").err().unwrap().headers[0].1, "POST");
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        for method in [Method::TRACE, Method::OPTIONS, brew.clone()] {
+            let error = find(&method, "/healthz").err().unwrap();
+            assert_eq!((error.code, error.headers[0].1.to_str().unwrap()), ("method_not_allowed", "GET, HEAD"));
+        }
+        assert_eq!(find(&Method::TRACE, "/nowhere").err().unwrap().code, "not_found");
+        for (method, path) in [(Method::CONNECT, "/healthz"), (Method::CONNECT, ""), (brew, "/nowhere")] {
+            let error = find(&method, path).err().unwrap();
+            assert_eq!((error.status.as_u16(), error.code), (501, "not_implemented"), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn routes_that_read_a_body_say_which() {
+        for route in ROUTES {
+            let reads = route.body != BodyKind::Nothing;
+            if route.method == Method::GET {
+                assert!(!reads, "{} {}", route.method, route.pattern);
+            }
+            if route.access == Access::Session && route.method == Method::POST {
+                assert_eq!(route.body, BodyKind::Form, "{}", route.pattern);
+            }
+        }
     }
 
     #[test]

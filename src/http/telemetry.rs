@@ -8,8 +8,9 @@ use super::webhooks::event_json;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::events::EventType;
 use crate::domain::ports::{DeliveryRecord, EventQuery, Requeue};
+use crate::http::Body;
+use ::http::{HeaderValue, Response, StatusCode, header};
 use chrono::DateTime;
-use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 pub fn metrics(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {

@@ -9,9 +9,10 @@ use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
 use crate::domain::user_id::validate_user_id;
+use crate::http::Body;
 use crate::metrics::TrackLabels;
+use ::http::{Response, StatusCode};
 use chrono::DateTime;
-use oxhttp::model::{Body, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::fmt::Display;
 use std::sync::Arc;
@@ -71,15 +72,7 @@ fn validate(
     if !(1..=AMOUNT_MAX).contains(&amount) {
         return Err(ApiError::invalid(format!("amount must be an integer from 1 to {AMOUNT_MAX}, got {amount}")));
     }
-    let at_ms = match timestamp {
-        None => None,
-        Some(text) => {
-            let at = DateTime::parse_from_rfc3339(text).map_err(|error| {
-                ApiError::invalid(format!("timestamp {text:?} is not RFC 3339 ({error}); e.g. 2026-11-27T12:00:00Z"))
-            })?;
-            Some(at.timestamp_millis())
-        }
-    };
+    let at_ms = timestamp.map(timestamp_ms).transpose()?;
     let current = Period::of_unix_ms(now_ms);
     let period = match at_ms {
         None => current,
@@ -99,6 +92,22 @@ fn validate(
         }
     };
     Ok(Valid { query: UsageQuery { user_id, metric, amount, period }, at_ms })
+}
+
+/// An RFC 3339 timestamp as unix milliseconds. Before 1970 is refused (periods are computed
+/// from non-negative milliseconds). A leap second (`23:59:60`, which chrono holds as second 59
+/// with a nanosecond part of a second or more) stays in its own minute: clamped to `:59.999`,
+/// so on a month's last day it counts in that month, not the next.
+fn timestamp_ms(text: &str) -> Result<i64, ApiError> {
+    let at = DateTime::parse_from_rfc3339(text).map_err(|error| {
+        ApiError::invalid(format!("timestamp {text:?} is not RFC 3339 ({error}); e.g. 2026-11-27T12:00:00Z"))
+    })?;
+    let millis = i64::from(at.timestamp_subsec_nanos().min(999_999_999) / 1_000_000);
+    let at_ms = at.timestamp().saturating_mul(1000).saturating_add(millis);
+    if at_ms < 0 {
+        return Err(ApiError::invalid(format!("timestamp {text:?} is before 1970-01-01T00:00:00Z")));
+    }
+    Ok(at_ms)
 }
 
 #[derive(Serialize)]
@@ -238,4 +247,27 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     };
     ctx.app.metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
     Ok(answered.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leap_second_counts_in_its_own_month() {
+        let at_ms = timestamp_ms("2016-12-31T23:59:60Z").unwrap();
+        assert_eq!(Period::of_unix_ms(at_ms).to_string(), "2016-12");
+        assert_eq!(at_ms, timestamp_ms("2016-12-31T23:59:59.999Z").unwrap());
+        let offset = timestamp_ms("2017-01-01T00:59:60+01:00").unwrap();
+        assert_eq!(Period::of_unix_ms(offset).to_string(), "2016-12");
+    }
+
+    #[test]
+    fn timestamps_before_1970_are_refused() {
+        let error = timestamp_ms("1969-12-31T23:59:59Z").unwrap_err();
+        assert!(error.message.contains("1970"), "{}", error.message);
+        assert!(timestamp_ms("1969-12-31T23:59:59.999Z").is_err());
+        assert_eq!(timestamp_ms("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(timestamp_ms("1970-01-01T01:00:00+01:00").unwrap(), 0);
+    }
 }

@@ -13,9 +13,10 @@ use crate::domain::ports::{StoreError, UsageRead, UserRecord};
 use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::validate_user_id;
+use crate::http::Body;
+use ::http::{Response, StatusCode};
 use chrono::{DateTime, SecondsFormat};
 use indexmap::IndexMap;
-use oxhttp::model::{Body, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]

@@ -33,8 +33,13 @@ fn each_refusal_exits_2_and_names_the_file_and_key() {
             &[],
             "plans.a.limits.m.limit",
         ),
-        ("[auth]\nservice_keys = [\"same\"]\nadmin_keys = [\"same\"]\n", &[], "auth.admin_keys"),
+        (
+            "[auth]\nservice_keys = [\"same-key-in-both\"]\nadmin_keys = [\"same-key-in-both\"]\n",
+            &[],
+            "auth.admin_keys",
+        ),
         ("[auth]\nservice_keys = [\"\"]\n", &[], "auth.service_keys[0]"),
+        ("[auth]\nadmin_keys = [\"long-enough-admin-key\", \"tiny-key\"]\n", &[], "auth.admin_keys[1]"),
         ("[server]\nlisten = \"0.0.0.0:8080\"\n", &[], "server.listen"),
         ("", &[("USAGE_TRACKING_ENABLED", "maybe")], "USAGE_TRACKING_ENABLED"),
         ("", &[("ADMIN_USER_IDS", "ok,not ok")], "ADMIN_USER_IDS"),
@@ -44,6 +49,7 @@ fn each_refusal_exits_2_and_names_the_file_and_key() {
         assert_eq!(code, 2, "{key}: {stderr}");
         assert!(stderr.contains(&format!("`{key}`")), "stderr should name {key}: {stderr}");
         assert!(stderr.contains("fix:"), "stderr should say how to fix it: {stderr}");
+        assert!(!stderr.contains("tiny-key"), "a refused key is named by position, never by value: {stderr}");
         if env.is_empty() {
             assert!(stderr.contains("tally.toml"), "stderr should name the file: {stderr}");
         }

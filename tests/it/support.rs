@@ -351,15 +351,19 @@ impl Client {
             }
         };
         let result = stream.get_mut().write_all(bytes).and_then(|()| try_read_reply(stream));
-        if result.is_err() {
+        // After `Connection: close` the server closes (e.g. a body it did not read): the
+        // next request needs a new connection.
+        if result.as_ref().is_ok_and(|reply| reply.header("connection").is_some_and(|value| value == "close"))
+            || result.is_err()
+        {
             self.stream = None;
         }
         result
     }
 }
 
-/// Whether the server has closed an idle keep-alive connection (oxhttp closes without
-/// saying `Connection: close`), so the next request must open a new one.
+/// Whether the server has closed an idle keep-alive connection (after its head deadline),
+/// so the next request must open a new one.
 pub fn peer_closed(stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).expect("nonblocking");
     let closed = match stream.peek(&mut [0u8; 1]) {

@@ -98,7 +98,7 @@ fn feature_and_admin_actions_emit_their_events_and_paging_works() {
     client.post("/v1/admin/users/f/plan", &json!({ "plan": "pro" }));
     client.post("/v1/admin/users/f/reset", &json!({}));
     client.post("/v1/admin/cleanup", &json!({ "retention_months": 12 }));
-    client.request("DELETE", "/v1/admin/users/f", &[], None);
+    client.request("DELETE", "/v1/admin/users/f", &[("Content-Type", "application/json")], None);
 
     let all = events(&mut client, "");
     let kinds: Vec<&str> = all.iter().map(|event| event["type"].as_str().unwrap()).collect();
@@ -292,8 +292,8 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
-    let tally = Setup::new().config(PLANS).config("[auth]\nadmin_keys = [\"admin-key\"]\n").start();
-    let mut client = tally.client().with_key("admin-key");
+    let tally = Setup::new().config(PLANS).config("[auth]\nadmin_keys = [\"admin-key-for-metrics\"]\n").start();
+    let mut client = tally.client().with_key("admin-key-for-metrics");
     for _ in 0..8 {
         client.post("/v1/track", &usage("m", "prompts", json!({ "amount": 10 })));
     }
@@ -333,7 +333,10 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
     assert!(text.contains("tally_http_request_duration_seconds_bucket{le="), "{text}");
     assert!(!text.contains("\"m\""), "no user id becomes a label");
 
-    let public = Setup::new().server("metrics_public = true").config("[auth]\nadmin_keys = [\"admin-key\"]\n").start();
+    let public = Setup::new()
+        .server("metrics_public = true")
+        .config("[auth]\nadmin_keys = [\"admin-key-for-metrics\"]\n")
+        .start();
     assert_eq!(public.client().get("/metrics").status, 200);
 }
 

@@ -118,6 +118,44 @@ fn counters_roll_over_at_the_utc_month() {
 }
 
 #[test]
+fn timestamps_before_1970_are_refused_and_a_leap_second_counts_in_its_own_month() {
+    // A retention long enough to reach 1970, so only the 1970 rule can refuse.
+    let tally = Setup::new().config("[usage]\nretention_months = 1200\n").start();
+    let mut client = tally.client();
+    let user = unique_user("epoch");
+    let reply = client.post("/v1/track", &usage(&user, "prompts", json!({ "timestamp": "1969-12-31T23:59:59Z" })));
+    assert_eq!((reply.status, reply.code().as_str()), (400, "invalid_request"));
+    let message = reply.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("before 1970-01-01"), "{message}");
+    let at_epoch = client.post("/v1/track", &usage(&user, "prompts", json!({ "timestamp": "1970-01-01T00:00:00Z" })));
+    assert_eq!(at_epoch.json()["period"], "1970-01");
+
+    let first_of_this_month = Utc::now().date_naive().with_day(1).unwrap();
+    let last_day = first_of_this_month - Duration::days(1);
+    let leap = format!("{last_day}T23:59:60Z");
+    let reply = client.post("/v1/track", &usage(&user, "prompts", json!({ "timestamp": leap })));
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let last_month = last_day.format("%Y-%m").to_string();
+    assert_eq!(reply.json()["period"], last_month.as_str(), "{leap}");
+    assert_eq!(stored(&tally, &user, "prompts", Some(&last_month)), 1);
+}
+
+#[test]
+fn user_ids_dot_and_dot_dot_are_refused() {
+    let tally = Tally::start_default();
+    let mut client = tally.client();
+    for user in [".", ".."] {
+        let reply = client.post("/v1/track", &usage(user, "prompts", json!({})));
+        assert_eq!((reply.status, reply.code().as_str()), (400, "invalid_request"), "{user:?}");
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains("path segment"));
+        // Sent as written (this client does not normalise paths, as a browser would).
+        assert_eq!(client.get(&format!("/v1/users/{user}")).status, 400, "{user:?}");
+        assert_eq!(client.put(&format!("/v1/users/{user}"), &json!({ "plan": "solo" })).status, 400);
+    }
+    assert_eq!(client.post("/v1/track", &usage("...", "prompts", json!({}))).status, 200, "three dots are a name");
+}
+
+#[test]
 fn timestamps_ahead_or_past_retention_are_refused() {
     let tally = Tally::start_default();
     let mut client = tally.client();

@@ -7,8 +7,9 @@ use super::session::{self, LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SES
 use super::{Handled, add_cookie, error_page, find_visitor, html_response, over_https, redirect};
 use crate::http::Ctx;
 use crate::http::auth::admin_key_name;
+use crate::http::error::ApiError;
 use crate::http::now_ms;
-use oxhttp::model::StatusCode;
+use ::http::StatusCode;
 
 /// The login form's token: the one the browser already holds, or a new one.
 fn form_token(ctx: &Ctx<'_>) -> (String, bool) {
@@ -62,10 +63,7 @@ pub fn login(ctx: &mut Ctx<'_>) -> Handled {
     if ctx.app.config.auth.is_open() {
         return Ok(redirect("/admin"));
     }
-    let form = match ctx.form_body() {
-        Ok(form) => form,
-        Err(error) => return error_page(error, None),
-    };
+    let form = ctx.form_body();
     let expected = session::cookie(ctx.request, LOGIN_COOKIE);
     let given = form.get("csrf").map(String::as_str);
     if !matches!((given, expected), (Some(given), Some(expected)) if same_token(given, expected)) {
@@ -75,6 +73,10 @@ pub fn login(ctx: &mut Ctx<'_>) -> Handled {
     let key = form.get("key").map(String::as_str).unwrap_or_default();
     let Some(key_name) = admin_key_name(&ctx.app.config.auth, key) else {
         log::warn!("dashboard: a sign-in with a key that is not an admin key was refused");
+        let refusal = ctx.app.auth_failed(ctx.peer, ApiError::unauthorized());
+        if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+            return error_page(refusal, None);
+        }
         return render(ctx, StatusCode::UNAUTHORIZED, Some((false, "That is not an admin key.")));
     };
     // A new token at every sign-in: a token planted before it is worth nothing after.

@@ -14,11 +14,12 @@ mod user;
 
 pub use session::Sessions;
 
-use super::Ctx;
 use super::error::ApiError;
 use super::now_ms;
+use super::{App, Ctx, Head};
+use crate::http::Body;
+use ::http::{HeaderValue, Response, StatusCode, header};
 use html::{Chrome, Tab, escape};
-use oxhttp::model::{Body, HeaderValue, Response, StatusCode, header};
 use session::{Flash, SESSION_COOKIE, Visitor, same_token};
 use std::collections::HashMap;
 
@@ -62,7 +63,7 @@ fn html_response(status: StatusCode, html: String) -> Response<Body> {
 
 /// 303 See Other: after a POST the browser GETs `location`.
 fn redirect(location: &str) -> Response<Body> {
-    let mut response = Response::new(Body::empty());
+    let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SEE_OTHER;
     let location = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/admin"));
     response.headers_mut().insert(header::LOCATION, location);
@@ -87,15 +88,30 @@ fn over_https(ctx: &Ctx<'_>) -> bool {
 
 /// The signed-in visitor, or everyone under open access; `None` sends them to log in.
 fn find_visitor(ctx: &Ctx<'_>) -> Option<Visitor> {
-    if ctx.app.config.auth.is_open() {
-        return Some(ctx.app.sessions.open_access());
+    visitor_of(ctx.app, ctx.request)
+}
+
+fn visitor_of(app: &App, head: &Head) -> Option<Visitor> {
+    if app.config.auth.is_open() {
+        return Some(app.sessions.open_access());
     }
-    let token = session::cookie(ctx.request, SESSION_COOKIE)?;
-    ctx.app.sessions.find(token, now_ms())
+    let token = session::cookie(head, SESSION_COOKIE)?;
+    app.sessions.find(token, now_ms())
+}
+
+/// Whether the request comes from a signed-in visitor (or open access): checked from the
+/// head, before a form is read, for every `Access::Session` route.
+pub fn has_visitor(app: &App, head: &Head) -> bool {
+    visitor_of(app, head).is_some()
+}
+
+/// Where anyone without a login is sent.
+pub fn to_login_page() -> Response<Body> {
+    redirect("/admin/login")
 }
 
 fn to_login() -> Handled {
-    Ok(redirect("/admin/login"))
+    Ok(to_login_page())
 }
 
 fn render(status: StatusCode, page: Page, visitor: Option<&Visitor>, flash: Option<Flash>) -> Response<Body> {
@@ -103,18 +119,26 @@ fn render(status: StatusCode, page: Page, visitor: Option<&Visitor>, flash: Opti
     html_response(status, html::document(&page.title, &chrome, &page.content))
 }
 
-/// An `ApiError` as a page that says what went wrong in plain words. Errors that must close
-/// the connection (an unread body) stay as they are, for `http::handle` to close.
+/// An `ApiError` as a page that says what went wrong in plain words.
 fn error_page(error: ApiError, visitor: Option<&Visitor>) -> Handled {
-    if error.close_connection {
-        return Err(error);
+    let mut response = error_document(&error, visitor);
+    for (name, value) in &error.headers {
+        if name == header::RETRY_AFTER {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
     }
+    Ok(response)
+}
+
+fn error_document(error: &ApiError, visitor: Option<&Visitor>) -> Response<Body> {
     let heading = match error.status.as_u16() {
         400 => "That request is not valid",
+        401 => "Not signed in",
         403 => "Not allowed",
         404 => "Not found",
         413 => "Too large",
         415 => "Unsupported form",
+        429 => "Too many attempts",
         503 => "Temporarily unavailable",
         500..=599 => "Something went wrong",
         _ => "The request was refused",
@@ -124,13 +148,7 @@ fn error_page(error: ApiError, visitor: Option<&Visitor>) -> Handled {
         escape(&error.message)
     );
     let page = Page { title: heading.to_owned(), tab: Tab::None, content };
-    let mut response = render(error.status, page, visitor, None);
-    for (name, value) in &error.headers {
-        if name == header::RETRY_AFTER {
-            response.headers_mut().append(name.clone(), value.clone());
-        }
-    }
-    Ok(response)
+    render(error.status, page, visitor, None)
 }
 
 /// A GET page: requires a session, shows the waiting flash message.
@@ -167,10 +185,7 @@ fn checked_form(ctx: &mut Ctx<'_>) -> Checked {
     let Some(visitor) = find_visitor(ctx) else {
         return Checked::Answered(to_login());
     };
-    let form = match ctx.form_body() {
-        Ok(form) => form,
-        Err(error) => return Checked::Answered(error_page(error, Some(&visitor))),
-    };
+    let form = ctx.form_body();
     if !form.get("csrf").is_some_and(|given| same_token(given, &visitor.csrf)) {
         log::warn!("dashboard: a POST to {} without the session's CSRF token was refused", ctx.request.uri().path());
         return Checked::Answered(Ok(csrf_refused(Some(&visitor))));

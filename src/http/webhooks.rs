@@ -111,29 +111,34 @@ impl Sender {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
     }
 
-    /// Hands due deliveries to the workers; returns false once the writer has stopped.
+    /// Claims due deliveries for this node and hands them to the workers; returns false once
+    /// the writer has stopped. A claim pushes a delivery's next attempt past the attempt's
+    /// deadline, in the same statement that picks it (skipping rows another node is
+    /// claiming): with several nodes on one database each attempt is made by one node, and
+    /// a node that dies mid-attempt leaves the delivery due again once the lease passes.
     fn dispatch(&self, jobs: &SyncSender<(DeliveryRecord, EventRecord)>) -> bool {
         if !self.app.store.is_writer_running() {
             return false;
         }
         let max = self.app.config.delivery.max_in_flight;
-        let due = match self.app.store.read(|reader| reader.due_deliveries(now_ms(), (max * 4) as u32)) {
-            Ok(due) => due,
+        let free = max.saturating_sub(self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len());
+        if free == 0 {
+            return true;
+        }
+        let lease_ms = self.app.config.delivery.timeout.as_millis() as i64 + CLAIM_MARGIN_MS;
+        let claimed = self.app.store.write(move |tx| {
+            let now = now_ms();
+            tx.claim_deliveries(now, now + lease_ms, free as u32)
+        });
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
             Err(error) => {
-                log::warn!("cannot read due webhook deliveries: {error}");
+                log::warn!("cannot claim due webhook deliveries: {error}");
                 return true;
             }
         };
-        for (delivery, event) in due {
-            {
-                let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if in_flight.len() >= max {
-                    break;
-                }
-                if !in_flight.insert(delivery.id) {
-                    continue;
-                }
-            }
+        for (delivery, event) in claimed {
+            self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(delivery.id);
             if jobs.send((delivery, event)).is_err() {
                 return false;
             }
@@ -141,6 +146,9 @@ impl Sender {
         true
     }
 }
+
+/// How long past an attempt's timeout its claim lasts before another node may try.
+const CLAIM_MARGIN_MS: i64 = 5_000;
 
 fn work(sender: &Sender, jobs: &Mutex<Receiver<(DeliveryRecord, EventRecord)>>) {
     loop {

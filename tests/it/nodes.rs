@@ -382,3 +382,45 @@ fn nodes_starting_together_migrate_once() {
         assert_eq!(node.client().get("/readyz").status, 200);
     }
 }
+
+#[test]
+fn each_webhook_event_is_delivered_once_with_three_senders() {
+    if !multi_node_only() {
+        return;
+    }
+    use crate::receiver::{Answer, Receiver};
+    let receiver = Receiver::start(vec![], Answer::Status(200));
+    let webhook = format!(
+        "[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_nodes_test_secret\"\nevents = [\"plan_changed\"]\n\
+         [webhook_delivery]\nretry_initial_ms = 20\nretry_max_ms = 100\ntimeout_ms = 2000\n",
+        receiver.url
+    );
+    let nodes = three_nodes(|| with_keys().config(&webhook));
+    let mut clients = clients(&nodes);
+    // 60 events, made on all three nodes; every node's sender polls the one outbox.
+    for user in 0..60 {
+        let plan = if user % 2 == 0 { "solo" } else { "teams" };
+        assert_eq!(clients[user % 3].put(&format!("/v1/users/hooked-{user}"), &json!({ "plan": plan })).status, 200);
+    }
+    let received = receiver.wait_for("60 deliveries", |all| all.len() >= 60);
+    // All delivered: nothing is pending, so no sender can attempt one again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while clients[0].get("/v1/admin/webhooks/deliveries?status=pending").json()["deliveries"]
+        .as_array()
+        .is_some_and(|pending| !pending.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "deliveries stayed pending");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let received = receiver.wait_for("the same deliveries", |all| all.len() >= received.len());
+    let mut ids: Vec<String> = received
+        .iter()
+        .map(|delivery| {
+            serde_json::from_str::<serde_json::Value>(&delivery.body).unwrap()["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), total), (60, 60), "each event once, none twice");
+}

@@ -74,9 +74,9 @@ impl App {
         App {
             config,
             rules,
+            sessions: dashboard::Sessions::new(Store::clone(&store)),
             store,
             metrics,
-            sessions: dashboard::Sessions::default(),
             auth_failures,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -241,7 +241,9 @@ pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Res
         }
         Err(error) => return Err(refuse(route.pattern, error)),
     };
-    if route.access == Access::Session && !dashboard::has_visitor(app, head) {
+    // A session is a database read; block_in_place lets the runtime move this worker's other
+    // connections to another thread meanwhile (admit runs on the multi-thread runtime).
+    if route.access == Access::Session && !tokio::task::block_in_place(|| dashboard::has_visitor(app, head)) {
         return Err(Refused { route: route.pattern, error: None });
     }
     let query = request::query(head, route.query).map_err(|error| refuse(route.pattern, error))?;

@@ -418,3 +418,30 @@ fn open_access_lets_everyone_in_and_still_checks_csrf() {
     let rows = audit(&mut anyone.client);
     assert_eq!((rows[0]["action"].as_str(), rows[0]["actor"].as_str()), (Some("plan_changed"), Some("open-access")));
 }
+
+#[test]
+fn a_session_outlives_a_restart_and_is_valid_on_every_node() {
+    let tally = start_with_keys();
+    let mut visitor = sign_in(&tally);
+    let tally = tally.restart();
+    visitor.client = tally.client();
+    assert_eq!(visitor.get("/admin").status, 200, "the login is stored, not held in the process");
+    if !crate::backend::is_postgres() {
+        return;
+    }
+    // Behind a load balancer: signed in on one node, acting on another, the flash shown by a
+    // third (PostgreSQL: several nodes on one database).
+    let keys = format!(
+        "[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"
+    );
+    let second = Setup::new().config(&keys).start_sharing(&tally);
+    let third = Setup::new().config(&keys).start_sharing(&tally);
+    visitor.client = second.client();
+    let changed = visitor.submit("/admin/users/roamer", "/admin/users/roamer/plan", &[("plan", "solo")]);
+    assert_eq!(changed.status, 303, "{}", body(&changed));
+    visitor.client = third.client();
+    let page = visitor.get(changed.header("location").unwrap());
+    assert_eq!(page.status, 200);
+    assert!(body(&page).contains("solo"), "the flash and the change reach the third node");
+    assert_eq!(audit(&mut api(&third))[0]["actor"], "ops");
+}

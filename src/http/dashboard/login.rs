@@ -81,9 +81,9 @@ pub fn login(ctx: &mut Ctx<'_>) -> Handled {
     };
     // A new token at every sign-in: a token planted before it is worth nothing after.
     if let Some(old) = session::cookie(ctx.request, SESSION_COOKIE) {
-        ctx.app.sessions.remove(old);
+        ctx.app.sessions.remove(old)?;
     }
-    let token = ctx.app.sessions.create(&key_name, now_ms());
+    let token = ctx.app.sessions.create(&key_name, now_ms())?;
     log::info!("dashboard: {key_name} signed in");
     let mut response = redirect("/admin");
     let secure = over_https(ctx);

@@ -96,7 +96,11 @@ fn visitor_of(app: &App, head: &Head) -> Option<Visitor> {
         return Some(app.sessions.open_access());
     }
     let token = session::cookie(head, SESSION_COOKIE)?;
-    app.sessions.find(token, now_ms())
+    app.sessions.find(token, now_ms()).unwrap_or_else(|error| {
+        // Storage trouble: no page can be built anyway; the login page says what it can.
+        log::warn!("cannot read a dashboard session: {error}");
+        None
+    })
 }
 
 /// Whether the request comes from a signed-in visitor (or open access): checked from the
@@ -157,7 +161,10 @@ fn page(ctx: &mut Ctx<'_>, build: fn(&mut Ctx<'_>, &Visitor) -> Result<Page, Api
         return to_login();
     };
     let built = build(ctx, &visitor);
-    let flash = ctx.app.sessions.take_flash(&visitor);
+    let flash = ctx.app.sessions.take_flash(&visitor).unwrap_or_else(|error| {
+        log::warn!("cannot read a dashboard flash message: {error}");
+        None
+    });
     match built {
         Ok(page) => Ok(render(StatusCode::OK, page, Some(&visitor), flash)),
         Err(error) => error_page(error, Some(&visitor)),
@@ -201,7 +208,9 @@ fn action(ctx: &mut Ctx<'_>, act: fn(&mut Ctx<'_>, &Visitor, &Form) -> Result<Do
     };
     match act(ctx, &visitor, &form) {
         Ok(done) => {
-            ctx.app.sessions.set_flash(&visitor, done.flash);
+            if let Err(error) = ctx.app.sessions.set_flash(&visitor, done.flash) {
+                log::warn!("cannot keep a dashboard flash message: {error}");
+            }
             Ok(redirect(&done.location))
         }
         Err(error) => error_page(error, Some(&visitor)),
@@ -243,7 +252,7 @@ pub fn logout(ctx: &mut Ctx<'_>) -> Handled {
     let Some(token) = &visitor.token else {
         return Ok(redirect("/admin"));
     };
-    ctx.app.sessions.remove(token);
+    ctx.app.sessions.remove(token)?;
     log::info!("dashboard: {} signed out", visitor.actor);
     let mut response = redirect("/admin/login?signed_out=1");
     add_cookie(&mut response, &session::set_cookie(SESSION_COOKIE, "", "/admin", 0, over_https(ctx)));

@@ -1,9 +1,11 @@
-//! Dashboard logins: random session tokens held in memory with an expiry, a CSRF token and a
-//! one-shot flash message each; the cookies that carry them. No HTML here.
+//! Dashboard logins: random session tokens, stored (as digests) in the database with an
+//! expiry, a CSRF token and a one-shot flash message each; the cookies that carry them. No
+//! HTML here.
 
+use crate::domain::ports::{SessionRecord, Store, StoreError};
 use crate::http::Head;
 use ::http::header;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The session cookie's name.
@@ -14,8 +16,6 @@ pub const LOGIN_COOKIE: &str = "tally_login";
 pub const SESSION_SECONDS: i64 = 8 * 60 * 60;
 /// How long a login form may sit open before it must be reloaded.
 pub const LOGIN_FORM_SECONDS: i64 = 60 * 60;
-/// Sessions held at once; the one closest to expiry gives way to a new login.
-const MAX_SESSIONS: usize = 1024;
 
 /// A message shown once on the next page, after an action redirected there.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,13 +34,6 @@ impl Flash {
     }
 }
 
-struct Session {
-    key_name: String,
-    csrf: String,
-    expires_at_ms: i64,
-    flash: Option<Flash>,
-}
-
 /// Who is looking at a page: the actor the audit log names, and the CSRF token their
 /// forms must carry. `token` is `None` under open access (no keys configured).
 #[derive(Clone, Debug)]
@@ -56,19 +49,14 @@ impl Visitor {
     }
 }
 
-/// Dashboard login sessions, by session token.
+/// Dashboard login sessions, kept in the database by the digest of their token: a login is
+/// valid on every node sharing the database and outlives a restart.
 pub struct Sessions {
-    by_token: Mutex<HashMap<String, Session>>,
+    store: Store,
     /// The CSRF token of open access, where there is no login: random per process, so a
-    /// page on another site still cannot forge a form.
+    /// page on another site still cannot forge a form (open access is one loopback node).
     open_csrf: String,
     open_flash: Mutex<Option<Flash>>,
-}
-
-impl Default for Sessions {
-    fn default() -> Sessions {
-        Sessions { by_token: Mutex::default(), open_csrf: random_token(), open_flash: Mutex::default() }
-    }
 }
 
 /// 244 random bits from the OS generator (two v4 UUIDs), as 64 hex digits.
@@ -76,42 +64,48 @@ pub fn random_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// A poisoned lock only means another request panicked mid-update of a plain map.
+/// What the database holds instead of the token: reading the table hands out no session.
+fn token_digest(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A poisoned lock only means another request panicked mid-update of a plain value.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Sessions {
-    /// Starts a session for the admin key named `key_name`; returns its token.
-    pub fn create(&self, key_name: &str, now_ms: i64) -> String {
+    pub fn new(store: Store) -> Sessions {
+        Sessions { store, open_csrf: random_token(), open_flash: Mutex::default() }
+    }
+
+    /// Starts a session for the admin key named `key_name`; returns its token. Expired
+    /// sessions are deleted on the way.
+    pub fn create(&self, key_name: &str, now_ms: i64) -> Result<String, StoreError> {
         let token = random_token();
-        let mut sessions = lock(&self.by_token);
-        sessions.retain(|_, session| session.expires_at_ms > now_ms);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) =
-                sessions.iter().min_by_key(|(_, session)| session.expires_at_ms).map(|(token, _)| token.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        let session = Session {
+        let record = SessionRecord {
             key_name: key_name.to_owned(),
             csrf: random_token(),
             expires_at_ms: now_ms + SESSION_SECONDS * 1000,
             flash: None,
         };
-        sessions.insert(token.clone(), session);
-        token
+        let digest = token_digest(&token);
+        self.store.write(move |tx| {
+            tx.prune_sessions(now_ms)?;
+            tx.save_session(&digest, &record)
+        })?;
+        Ok(token)
     }
 
     /// The visitor holding `token`, if that session exists and has not expired.
-    pub fn find(&self, token: &str, now_ms: i64) -> Option<Visitor> {
-        let mut sessions = lock(&self.by_token);
-        let session = sessions.get(token)?;
-        if session.expires_at_ms <= now_ms {
-            sessions.remove(token);
-            return None;
-        }
-        Some(Visitor { actor: session.key_name.clone(), csrf: session.csrf.clone(), token: Some(token.to_owned()) })
+    pub fn find(&self, token: &str, now_ms: i64) -> Result<Option<Visitor>, StoreError> {
+        let digest = token_digest(token);
+        let session = self.store.read(|reader| reader.find_session(&digest, now_ms))?;
+        Ok(session.map(|session| Visitor {
+            actor: session.key_name,
+            csrf: session.csrf,
+            token: Some(token.to_owned()),
+        }))
     }
 
     /// Everyone, under open access: no keys are configured (allowed only on loopback).
@@ -119,27 +113,45 @@ impl Sessions {
         Visitor { actor: "open-access".to_owned(), csrf: self.open_csrf.clone(), token: None }
     }
 
-    pub fn remove(&self, token: &str) {
-        lock(&self.by_token).remove(token);
+    pub fn remove(&self, token: &str) -> Result<(), StoreError> {
+        let digest = token_digest(token);
+        self.store.write(move |tx| tx.delete_session(&digest))
     }
 
-    pub fn set_flash(&self, visitor: &Visitor, flash: Flash) {
-        match &visitor.token {
-            Some(token) => {
-                if let Some(session) = lock(&self.by_token).get_mut(token) {
-                    session.flash = Some(flash);
-                }
+    pub fn set_flash(&self, visitor: &Visitor, flash: Flash) -> Result<(), StoreError> {
+        let Some(token) = &visitor.token else {
+            *lock(&self.open_flash) = Some(flash);
+            return Ok(());
+        };
+        let digest = token_digest(token);
+        self.store.write(move |tx| match tx.find_session(&digest, i64::MIN)? {
+            Some(mut session) => {
+                session.flash = Some((flash.ok, flash.text.clone()));
+                tx.save_session(&digest, &session)
             }
-            None => *lock(&self.open_flash) = Some(flash),
-        }
+            None => Ok(()),
+        })
     }
 
-    /// The flash message waiting for the visitor, removed as it is read.
-    pub fn take_flash(&self, visitor: &Visitor) -> Option<Flash> {
-        match &visitor.token {
-            Some(token) => lock(&self.by_token).get_mut(token).and_then(|session| session.flash.take()),
-            None => lock(&self.open_flash).take(),
+    /// The flash message waiting for the visitor, removed as it is read (a write only when
+    /// there is one).
+    pub fn take_flash(&self, visitor: &Visitor) -> Result<Option<Flash>, StoreError> {
+        let Some(token) = &visitor.token else {
+            return Ok(lock(&self.open_flash).take());
+        };
+        let digest = token_digest(token);
+        let waiting = self.store.read(|reader| reader.find_session(&digest, i64::MIN))?;
+        if waiting.is_none_or(|session| session.flash.is_none()) {
+            return Ok(None);
         }
+        self.store.write(move |tx| match tx.find_session(&digest, i64::MIN)? {
+            Some(mut session) => {
+                let flash = session.flash.take().map(|(ok, text)| Flash { ok, text });
+                tx.save_session(&digest, &session)?;
+                Ok(flash)
+            }
+            None => Ok(None),
+        })
     }
 }
 
@@ -182,26 +194,38 @@ mod tests {
         assert_ne!(first, second);
     }
 
+    /// Sessions on a SQLite database in a temp dir (the directory lives as long as it).
+    fn sessions() -> (Sessions, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("[database]\npath = {:?}\n", dir.path().join("t.db").display().to_string());
+        let config = crate::config::Config::from_toml("test", &text, &|_| None).unwrap();
+        let store = crate::store::open(&config.database, Default::default()).unwrap();
+        (Sessions::new(store), dir)
+    }
+
     #[test]
-    fn a_session_expires_and_is_dropped() {
-        let sessions = Sessions::default();
-        let token = sessions.create("ops", 1_000);
-        let visitor = sessions.find(&token, 1_000 + SESSION_SECONDS * 1000 - 1).expect("alive");
+    fn a_session_expires_and_only_its_digest_is_stored() {
+        let (sessions, _dir) = sessions();
+        let token = sessions.create("ops", 1_000).unwrap();
+        let visitor = sessions.find(&token, 1_000 + SESSION_SECONDS * 1000 - 1).unwrap().expect("alive");
         assert_eq!(visitor.actor, "ops");
-        assert!(sessions.find(&token, 1_000 + SESSION_SECONDS * 1000).is_none());
-        assert!(lock(&sessions.by_token).is_empty());
-        assert!(sessions.find("not-a-token", 0).is_none());
+        assert!(sessions.find(&token, 1_000 + SESSION_SECONDS * 1000).unwrap().is_none());
+        assert!(sessions.find("not-a-token", 0).unwrap().is_none());
+        let stored = sessions.store.read(|reader| reader.find_session(&token, 0)).unwrap();
+        assert!(stored.is_none(), "the token itself is no key to a session");
+        sessions.remove(&token).unwrap();
+        assert!(sessions.find(&token, 1_000).unwrap().is_none());
     }
 
     #[test]
     fn a_flash_is_read_once_and_belongs_to_its_session() {
-        let sessions = Sessions::default();
-        let ann = sessions.find(&sessions.create("ann", 0), 0).expect("ann");
-        let bob = sessions.find(&sessions.create("bob", 0), 0).expect("bob");
-        sessions.set_flash(&ann, Flash::ok("done"));
-        assert_eq!(sessions.take_flash(&bob), None);
-        assert_eq!(sessions.take_flash(&ann), Some(Flash::ok("done")));
-        assert_eq!(sessions.take_flash(&ann), None);
+        let (sessions, _dir) = sessions();
+        let ann = sessions.find(&sessions.create("ann", 0).unwrap(), 0).unwrap().expect("ann");
+        let bob = sessions.find(&sessions.create("bob", 0).unwrap(), 0).unwrap().expect("bob");
+        sessions.set_flash(&ann, Flash::ok("done")).unwrap();
+        assert_eq!(sessions.take_flash(&bob).unwrap(), None);
+        assert_eq!(sessions.take_flash(&ann).unwrap(), Some(Flash::ok("done")));
+        assert_eq!(sessions.take_flash(&ann).unwrap(), None);
         assert_ne!(ann.csrf, bob.csrf);
     }
 

@@ -6,7 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
-pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod store;
@@ -49,10 +48,10 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
     let store = store::open(&config.database, Arc::clone(&metrics))?;
     let listen = config.server.listen;
     let app = Arc::new(App::new(config, store, metrics));
-    jobs::run_startup_maintenance(&app);
+    app::jobs::run_startup_maintenance(&app.store, &app.rules);
     let server =
         http::server::Server::start(Arc::clone(&app)).map_err(|source| ServeError::Listen { addr: listen, source })?;
-    jobs::spawn_cleanup(Arc::clone(&app)).map_err(ServeError::Thread)?;
+    app::jobs::spawn_cleanup(app.store.clone(), Arc::clone(&app.rules)).map_err(ServeError::Thread)?;
     http::webhooks::spawn(Arc::clone(&app)).map_err(ServeError::Thread)?;
     Ok(Running { app, server })
 }

@@ -1,7 +1,18 @@
 //! The application layer: use cases over the domain's ports, called by http/ and by the
 //! background jobs. It knows no SQL, no HTTP and no backend.
 
+pub mod admin;
+mod error;
+pub mod events;
+pub mod idempotency;
+pub mod jobs;
 pub mod maintenance;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::AppError;
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -2,11 +2,11 @@
 //! export, and the audited actions. Each view is a plain function of its typed parameters,
 //! which the compatibility routes (compat.rs) call too: one implementation, two URL shapes.
 
-use super::admin_ops as ops;
 use super::error::ApiError;
 use super::request::{present, whole};
 use super::users::{UserView, rfc3339, user_id_param, user_not_found};
 use super::{App, Ctx, json_response, now_ms};
+use crate::app::admin as ops;
 use crate::domain::Rules;
 use crate::domain::admin::{self, MetricValues};
 use crate::domain::period::Period;
@@ -78,7 +78,7 @@ pub fn usage_summary(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, A
     let period = period_param(params, now_ms())?;
     let metric = metric_param(&ctx.app.rules, params)?;
     let top = count_param(params, "top", 10, 0, 1000)?;
-    let summary = ops::summary(ctx.app, period, &metric, top)?;
+    let summary = ops::summary(&ctx.app.store, &ctx.app.rules, period, &metric, top)?;
     let top_users: Vec<Value> = summary
         .top_users
         .iter()
@@ -101,7 +101,7 @@ pub fn usage_summary(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, A
 
 /// `GET /v1/admin/plans`: users, share and revenue estimate per plan.
 pub fn plan_distribution(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    Ok(json_response(StatusCode::OK, &plans_json(&ops::distribution(ctx.app)?)))
+    Ok(json_response(StatusCode::OK, &plans_json(&ops::distribution(&ctx.app.store, &ctx.app.rules)?)))
 }
 
 /// `GET /v1/admin/offenders`: the largest users of a metric, against their limits.
@@ -109,7 +109,7 @@ pub fn offenders(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, ApiEr
     let period = period_param(params, now_ms())?;
     let metric = metric_param(&ctx.app.rules, params)?;
     let limit = count_param(params, "limit", 10, 1, 1000)?;
-    let offenders: Vec<Value> = ops::offenders(ctx.app, period, &metric, limit)?
+    let offenders: Vec<Value> = ops::offenders(&ctx.app.store, &ctx.app.rules, period, &metric, limit)?
         .iter()
         .map(|offender| {
             json!({
@@ -128,7 +128,8 @@ pub fn offenders(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, ApiEr
 /// `GET /v1/admin/users/{user_id}`: the user view plus monthly history, newest first.
 pub fn user_details(ctx: &Ctx<'_>, user_id: &str, params: &Params) -> Result<Response<Body>, ApiError> {
     let months = count_param(params, "months", 12, 1, 120)?;
-    let details = ops::user_details(ctx.app, user_id, months)?.ok_or_else(|| user_not_found(user_id))?;
+    let details =
+        ops::user_details(&ctx.app.store, &ctx.app.rules, user_id, months)?.ok_or_else(|| user_not_found(user_id))?;
     let view = UserView::from_details(&details);
     let mut body = serde_json::to_value(view).map_err(|_| ApiError::internal())?;
     let history: Vec<Value> =
@@ -145,7 +146,7 @@ pub fn change_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<Respo
 
 /// `POST /v1/admin/users/{user_id}/reset`: zeroes the current period; answers what was there.
 pub fn reset(ctx: &Ctx<'_>, user_id: String, metric: Option<String>) -> Result<Response<Body>, ApiError> {
-    let report = ops::reset(ctx.app, &user_id, metric.as_deref(), &actor(ctx))?;
+    let report = ops::reset(&ctx.app.store, &ctx.app.rules, &user_id, metric.as_deref(), &actor(ctx))?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "user_id": user_id, "period": report.period, "before": object(&report.before) }),
@@ -154,7 +155,7 @@ pub fn reset(ctx: &Ctx<'_>, user_id: String, metric: Option<String>) -> Result<R
 
 /// `POST /v1/admin/cleanup`: deletes counters older than `retention_months` periods.
 pub fn cleanup(ctx: &Ctx<'_>, retention_months: u64) -> Result<Response<Body>, ApiError> {
-    let report = ops::cleanup(ctx.app, retention_months, &actor(ctx))?;
+    let report = ops::cleanup(&ctx.app.store, &ctx.app.rules, retention_months, &actor(ctx))?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -229,7 +230,7 @@ pub fn post_cleanup(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 pub fn delete_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let hash = ops::erase(ctx.app, &user_id, &actor(ctx))?;
+    let hash = ops::erase(&ctx.app.store, &ctx.app.rules, &user_id, &actor(ctx))?;
     Ok(json_response(StatusCode::OK, &json!({ "erased": true, "user_id_hash": hash })))
 }
 
@@ -240,7 +241,7 @@ pub fn get_export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 /// Everything held about a user as one JSON document (also the dashboard's download).
 pub fn export_json(app: &App, user_id: &str) -> Result<Value, ApiError> {
-    let (user, export) = ops::export(app, user_id)?;
+    let (user, export) = ops::export(&app.store, user_id)?;
     let counters: Vec<Value> = export
         .counters
         .iter()
@@ -309,7 +310,7 @@ pub fn get_audit(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
             ApiError::invalid(format!("before must be an audit row id (a positive whole number), got {text:?}"))
         })?),
     };
-    let rows = ops::audit_page(ctx.app, limit, before)?;
+    let rows = ops::audit_page(&ctx.app.store, limit, before)?;
     let next_before = if rows.len() as u32 == limit { rows.last().map(|row| row.id) } else { None };
     let entries: Vec<Value> = rows.iter().map(audit_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "entries": entries, "next_before": next_before })))

@@ -65,10 +65,10 @@ pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     if let Some(metric) = &body.metric
         && !ctx.app.rules.catalog.has_metric(metric)
     {
-        return Err(super::admin_ops::unknown_metric(metric));
+        return Err(crate::app::AppError::UnknownMetric { metric: metric.to_owned() }.into());
     }
     if let Some(plan) = &body.plan {
-        super::admin_ops::check_plan(ctx.app, plan)?;
+        crate::app::admin::check_plan(&ctx.app.rules, plan)?;
     }
     match body.action.as_str() {
         "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),

@@ -1,6 +1,7 @@
 //! `ApiError`: every refusal the API gives, as one value with a status, a stable `code`, a
 //! plain message and optional details. Rendered as `{"error": {"code", "message", ...}}`.
 
+use crate::app::AppError;
 use crate::domain::ports::StoreError;
 use ::http::{HeaderName, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
@@ -136,6 +137,32 @@ impl From<StoreError> for ApiError {
         } else {
             log::error!("storage error: {error}");
             ApiError::internal()
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AppError::Invalid(message) => ApiError::invalid(message),
+            AppError::UnknownMetric { metric } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unknown_metric", message).with("metric", metric)
+            }
+            AppError::UnknownPlan { plan, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unknown_plan", message).with("plan", plan)
+            }
+            AppError::UserNotFound(user_id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "user_not_found", message).with("user_id", user_id)
+            }
+            AppError::IdempotencyKeyReused => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
+            }
+            AppError::CleanupInProgress => ApiError::new(StatusCode::CONFLICT, "cleanup_in_progress", message),
+            AppError::EventNotFound => ApiError::new(StatusCode::NOT_FOUND, "event_not_found", message),
+            AppError::DeliveryNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", message),
+            AppError::DeliveryNotFailed(_) => ApiError::new(StatusCode::CONFLICT, "delivery_not_failed", message),
+            AppError::Store(error) => error.into(),
         }
     }
 }

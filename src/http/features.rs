@@ -4,8 +4,9 @@
 use super::error::ApiError;
 use super::idempotency::{self, Answered};
 use super::{Ctx, json_response, now_ms};
+use crate::app;
 use crate::domain::Rules;
-use crate::domain::feature::{self, FeatureKind, FeatureVerdict, UseOutcome};
+use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
 use crate::domain::user_id::validate_user_id;
 use crate::http::Body;
 use crate::metrics::FeatureLabels;
@@ -93,11 +94,11 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let rules = &ctx.app.rules;
     validate(rules, &body)?;
     let now_ms = now_ms();
-    let verdict = ctx.app.store.read(|reader| feature::check(reader, rules, &body.user_id, &body.feature, now_ms))?;
+    let verdict = app::usage::check_feature(&ctx.app.store, rules, &body.user_id, &body.feature, now_ms)?;
     Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
 }
 
-fn render_use(outcome: &UseOutcome) -> (StatusCode, String) {
+fn render_use(outcome: &UseOutcome) -> (u16, String) {
     let (status, value) = match outcome {
         UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_string(&FeatureJson::from(verdict))),
         UseOutcome::NotInPlan(verdict) => {
@@ -143,16 +144,9 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     validate(&rules, &body)?;
     let once = idempotency::once(ctx, &[&"feature_use", &body.user_id, &body.feature])?;
     let now_ms = now_ms();
-    let user_id = body.user_id.clone();
     let feature_name = body.feature.clone();
-    let answered = idempotency::run(
-        ctx.app,
-        once,
-        user_id,
-        now_ms,
-        move |tx| feature::use_feature(tx, &rules, &body.user_id, &body.feature, now_ms),
-        render_use,
-    )?;
+    let answered =
+        app::usage::use_feature(&ctx.app.store, &rules, body.user_id, body.feature, once, now_ms, render_use)?;
     let (outcome, retry_after_ms) = match &answered {
         Answered::Fresh { value: UseOutcome::Allowed(_), .. } => ("allowed", None),
         Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => ("not_in_plan", None),
@@ -162,7 +156,7 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         Answered::Replayed(_) => ("replayed", None),
     };
     ctx.app.metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
-    let mut response = answered.into_response();
+    let mut response = idempotency::into_response(answered);
     if let Some(retry_after_ms) = retry_after_ms {
         let seconds = retry_after_ms.div_ceil(1000).max(1);
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -7,7 +7,6 @@
 //! in-memory request (the fuzzer).
 
 mod admin;
-mod admin_ops;
 mod auth;
 mod compat;
 mod dashboard;
@@ -41,7 +40,7 @@ use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use throttle::FailureThrottle;
 
 /// A response body: whole, in memory.
@@ -144,9 +143,7 @@ impl Ctx<'_> {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
-}
+pub use crate::app::now_ms;
 
 pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {

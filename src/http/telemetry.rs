@@ -7,7 +7,7 @@ use super::users::rfc3339;
 use super::webhooks::event_json;
 use super::{Ctx, json_response, now_ms};
 use crate::domain::events::EventType;
-use crate::domain::ports::{DeliveryRecord, EventQuery, Requeue};
+use crate::domain::ports::{DeliveryRecord, EventQuery};
 use crate::http::Body;
 use ::http::{HeaderValue, Response, StatusCode, header};
 use chrono::DateTime;
@@ -54,25 +54,8 @@ pub fn events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     {
         crate::domain::user_id::validate_user_id(user_id).map_err(ApiError::invalid)?;
     }
-    let events = ctx.app.store.read(|reader| {
-        let after_seq = match &after {
-            Some(event_id) => match reader.event_seq(event_id)? {
-                Some(seq) => Some(seq),
-                None => return Ok(None),
-            },
-            None => None,
-        };
-        reader
-            .events(&EventQuery { kind: kind.clone(), user_id: user_id.clone(), since_ms, after_seq, limit })
-            .map(Some)
-    })?;
-    let Some(events) = events else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "event_not_found",
-            "after names no event (it may have been pruned); page again from the start or from a later event",
-        ));
-    };
+    let query = EventQuery { kind, user_id, since_ms, after_seq: None, limit };
+    let events = crate::app::events::events(&ctx.app.store, query, after.as_deref())?;
     let next_after = if events.len() as u32 == limit { events.last().map(|event| event.id.clone()) } else { None };
     let events: Vec<Value> = events.iter().map(event_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "events": events, "next_after": next_after })))
@@ -113,7 +96,7 @@ pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
                 .ok_or_else(|| ApiError::invalid(format!("before must be a delivery id, got {text:?}")))?,
         ),
     };
-    let rows = ctx.app.store.read(|reader| reader.deliveries(status.as_deref(), limit, before))?;
+    let rows = crate::app::events::deliveries(&ctx.app.store, status.as_deref(), limit, before)?;
     let next_before = if rows.len() as u32 == limit { rows.last().map(|row| row.id) } else { None };
     let deliveries: Vec<Value> = rows.iter().map(delivery_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "deliveries": deliveries, "next_before": next_before })))
@@ -128,15 +111,6 @@ pub fn retry(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::invalid(format!("{id_text:?} is not a delivery id")))?;
     let now_ms = now_ms();
-    match ctx.app.store.write(move |tx| tx.requeue_delivery(id, now_ms))? {
-        Requeue::Requeued => Ok(json_response(StatusCode::OK, &json!({ "id": id, "status": "pending" }))),
-        Requeue::NotFound => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", format!("no delivery {id}")))
-        }
-        Requeue::NotFailed => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "delivery_not_failed",
-            format!("delivery {id} has not failed; only failed deliveries are retried by hand"),
-        )),
-    }
+    crate::app::events::retry_delivery(&ctx.app.store, id, now_ms)?;
+    Ok(json_response(StatusCode::OK, &json!({ "id": id, "status": "pending" })))
 }

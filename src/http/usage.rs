@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::idempotency::{self, Answered};
 use super::request::{present, present_whole};
 use super::{Ctx, json_response, now_ms};
+use crate::app;
 use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
@@ -158,11 +159,11 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: CheckBody = ctx.json_body()?;
     let rules = &ctx.app.rules;
     let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms())?;
-    let verdict = ctx.app.store.read(|reader| usage::check(reader, rules, &valid.query))?;
+    let verdict = app::usage::check(&ctx.app.store, rules, &valid.query)?;
     Ok(json_response(StatusCode::OK, &VerdictJson::from(&verdict)))
 }
 
-fn render_track(outcome: &TrackOutcome) -> (StatusCode, String) {
+fn render_track(outcome: &TrackOutcome) -> (u16, String) {
     let track_json = |verdict, recorded, enforced| TrackJson {
         recorded,
         enforced,
@@ -226,18 +227,8 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         Some(at_ms) => at_ms,
         None => &"",
     };
-    let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?
-        // With tracking off nothing is stored, not even the key.
-        .filter(|_| rules.tracking_enabled);
-    let user_id = query.user_id.clone();
-    let answered = idempotency::run(
-        ctx.app,
-        once,
-        user_id,
-        now_ms,
-        move |tx| usage::track(tx, &rules, &query, enforce, now_ms),
-        render_track,
-    )?;
+    let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?;
+    let answered = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render_track)?;
     let outcome = match &answered {
         Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
         Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
@@ -246,7 +237,7 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         Answered::Replayed(_) => "replayed",
     };
     ctx.app.metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
-    Ok(answered.into_response())
+    Ok(idempotency::into_response(answered))
 }
 
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! `GET` and `PUT /v1/users/{user_id}`: a user's plan and standing on every metric.
 
-use super::admin_ops;
-use super::admin_ops::UserDetails;
 use super::error::ApiError;
 use super::features::FeatureSummaryJson;
 use super::{Ctx, json_response, now_ms};
+use crate::app::admin::{self as ops, UserDetails};
 use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
@@ -134,9 +133,9 @@ struct PlanBody {
 /// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
 /// returns the view in the current period.
 pub fn set_plan(ctx: &Ctx<'_>, user_id: &str, plan: &str, actor: Option<&str>) -> Result<UserView, ApiError> {
-    admin_ops::change_plan(ctx.app, user_id, plan, actor, |tx, rules, user, now_ms| {
+    Ok(ops::change_plan(&ctx.app.store, &ctx.app.rules, user_id, plan, actor, |tx, rules, user, now_ms| {
         user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms)
-    })
+    })?)
 }
 
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {

@@ -4,10 +4,10 @@
 use super::html::{Tab, csrf_field, escape, metric_label, thousands, user_path, utc_minute};
 use super::session::Visitor;
 use super::{Done, Form, Page, outcome};
+use crate::app::admin as ops;
 use crate::domain::ports::AuditRecord;
 use crate::domain::user_id::validate_user_id;
 use crate::http::Ctx;
-use crate::http::admin_ops as ops;
 use crate::http::error::ApiError;
 use serde_json::Value;
 use std::fmt::Write;
@@ -23,7 +23,7 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
                 ApiError::invalid("before must be an audit row id (a positive whole number)".to_owned())
             })?),
         };
-    let rows = ops::audit_page(ctx.app, PAGE_SIZE, before)?;
+    let rows = ops::audit_page(&ctx.app.store, PAGE_SIZE, before)?;
     let older = if rows.len() as u32 == PAGE_SIZE { rows.last().map(|row| row.id) } else { None };
     let rules = &ctx.app.rules;
     let content = render(&rows, before.is_some(), older, rules.retention_months, rules.idempotency_hours, visitor);
@@ -156,14 +156,15 @@ pub fn cleanup(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done
             super::session::Flash::error("Nothing was deleted: months to keep must be a whole number from 1 to 1200.");
         return Ok(Done { location, flash });
     };
-    let flash = outcome(ops::cleanup(ctx.app, u64::from(retention_months), &visitor.actor), |report| {
-        format!(
-            "Cleanup done: deleted {} counters from before {} and {} expired idempotency answers.",
-            thousands(report.deleted_counters),
-            report.oldest_period_kept,
-            thousands(report.pruned_idempotency_keys)
-        )
-    })?;
+    let flash =
+        outcome(ops::cleanup(&ctx.app.store, &ctx.app.rules, u64::from(retention_months), &visitor.actor), |report| {
+            format!(
+                "Cleanup done: deleted {} counters from before {} and {} expired idempotency answers.",
+                thousands(report.deleted_counters),
+                report.oldest_period_kept,
+                thousands(report.pruned_idempotency_keys)
+            )
+        })?;
     Ok(Done { location, flash })
 }
 

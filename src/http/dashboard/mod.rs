@@ -2,7 +2,7 @@
 //! This file holds the route handlers and what they share: the session check (anyone
 //! without a login goes to /admin/login), the CSRF check on every POST, the
 //! flash-and-redirect after an action, HTML error pages and the security headers. The
-//! numbers and actions come from `admin_ops`, as for the JSON API.
+//! numbers and actions come from `app::admin`, as for the JSON API.
 
 mod chart;
 mod html;
@@ -219,8 +219,8 @@ fn action(ctx: &mut Ctx<'_>, act: fn(&mut Ctx<'_>, &Visitor, &Form) -> Result<Do
 
 /// An operation's result as a flash: its success message, or the refusal's message (a
 /// refusal changed nothing). Server failures stay errors.
-fn outcome<T>(result: Result<T, ApiError>, message: impl FnOnce(T) -> String) -> Result<Flash, ApiError> {
-    match result {
+fn outcome<T, E: Into<ApiError>>(result: Result<T, E>, message: impl FnOnce(T) -> String) -> Result<Flash, ApiError> {
+    match result.map_err(Into::into) {
         Ok(value) => Ok(Flash::ok(message(value))),
         Err(error) if error.status.is_client_error() => Ok(Flash::error(error.message.clone())),
         Err(error) => Err(error),

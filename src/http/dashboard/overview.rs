@@ -1,16 +1,16 @@
 //! The overview page (`GET /admin?period=YYYY-MM&metric=NAME`): a card per metric total and
 //! for active users and revenue, the plan distribution chart, the top users, and every
-//! metric over the last 12 months. Numbers come from `admin_ops::summary`, as the API's do.
+//! metric over the last 12 months. Numbers come from `app::admin::summary`, as the API's do.
 
 use super::Page;
 use super::chart::{self, PlanMeasure};
 use super::html::{Tab, escape, metric_label, metric_value, money, query_value, thousands, user_path};
 use super::session::Visitor;
+use crate::app::admin as ops;
 use crate::domain::admin::{MetricValues, Summary};
 use crate::domain::period::Period;
 use crate::domain::plan::Metric;
 use crate::http::Ctx;
-use crate::http::admin_ops as ops;
 use crate::http::error::ApiError;
 use crate::http::now_ms;
 use std::fmt::Write;
@@ -40,18 +40,21 @@ pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
     let catalog = &ctx.app.rules.catalog;
     let metric = match params.get("metric") {
         Some(metric) if catalog.has_metric(metric) => metric.clone(),
-        Some(metric) => return Err(ops::unknown_metric(metric)),
+        Some(metric) => return Err(crate::app::AppError::UnknownMetric { metric: metric.clone() }.into()),
         None => catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default(),
     };
-    let summary = ops::summary(ctx.app, period, &metric, TOP_USERS)?;
+    let summary = ops::summary(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS)?;
     let mut months = Vec::with_capacity(MONTHS as usize);
     for back in (0..MONTHS).rev() {
         let month = period.months_before(back);
         if months.last().is_some_and(|(last, _)| *last == month) {
             continue; // months_before stops at 1970-01
         }
-        let totals =
-            if month == period { summary.totals.clone() } else { ops::summary(ctx.app, month, &metric, 0)?.totals };
+        let totals = if month == period {
+            summary.totals.clone()
+        } else {
+            ops::summary(&ctx.app.store, &ctx.app.rules, month, &metric, 0)?.totals
+        };
         months.push((month, totals));
     }
     let metrics = catalog.metrics().cloned().collect();

@@ -1,14 +1,14 @@
 //! A user's page (`/admin/users/{user_id}`): plan, this period's usage against the limits,
 //! features, monthly history, and the actions (change plan, reset the period, export,
-//! erase after a typed confirmation). Reads and actions go through `admin_ops`.
+//! erase after a typed confirmation). Reads and actions go through `app::admin`.
 
 use super::html::{Tab, csrf_field, escape, metric_label, metric_value, money, thousands, user_path, utc_minute};
 use super::session::{Flash, Visitor};
 use super::{Done, Form, Page, outcome, user_id};
+use crate::app::admin::{self as ops, UserDetails};
 use crate::domain::feature::FeatureKind;
 use crate::domain::plan::{Enforcement, Metric};
 use crate::http::Ctx;
-use crate::http::admin_ops::{self as ops, UserDetails};
 use crate::http::error::ApiError;
 use crate::http::users::user_not_found;
 use std::fmt::Write;
@@ -17,7 +17,8 @@ const HISTORY_MONTHS: u32 = 12;
 
 pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let user_id = user_id(ctx)?;
-    let details = ops::user_details(ctx.app, &user_id, HISTORY_MONTHS)?.ok_or_else(|| user_not_found(&user_id))?;
+    let details = ops::user_details(&ctx.app.store, &ctx.app.rules, &user_id, HISTORY_MONTHS)?
+        .ok_or_else(|| user_not_found(&user_id))?;
     let metrics: Vec<Metric> = ctx.app.rules.catalog.metrics().cloned().collect();
     let plans: Vec<(String, u64)> =
         ctx.app.rules.catalog.plans().iter().map(|plan| (plan.name.clone(), plan.price_cents)).collect();
@@ -211,7 +212,9 @@ pub fn change_plan(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<
     let user_id = user_id(ctx)?;
     let plan = form.get("plan").map(String::as_str).unwrap_or_default();
     let changed =
-        ops::change_plan(ctx.app, &user_id, plan, Some(&visitor.actor), |_, _, user, _| Ok(user.plan.clone()));
+        ops::change_plan(&ctx.app.store, &ctx.app.rules, &user_id, plan, Some(&visitor.actor), |_, _, user, _| {
+            Ok(user.plan.clone())
+        });
     let flash = outcome(changed, |plan| format!("{user_id} is now on {plan}."))?;
     Ok(Done { location: user_path(&user_id), flash })
 }
@@ -221,7 +224,7 @@ pub fn reset(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
     let user_id = user_id(ctx)?;
     let metric = form.get("metric").map(String::as_str).filter(|metric| !metric.is_empty());
     let units: Vec<Metric> = ctx.app.rules.catalog.metrics().cloned().collect();
-    let flash = outcome(ops::reset(ctx.app, &user_id, metric, &visitor.actor), |report| {
+    let flash = outcome(ops::reset(&ctx.app.store, &ctx.app.rules, &user_id, metric, &visitor.actor), |report| {
         let before: Vec<String> = report
             .before
             .iter()
@@ -235,7 +238,7 @@ pub fn reset(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
 /// `GET /admin/users/{user_id}/erase`: says what erasing does and asks for the id.
 pub fn erase_page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let user_id = user_id(ctx)?;
-    ops::user_details(ctx.app, &user_id, 1)?.ok_or_else(|| user_not_found(&user_id))?;
+    ops::user_details(&ctx.app.store, &ctx.app.rules, &user_id, 1)?.ok_or_else(|| user_not_found(&user_id))?;
     let path = escape(&user_path(&user_id));
     let shown = escape(&user_id);
     let content = format!(
@@ -261,7 +264,7 @@ pub fn erase(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
         let flash = Flash::error(format!("Nothing was erased: type {user_id} exactly to confirm."));
         return Ok(Done { location: format!("{}/erase", user_path(&user_id)), flash });
     }
-    match ops::erase(ctx.app, &user_id, &visitor.actor) {
+    match ops::erase(&ctx.app.store, &ctx.app.rules, &user_id, &visitor.actor).map_err(ApiError::from) {
         Ok(hash) => Ok(Done {
             location: "/admin".to_owned(),
             flash: Flash::ok(format!("Erased {user_id}. The audit log now names them {hash}.")),

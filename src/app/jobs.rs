@@ -4,8 +4,9 @@
 //! audit log starts in a known order), then every 24 hours, through the writer like any
 //! other change, and is audited.
 
-use crate::app::maintenance;
-use crate::http::{App, now_ms};
+use super::{maintenance, now_ms};
+use crate::domain::Rules;
+use crate::domain::ports::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,17 @@ pub const CLEANUP_ACTOR: &str = "scheduled-cleanup";
 const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Finishes erasures a crash interrupted, then cleans up; the startup runs it before serving.
-pub fn run_startup_maintenance(app: &App) {
-    match maintenance::resume_erasures(&app.store, &app.rules) {
+pub fn run_startup_maintenance(store: &Store, rules: &Arc<Rules>) {
+    match maintenance::resume_erasures(store, rules) {
         Ok(0) => {}
         Ok(count) => log::info!("finished {count} erasure(s) interrupted by a stop"),
         Err(error) => log::warn!("cannot finish interrupted erasures, retrying at the next start: {error}"),
     }
-    run_cleanup(app);
+    run_cleanup(store, rules);
 }
 
-pub fn run_cleanup(app: &App) {
-    let retention_months = app.rules.retention_months;
-    match maintenance::cleanup(&app.store, &app.rules, retention_months, CLEANUP_ACTOR, now_ms()) {
+pub fn run_cleanup(store: &Store, rules: &Arc<Rules>) {
+    match maintenance::cleanup(store, rules, rules.retention_months, CLEANUP_ACTOR, now_ms()) {
         Ok(None) => log::info!("scheduled cleanup: another node is running one; skipped"),
         Ok(Some(report)) => log::info!(
             "scheduled cleanup: deleted {} counters before {}, pruned {} idempotency keys",
@@ -40,17 +40,17 @@ pub fn run_cleanup(app: &App) {
 
 /// Starts the thread that runs the cleanup every 24 hours (the startup run is the caller's).
 /// It stops when the writer stops.
-pub fn spawn_cleanup(app: Arc<App>) -> std::io::Result<()> {
+pub fn spawn_cleanup(store: Store, rules: Arc<Rules>) -> std::io::Result<()> {
     std::thread::Builder::new().name("tally-cleanup".into()).spawn(move || {
         loop {
             let next = Instant::now() + CLEANUP_EVERY;
             while Instant::now() < next {
-                if !app.store.is_writer_running() {
+                if !store.is_writer_running() {
                     return;
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
-            run_cleanup(&app);
+            run_cleanup(&store, &rules);
         }
     })?;
     Ok(())

@@ -1,0 +1,175 @@
+//! Admin use cases, shared by the JSON admin API, the compatibility routes and the dashboard:
+//! validated inputs in, domain values or an `AppError` out. Rendering (JSON or HTML) is the
+//! caller's; the numbers are the same everywhere.
+
+use super::{AppError, maintenance, now_ms};
+use crate::domain::Rules;
+use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, ResetReport, Summary};
+use crate::domain::feature::{self, FeatureVerdict};
+use crate::domain::period::Period;
+use crate::domain::ports::{AuditRecord, Store, StoreError, UserExport, UserRecord, WriteTx};
+use crate::domain::usage::{self, Standing};
+use crate::domain::user_id::validate_user_id;
+use std::sync::Arc;
+
+fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
+    if rules.catalog.has_metric(metric) { Ok(()) } else { Err(AppError::UnknownMetric { metric: metric.to_owned() }) }
+}
+
+fn valid_user_id(user_id: &str) -> Result<(), AppError> {
+    validate_user_id(user_id).map_err(AppError::Invalid)
+}
+
+pub fn summary(store: &Store, rules: &Arc<Rules>, period: Period, metric: &str, top: u32) -> Result<Summary, AppError> {
+    known_metric(rules, metric)?;
+    Ok(store.read(|reader| admin::summary(reader, rules, period, metric, top))?)
+}
+
+pub fn user_not_found(user_id: &str) -> AppError {
+    AppError::UserNotFound(user_id.to_owned())
+}
+
+pub fn distribution(store: &Store, rules: &Arc<Rules>) -> Result<Distribution, AppError> {
+    Ok(store.read(|reader| admin::plan_distribution(reader, rules))?)
+}
+
+pub fn offenders(
+    store: &Store,
+    rules: &Arc<Rules>,
+    period: Period,
+    metric: &str,
+    limit: u32,
+) -> Result<Vec<Offender>, AppError> {
+    known_metric(rules, metric)?;
+    Ok(store.read(|reader| admin::offenders(reader, rules, period, metric, limit))?)
+}
+
+/// A user as an operator sees them: plan, this month's standing, features, history.
+pub struct UserDetails {
+    pub user: UserRecord,
+    /// The plan the user is served on (the default plan if the stored one is gone).
+    pub plan: String,
+    pub bypass: bool,
+    pub period: Period,
+    pub usage: Vec<(String, Standing)>,
+    pub features: Vec<FeatureVerdict>,
+    /// Newest first, one entry per month.
+    pub history: Vec<(Period, MetricValues)>,
+}
+
+/// `None` when the user is unknown.
+pub fn user_details(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: &str,
+    months: u32,
+) -> Result<Option<UserDetails>, AppError> {
+    valid_user_id(user_id)?;
+    let now_ms = now_ms();
+    let period = Period::of_unix_ms(now_ms);
+    Ok(store.read(|reader| {
+        let Some(user) = reader.find_user(user_id)? else {
+            return Ok(None);
+        };
+        let plan = rules.catalog.plan_or_default(&user.plan);
+        let usage = usage::standings(reader, rules, &user, period)?;
+        let features = feature::check_all(reader, rules, &user, now_ms)?;
+        let history = admin::history(reader, rules, &user, period, months)?;
+        Ok(Some(UserDetails {
+            plan: plan.name.clone(),
+            bypass: rules.is_bypass(&user.user_id),
+            period,
+            usage,
+            features,
+            history,
+            user,
+        }))
+    })?)
+}
+
+pub fn check_plan(rules: &Rules, plan: &str) -> Result<(), AppError> {
+    if rules.catalog.find_plan(plan).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
+    Err(AppError::UnknownPlan { plan: plan.to_owned(), known: known.join(", ") })
+}
+
+/// Sets the plan (creating the user if needed), audited under `actor` when given; runs
+/// `then` in the same job, for callers that answer with a view of the changed user.
+pub fn change_plan<R, F>(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: &str,
+    plan: &str,
+    actor: Option<&str>,
+    mut then: F,
+) -> Result<R, AppError>
+where
+    R: Send + 'static,
+    F: FnMut(&dyn WriteTx, &Rules, &UserRecord, i64) -> Result<R, StoreError> + Send + 'static,
+{
+    valid_user_id(user_id)?;
+    check_plan(rules, plan)?;
+    let rules = Arc::clone(rules);
+    let (user_id, plan, actor) = (user_id.to_owned(), plan.to_owned(), actor.map(str::to_owned));
+    let now_ms = now_ms();
+    Ok(store.write(move |tx| {
+        let user = admin::change_plan(tx, &rules, &user_id, &plan, actor.as_deref(), now_ms)?;
+        then(tx, &rules, &user, now_ms)
+    })?)
+}
+
+pub fn reset(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: &str,
+    metric: Option<&str>,
+    actor: &str,
+) -> Result<ResetReport, AppError> {
+    valid_user_id(user_id)?;
+    if let Some(metric) = metric {
+        known_metric(rules, metric)?;
+    }
+    let rules = Arc::clone(rules);
+    let (target, metric, actor) = (user_id.to_owned(), metric.map(str::to_owned), actor.to_owned());
+    let now_ms = now_ms();
+    store
+        .write(move |tx| admin::reset_usage(tx, &rules, &target, metric.as_deref(), &actor, now_ms))?
+        .ok_or_else(|| user_not_found(user_id))
+}
+
+pub fn cleanup(
+    store: &Store,
+    rules: &Arc<Rules>,
+    retention_months: u64,
+    actor: &str,
+) -> Result<CleanupReport, AppError> {
+    if !(1..=1200).contains(&retention_months) {
+        return Err(AppError::Invalid(format!(
+            "retention_months must be a whole number from 1 to 1200, got {retention_months}"
+        )));
+    }
+    maintenance::cleanup(store, rules, retention_months as u32, actor, now_ms())?.ok_or(AppError::CleanupInProgress)
+}
+
+/// Erases the user; returns the hash that names them in the audit log from now on.
+pub fn erase(store: &Store, rules: &Arc<Rules>, user_id: &str, actor: &str) -> Result<String, AppError> {
+    valid_user_id(user_id)?;
+    maintenance::erase(store, rules, user_id, actor, now_ms())?.ok_or_else(|| user_not_found(user_id))
+}
+
+pub fn export(store: &Store, user_id: &str) -> Result<(UserRecord, UserExport), AppError> {
+    valid_user_id(user_id)?;
+    store
+        .read(|reader| match reader.find_user(user_id)? {
+            Some(user) => Ok(Some((reader.export_user(&user)?, user))),
+            None => Ok(None),
+        })?
+        .map(|(export, user)| (user, export))
+        .ok_or_else(|| user_not_found(user_id))
+}
+
+pub fn audit_page(store: &Store, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, AppError> {
+    Ok(store.read(|reader| reader.audit_page(limit, before))?)
+}

@@ -1,0 +1,97 @@
+//! Idempotent writes: a write sent again with the same key gets the first answer back and
+//! changes nothing. The lookup, the write and the saved answer share one writer job that is
+//! serialized on the key, so two concurrent requests with one key cannot both write, on one
+//! node or several. What an answer looks like is the caller's (`render`).
+
+use super::AppError;
+use crate::domain::ports::{Store, StoreError, StoredAnswer, WriteTx};
+use sha2::{Digest, Sha256};
+use std::fmt::{Display, Write};
+
+/// The `serialize_on` scope of an idempotency key.
+const IDEMPOTENCY_SCOPE: &str = "idempotency";
+
+/// A key and the fingerprint of the request it came with.
+pub struct Once {
+    key: String,
+    fingerprint: Vec<u8>,
+}
+
+impl Once {
+    /// `parts` describe the request (route and fields) so that the same key with a different
+    /// request can be told apart.
+    pub fn new(key: &str, parts: &[&dyn Display]) -> Result<Once, AppError> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|byte| (0x20..=0x7e).contains(&byte)) {
+            return Err(AppError::Invalid("Idempotency-Key must be 1 to 255 printable ASCII characters".into()));
+        }
+        let mut hasher = Sha256::new();
+        let mut text = String::new();
+        for part in parts {
+            text.clear();
+            write!(text, "{part}").expect("formatting into a String cannot fail");
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+        }
+        Ok(Once { key: key.to_owned(), fingerprint: hasher.finalize().to_vec() })
+    }
+}
+
+/// How a write under a key went.
+pub enum Answered<T> {
+    /// Done now; `value` is what the job returned.
+    Fresh { answer: StoredAnswer, value: T },
+    /// Done before: the first answer, unchanged.
+    Replayed(StoredAnswer),
+}
+
+enum Lookup<T> {
+    /// Done now; the stored answer when a key asked for one.
+    Fresh(T, Option<StoredAnswer>),
+    Replayed(StoredAnswer),
+    Reused,
+}
+
+/// Runs `job` on the writer at most once per key (answers kept `keep_hours`), answering with
+/// `render` of its result: a status and a body.
+pub fn run<T, F>(
+    store: &Store,
+    keep_hours: u32,
+    once: Option<Once>,
+    user_id: String,
+    now_ms: i64,
+    mut job: F,
+    render: fn(&T) -> (u16, String),
+) -> Result<Answered<T>, AppError>
+where
+    T: Send + 'static,
+    F: FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+{
+    let not_before_ms = now_ms - i64::from(keep_hours) * 3_600_000;
+    let lookup = store.write(move |tx| {
+        let Some(once) = &once else {
+            // No key: nothing to store, so the answer is rendered after the commit, off the
+            // writer thread.
+            return Ok(Lookup::Fresh(job(tx)?, None));
+        };
+        tx.serialize_on(IDEMPOTENCY_SCOPE, &once.key)?;
+        if let Some(prior) = tx.find_answer(&once.key, not_before_ms)? {
+            return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
+        }
+        let value = job(tx)?;
+        let (status, body) = render(&value);
+        let answer = StoredAnswer { fingerprint: once.fingerprint.clone(), status, body };
+        tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
+        Ok(Lookup::Fresh(value, Some(answer)))
+    })?;
+    match lookup {
+        Lookup::Fresh(value, answer) => {
+            let answer = answer.unwrap_or_else(|| {
+                let (status, body) = render(&value);
+                StoredAnswer { fingerprint: Vec::new(), status, body }
+            });
+            Ok(Answered::Fresh { answer, value })
+        }
+        Lookup::Replayed(answer) => Ok(Answered::Replayed(answer)),
+        Lookup::Reused => Err(AppError::IdempotencyKeyReused),
+    }
+}

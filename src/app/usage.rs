@@ -1,0 +1,73 @@
+//! The hot use cases: check and track a metric, check and use a feature. Each track or use
+//! is one writer job serialized on the user (and on its Idempotency-Key when it has one).
+
+use super::AppError;
+use super::idempotency::{self, Answered, Once};
+use crate::domain::Rules;
+use crate::domain::feature::{self, FeatureVerdict, UseOutcome};
+use crate::domain::ports::Store;
+use crate::domain::usage::{self, TrackOutcome, UsageQuery, Verdict};
+use std::sync::Arc;
+
+/// May the user use `query.amount` more? Changes nothing.
+pub fn check(store: &Store, rules: &Rules, query: &UsageQuery) -> Result<Verdict, AppError> {
+    Ok(store.read(|reader| usage::check(reader, rules, query))?)
+}
+
+/// Checks and records, at most once per `once` key; `render` makes the answer kept for it.
+pub fn track(
+    store: &Store,
+    rules: &Arc<Rules>,
+    query: UsageQuery,
+    enforce: bool,
+    once: Option<Once>,
+    now_ms: i64,
+    render: fn(&TrackOutcome) -> (u16, String),
+) -> Result<Answered<TrackOutcome>, AppError> {
+    // With tracking off nothing is stored, not even the key.
+    let once = once.filter(|_| rules.tracking_enabled);
+    let (keep_hours, user_id, rules) = (rules.idempotency_hours, query.user_id.clone(), Arc::clone(rules));
+    idempotency::run(
+        store,
+        keep_hours,
+        once,
+        user_id,
+        now_ms,
+        move |tx| usage::track(tx, &rules, &query, enforce, now_ms),
+        render,
+    )
+}
+
+/// May the user use `feature` now? Changes nothing.
+pub fn check_feature(
+    store: &Store,
+    rules: &Rules,
+    user_id: &str,
+    feature: &str,
+    now_ms: i64,
+) -> Result<FeatureVerdict, AppError> {
+    Ok(store.read(|reader| feature::check(reader, rules, user_id, feature, now_ms))?)
+}
+
+/// Uses `feature` now if the plan and the window allow it, at most once per `once` key.
+pub fn use_feature(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: String,
+    feature_name: String,
+    once: Option<Once>,
+    now_ms: i64,
+    render: fn(&UseOutcome) -> (u16, String),
+) -> Result<Answered<UseOutcome>, AppError> {
+    let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
+    let key_user = user_id.clone();
+    idempotency::run(
+        store,
+        keep_hours,
+        once,
+        key_user,
+        now_ms,
+        move |tx| feature::use_feature(tx, &rules, &user_id, &feature_name, now_ms),
+        render,
+    )
+}

@@ -29,6 +29,7 @@ def ratio(a, b):
 
 print()
 ratio("track-full", "ceiling")
+ratio("ceiling", "ceiling-oxhttp")
 ratio("track-full", "redis-always")
 ratio("track-full", "postgres-sync-on")
 ratio("track-normal", "track-full")

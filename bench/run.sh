@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Tally's benchmark: one command, one table. Builds release, then measures with the same load
 # generator (bench/src/bin/loadgen.rs) and the same connection count:
-#   the HTTP ceiling (a constant-body oxhttp server), Tally track (synchronous full and
+#   the HTTP ceiling (a constant-body server on hyper, Tally's HTTP layer, and this once the
+#   same on oxhttp, the layer Tally left), Tally track (synchronous full and
 #   normal), check and a mixed load, Redis with a Lua check-and-increment (appendfsync always
 #   and no persistence), PostgreSQL's conditional upsert (synchronous_commit on and off),
 #   latency at half of Tally's peak (open loop), the connection sweep, and correctness (the
 #   stored counters add up to the 200s). Missing Redis/PostgreSQL are installed from Debian.
 #
 #   bench/run.sh                 # the main table (about 3 minutes)
+#   bench/run.sh http            # the HTTP layer's figures only: ceilings, durable track,
+#                                # check, open-loop latency at half the durable peak
 #   bench/run.sh scale           # 1,000,000 users x 3 metrics x 12 months (seeds first; long)
 #   DURATION=5 CONNECTIONS=64 bench/run.sh
+#   TALLY_BIN=/path/to/tally bench/run.sh http   # another build of Tally (e.g. before a change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,7 +73,7 @@ synchronous = "$sync"
 EOF
     cat bench/plans.toml >> "$dir/tally.toml"
     # The access log is off for the measurement (RUST_LOG=warn); see docs/PERFORMANCE.md.
-    RUST_LOG=warn "$BIN/tally" serve --config "$dir/tally.toml" > "$dir/stdout" 2> "$dir/stderr" &
+    RUST_LOG=warn "${TALLY_BIN:-$BIN/tally}" serve --config "$dir/tally.toml" > "$dir/stdout" 2> "$dir/stderr" &
     TALLY_PID=$!
     PIDS+=("$TALLY_PID")
     for _ in $(seq 1 200); do
@@ -108,13 +112,8 @@ run_main() {
     need_package postgres postgresql
     log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 
-    # 1. The HTTP ceiling.
-    local port; port=$(free_port)
-    "$BIN/ceiling" "127.0.0.1:$port" > /dev/null & local ceiling=$!; PIDS+=("$ceiling")
-    wait_port "$port"
-    loadgen ceiling --target http --op ceiling --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
-    add_field ceiling peak_rss_kib "$(peak_rss_kib "$ceiling")"
-    stop "$ceiling"
+    # 1. The HTTP ceilings.
+    run_ceilings
 
     # 2. Tally: track (full, normal), check, mixed; correctness after each track run.
     for sync in full normal; do
@@ -175,6 +174,39 @@ run_main() {
     python3 bench/report.py "$RESULTS"
 }
 
+# The HTTP ceiling on hyper (label "ceiling"), then on oxhttp ("ceiling-oxhttp").
+run_ceilings() {
+    local port server label
+    for server in ceiling-hyper ceiling; do
+        label=ceiling; [ "$server" = ceiling ] && label=ceiling-oxhttp
+        port=$(free_port)
+        "$BIN/$server" "127.0.0.1:$port" > /dev/null & local ceiling=$!; PIDS+=("$ceiling")
+        wait_port "$port"
+        loadgen "$label" --target http --op ceiling --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
+        add_field "$label" peak_rss_kib "$(peak_rss_kib "$ceiling")"
+        stop "$ceiling"
+    done
+}
+
+# What a change to the HTTP layer is judged by (issue 10): the ceilings, durable track,
+# check, and open-loop latency at half the durable peak, one run each.
+run_http() {
+    log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+    log "tally: ${TALLY_BIN:-$BIN/tally}"
+    run_ceilings
+    start_tally full "$WORK/tally-full"
+    loadgen track-full --target http --op track --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+    add_field track-full peak_rss_kib "$(peak_rss_kib "$TALLY_PID")"
+    loadgen check --target http --op check --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+    stop "$TALLY_PID"
+    add_field track-full stored_sum "$(stored_sum "$WORK/tally-full/tally.db")"
+    local peak; peak=$(python3 -c "import json,sys; print(next(json.loads(l)['throughput'] for l in open(sys.argv[1]) if json.loads(l)['label']=='track-full'))" "$RESULTS")
+    start_tally full "$WORK/tally-half"
+    loadgen track-full-half-rate --target http --op track --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION" --rate "$(python3 -c "print(round($peak/2))")"
+    stop "$TALLY_PID"
+    python3 bench/report.py "$RESULTS"
+}
+
 run_scale() {
     local users=${USERS:-1000000}
     local dir="$WORK/scale"; mkdir -p "$dir"
@@ -185,7 +217,8 @@ run_scale() {
 
 case "$MODE" in
     main) run_main ;;
+    http) run_http ;;
     scale) run_scale ;;
-    *) log "usage: bench/run.sh [main|scale]"; exit 2 ;;
+    *) log "usage: bench/run.sh [main|http|scale]"; exit 2 ;;
 esac
 log "raw results: $RESULTS"

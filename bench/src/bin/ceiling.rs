@@ -1,6 +1,6 @@
-//! The HTTP ceiling: an oxhttp server, configured like Tally's (thread per connection, same
-//! cap and timeout), that answers every request with a constant small JSON body. What it
-//! serves per second bounds what any server on this HTTP layer can serve on this machine.
+//! The oxhttp ceiling: an oxhttp server, configured like Tally's was before it moved to hyper
+//! (thread per connection, same cap and timeout), that answers every request with a constant
+//! small JSON body. Kept for one comparison with the new ceiling (`ceiling-hyper.rs`).
 
 use oxhttp::Server;
 use oxhttp::model::{Body, HeaderValue, Response, header};

@@ -4,7 +4,7 @@
 //! node or several. What an answer looks like is the caller's (`render`).
 
 use super::AppError;
-use crate::domain::ports::{Store, StoreError, StoredAnswer, WriteTx};
+use crate::domain::ports::{Pending, Store, StoreError, StoredAnswer, WriteTx};
 use sha2::{Digest, Sha256};
 use std::fmt::{Display, Write};
 
@@ -51,9 +51,27 @@ enum Lookup<T> {
     Reused,
 }
 
-/// Runs `job` on the writer at most once per key (answers kept `keep_hours`), answering with
+/// An idempotent write queued on the writer: `wait` for its answer on a thread, or `answer`
+/// it from an async task (which then holds no thread while the group commits).
+pub struct IdempotentWrite<T> {
+    pending: Pending<Lookup<T>>,
+    render: fn(&T) -> (u16, String),
+}
+
+impl<T: Send + 'static> IdempotentWrite<T> {
+    pub fn wait(self) -> Result<Answered<T>, AppError> {
+        finish(self.pending.wait()?, self.render)
+    }
+
+    pub async fn answer(self) -> Result<Answered<T>, AppError> {
+        let render = self.render;
+        finish(self.pending.await?, render)
+    }
+}
+
+/// Queues `job` to run at most once per key (answers kept `keep_hours`), answering with
 /// `render` of its result: a status and a body.
-pub fn run<T, F>(
+pub fn submit<T, F>(
     store: &Store,
     keep_hours: u32,
     once: Option<Once>,
@@ -61,13 +79,13 @@ pub fn run<T, F>(
     now_ms: i64,
     mut job: F,
     render: fn(&T) -> (u16, String),
-) -> Result<Answered<T>, AppError>
+) -> IdempotentWrite<T>
 where
     T: Send + 'static,
     F: FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
 {
     let not_before_ms = now_ms - i64::from(keep_hours) * 3_600_000;
-    let lookup = store.write(move |tx| {
+    let pending = store.submit(move |tx| {
         let Some(once) = &once else {
             // No key: nothing to store, so the answer is rendered after the commit, off the
             // writer thread.
@@ -82,7 +100,11 @@ where
         let answer = StoredAnswer { fingerprint: once.fingerprint.clone(), status, body };
         tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
         Ok(Lookup::Fresh(value, Some(answer)))
-    })?;
+    });
+    IdempotentWrite { pending, render }
+}
+
+fn finish<T>(lookup: Lookup<T>, render: fn(&T) -> (u16, String)) -> Result<Answered<T>, AppError> {
     match lookup {
         Lookup::Fresh(value, answer) => {
             let answer = answer.unwrap_or_else(|| {

@@ -31,7 +31,7 @@ fn status(outcome: &TrackOutcome) -> (u16, String) {
 }
 
 fn track(store: &Store, rules: &Arc<Rules>, user_id: &str, amount: u64, once: Option<Once>) -> Answered<TrackOutcome> {
-    usage::track(store, rules, query(user_id, amount), true, once, NOW, status).unwrap()
+    usage::track(store, rules, query(user_id, amount), true, once, NOW, status).wait().unwrap()
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
     assert!(matches!(track(&store, &rules, "bob", 1, once()), Answered::Fresh { .. }));
     assert!(matches!(track(&store, &rules, "bob", 1, once()), Answered::Replayed(_)));
     let other = Some(Once::new("key-1", &[&"track", &"bob", &2]).unwrap());
-    let reused = usage::track(&store, &rules, query("bob", 2), true, other, NOW, status);
+    let reused = usage::track(&store, &rules, query("bob", 2), true, other, NOW, status).wait();
     assert!(matches!(reused, Err(AppError::IdempotencyKeyReused)));
     assert_eq!(usage::check(&store, &rules, &query("bob", 1)).unwrap().standing.used, 1);
 }
@@ -67,7 +67,9 @@ fn a_rate_limited_feature_allows_its_window_and_then_says_when() {
     admin::change_plan(&store, &rules, "sol", "solo", None, |_, _, _, _| Ok(())).unwrap();
     let render = |_: &UseOutcome| (200, String::new());
     let use_it = |at: i64| {
-        usage::use_feature(&store, &rules, "sol".into(), "active_project_snapshots".into(), None, at, render).unwrap()
+        usage::use_feature(&store, &rules, "sol".into(), "active_project_snapshots".into(), None, at, render)
+            .wait()
+            .unwrap()
     };
     assert!(matches!(use_it(NOW), Answered::Fresh { value: UseOutcome::Allowed(_), .. }));
     let Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } = use_it(NOW + 1_000) else {

@@ -1,8 +1,9 @@
 //! The hot use cases: check and track a metric, check and use a feature. Each track or use
-//! is one writer job serialized on the user (and on its Idempotency-Key when it has one).
+//! is one writer job serialized on the user (and on its Idempotency-Key when it has one),
+//! queued without waiting: the caller waits for or awaits its `IdempotentWrite`.
 
 use super::AppError;
-use super::idempotency::{self, Answered, Once};
+use super::idempotency::{self, IdempotentWrite, Once};
 use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureVerdict, UseOutcome};
 use crate::domain::ports::Store;
@@ -23,11 +24,11 @@ pub fn track(
     once: Option<Once>,
     now_ms: i64,
     render: fn(&TrackOutcome) -> (u16, String),
-) -> Result<Answered<TrackOutcome>, AppError> {
+) -> IdempotentWrite<TrackOutcome> {
     // With tracking off nothing is stored, not even the key.
     let once = once.filter(|_| rules.tracking_enabled);
     let (keep_hours, user_id, rules) = (rules.idempotency_hours, query.user_id.clone(), Arc::clone(rules));
-    idempotency::run(
+    idempotency::submit(
         store,
         keep_hours,
         once,
@@ -58,10 +59,10 @@ pub fn use_feature(
     once: Option<Once>,
     now_ms: i64,
     render: fn(&UseOutcome) -> (u16, String),
-) -> Result<Answered<UseOutcome>, AppError> {
+) -> IdempotentWrite<UseOutcome> {
     let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
     let key_user = user_id.clone();
-    idempotency::run(
+    idempotency::submit(
         store,
         keep_hours,
         once,

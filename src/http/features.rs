@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::idempotency::{self, Answered};
-use super::{Ctx, json_response, now_ms};
+use super::{Ctx, Later, json_response, now_ms};
 use crate::app;
 use crate::domain::Rules;
 use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
@@ -138,28 +138,32 @@ fn render_use(outcome: &UseOutcome) -> (u16, String) {
     idempotency::rendered(status, value, "feature")
 }
 
-pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+/// Queues the use; the answer is awaited once its group commits (no thread waits for it).
+pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let body: FeatureBody = ctx.json_body()?;
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
     validate(&rules, &body)?;
     let once = idempotency::once(ctx, &[&"feature_use", &body.user_id, &body.feature])?;
     let now_ms = now_ms();
     let feature_name = body.feature.clone();
-    let answered =
-        app::usage::use_feature(&ctx.app.store, &rules, body.user_id, body.feature, once, now_ms, render_use)?;
-    let (outcome, retry_after_ms) = match &answered {
-        Answered::Fresh { value: UseOutcome::Allowed(_), .. } => ("allowed", None),
-        Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => ("not_in_plan", None),
-        Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
-            ("rate_limited", Some(*retry_after_ms))
+    let write = app::usage::use_feature(&ctx.app.store, &rules, body.user_id, body.feature, once, now_ms, render_use);
+    let metrics = Arc::clone(&ctx.app.metrics);
+    Ok(Box::pin(async move {
+        let answered = write.answer().await?;
+        let (outcome, retry_after_ms) = match &answered {
+            Answered::Fresh { value: UseOutcome::Allowed(_), .. } => ("allowed", None),
+            Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => ("not_in_plan", None),
+            Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
+                ("rate_limited", Some(*retry_after_ms))
+            }
+            Answered::Replayed(_) => ("replayed", None),
+        };
+        metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
+        let mut response = idempotency::into_response(answered);
+        if let Some(retry_after_ms) = retry_after_ms {
+            let seconds = retry_after_ms.div_ceil(1000).max(1);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        Answered::Replayed(_) => ("replayed", None),
-    };
-    ctx.app.metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
-    let mut response = idempotency::into_response(answered);
-    if let Some(retry_after_ms) = retry_after_ms {
-        let seconds = retry_after_ms.div_ceil(1000).max(1);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    Ok(response)
+        Ok(response)
+    }))
 }

@@ -24,7 +24,7 @@ mod users;
 pub mod webhooks;
 
 pub use auth::Access;
-pub use routes::{BodyKind, ROUTES, Route};
+pub use routes::{BodyKind, Handler, Later, ROUTES, Route};
 
 use crate::config::Config;
 use crate::domain::Rules;
@@ -238,9 +238,8 @@ pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Res
         }
         Err(error) => return Err(refuse(route.pattern, error)),
     };
-    // A session is a database read; block_in_place lets the runtime move this worker's other
-    // connections to another thread meanwhile (admit runs on the multi-thread runtime).
-    if route.access == Access::Session && !tokio::task::block_in_place(|| dashboard::has_visitor(app, head)) {
+    // A session is a database read.
+    if route.access == Access::Session && !may_block(|| dashboard::has_visitor(app, head)) {
         return Err(Refused { route: route.pattern, error: None });
     }
     let query = request::query(head, route.query).map_err(|error| refuse(route.pattern, error))?;
@@ -250,16 +249,60 @@ pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Res
     Ok(Admitted { route, params, query, caller, read_body })
 }
 
+/// What a handler gave: the answer, or the write it queued, to await.
+pub enum Dispatched {
+    Now(Outcome),
+    Later(Later),
+}
+
 /// Runs the admitted request's handler on its body; a panic becomes a 500.
-pub fn respond(app: &App, head: &Head, peer: IpAddr, started: Instant, admitted: Admitted, body: &[u8]) -> Outcome {
+pub fn respond(app: &App, head: &Head, peer: IpAddr, started: Instant, admitted: Admitted, body: &[u8]) -> Dispatched {
     let Admitted { route, params, query, caller, .. } = admitted;
     let mut ctx = Ctx { app, request: head, body, params, query, caller, peer, started };
-    match catch_unwind(AssertUnwindSafe(|| (route.handler)(&mut ctx))) {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            log::error!("a handler panicked on {} {}", head.method(), head.uri().path());
-            Err(ApiError::internal())
+    let dispatched = catch_unwind(AssertUnwindSafe(|| match route.handler {
+        Handler::Read(handler) | Handler::Blocking(handler) => Dispatched::Now(handler(&mut ctx)),
+        Handler::Write(handler) => match handler(&mut ctx) {
+            Ok(later) => Dispatched::Later(later),
+            Err(error) => Dispatched::Now(Err(error)),
+        },
+    }));
+    dispatched.unwrap_or_else(|_| {
+        log::error!("a handler panicked on {} {}", head.method(), head.uri().path());
+        Dispatched::Now(Err(ApiError::internal()))
+    })
+}
+
+/// Awaits a queued write's answer; a panic while rendering it becomes a 500.
+pub async fn answer_later(later: Later) -> Outcome {
+    CatchUnwind(later).await.unwrap_or_else(|()| {
+        log::error!("a handler panicked while answering a write");
+        Err(ApiError::internal())
+    })
+}
+
+/// A future whose panic is caught and returned as `Err(())`.
+struct CatchUnwind(Later);
+
+impl std::future::Future for CatchUnwind {
+    type Output = Result<Outcome, ()>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(context))) {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => std::task::Poll::Ready(Err(())),
         }
+    }
+}
+
+/// Runs `work` where it may block: inside `block_in_place` on the server's multi-thread
+/// runtime (the worker hands its other connections to another thread meanwhile); directly
+/// elsewhere (the fuzz target's `handle`).
+pub fn may_block<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
@@ -330,10 +373,33 @@ pub fn handle(app: &App, request: ::http::Request<Bytes>, peer: IpAddr) -> Respo
         Ok(admitted) => {
             let route = admitted.pattern();
             let body = if admitted.read_body { body } else { Bytes::new() };
-            (route, respond(app, &head, peer, started, admitted, &body))
+            let outcome = match respond(app, &head, peer, started, admitted, &body) {
+                Dispatched::Now(outcome) => outcome,
+                Dispatched::Later(later) => block_on(answer_later(later)),
+            };
+            (route, outcome)
         }
     };
     finish(app, trace, route, outcome, false)
+}
+
+/// Polls `future` to its end on this thread (for `handle`, which has no runtime).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -9,9 +9,27 @@ use super::{Body, Ctx, admin, compat, dashboard, features, health, telemetry, us
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
 use BodyKind::{Form, Json, Nothing};
+use Handler::{Blocking, Read, Write};
 use percent_encoding::percent_decode_str;
+use std::future::Future;
+use std::pin::Pin;
 
-pub type Handler = fn(&mut Ctx<'_>) -> Result<Response<Body>, ApiError>;
+/// An answer still to come: a write queued on the writer, answered once it commits.
+pub type Later = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send>>;
+
+/// A route's handler, by how it may wait. The server runs `Read` handlers on the async
+/// worker itself when the backend's reads are local (a SQLite file: microseconds), `Blocking`
+/// ones inside `block_in_place`, and awaits what a `Write` handler queued: no thread is held
+/// while a group commits.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// A read at most.
+    Read(fn(&mut Ctx<'_>) -> Result<Response<Body>, ApiError>),
+    /// May wait for a while: writes answered in place, scans, the dashboard.
+    Blocking(fn(&mut Ctx<'_>) -> Result<Response<Body>, ApiError>),
+    /// Validates, queues a write, and returns the answer to await.
+    Write(fn(&mut Ctx<'_>) -> Result<Later, ApiError>),
+}
 
 /// The body a route reads. Its type and size are checked from the head before a byte of it
 /// is read; a route that takes `Nothing` never reads one (a body sent anyway closes the
@@ -38,45 +56,45 @@ pub struct Route {
 
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    //    method  pattern                                      access   body     handler                   query parameters
-    route(GET,    "/healthz",                                  Public,  Nothing, health::healthz,          &[]),
-    route(GET,    "/readyz",                                   Public,  Nothing, health::readyz,           &[]),
-    route(GET,    "/openapi.yaml",                             Public,  Nothing, health::openapi,          &[]),
-    route(GET,    "/metrics",                                  Metrics, Nothing, telemetry::metrics,       &[]),
-    route(POST,   "/v1/check",                                 Service, Json,    usage::check,             &[]),
-    route(POST,   "/v1/track",                                 Service, Json,    usage::track,             &[]),
-    route(POST,   "/v1/features/check",                        Service, Json,    features::check,          &[]),
-    route(POST,   "/v1/features/use",                          Service, Json,    features::use_feature,    &[]),
-    route(GET,    "/v1/users/{user_id}",                       Service, Nothing, users::get,               &["period"]),
-    route(PUT,    "/v1/users/{user_id}",                       Service, Json,    users::put,               &[]),
-    route(GET,    "/v1/admin/usage",                           Admin,   Nothing, admin::get_usage,         &["period", "metric", "top"]),
-    route(GET,    "/v1/admin/offenders",                       Admin,   Nothing, admin::get_offenders,     &["period", "metric", "limit"]),
-    route(GET,    "/v1/admin/plans",                           Admin,   Nothing, admin::get_plans,         &[]),
-    route(GET,    "/v1/admin/audit",                           Admin,   Nothing, admin::get_audit,         &["limit", "before"]),
-    route(POST,   "/v1/admin/cleanup",                         Admin,   Json,    admin::post_cleanup,      &[]),
-    route(GET,    "/v1/admin/users/{user_id}",                 Admin,   Nothing, admin::get_user,          &["months"]),
-    route(DELETE, "/v1/admin/users/{user_id}",                 Admin,   Nothing, admin::delete_user,       &[]),
-    route(GET,    "/v1/admin/users/{user_id}/export",          Admin,   Nothing, admin::get_export,        &[]),
-    route(POST,   "/v1/admin/users/{user_id}/plan",            Admin,   Json,    admin::post_plan,         &[]),
-    route(POST,   "/v1/admin/users/{user_id}/reset",           Admin,   Json,    admin::post_reset,        &[]),
-    route(GET,    "/v1/admin/events",                          Admin,   Nothing, telemetry::events,        &["type", "user_id", "since", "limit", "after"]),
-    route(GET,    "/v1/admin/webhooks/deliveries",             Admin,   Nothing, telemetry::deliveries,    &["status", "limit", "before"]),
-    route(POST,   "/v1/admin/webhooks/deliveries/{id}/retry",  Admin,   Nothing, telemetry::retry,         &[]),
-    route(GET,    "/api/v1/admin/usage",                       Admin,   Nothing, compat::get_usage,        &["endpoint", "userId", "period", "metric", "top", "limit", "months"]),
-    route(POST,   "/api/v1/admin/usage",                       Admin,   Json,    compat::post_usage,       &[]),
-    route(GET,    "/admin",                                    Session, Nothing, dashboard::overview,      &["period", "metric"]),
-    route(GET,    "/admin/login",                              Public,  Nothing, dashboard::login_page,    &["signed_out"]),
-    route(POST,   "/admin/login",                              Public,  Form,    dashboard::login,         &[]),
-    route(POST,   "/admin/logout",                             Session, Form,    dashboard::logout,        &[]),
-    route(GET,    "/admin/users",                              Session, Nothing, dashboard::find_user,     &["user_id"]),
-    route(GET,    "/admin/users/{user_id}",                    Session, Nothing, dashboard::user_page,     &[]),
-    route(POST,   "/admin/users/{user_id}/plan",               Session, Form,    dashboard::change_plan,   &[]),
-    route(POST,   "/admin/users/{user_id}/reset",              Session, Form,    dashboard::reset,         &[]),
-    route(GET,    "/admin/users/{user_id}/export",             Session, Nothing, dashboard::export,        &[]),
-    route(GET,    "/admin/users/{user_id}/erase",              Session, Nothing, dashboard::erase_page,    &[]),
-    route(POST,   "/admin/users/{user_id}/erase",              Session, Form,    dashboard::erase,         &[]),
-    route(GET,    "/admin/maintenance",                        Session, Nothing, dashboard::maintenance,   &["before"]),
-    route(POST,   "/admin/maintenance/cleanup",                Session, Form,    dashboard::cleanup,       &[]),
+    //    method  pattern                                      access   body     handler                                query parameters
+    route(GET,    "/healthz",                                 Public,  Nothing, Read(health::healthz),            &[]),
+    route(GET,    "/readyz",                                  Public,  Nothing, Read(health::readyz),             &[]),
+    route(GET,    "/openapi.yaml",                            Public,  Nothing, Read(health::openapi),            &[]),
+    route(GET,    "/metrics",                                 Metrics, Nothing, Blocking(telemetry::metrics),     &[]),
+    route(POST,   "/v1/check",                                Service, Json,    Read(usage::check),               &[]),
+    route(POST,   "/v1/track",                                Service, Json,    Write(usage::track),              &[]),
+    route(POST,   "/v1/features/check",                       Service, Json,    Read(features::check),            &[]),
+    route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
+    route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
+    route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
+    route(GET,    "/v1/admin/usage",                          Admin,   Nothing, Blocking(admin::get_usage),       &["period", "metric", "top"]),
+    route(GET,    "/v1/admin/offenders",                      Admin,   Nothing, Blocking(admin::get_offenders),   &["period", "metric", "limit"]),
+    route(GET,    "/v1/admin/plans",                          Admin,   Nothing, Blocking(admin::get_plans),       &[]),
+    route(GET,    "/v1/admin/audit",                          Admin,   Nothing, Blocking(admin::get_audit),       &["limit", "before"]),
+    route(POST,   "/v1/admin/cleanup",                        Admin,   Json,    Blocking(admin::post_cleanup),    &[]),
+    route(GET,    "/v1/admin/users/{user_id}",                Admin,   Nothing, Blocking(admin::get_user),        &["months"]),
+    route(DELETE, "/v1/admin/users/{user_id}",                Admin,   Nothing, Blocking(admin::delete_user),     &[]),
+    route(GET,    "/v1/admin/users/{user_id}/export",         Admin,   Nothing, Blocking(admin::get_export),      &[]),
+    route(POST,   "/v1/admin/users/{user_id}/plan",           Admin,   Json,    Blocking(admin::post_plan),       &[]),
+    route(POST,   "/v1/admin/users/{user_id}/reset",          Admin,   Json,    Blocking(admin::post_reset),      &[]),
+    route(GET,    "/v1/admin/events",                         Admin,   Nothing, Blocking(telemetry::events),      &["type", "user_id", "since", "limit", "after"]),
+    route(GET,    "/v1/admin/webhooks/deliveries",            Admin,   Nothing, Blocking(telemetry::deliveries),  &["status", "limit", "before"]),
+    route(POST,   "/v1/admin/webhooks/deliveries/{id}/retry", Admin,   Nothing, Blocking(telemetry::retry),       &[]),
+    route(GET,    "/api/v1/admin/usage",                      Admin,   Nothing, Blocking(compat::get_usage),      &["endpoint", "userId", "period", "metric", "top", "limit", "months"]),
+    route(POST,   "/api/v1/admin/usage",                      Admin,   Json,    Blocking(compat::post_usage),     &[]),
+    route(GET,    "/admin",                                   Session, Nothing, Blocking(dashboard::overview),    &["period", "metric"]),
+    route(GET,    "/admin/login",                             Public,  Nothing, Blocking(dashboard::login_page),  &["signed_out"]),
+    route(POST,   "/admin/login",                             Public,  Form,    Blocking(dashboard::login),       &[]),
+    route(POST,   "/admin/logout",                            Session, Form,    Blocking(dashboard::logout),      &[]),
+    route(GET,    "/admin/users",                             Session, Nothing, Blocking(dashboard::find_user),   &["user_id"]),
+    route(GET,    "/admin/users/{user_id}",                   Session, Nothing, Blocking(dashboard::user_page),   &[]),
+    route(POST,   "/admin/users/{user_id}/plan",              Session, Form,    Blocking(dashboard::change_plan), &[]),
+    route(POST,   "/admin/users/{user_id}/reset",             Session, Form,    Blocking(dashboard::reset),       &[]),
+    route(GET,    "/admin/users/{user_id}/export",            Session, Nothing, Blocking(dashboard::export),      &[]),
+    route(GET,    "/admin/users/{user_id}/erase",             Session, Nothing, Blocking(dashboard::erase_page),  &[]),
+    route(POST,   "/admin/users/{user_id}/erase",             Session, Form,    Blocking(dashboard::erase),       &[]),
+    route(GET,    "/admin/maintenance",                       Session, Nothing, Blocking(dashboard::maintenance), &["before"]),
+    route(POST,   "/admin/maintenance/cleanup",               Session, Form,    Blocking(dashboard::cleanup),     &[]),
 ];
 
 const fn route(

@@ -34,7 +34,7 @@
 //!   hold a connection slot.
 
 use super::error::ApiError;
-use super::{App, Body, Head, Trace, admit, finish, request, respond};
+use super::{App, Body, Dispatched, Handler, Head, Trace, admit, answer_later, finish, request, respond};
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -196,7 +196,20 @@ async fn exchange(
         drop(incoming);
         (Bytes::new(), has_body)
     };
-    let outcome = tokio::task::block_in_place(|| respond(&app, &head, peer, started, admitted, &body));
+    let inline = match admitted.route.handler {
+        Handler::Read(_) => app.store.reads_are_local(),
+        Handler::Write(_) => true,
+        Handler::Blocking(_) => false,
+    };
+    let dispatched = if inline {
+        respond(&app, &head, peer, started, admitted, &body)
+    } else {
+        tokio::task::block_in_place(|| respond(&app, &head, peer, started, admitted, &body))
+    };
+    let outcome = match dispatched {
+        Dispatched::Now(outcome) => outcome,
+        Dispatched::Later(later) => answer_later(later).await,
+    };
     Ok(finish(&app, trace, route, outcome, unread))
 }
 

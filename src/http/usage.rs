@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::idempotency::{self, Answered};
 use super::request::{present, present_whole};
-use super::{Ctx, json_response, now_ms};
+use super::{Ctx, Later, json_response, now_ms};
 use crate::app;
 use crate::domain::Rules;
 use crate::domain::period::Period;
@@ -215,7 +215,8 @@ fn render_track(outcome: &TrackOutcome) -> (u16, String) {
     idempotency::rendered(status, body, "track")
 }
 
-pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+/// Queues the track; the answer is awaited once its group commits (no thread waits for it).
+pub fn track(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let body: TrackBody = ctx.json_body()?;
     let now_ms = now_ms();
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
@@ -228,16 +229,20 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         None => &"",
     };
     let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?;
-    let answered = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render_track)?;
-    let outcome = match &answered {
-        Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
-        Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
-        Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
-        Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
-        Answered::Replayed(_) => "replayed",
-    };
-    ctx.app.metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
-    Ok(idempotency::into_response(answered))
+    let write = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render_track);
+    let metrics = Arc::clone(&ctx.app.metrics);
+    Ok(Box::pin(async move {
+        let answered = write.answer().await?;
+        let outcome = match &answered {
+            Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
+            Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
+            Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
+            Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
+            Answered::Replayed(_) => "replayed",
+        };
+        metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
+        Ok(idempotency::into_response(answered))
+    }))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod records;
 mod store;
 
 pub use records::*;
-pub use store::{Backend, ReadJob, Store, WriteJob};
+pub use store::{Backend, JobResult, Pending, ReadJob, Reply, Store, WriteJob, reply_channel};
 
 use super::period::Period;
 

@@ -4,7 +4,110 @@
 
 use super::{ReadTx, StoreError, WriteTx};
 use std::any::Any;
-use std::sync::Arc;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+/// What a write job gives back once its group is committed (or has failed).
+pub type JobResult = Result<Box<dyn Any + Send>, StoreError>;
+
+/// Where a job's result goes: a one-shot slot that a caller can wait on (a thread) or await
+/// (an async task, which then holds no thread while the group commits).
+struct Slot {
+    state: Mutex<SlotState>,
+    filled: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<JobResult>,
+    waker: Option<Waker>,
+}
+
+fn lock(slot: &Slot) -> MutexGuard<'_, SlotState> {
+    slot.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer's end of a job's slot. Dropped unsent (the writer stopped or died holding the
+/// job), it answers `WriterStopped`: a caller never waits forever.
+pub struct Reply(Option<Arc<Slot>>);
+
+impl Reply {
+    pub fn send(mut self, result: JobResult) {
+        if let Some(slot) = self.0.take() {
+            fill(&slot, result);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            fill(&slot, Err(StoreError::WriterStopped));
+        }
+    }
+}
+
+fn fill(slot: &Slot, result: JobResult) {
+    let waker = {
+        let mut state = lock(slot);
+        state.result = Some(result);
+        state.waker.take()
+    };
+    slot.filled.notify_all();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// A write submitted and not yet answered: `wait` for it on a thread, or `.await` it.
+pub struct Pending<R> {
+    slot: Arc<Slot>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<R: 'static> Pending<R> {
+    fn resolve(result: JobResult) -> Result<R, StoreError> {
+        result?
+            .downcast::<R>()
+            .map(|value| *value)
+            .map_err(|_| StoreError::JobPanicked("a write job's result came back as another type".into()))
+    }
+
+    /// Blocks this thread until the job's group has committed (or failed).
+    pub fn wait(self) -> Result<R, StoreError> {
+        let mut state = lock(&self.slot);
+        loop {
+            if let Some(result) = state.result.take() {
+                return Self::resolve(result);
+            }
+            state = self.slot.filled.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl<R: 'static> Future for Pending<R> {
+    type Output = Result<R, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = lock(&self.slot);
+        match state.result.take() {
+            Some(result) => Poll::Ready(Self::resolve(result)),
+            None => {
+                state.waker = Some(context.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A job's two ends: the writer's `Reply` and the caller's `Pending`.
+pub fn reply_channel<R>() -> (Reply, Pending<R>) {
+    let slot = Arc::new(Slot { state: Mutex::default(), filled: Condvar::new() });
+    (Reply(Some(Arc::clone(&slot))), Pending { slot, result: PhantomData })
+}
 
 /// A write job as a backend runs it: possibly more than once before it is answered (see the
 /// module contract in ports/mod.rs), its result boxed.
@@ -15,9 +118,10 @@ pub type ReadJob<'a> = &'a mut dyn FnMut(&dyn ReadTx) -> Result<(), StoreError>;
 
 /// What a storage backend provides to the application.
 pub trait Backend: Send + Sync {
-    /// Runs `job` in the next group transaction and returns its result once that
-    /// transaction has committed. A job that returns `Err` is rolled back alone.
-    fn write_job(&self, job: WriteJob) -> Result<Box<dyn Any + Send>, StoreError>;
+    /// Queues `job` for the next group transaction; `reply` gets its result once that
+    /// transaction has committed (a job that returns `Err` is rolled back alone). Returns
+    /// once the job is queued: it waits only while the queue is full.
+    fn submit_job(&self, job: WriteJob, reply: Reply);
     /// Runs `job` on a read connection (a consistent snapshot for its duration).
     fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError>;
     /// Whether the database answers a read and this node's writer is running.
@@ -32,6 +136,9 @@ pub trait Backend: Send + Sync {
     fn size_bytes(&self) -> Option<u64>;
     /// "sqlite" or "postgres", for logs and /metrics.
     fn kind(&self) -> &'static str;
+    /// True when a read is local and short (a file on this machine), so a caller may run it
+    /// on a thread that must not block for long; false when it crosses a network.
+    fn reads_are_local(&self) -> bool;
 }
 
 /// The database, as the application sees it.
@@ -47,17 +154,25 @@ impl Store {
 
     /// Runs `job` on the writer inside the next group transaction and returns its result
     /// once that transaction has committed. A job that returns `Err` is rolled back alone.
-    pub fn write<R, F>(&self, mut job: F) -> Result<R, StoreError>
+    pub fn write<R, F>(&self, job: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnMut(&dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
     {
-        let boxed =
-            self.backend.write_job(Box::new(move |tx| job(tx).map(|value| Box::new(value) as Box<dyn Any + Send>)))?;
-        boxed
-            .downcast::<R>()
-            .map(|value| *value)
-            .map_err(|_| StoreError::JobPanicked("a write job's result came back as another type".into()))
+        self.submit(job).wait()
+    }
+
+    /// Queues `job` like `write`, without waiting for its commit: the returned `Pending` is
+    /// waited for or awaited.
+    pub fn submit<R, F>(&self, mut job: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, pending) = reply_channel();
+        let boxed: WriteJob = Box::new(move |tx| job(tx).map(|value| Box::new(value) as Box<dyn Any + Send>));
+        self.backend.submit_job(boxed, reply);
+        pending
     }
 
     /// Runs `job` on a read connection. It may run twice: a backend replaces a connection
@@ -93,5 +208,9 @@ impl Store {
 
     pub fn kind(&self) -> &'static str {
         self.backend.kind()
+    }
+
+    pub fn reads_are_local(&self) -> bool {
+        self.backend.reads_are_local()
     }
 }

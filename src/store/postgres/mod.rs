@@ -17,12 +17,11 @@ mod usage;
 mod writer;
 
 use crate::config::PostgresConfig;
-use crate::domain::ports::{Backend, ReadJob, ReadTx, StoreError, WriteJob, WriteTx};
+use crate::domain::ports::{Backend, ReadJob, ReadTx, Reply, StoreError, WriteJob, WriteTx};
 use crate::metrics::Metrics;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
-use std::any::Any;
 use std::cell::{RefCell, RefMut};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -260,8 +259,8 @@ impl PostgresBackend {
 }
 
 impl Backend for PostgresBackend {
-    fn write_job(&self, job: WriteJob) -> Result<Box<dyn Any + Send>, StoreError> {
-        self.writer.submit(job)
+    fn submit_job(&self, job: WriteJob, reply: Reply) {
+        self.writer.submit(job, reply);
     }
 
     fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
@@ -301,6 +300,10 @@ impl Backend for PostgresBackend {
         let mut conn = self.pool.get_timeout(Duration::from_secs(1)).ok()?;
         let row = conn.query_opt("SELECT pg_database_size(current_database())", &[]).ok()??;
         Some(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    fn reads_are_local(&self) -> bool {
+        false
     }
 
     fn kind(&self) -> &'static str {

@@ -15,7 +15,7 @@
 //! acknowledged), the connection is dropped, and the next group reconnects.
 
 use super::{Conn, PgDb, Rollups};
-use crate::domain::ports::{StoreError, WriteJob};
+use crate::domain::ports::{Reply, StoreError, WriteJob};
 use crate::metrics::{Metrics, type_labels};
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
@@ -36,7 +36,7 @@ const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 struct Pending {
     job: WriteJob,
     result: Option<Result<Box<dyn Any + Send>, StoreError>>,
-    reply: SyncSender<Result<Box<dyn Any + Send>, StoreError>>,
+    reply: Reply,
 }
 
 impl Pending {
@@ -63,7 +63,7 @@ impl Pending {
             Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
             Err(error) => Err(error.clone()),
         };
-        let _ = self.reply.send(result);
+        self.reply.send(result);
     }
 }
 
@@ -100,18 +100,18 @@ impl Writer {
         Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
     }
 
-    pub(super) fn submit(&self, job: WriteJob) -> Result<Box<dyn Any + Send>, StoreError> {
+    /// Queues `job`; `reply` hears its result after the commit that holds it (or
+    /// `WriterStopped`, by its drop, if the writer never runs it).
+    pub(super) fn submit(&self, job: WriteJob, reply: Reply) {
         if !self.is_running() {
-            return Err(StoreError::WriterStopped);
+            reply.send(Err(StoreError::WriterStopped));
+            return;
         }
-        let (reply, answer) = sync_channel(1);
-        let pending = Pending { job, result: None, reply };
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        if self.sender.send(Message::Job(pending)).is_err() {
+        if let Err(refused) = self.sender.send(Message::Job(Pending { job, result: None, reply })) {
             self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(StoreError::WriterStopped);
+            drop(refused);
         }
-        answer.recv().unwrap_or(Err(StoreError::WriterStopped))
     }
 
     pub(super) fn is_running(&self) -> bool {

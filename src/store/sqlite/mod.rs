@@ -12,10 +12,9 @@ mod usage;
 mod writer;
 
 use crate::config::SqliteConfig;
-use crate::domain::ports::{Backend, ReadJob, ReadTx, StoreError, WriteJob, WriteTx};
+use crate::domain::ports::{Backend, ReadJob, ReadTx, Reply, StoreError, WriteJob, WriteTx};
 use crate::metrics::Metrics;
 use rusqlite::Connection;
-use std::any::Any;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,8 +82,8 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn write_job(&self, job: WriteJob) -> Result<Box<dyn Any + Send>, StoreError> {
-        self.writer.submit(job)
+    fn submit_job(&self, job: WriteJob, reply: Reply) {
+        self.writer.submit(job, reply);
     }
 
     fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
@@ -114,6 +113,10 @@ impl Backend for SqliteBackend {
         wal.push("-wal");
         let files = [self.path.as_os_str().to_owned(), wal];
         Some(files.iter().filter_map(|file| std::fs::metadata(file).ok()).map(|meta| meta.len()).sum())
+    }
+
+    fn reads_are_local(&self) -> bool {
+        true
     }
 
     fn kind(&self) -> &'static str {

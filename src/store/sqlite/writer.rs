@@ -5,7 +5,7 @@
 //! commit that holds its write has returned.
 
 use super::SqliteTx;
-use crate::domain::ports::{StoreError, WriteJob};
+use crate::domain::ports::{Reply, StoreError, WriteJob};
 use crate::metrics::{Metrics, type_labels};
 use rusqlite::Connection;
 use std::any::Any;
@@ -40,7 +40,7 @@ type SqliteJob = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, Sto
 struct Pending {
     job: SqliteJob,
     result: Option<Result<Box<dyn Any + Send>, StoreError>>,
-    reply: SyncSender<Result<Box<dyn Any + Send>, StoreError>>,
+    reply: Reply,
 }
 
 impl Pending {
@@ -64,7 +64,7 @@ impl Pending {
             Err(error) => Err(error),
         };
         // The caller may have gone (its connection closed); nothing to tell then.
-        let _ = self.reply.send(result);
+        self.reply.send(result);
     }
 }
 
@@ -108,21 +108,20 @@ impl Writer {
         Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
     }
 
-    pub(super) fn submit(&self, job: WriteJob) -> Result<Box<dyn Any + Send>, StoreError> {
+    /// Queues `job`; `reply` hears its result after the commit that holds it. A job the
+    /// writer never runs (it stopped or died) is answered `WriterStopped` by `reply`'s drop.
+    pub(super) fn submit(&self, job: WriteJob, reply: Reply) {
         if !self.is_running() {
-            return Err(StoreError::WriterStopped);
+            reply.send(Err(StoreError::WriterStopped));
+            return;
         }
-        let (reply, answer) = sync_channel(1);
         let mut job = job;
         let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| job(tx));
-        let pending = Pending { job, result: None, reply };
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        if self.sender.send(Message::Job(pending)).is_err() {
+        if let Err(refused) = self.sender.send(Message::Job(Pending { job, result: None, reply })) {
             self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(StoreError::WriterStopped);
+            drop(refused);
         }
-        // The writer drops the job unanswered only if it stops or dies first.
-        answer.recv().unwrap_or(Err(StoreError::WriterStopped))
     }
 
     pub(super) fn is_running(&self) -> bool {
@@ -268,11 +267,11 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Pending>) -> Vec<String
 mod tests {
     use super::*;
 
-    type Reply = std::sync::mpsc::Receiver<Result<Box<dyn Any + Send>, StoreError>>;
+    type Answer = crate::domain::ports::Pending<()>;
 
     /// A job that runs `op` on the SQLite transaction underneath.
-    fn job(mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Pending, Reply) {
-        let (reply, answer) = sync_channel(1);
+    fn job(mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Pending, Answer) {
+        let (reply, answer) = crate::domain::ports::reply_channel();
         let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
         (Pending { job, result: None, reply }, answer)
     }
@@ -309,8 +308,8 @@ mod tests {
         let events = commit_group(&connection, &mut batch);
         assert!(batch.is_empty());
         assert_eq!(stored(&connection), [1, 3], "the failing job's insert is undone, the others kept");
-        assert!(first_answer.recv().unwrap().is_ok() && last_answer.recv().unwrap().is_ok());
-        assert!(failing_answer.recv().unwrap().is_err());
+        assert!(first_answer.wait().is_ok() && last_answer.wait().is_ok());
+        assert!(failing_answer.wait().is_err());
         assert_eq!(events, ["test_event", "test_event"], "the rolled-back job's event is not counted");
     }
 
@@ -330,7 +329,7 @@ mod tests {
         assert!(events.is_empty());
         assert!(stored(&connection).is_empty(), "nothing of the group is stored");
         for answer in [first_answer, breaking_answer, last_answer] {
-            assert!(matches!(answer.recv().unwrap(), Err(StoreError::Full)), "every job hears the failure");
+            assert!(matches!(answer.wait(), Err(StoreError::Full)), "every job hears the failure");
         }
     }
 
@@ -345,7 +344,7 @@ mod tests {
         let mut batch = vec![first, panicking];
         commit_group(&connection, &mut batch);
         assert_eq!(stored(&connection), [1]);
-        assert!(first_answer.recv().unwrap().is_ok());
-        assert!(matches!(panicking_answer.recv().unwrap(), Err(StoreError::JobPanicked(_))));
+        assert!(first_answer.wait().is_ok());
+        assert!(matches!(panicking_answer.wait(), Err(StoreError::JobPanicked(_))));
     }
 }

@@ -51,7 +51,22 @@ fn migrate_locked(conn: &mut Conn) -> Result<SchemaReport, StoreError> {
         }
     }
     let runner = embedded::migrations::runner().set_abort_missing(true).set_abort_divergent(true);
-    let report = runner.run(conn.client()).map_err(|error| StoreError::Schema(error.to_string()))?;
+    let report = runner.run(conn.client()).map_err(|error| {
+        // The database's own words are at the end of the error's chain.
+        let mut message = error.to_string();
+        let mut cause = std::error::Error::source(&error);
+        while let Some(inner) = cause {
+            message = format!("{message}: {inner}");
+            cause = inner.source();
+        }
+        if message.contains("permission denied") {
+            StoreError::Schema(format!(
+                "{message}; Tally's role must own the database (createdb -O ROLE DATABASE) to create its tables"
+            ))
+        } else {
+            StoreError::Schema(message)
+        }
+    })?;
     Ok(SchemaReport {
         applied: report.applied_migrations().iter().map(|m| format!("V{}__{}", m.version(), m.name())).collect(),
         version: latest,

@@ -230,6 +230,9 @@ fn driver_config(config: &PostgresConfig) -> Result<postgres::Config, StoreError
         driver.connect_timeout(Duration::from_secs(5));
     }
     driver.application_name("tally");
+    // NOTICEs ("relation ... already exists, skipping" at every migration check) are not
+    // worth a log line each start.
+    driver.options("-c client_min_messages=warning");
     Ok(driver)
 }
 

@@ -12,6 +12,9 @@
 #   bench/run.sh http            # the HTTP layer's figures only: ceilings, durable track,
 #                                # check, open-loop latency at half the durable peak
 #   bench/run.sh scale           # 1,000,000 users x 3 metrics x 12 months (seeds first; long)
+#   bench/run.sh postgres        # PostgreSQL: its own conditional upsert (synchronous_commit
+#                                # on), then Tally with 1 and with 2 nodes on that server,
+#                                # durable track
 #   DURATION=5 CONNECTIONS=64 bench/run.sh
 #   TALLY_BIN=/path/to/tally bench/run.sh http   # another build of Tally (e.g. before a change)
 set -euo pipefail
@@ -207,6 +210,45 @@ run_http() {
     python3 bench/report.py "$RESULTS"
 }
 
+# Issue 11's comparison, in one run on one PostgreSQL server (synchronous_commit on, fsync on):
+# a client doing Tally's conditional upsert directly, one statement and one commit per request;
+# then Tally on PostgreSQL with one node, then with two nodes sharing the connections.
+run_postgres() {
+    need_package postgres postgresql
+    log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+    local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    local pgdata="$WORK/pg"; mkdir -p "$pgdata"
+    local owner=""; [ "$(id -u)" = 0 ] && { owner=postgres; chown postgres "$WORK" "$pgdata"; }
+    run_pg() { if [ -n "$owner" ]; then su -s /bin/sh postgres -c "$*"; else sh -c "$*"; fi; }
+    run_pg "$pgbin/initdb -D $pgdata -U postgres -A trust" > /dev/null
+    local port; port=$(free_port)
+    run_pg "$pgbin/pg_ctl -D $pgdata -o '-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c synchronous_commit=on -c max_connections=600 -c fsync=on' -l $pgdata/log -w start" > /dev/null
+    local psql=("$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -q)
+    "${psql[@]}" -c "CREATE TABLE usage_counters (user_id text, period text, metric text, value bigint, PRIMARY KEY (user_id, period, metric))"
+    loadgen postgres-direct --target postgres --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
+    local nodes addrs dir pids
+    for nodes in 1 2; do
+        "${psql[@]}" -c "CREATE DATABASE tally_nodes_$nodes"
+        addrs=""; pids=()
+        for node in $(seq 1 "$nodes"); do
+            dir="$WORK/tally-pg-$nodes-$node"; mkdir -p "$dir"
+            printf '[server]\nlisten = "127.0.0.1:0"\nmax_connections = 1024\n[database]\nurl = "postgres://postgres@127.0.0.1:%s/tally_nodes_%s"\n' "$port" "$nodes" > "$dir/tally.toml"
+            cat bench/plans.toml >> "$dir/tally.toml"
+            RUST_LOG=warn "${TALLY_BIN:-$BIN/tally}" serve --config "$dir/tally.toml" > "$dir/stdout" 2> "$dir/stderr" &
+            pids+=($!); PIDS+=($!)
+            local addr=""
+            for _ in $(seq 1 200); do addr=$(sed -n 's#^listening on http://##p' "$dir/stdout"); [ -n "$addr" ] && break; sleep 0.05; done
+            [ -n "$addr" ] || { log "tally did not start: $(cat "$dir/stderr")"; return 1; }
+            addrs="${addrs:+$addrs,}$addr"
+        done
+        loadgen "tally-postgres-$nodes-node" --target http --op track --addr "$addrs" --connections "$CONNECTIONS" --duration "$DURATION"
+        for pid in "${pids[@]}"; do stop "$pid"; done
+        add_field "tally-postgres-$nodes-node" stored_sum "$("${psql[@]}" -d "tally_nodes_$nodes" -tAc 'SELECT coalesce(sum(value), 0) FROM usage_counters')"
+    done
+    run_pg "$pgbin/pg_ctl -D $pgdata -m fast -w stop" > /dev/null
+    python3 bench/report.py "$RESULTS"
+}
+
 run_scale() {
     local users=${USERS:-1000000}
     local dir="$WORK/scale"; mkdir -p "$dir"
@@ -219,6 +261,7 @@ case "$MODE" in
     main) run_main ;;
     http) run_http ;;
     scale) run_scale ;;
-    *) log "usage: bench/run.sh [main|http|scale]"; exit 2 ;;
+    postgres) run_postgres ;;
+    *) log "usage: bench/run.sh [main|http|scale|postgres]"; exit 2 ;;
 esac
 log "raw results: $RESULTS"

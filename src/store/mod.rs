@@ -3,6 +3,7 @@
 //! domain's ports. Each backend owns its SQL and its migrations folder.
 
 pub mod copy;
+mod group;
 pub mod postgres;
 pub mod sqlite;
 

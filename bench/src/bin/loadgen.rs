@@ -41,7 +41,8 @@ struct Args {
     target: Target,
     #[arg(long, value_enum, default_value = "track")]
     op: Op,
-    /// host:port
+    /// host:port; for HTTP, several separated by commas spread the connections over them
+    /// round-robin (several Tally nodes on one database).
     #[arg(long)]
     addr: String,
     #[arg(long, default_value_t = 64)]
@@ -167,10 +168,13 @@ impl Conn for PostgresConn {
     }
 }
 
-fn open(args: &Args) -> Result<Box<dyn Conn>> {
+fn open(args: &Args, index: usize) -> Result<Box<dyn Conn>> {
     Ok(match args.target {
         Target::Http => Box::new(HttpConn {
-            addr: args.addr.clone(),
+            addr: {
+                let addrs: Vec<&str> = args.addr.split(',').collect();
+                addrs[index % addrs.len()].to_owned()
+            },
             stream: None,
             op: args.op,
             users: args.users,
@@ -204,7 +208,7 @@ struct Outcome {
 }
 
 fn run_connection(args: &Args, index: usize, start: Instant, deadline: Instant) -> Result<Outcome> {
-    let mut connection = open(args)?;
+    let mut connection = open(args, index)?;
     let mut outcome = Outcome {
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         ok: 0,

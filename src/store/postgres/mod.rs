@@ -256,7 +256,7 @@ impl PostgresBackend {
             .test_on_check_out(true)
             .connection_timeout(Duration::from_secs(5))
             .build_unchecked(Manager { config: driver.clone() });
-        let writer = writer::Writer::spawn(conn, driver, config.writer_panic_after, metrics)?;
+        let writer = writer::spawn(conn, driver, config.writer_panic_after, metrics)?;
         Ok(Arc::new(PostgresBackend { writer, pool }))
     }
 }

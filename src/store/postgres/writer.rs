@@ -1,7 +1,7 @@
-//! This node's writer thread: the SQLite writer's group commit, on PostgreSQL, with what a
-//! shared database adds. Jobs arrive on a bounded channel; the thread takes everything queued
-//! (up to `MAX_BATCH`), runs each job in its own savepoint inside one transaction, applies the
-//! group's rollups, commits once, and only then answers each job.
+//! This node's group commit on PostgreSQL: the shared writer thread (store/group.rs) with
+//! this `commit`, which adds what a shared database needs. Each job runs in its own savepoint
+//! inside one transaction; the group's rollups are applied, it commits once, and only then
+//! is each job answered.
 //!
 //! Across nodes, a job serializes on what it reads (`serialize_on`: a transaction-scoped
 //! advisory lock). Inside a group the lock is only *tried*: a group never waits for a lock
@@ -15,169 +15,32 @@
 //! acknowledged), the connection is dropped, and the next group reconnects.
 
 use super::{Conn, PgDb, Rollups};
-use crate::domain::ports::{Reply, StoreError, WriteJob};
-use crate::metrics::{Metrics, type_labels};
-use std::any::Any;
+use crate::domain::ports::{StoreError, WriteJob};
+use crate::metrics::Metrics;
+use crate::store::group::{self, WriterOptions, fail_all};
 use std::collections::{BTreeSet, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MAX_BATCH: usize = 512;
-const QUEUE_CAPACITY: usize = 8192;
 /// How often one job may lose a lock race or a deadlock before it is answered 503.
 const MAX_RETRIES: u32 = 20;
 /// Reconnection attempts are at least this far apart while the database is down.
 const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 
-struct Pending {
-    job: WriteJob,
-    result: Option<Result<Box<dyn Any + Send>, StoreError>>,
-    reply: Reply,
-}
+pub(super) type Writer = group::Writer<WriteJob>;
+type Pending = group::Pending<WriteJob>;
 
-impl Pending {
-    fn execute(&mut self, db: &PgDb<'_>) -> Result<(), StoreError> {
-        let job = &mut self.job;
-        let result = catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(StoreError::JobPanicked(message))
-        });
-        let status = match &result {
-            Ok(_) => Ok(()),
-            Err(error) => Err(error.clone()),
-        };
-        self.result = Some(result);
-        status
-    }
-
-    fn finish(self, committed: &Result<(), StoreError>) {
-        let result = match committed {
-            Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
-            Err(error) => Err(error.clone()),
-        };
-        self.reply.send(result);
-    }
-}
-
-enum Message {
-    Job(Pending),
-    Stop,
-}
-
-struct Shared {
-    running: AtomicBool,
-    depth: AtomicUsize,
-}
-
-pub(super) struct Writer {
-    sender: SyncSender<Message>,
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Writer {
-    pub(super) fn spawn(
-        conn: Conn,
-        driver: postgres::Config,
-        panic_after: Option<u64>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Writer, StoreError> {
-        let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
-        let shared = Arc::new(Shared { running: AtomicBool::new(true), depth: AtomicUsize::new(0) });
-        let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("tally-writer".into())
-            .spawn(move || run(conn, driver, receiver, thread_shared, panic_after, &metrics))
-            .map_err(|error| StoreError::Open(format!("cannot start the writer thread: {error}")))?;
-        Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
-    }
-
-    /// Queues `job`; `reply` hears its result after the commit that holds it (or
-    /// `WriterStopped`, by its drop, if the writer never runs it).
-    pub(super) fn submit(&self, job: WriteJob, reply: Reply) {
-        if !self.is_running() {
-            reply.send(Err(StoreError::WriterStopped));
-            return;
-        }
-        self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        if let Err(refused) = self.sender.send(Message::Job(Pending { job, result: None, reply })) {
-            self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-            drop(refused);
-        }
-    }
-
-    pub(super) fn is_running(&self) -> bool {
-        self.shared.running.load(Ordering::Acquire)
-    }
-
-    pub(super) fn queue_depth(&self) -> usize {
-        self.shared.depth.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn stop(&self) {
-        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        if let Some(thread) = thread {
-            let _ = self.sender.send(Message::Stop);
-            let _ = thread.join();
-        }
-    }
-}
-
-struct RunningGuard(Arc<Shared>);
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        self.0.running.store(false, Ordering::Release);
-        if std::thread::panicking() {
-            log::error!("the writer thread panicked; writes are refused until restart");
-        }
-    }
-}
-
-fn run(
+/// Starts this node's writer thread on `conn`; it reconnects through `driver` after a loss.
+pub(super) fn spawn(
     conn: Conn,
     driver: postgres::Config,
-    receiver: Receiver<Message>,
-    shared: Arc<Shared>,
     panic_after: Option<u64>,
-    metrics: &Metrics,
-) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    let _guard = RunningGuard(Arc::clone(&shared));
+    metrics: Arc<Metrics>,
+) -> Result<Writer, StoreError> {
     let mut conn = Some(conn);
     let mut last_connect = Instant::now();
-    let mut groups: u64 = 0;
-    loop {
-        match receiver.recv() {
-            Ok(Message::Job(job)) => batch.push(job),
-            Ok(Message::Stop) | Err(_) => return,
-        }
-        let mut stop = false;
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(Message::Job(job)) => batch.push(job),
-                Ok(Message::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        groups += 1;
-        if panic_after.is_some_and(|limit| groups > limit) {
-            panic!("injected writer failure after {limit} groups", limit = groups - 1);
-        }
-        let depth = shared.depth.fetch_sub(batch.len(), Ordering::Relaxed) - batch.len();
-        metrics.writer_queue_depth.set(depth as i64);
-        metrics.writer_batch_size.observe(batch.len() as f64);
+    let options = WriterOptions { panic_after, ..WriterOptions::default() };
+    Writer::spawn(options, metrics, move |batch| {
         if conn.as_ref().is_none_or(Conn::is_closed) {
             conn = None;
             if last_connect.elapsed() >= RECONNECT_EVERY {
@@ -191,29 +54,16 @@ fn run(
                 }
             }
         }
-        let started = Instant::now();
-        match conn.as_mut() {
-            Some(live) => {
-                let committed_events = commit_group(live, &mut batch);
-                for kind in committed_events {
-                    metrics.events.get_or_create(&type_labels(kind)).inc();
-                }
-                if live.is_closed() {
-                    conn = None;
-                }
-            }
-            None => {
-                let error = StoreError::Unreachable("the database is down; retry shortly".into());
-                for job in batch.drain(..) {
-                    job.finish(&Err(error.clone()));
-                }
-            }
+        let Some(live) = conn.as_mut() else {
+            fail_all(batch, &StoreError::Unreachable("the database is down; retry shortly".into()));
+            return Vec::new();
+        };
+        let committed_events = commit_group(live, batch);
+        if live.is_closed() {
+            conn = None;
         }
-        metrics.writer_commit_duration.observe(started.elapsed().as_secs_f64());
-        if stop {
-            return;
-        }
-    }
+        committed_events
+    })
 }
 
 /// Applies the transaction's rollups in their global order, then commits.
@@ -300,7 +150,7 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
             let events_before = db.events.borrow().len();
             // Two statements: the connection's borrow must end before the job borrows it.
             let savepoint = db.conn().batch("SAVEPOINT job");
-            let outcome = savepoint.and_then(|()| job.execute(&db));
+            let outcome = savepoint.and_then(|()| job.execute(|run| run(&db)));
             let retry = matches!(outcome, Err(StoreError::Contended(_))) && job_retries < MAX_RETRIES;
             let closed = match &outcome {
                 Ok(()) => db.conn().batch("RELEASE job"),

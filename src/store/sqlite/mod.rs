@@ -14,6 +14,7 @@ mod writer;
 use crate::config::SqliteConfig;
 use crate::domain::ports::{Backend, ReadJob, ReadTx, Reply, StoreError, WriteJob, WriteTx};
 use crate::metrics::Metrics;
+use crate::store::group::WriterOptions;
 use rusqlite::Connection;
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -69,9 +70,8 @@ impl SqliteBackend {
         let mut write_connection = connection::open_writer(config)?;
         connection::migrate_connection(&mut write_connection)?;
         let readers = connection::reader_pool(config)?;
-        let options =
-            writer::WriterOptions { panic_after: config.writer_panic_after, ..writer::WriterOptions::default() };
-        let writer = writer::Writer::spawn(write_connection, options, metrics)?;
+        let options = WriterOptions { panic_after: config.writer_panic_after, ..WriterOptions::default() };
+        let writer = writer::spawn(write_connection, options, metrics)?;
         let backend = Arc::new(SqliteBackend { writer, readers, path: config.path.clone() });
         let weak = Arc::downgrade(&backend);
         connection::spawn_checkpointer(config, move || {
@@ -83,7 +83,7 @@ impl SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn submit_job(&self, job: WriteJob, reply: Reply) {
-        self.writer.submit(job, reply);
+        self.writer.submit(writer::job(job), reply);
     }
 
     fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError> {

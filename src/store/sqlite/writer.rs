@@ -1,204 +1,33 @@
-//! The writer thread: the only owner of the write connection. Jobs arrive on a bounded
-//! channel; the thread takes everything queued (up to `max_batch`), runs each job in its own
-//! savepoint inside one `BEGIN IMMEDIATE` transaction, commits once, and only then hands each
-//! job its result. One fsync covers the whole group, and no caller hears "done" before the
-//! commit that holds its write has returned.
+//! SQLite's group commit: the shared writer thread (store/group.rs) with this `commit`: each
+//! group in one `BEGIN IMMEDIATE` transaction, each job in its own savepoint. The writer's
+//! connection is the only read-write connection to the file besides the checkpointer's.
 
 use super::SqliteTx;
-use crate::domain::ports::{Reply, StoreError, WriteJob};
-use crate::metrics::{Metrics, type_labels};
+use crate::domain::ports::{StoreError, WriteJob};
+use crate::metrics::Metrics;
+use crate::store::group::{self, Pending, WriterOptions, fail_all};
 use rusqlite::Connection;
 use std::any::Any;
 use std::cell::RefCell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Instant;
-
-#[derive(Clone, Copy, Debug)]
-pub(super) struct WriterOptions {
-    /// Jobs committed together at most.
-    pub max_batch: usize,
-    /// Jobs waiting at most; a caller past it waits for room.
-    pub queue_capacity: usize,
-    /// Test builds only: panic (outside any job) after this many groups.
-    pub panic_after: Option<u64>,
-}
-
-impl Default for WriterOptions {
-    fn default() -> Self {
-        WriterOptions { max_batch: 512, queue_capacity: 8192, panic_after: None }
-    }
-}
+use std::sync::Arc;
 
 /// A job as this writer runs it: on the SQLite transaction itself.
-type SqliteJob = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+pub(super) type SqliteJob = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
 
-/// A queued job with the channel its result goes back on.
-struct Pending {
-    job: SqliteJob,
-    result: Option<Result<Box<dyn Any + Send>, StoreError>>,
-    reply: Reply,
-}
+pub(super) type Writer = group::Writer<SqliteJob>;
 
-impl Pending {
-    /// Runs the job; returns its error when it failed (its savepoint is then rolled back).
-    fn execute(&mut self, tx: &SqliteTx<'_>) -> Result<(), StoreError> {
-        let job = &mut self.job;
-        let result = catch_unwind(AssertUnwindSafe(|| job(tx)))
-            .unwrap_or_else(|panic| Err(StoreError::JobPanicked(panic_message(panic.as_ref()))));
-        let status = match &result {
-            Ok(_) => Ok(()),
-            Err(error) => Err(error.clone()),
-        };
-        self.result = Some(result);
-        status
-    }
-
-    /// Delivers the result now that the group's transaction has committed or failed.
-    fn finish(self, committed: Result<(), StoreError>) {
-        let result = match committed {
-            Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
-            Err(error) => Err(error),
-        };
-        // The caller may have gone (its connection closed); nothing to tell then.
-        self.reply.send(result);
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
-enum Message {
-    Job(Pending),
-    Stop,
-}
-
-struct Shared {
-    running: AtomicBool,
-    depth: AtomicUsize,
-}
-
-pub(super) struct Writer {
-    sender: SyncSender<Message>,
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Writer {
-    pub(super) fn spawn(
-        connection: Connection,
-        options: WriterOptions,
-        metrics: Arc<Metrics>,
-    ) -> Result<Writer, StoreError> {
-        let (sender, receiver) = sync_channel(options.queue_capacity);
-        let shared = Arc::new(Shared { running: AtomicBool::new(true), depth: AtomicUsize::new(0) });
-        let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("tally-writer".into())
-            .spawn(move || run(connection, receiver, thread_shared, options, &metrics))
-            .map_err(|error| StoreError::Open(format!("cannot start the writer thread: {error}")))?;
-        Ok(Writer { sender, shared, thread: Mutex::new(Some(thread)) })
-    }
-
-    /// Queues `job`; `reply` hears its result after the commit that holds it. A job the
-    /// writer never runs (it stopped or died) is answered `WriterStopped` by `reply`'s drop.
-    pub(super) fn submit(&self, job: WriteJob, reply: Reply) {
-        if !self.is_running() {
-            reply.send(Err(StoreError::WriterStopped));
-            return;
-        }
-        let mut job = job;
-        let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| job(tx));
-        self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        if let Err(refused) = self.sender.send(Message::Job(Pending { job, result: None, reply })) {
-            self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-            drop(refused);
-        }
-    }
-
-    pub(super) fn is_running(&self) -> bool {
-        self.shared.running.load(Ordering::Acquire)
-    }
-
-    pub(super) fn queue_depth(&self) -> usize {
-        self.shared.depth.load(Ordering::Relaxed)
-    }
-
-    /// Asks the thread to commit what is queued and exit, and waits for it.
-    pub(super) fn stop(&self) {
-        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        if let Some(thread) = thread {
-            let _ = self.sender.send(Message::Stop);
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Marks the writer stopped when its thread ends, by return or by panic.
-struct RunningGuard(Arc<Shared>);
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        self.0.running.store(false, Ordering::Release);
-        if std::thread::panicking() {
-            log::error!("the writer thread panicked; writes are refused until restart");
-        }
-    }
-}
-
-fn run(
+/// Starts the writer thread on `connection`.
+pub(super) fn spawn(
     connection: Connection,
-    receiver: Receiver<Message>,
-    shared: Arc<Shared>,
     options: WriterOptions,
-    metrics: &Metrics,
-) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(options.max_batch);
-    // Declared after `batch`, so dropped before it: when this thread dies the writer is
-    // marked stopped before the jobs it held are dropped and their callers answered 503.
-    let _guard = RunningGuard(Arc::clone(&shared));
-    let mut groups: u64 = 0;
-    loop {
-        match receiver.recv() {
-            Ok(Message::Job(job)) => batch.push(job),
-            Ok(Message::Stop) | Err(_) => return,
-        }
-        let mut stop = false;
-        while batch.len() < options.max_batch {
-            match receiver.try_recv() {
-                Ok(Message::Job(job)) => batch.push(job),
-                Ok(Message::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        groups += 1;
-        if options.panic_after.is_some_and(|limit| groups > limit) {
-            panic!("injected writer failure after {limit} groups", limit = groups - 1);
-        }
-        let depth = shared.depth.fetch_sub(batch.len(), Ordering::Relaxed) - batch.len();
-        metrics.writer_queue_depth.set(depth as i64);
-        metrics.writer_batch_size.observe(batch.len() as f64);
-        let started = Instant::now();
-        let committed_events = commit_group(&connection, &mut batch);
-        metrics.writer_commit_duration.observe(started.elapsed().as_secs_f64());
-        for kind in committed_events {
-            metrics.events.get_or_create(&type_labels(kind)).inc();
-        }
-        if stop {
-            return;
-        }
-    }
+    metrics: Arc<Metrics>,
+) -> Result<Writer, StoreError> {
+    Writer::spawn(options, metrics, move |batch| commit_group(&connection, batch))
+}
+
+/// A port job as the SQLite writer runs it.
+pub(super) fn job(mut job: WriteJob) -> SqliteJob {
+    Box::new(move |tx: &SqliteTx<'_>| job(tx))
 }
 
 fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -206,15 +35,9 @@ fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn fail_all(batch: &mut Vec<Pending>, error: &StoreError) {
-    for job in batch.drain(..) {
-        job.finish(Err(error.clone()));
-    }
-}
-
 /// Runs `batch` in one transaction and answers every job. Leaves `batch` empty. Returns the
 /// types of the events the committed jobs recorded (none if the group failed).
-fn commit_group(connection: &Connection, batch: &mut Vec<Pending>) -> Vec<String> {
+fn commit_group(connection: &Connection, batch: &mut Vec<Pending<SqliteJob>>) -> Vec<String> {
     if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
         log::warn!("write group of {} refused: {error}", batch.len());
         fail_all(batch, &error);
@@ -223,7 +46,7 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Pending>) -> Vec<String
     let tx = SqliteTx(connection, RefCell::new(Vec::new()));
     for job in batch.iter_mut() {
         let events_before = tx.1.borrow().len();
-        let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(&tx));
+        let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(|run| run(&tx)));
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
             // every job of the group is undone, so none may be acknowledged.
@@ -248,7 +71,7 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Pending>) -> Vec<String
     match exec(connection, "COMMIT") {
         Ok(()) => {
             for job in batch.drain(..) {
-                job.finish(Ok(()));
+                job.finish(&Ok(()));
             }
             tx.1.into_inner()
         }
@@ -270,10 +93,12 @@ mod tests {
     type Answer = crate::domain::ports::Pending<()>;
 
     /// A job that runs `op` on the SQLite transaction underneath.
-    fn job(mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static) -> (Pending, Answer) {
+    fn job(
+        mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static,
+    ) -> (Pending<SqliteJob>, Answer) {
         let (reply, answer) = crate::domain::ports::reply_channel();
         let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
-        (Pending { job, result: None, reply }, answer)
+        (Pending::new(job, reply), answer)
     }
 
     fn insert(value: i64) -> impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static {

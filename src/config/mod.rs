@@ -602,12 +602,12 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 
 /// The hex SHA-256 of a key, as `sha256:HEX` entries in the config hold it.
 pub fn key_digest_hex(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::domain::hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// A short, stable name for an unnamed key: the first 8 hex digits of its digest.
 pub fn key_fingerprint(digest: &[u8; 32]) -> String {
-    digest[..4].iter().map(|byte| format!("{byte:02x}")).collect::<String>()
+    crate::domain::hex(&digest[..4])
 }
 
 #[cfg(test)]

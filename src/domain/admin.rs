@@ -310,7 +310,7 @@ pub fn finish_cleanup(
 /// What an erased user is called afterwards: `sha256:` and the hex digest of their id.
 pub fn erased_name(user_id: &str) -> String {
     let digest = Sha256::digest(user_id.as_bytes());
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex = super::hex(&digest);
     format!("sha256:{hex}")
 }
 

@@ -45,3 +45,15 @@ impl Rules {
         }
     }
 }
+
+/// Lowercase hex of `bytes`: the one encoder behind key digests, session digests, erased
+/// names and webhook signatures.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    text
+}

@@ -35,7 +35,7 @@ pub fn signature(secret: &str, unix_secs: i64, body: &str) -> String {
     mac.update(unix_secs.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex = crate::domain::hex(&mac.finalize().into_bytes());
     format!("t={unix_secs},v1={hex}")
 }
 

@@ -66,7 +66,7 @@ pub fn random_token() -> String {
 
 /// What the database holds instead of the token: reading the table hands out no session.
 fn token_digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::domain::hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// A poisoned lock only means another request panicked mid-update of a plain value.

@@ -9,15 +9,11 @@ use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::ports::{AuditRecord, Store, StoreError, UserExport, UserRecord, WriteTx};
 use crate::domain::usage::{self, Standing};
-use crate::domain::user_id::validate_user_id;
+use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
 fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
     if rules.catalog.has_metric(metric) { Ok(()) } else { Err(AppError::UnknownMetric { metric: metric.to_owned() }) }
-}
-
-fn valid_user_id(user_id: &str) -> Result<(), AppError> {
-    validate_user_id(user_id).map_err(AppError::Invalid)
 }
 
 pub fn summary(store: &Store, rules: &Arc<Rules>, period: Period, metric: &str, top: u32) -> Result<Summary, AppError> {
@@ -61,10 +57,9 @@ pub struct UserDetails {
 pub fn user_details(
     store: &Store,
     rules: &Arc<Rules>,
-    user_id: &str,
+    user_id: &UserId,
     months: u32,
 ) -> Result<Option<UserDetails>, AppError> {
-    valid_user_id(user_id)?;
     let now_ms = now_ms();
     let period = Period::of_unix_ms(now_ms);
     Ok(store.read(|reader| {
@@ -100,7 +95,7 @@ pub fn check_plan(rules: &Rules, plan: &str) -> Result<(), AppError> {
 pub fn change_plan<R, F>(
     store: &Store,
     rules: &Arc<Rules>,
-    user_id: &str,
+    user_id: &UserId,
     plan: &str,
     actor: Option<&str>,
     mut then: F,
@@ -109,7 +104,6 @@ where
     R: Send + 'static,
     F: FnMut(&dyn WriteTx, &Rules, &UserRecord, i64) -> Result<R, StoreError> + Send + 'static,
 {
-    valid_user_id(user_id)?;
     check_plan(rules, plan)?;
     let rules = Arc::clone(rules);
     let (user_id, plan, actor) = (user_id.to_owned(), plan.to_owned(), actor.map(str::to_owned));
@@ -123,11 +117,10 @@ where
 pub fn reset(
     store: &Store,
     rules: &Arc<Rules>,
-    user_id: &str,
+    user_id: &UserId,
     metric: Option<&str>,
     actor: &str,
 ) -> Result<ResetReport, AppError> {
-    valid_user_id(user_id)?;
     if let Some(metric) = metric {
         known_metric(rules, metric)?;
     }
@@ -154,13 +147,11 @@ pub fn cleanup(
 }
 
 /// Erases the user; returns the hash that names them in the audit log from now on.
-pub fn erase(store: &Store, rules: &Arc<Rules>, user_id: &str, actor: &str) -> Result<String, AppError> {
-    valid_user_id(user_id)?;
+pub fn erase(store: &Store, rules: &Arc<Rules>, user_id: &UserId, actor: &str) -> Result<String, AppError> {
     maintenance::erase(store, rules, user_id, actor, now_ms())?.ok_or_else(|| user_not_found(user_id))
 }
 
-pub fn export(store: &Store, user_id: &str) -> Result<(UserRecord, UserExport), AppError> {
-    valid_user_id(user_id)?;
+pub fn export(store: &Store, user_id: &UserId) -> Result<(UserRecord, UserExport), AppError> {
     store
         .read(|reader| match reader.find_user(user_id)? {
             Some(user) => Ok(Some((reader.export_user(&user)?, user))),

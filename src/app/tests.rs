@@ -8,6 +8,7 @@ use crate::domain::feature::UseOutcome;
 use crate::domain::period::Period;
 use crate::domain::ports::Store;
 use crate::domain::usage::{TrackOutcome, UsageQuery};
+use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
 const NOW: i64 = 1_790_000_000_000;
@@ -21,8 +22,12 @@ fn setup() -> (Store, Arc<Rules>, tempfile::TempDir) {
     (store, Arc::new(config.rules), dir)
 }
 
+fn id(text: &str) -> UserId {
+    UserId::parse(text).unwrap()
+}
+
 fn query(user_id: &str, amount: u64) -> UsageQuery {
-    UsageQuery { user_id: user_id.into(), metric: "prompts".into(), amount, period: Period::of_unix_ms(NOW) }
+    UsageQuery { user_id: id(user_id), metric: "prompts".into(), amount, period: Period::of_unix_ms(NOW) }
 }
 
 fn status(outcome: &TrackOutcome) -> (u16, String) {
@@ -64,10 +69,10 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
 #[test]
 fn a_rate_limited_feature_allows_its_window_and_then_says_when() {
     let (store, rules, _dir) = setup();
-    admin::change_plan(&store, &rules, "sol", "solo", None, |_, _, _, _| Ok(())).unwrap();
+    admin::change_plan(&store, &rules, &id("sol"), "solo", None, |_, _, _, _| Ok(())).unwrap();
     let render = |_: &UseOutcome| (200, String::new());
     let use_it = |at: i64| {
-        usage::use_feature(&store, &rules, "sol".into(), "active_project_snapshots".into(), None, at, render)
+        usage::use_feature(&store, &rules, id("sol"), "active_project_snapshots".into(), None, at, render)
             .wait()
             .unwrap()
     };
@@ -83,10 +88,10 @@ fn a_rate_limited_feature_allows_its_window_and_then_says_when() {
 fn erasure_forgets_the_user_and_a_second_one_finds_nothing() {
     let (store, rules, _dir) = setup();
     track(&store, &rules, "eve", 3, None);
-    let hash = admin::erase(&store, &rules, "eve", "ops").unwrap();
+    let hash = admin::erase(&store, &rules, &id("eve"), "ops").unwrap();
     assert!(hash.starts_with("sha256:"));
-    assert!(matches!(admin::export(&store, "eve"), Err(AppError::UserNotFound(_))));
-    assert!(matches!(admin::erase(&store, &rules, "eve", "ops"), Err(AppError::UserNotFound(_))));
+    assert!(matches!(admin::export(&store, &id("eve")), Err(AppError::UserNotFound(_))));
+    assert!(matches!(admin::erase(&store, &rules, &id("eve"), "ops"), Err(AppError::UserNotFound(_))));
     let audit = admin::audit_page(&store, 10, None).unwrap();
     assert_eq!((audit[0].action.as_str(), audit[0].target.as_deref()), ("user_erased", Some(hash.as_str())));
 }

@@ -8,6 +8,7 @@ use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureVerdict, UseOutcome};
 use crate::domain::ports::Store;
 use crate::domain::usage::{self, TrackOutcome, UsageQuery, Verdict};
+use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
 /// May the user use `query.amount` more? Changes nothing.
@@ -27,7 +28,7 @@ pub fn track(
 ) -> IdempotentWrite<TrackOutcome> {
     // With tracking off nothing is stored, not even the key.
     let once = once.filter(|_| rules.tracking_enabled);
-    let (keep_hours, user_id, rules) = (rules.idempotency_hours, query.user_id.clone(), Arc::clone(rules));
+    let (keep_hours, user_id, rules) = (rules.idempotency_hours, query.user_id.to_string(), Arc::clone(rules));
     idempotency::submit(
         store,
         keep_hours,
@@ -43,7 +44,7 @@ pub fn track(
 pub fn check_feature(
     store: &Store,
     rules: &Rules,
-    user_id: &str,
+    user_id: &UserId,
     feature: &str,
     now_ms: i64,
 ) -> Result<FeatureVerdict, AppError> {
@@ -54,14 +55,14 @@ pub fn check_feature(
 pub fn use_feature(
     store: &Store,
     rules: &Arc<Rules>,
-    user_id: String,
+    user_id: UserId,
     feature_name: String,
     once: Option<Once>,
     now_ms: i64,
     render: fn(&UseOutcome) -> (u16, String),
 ) -> IdempotentWrite<UseOutcome> {
     let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
-    let key_user = user_id.clone();
+    let key_user = user_id.to_string();
     idempotency::submit(
         store,
         keep_hours,

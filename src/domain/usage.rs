@@ -7,6 +7,7 @@ use super::events::{self, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
 use super::ports::{StoreError, UsageRead, UsageWrite, UserRecord};
+use super::user_id::UserId;
 use serde_json::json;
 
 /// The `serialize_on` scope of everything that reads then changes one user's state.
@@ -61,7 +62,7 @@ pub fn ceiling(limit: Limit, bypass: bool, enforce: bool) -> u64 {
 /// A question about one user, metric and period.
 #[derive(Clone, Debug)]
 pub struct UsageQuery {
-    pub user_id: String,
+    pub user_id: UserId,
     pub metric: String,
     pub amount: u64,
     pub period: Period,
@@ -71,7 +72,7 @@ pub struct UsageQuery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
-    pub user_id: String,
+    pub user_id: UserId,
     pub plan: String,
     pub metric: String,
     pub period: Period,

@@ -1,6 +1,41 @@
 //! The caller's name for a user: 1 to 128 characters from `A-Z a-z 0-9 . _ : @ | + -`, a set
 //! that fits in URLs, log lines and metric labels without escaping surprises; `.` and `..`
 //! are refused because browsers and URL libraries normalise them away as path segments.
+//! `UserId` is one that passed: parsed once where it comes in, it is valid everywhere it goes.
+
+use std::fmt;
+use std::ops::Deref;
+
+/// A user id that passed `validate_user_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    /// The id, if it is valid; otherwise why not, in words a caller can act on.
+    pub fn parse(text: impl Into<String>) -> Result<UserId, String> {
+        let text = text.into();
+        validate_user_id(&text)?;
+        Ok(UserId(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for UserId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 pub const USER_ID_MAX_LEN: usize = 128;
 
@@ -35,6 +70,12 @@ mod tests {
         for id in ["user_2abc", "auth0|5f3", "a@b.example", "org:42+x", "A-Z.09", "...", ".a", &"x".repeat(128)] {
             assert_eq!(validate_user_id(id), Ok(()), "{id}");
         }
+    }
+
+    #[test]
+    fn a_parsed_id_is_the_text_it_was_given() {
+        assert_eq!(UserId::parse("auth0|5f3").unwrap().as_str(), "auth0|5f3");
+        assert!(UserId::parse("a b").unwrap_err().contains("' '"));
     }
 
     #[test]

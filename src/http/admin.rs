@@ -10,6 +10,7 @@ use crate::app::admin as ops;
 use crate::domain::Rules;
 use crate::domain::admin::{self, MetricValues};
 use crate::domain::period::Period;
+use crate::domain::user_id::UserId;
 use crate::http::Body;
 use ::http::{Response, StatusCode};
 use serde::Deserialize;
@@ -126,7 +127,7 @@ pub fn offenders(ctx: &Ctx<'_>, params: &Params) -> Result<Response<Body>, ApiEr
 }
 
 /// `GET /v1/admin/users/{user_id}`: the user view plus monthly history, newest first.
-pub fn user_details(ctx: &Ctx<'_>, user_id: &str, params: &Params) -> Result<Response<Body>, ApiError> {
+pub fn user_details(ctx: &Ctx<'_>, user_id: &UserId, params: &Params) -> Result<Response<Body>, ApiError> {
     let months = count_param(params, "months", 12, 1, 120)?;
     let details =
         ops::user_details(&ctx.app.store, &ctx.app.rules, user_id, months)?.ok_or_else(|| user_not_found(user_id))?;
@@ -139,17 +140,17 @@ pub fn user_details(ctx: &Ctx<'_>, user_id: &str, params: &Params) -> Result<Res
 }
 
 /// `POST /v1/admin/users/{user_id}/plan`: as `PUT /v1/users/{id}`, audited.
-pub fn change_plan(ctx: &Ctx<'_>, user_id: String, plan: String) -> Result<Response<Body>, ApiError> {
+pub fn change_plan(ctx: &Ctx<'_>, user_id: UserId, plan: String) -> Result<Response<Body>, ApiError> {
     let view = super::users::set_plan(ctx, &user_id, &plan, Some(&actor(ctx)))?;
     Ok(json_response(StatusCode::OK, &view))
 }
 
 /// `POST /v1/admin/users/{user_id}/reset`: zeroes the current period; answers what was there.
-pub fn reset(ctx: &Ctx<'_>, user_id: String, metric: Option<String>) -> Result<Response<Body>, ApiError> {
+pub fn reset(ctx: &Ctx<'_>, user_id: UserId, metric: Option<String>) -> Result<Response<Body>, ApiError> {
     let report = ops::reset(&ctx.app.store, &ctx.app.rules, &user_id, metric.as_deref(), &actor(ctx))?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "user_id": user_id, "period": report.period, "before": object(&report.before) }),
+        &json!({ "user_id": user_id.as_str(), "period": report.period, "before": object(&report.before) }),
     ))
 }
 
@@ -240,7 +241,7 @@ pub fn get_export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 }
 
 /// Everything held about a user as one JSON document (also the dashboard's download).
-pub fn export_json(app: &App, user_id: &str) -> Result<Value, ApiError> {
+pub fn export_json(app: &App, user_id: &UserId) -> Result<Value, ApiError> {
     let (user, export) = ops::export(&app.store, user_id)?;
     let counters: Vec<Value> = export
         .counters

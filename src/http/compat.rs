@@ -6,7 +6,7 @@ use super::Ctx;
 use super::admin::{self, Params};
 use super::error::ApiError;
 use super::request::{present, present_whole};
-use crate::domain::user_id::validate_user_id;
+use crate::domain::user_id::UserId;
 use crate::http::Body;
 use ::http::Response;
 use serde::Deserialize;
@@ -15,9 +15,8 @@ use serde::Deserialize;
 pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let mut params: Params = ctx.query.clone();
     // Every parameter given is checked, whether or not the chosen endpoint reads it.
-    if let Some(user_id) = params.get("userId") {
-        validate_user_id(user_id).map_err(ApiError::invalid)?;
-    }
+    let user_id =
+        params.get("userId").map(|user_id| UserId::parse(user_id.as_str())).transpose().map_err(ApiError::invalid)?;
     admin::period_param(&params, 0)?;
     admin::metric_param(&ctx.app.rules, &params)?;
     admin::count_param(&params, "top", 10, 0, 1000)?;
@@ -27,7 +26,7 @@ pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     match endpoint.as_deref() {
         None | Some("dashboard") => admin::usage_summary(ctx, &params),
         Some("user") => {
-            let user_id = params.remove("userId").ok_or_else(|| ApiError::invalid("endpoint=user needs userId"))?;
+            let user_id = user_id.ok_or_else(|| ApiError::invalid("endpoint=user needs userId"))?;
             admin::user_details(ctx, &user_id, &params)
         }
         Some("offenders") => admin::offenders(ctx, &params),
@@ -59,9 +58,7 @@ fn required<T>(value: Option<T>, action: &str, field: &str) -> Result<T, ApiErro
 /// `{"action": "cleanup" | "upgrade_plan" | "reset_user", ...}`.
 pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: ActionBody = ctx.json_body()?;
-    if let Some(user_id) = &body.user_id {
-        validate_user_id(user_id).map_err(ApiError::invalid)?;
-    }
+    let user_id = body.user_id.clone().map(UserId::parse).transpose().map_err(ApiError::invalid)?;
     if let Some(metric) = &body.metric
         && !ctx.app.rules.catalog.has_metric(metric)
     {
@@ -74,10 +71,10 @@ pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),
         "upgrade_plan" => admin::change_plan(
             ctx,
-            required(body.user_id, "upgrade_plan", "userId")?,
+            required(user_id, "upgrade_plan", "userId")?,
             required(body.plan, "upgrade_plan", "plan")?,
         ),
-        "reset_user" => admin::reset(ctx, required(body.user_id, "reset_user", "userId")?, body.metric),
+        "reset_user" => admin::reset(ctx, required(user_id, "reset_user", "userId")?, body.metric),
         other => Err(ApiError::invalid(format!("unknown action {other:?}; use cleanup, upgrade_plan or reset_user"))),
     }
 }

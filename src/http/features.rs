@@ -7,7 +7,7 @@ use super::{Ctx, Later, json_response, now_ms};
 use crate::app;
 use crate::domain::Rules;
 use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
-use crate::domain::user_id::validate_user_id;
+use crate::domain::user_id::UserId;
 use crate::http::Body;
 use crate::metrics::FeatureLabels;
 use ::http::{HeaderValue, Response, StatusCode, header};
@@ -75,8 +75,9 @@ impl From<&FeatureVerdict> for FeatureSummaryJson {
     }
 }
 
-fn validate(rules: &Rules, body: &FeatureBody) -> Result<(), ApiError> {
-    validate_user_id(&body.user_id).map_err(ApiError::invalid)?;
+/// The body's user id, once the feature is known to be configured.
+fn validate(rules: &Rules, body: &FeatureBody) -> Result<UserId, ApiError> {
+    let user_id = UserId::parse(body.user_id.as_str()).map_err(ApiError::invalid)?;
     if !rules.catalog.has_feature(&body.feature) {
         let known = rules.catalog.features().join(", ");
         return Err(ApiError::new(
@@ -86,15 +87,15 @@ fn validate(rules: &Rules, body: &FeatureBody) -> Result<(), ApiError> {
         )
         .with("feature", body.feature.as_str()));
     }
-    Ok(())
+    Ok(user_id)
 }
 
 pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: FeatureBody = ctx.json_body()?;
     let rules = &ctx.app.rules;
-    validate(rules, &body)?;
+    let user_id = validate(rules, &body)?;
     let now_ms = now_ms();
-    let verdict = app::usage::check_feature(&ctx.app.store, rules, &body.user_id, &body.feature, now_ms)?;
+    let verdict = app::usage::check_feature(&ctx.app.store, rules, &user_id, &body.feature, now_ms)?;
     Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
 }
 
@@ -142,11 +143,11 @@ fn render_use(outcome: &UseOutcome) -> (u16, String) {
 pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let body: FeatureBody = ctx.json_body()?;
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
-    validate(&rules, &body)?;
-    let once = idempotency::once(ctx, &[&"feature_use", &body.user_id, &body.feature])?;
+    let user_id = validate(&rules, &body)?;
+    let once = idempotency::once(ctx, &[&"feature_use", &user_id, &body.feature])?;
     let now_ms = now_ms();
     let feature_name = body.feature.clone();
-    let write = app::usage::use_feature(&ctx.app.store, &rules, body.user_id, body.feature, once, now_ms, render_use);
+    let write = app::usage::use_feature(&ctx.app.store, &rules, user_id, body.feature, once, now_ms, render_use);
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;

@@ -9,7 +9,7 @@ use crate::app;
 use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
-use crate::domain::user_id::validate_user_id;
+use crate::domain::user_id::UserId;
 use crate::http::Body;
 use crate::metrics::TrackLabels;
 use ::http::{Response, StatusCode};
@@ -59,7 +59,7 @@ fn validate(
     timestamp: Option<&str>,
     now_ms: i64,
 ) -> Result<Valid, ApiError> {
-    validate_user_id(&user_id).map_err(ApiError::invalid)?;
+    let user_id = UserId::parse(user_id).map_err(ApiError::invalid)?;
     if !rules.catalog.has_metric(&metric) {
         let known: Vec<&str> = rules.catalog.metrics().map(|metric| metric.name.as_str()).collect();
         return Err(ApiError::new(

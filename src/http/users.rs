@@ -11,7 +11,7 @@ use crate::domain::plan::Enforcement;
 use crate::domain::ports::{StoreError, UsageRead, UserRecord};
 use crate::domain::usage;
 use crate::domain::usage::Standing;
-use crate::domain::user_id::validate_user_id;
+use crate::domain::user_id::UserId;
 use crate::http::Body;
 use ::http::{Response, StatusCode};
 use chrono::{DateTime, SecondsFormat};
@@ -94,10 +94,8 @@ pub fn user_view(
     Ok(UserView::new(user, &plan.name, rules.is_bypass(&user.user_id), period, &usage, &features))
 }
 
-pub fn user_id_param(ctx: &Ctx<'_>) -> Result<String, ApiError> {
-    let user_id = ctx.params.first().cloned().unwrap_or_default();
-    validate_user_id(&user_id).map_err(ApiError::invalid)?;
-    Ok(user_id)
+pub fn user_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {
+    UserId::parse(ctx.params.first().cloned().unwrap_or_default()).map_err(ApiError::invalid)
 }
 
 pub fn user_not_found(user_id: &str) -> ApiError {
@@ -132,7 +130,7 @@ struct PlanBody {
 
 /// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
 /// returns the view in the current period.
-pub fn set_plan(ctx: &Ctx<'_>, user_id: &str, plan: &str, actor: Option<&str>) -> Result<UserView, ApiError> {
+pub fn set_plan(ctx: &Ctx<'_>, user_id: &UserId, plan: &str, actor: Option<&str>) -> Result<UserView, ApiError> {
     Ok(ops::change_plan(&ctx.app.store, &ctx.app.rules, user_id, plan, actor, |tx, rules, user, now_ms| {
         user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms)
     })?)

@@ -228,7 +228,7 @@ fn outcome<T, E: Into<ApiError>>(result: Result<T, E>, message: impl FnOnce(T) -
 }
 
 /// The `{user_id}` path parameter, validated.
-fn user_id(ctx: &Ctx<'_>) -> Result<String, ApiError> {
+fn user_id(ctx: &Ctx<'_>) -> Result<crate::domain::user_id::UserId, ApiError> {
     super::users::user_id_param(ctx)
 }
 

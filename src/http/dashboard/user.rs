@@ -22,7 +22,7 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let metrics: Vec<Metric> = ctx.app.rules.catalog.metrics().cloned().collect();
     let plans: Vec<(String, u64)> =
         ctx.app.rules.catalog.plans().iter().map(|plan| (plan.name.clone(), plan.price_cents)).collect();
-    Ok(Page { title: user_id, tab: Tab::Users, content: render(&details, &metrics, &plans, visitor) })
+    Ok(Page { title: user_id.to_string(), tab: Tab::Users, content: render(&details, &metrics, &plans, visitor) })
 }
 
 fn unit_of<'m>(metrics: &'m [Metric], name: &str) -> &'m str {

@@ -6,6 +6,7 @@
 CREATE TABLE dashboard_sessions (
     token_hash  TEXT    PRIMARY KEY,
     key_name    TEXT    NOT NULL,             -- the admin key's name, what the audit log shows
+    key_digest  TEXT     NOT NULL,            -- SHA-256 of that key: a session ends with its key
     csrf        TEXT    NOT NULL,             -- the token every form of this session must carry
     expires_at  INTEGER NOT NULL,             -- unix ms, UTC
     flash_ok    INTEGER CHECK (flash_ok IN (0, 1)),

@@ -50,6 +50,10 @@ pub fn spawn_cleanup(store: Store, rules: Arc<Rules>) -> std::io::Result<()> {
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
+            // An erasure a database outage cut short is finished now, not at the next start.
+            if let Err(error) = maintenance::resume_erasures(&store, &rules) {
+                log::warn!("cannot finish interrupted erasures, retrying at the next run: {error}");
+            }
             run_cleanup(&store, &rules);
         }
     })?;

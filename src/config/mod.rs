@@ -152,19 +152,17 @@ fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".to_owned();
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
+    // The query may carry a password too (`?password=`): it is dropped whole.
+    let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
+    // Everything before the last `@` is user info, whatever it holds (a password may contain
+    // `/`, `:` or `@`): only the user name before its first `:` is kept.
+    match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
             let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            // Query parameters may carry a password too (`?password=`): drop them.
-            let tail = tail.split_once('?').map_or(tail, |(path, _)| path);
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
+            format!("{scheme}://{user}{hidden}@{host}")
         }
-        None => format!("{scheme}://{authority}{}", tail.split_once('?').map_or(tail, |(path, _)| path)),
+        None => format!("{scheme}://{rest}"),
     }
 }
 

@@ -243,3 +243,18 @@ fn telemetry_settings_are_checked() {
     assert_eq!(config.rules.alert_thresholds, [0.5, 1.0]);
     assert_eq!(config.delivery.give_up_after.as_secs(), 86_400);
 }
+
+#[test]
+fn a_database_url_never_shows_its_password() {
+    for (url, shown) in [
+        ("postgres://tally:s3cret@db:5432/tally", "postgres://tally:***@db:5432/tally"),
+        ("postgres://tally:ab/cd@db/tally", "postgres://tally:***@db/tally"),
+        ("postgres://tally:a@b:c@db/tally", "postgres://tally:***@db/tally"),
+        ("postgres://tally@db/tally?password=s3cret", "postgres://tally@db/tally"),
+        ("postgres://db/tally", "postgres://db/tally"),
+    ] {
+        assert_eq!(redact_url(url), shown, "{url}");
+    }
+    let config = load("[database]\nurl = \"postgres://tally:ab/cd@db/tally\"\n").unwrap();
+    assert!(!format!("{:?} {}", config.database, config.database.describe()).contains("ab/cd"));
+}

@@ -143,10 +143,10 @@ pub fn check_open_access(request: &Head, dashboard: bool) -> Result<(), ApiError
     Ok(())
 }
 
-/// The name of the admin key `token` is, if it is one (the dashboard's login form).
-pub fn admin_key_name(auth: &AuthConfig, token: &str) -> Option<String> {
+/// The admin key `token` is, if it is one (the dashboard's login form).
+pub fn admin_key<'a>(auth: &'a AuthConfig, token: &str) -> Option<&'a ApiKey> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    find_key(&auth.admin_keys, &digest).map(|key| key.name.clone())
+    find_key(&auth.admin_keys, &digest)
 }
 
 /// Checks the request's key against what `access` requires.

@@ -8,7 +8,7 @@ use crate::domain::ports::{StoreError, TableCounts};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
@@ -39,7 +39,9 @@ fn convert(value: ValueRef<'_>, target: &Type, column: &str) -> Result<Box<dyn T
         (ValueRef::Null, &Type::BOOL) => Box::new(None::<bool>),
         (ValueRef::Integer(number), &Type::INT8) => Box::new(number),
         (ValueRef::Integer(number), &Type::BOOL) => Box::new(number != 0),
-        (ValueRef::Text(text), &Type::TEXT) => Box::new(String::from_utf8_lossy(text).into_owned()),
+        (ValueRef::Text(text), &Type::TEXT) => Box::new(String::from_utf8(text.to_vec()).map_err(|_| {
+            StoreError::Backend(format!("column {column}: a value is not UTF-8; PostgreSQL's text needs it"))
+        })?),
         (ValueRef::Blob(bytes), &Type::BYTEA) => Box::new(bytes.to_vec()),
         _ => return Err(mismatch()),
     })
@@ -75,8 +77,13 @@ fn sqlite_counts(source: &Connection) -> Result<TableCounts, StoreError> {
         let rows: i64 = source.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?;
         counts.rows.push((table.to_owned(), rows.max(0) as u64));
     }
-    let sum: i64 = source.query_row("SELECT coalesce(sum(value), 0) FROM usage_counters", [], |row| row.get(0))?;
-    counts.counter_sum = sum.max(0) as u128;
+    // Summed here, not by SQLite's sum(), which fails on an i64 overflow (counters may each
+    // reach 2^63 - 1).
+    let mut values = source.prepare("SELECT value FROM usage_counters")?;
+    let mut rows = values.query([])?;
+    while let Some(row) = rows.next()? {
+        counts.counter_sum += row.get::<_, i64>(0)?.max(0) as u128;
+    }
     Ok(counts)
 }
 
@@ -138,13 +145,19 @@ pub fn sqlite_to_postgres(source: &SqliteConfig, target: &DatabaseUrl) -> Result
         }
         writer.finish()?;
         if let Some(column) = identity {
-            // New rows continue after the copied ids.
+            // New rows continue after the copied ids, and after every id SQLite ever gave
+            // (AUTOINCREMENT never reuses one, even once its row is pruned: event pages
+            // resume `after` an id).
+            let given: i64 = sqlite
+                .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |row| row.get(0))
+                .optional()?
+                .unwrap_or(0);
             conn.client().execute(
                 &format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
-                     (SELECT coalesce(max({column}), 0) + 1 FROM {table}), false)"
+                     GREATEST((SELECT coalesce(max({column}), 0) FROM {table}), $1::bigint) + 1, false)"
                 ),
-                &[],
+                &[&given],
             )?;
         }
     }

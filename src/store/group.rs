@@ -10,7 +10,7 @@ use crate::metrics::{Metrics, type_labels};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -19,7 +19,7 @@ use std::time::Instant;
 pub(super) struct WriterOptions {
     /// Jobs committed together at most.
     pub max_batch: usize,
-    /// Jobs waiting at most; a caller past it waits for room.
+    /// Jobs waiting at most; past it a job is refused with `QueueFull`.
     pub queue_capacity: usize,
     /// Test builds only: panic (outside any job) after this many groups.
     pub panic_after: Option<u64>,
@@ -119,15 +119,24 @@ impl<J: Send + 'static> Writer<J> {
 
     /// Queues `job`; `reply` hears its result after the commit that holds it. A job the
     /// writer never runs (it stopped or died) is answered `WriterStopped` by `reply`'s drop.
+    /// Never waits: past `queue_capacity` the job is answered `QueueFull` (503) at once, so
+    /// no caller (an async worker among them) blocks behind a stalled writer.
     pub(super) fn submit(&self, job: J, reply: Reply) {
         if !self.is_running() {
             reply.send(Err(StoreError::WriterStopped));
             return;
         }
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        if let Err(refused) = self.sender.send(Message::Job(Pending::new(job, reply))) {
-            self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-            drop(refused);
+        match self.sender.try_send(Message::Job(Pending::new(job, reply))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Message::Job(pending))) => {
+                self.shared.depth.fetch_sub(1, Ordering::Relaxed);
+                pending.reply.send(Err(StoreError::QueueFull));
+            }
+            Err(refused) => {
+                self.shared.depth.fetch_sub(1, Ordering::Relaxed);
+                drop(refused);
+            }
         }
     }
 

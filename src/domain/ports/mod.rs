@@ -37,6 +37,8 @@ pub enum StoreError {
     ReadOnly(String),
     #[error("the write thread has stopped")]
     WriterStopped,
+    #[error("the write queue is full; retry shortly")]
+    QueueFull,
     #[error("no database connection became available in time: {0}")]
     NoConnection(String),
     #[error("the database cannot be reached: {0}")]
@@ -64,6 +66,7 @@ impl StoreError {
                 | StoreError::Full
                 | StoreError::ReadOnly(_)
                 | StoreError::WriterStopped
+                | StoreError::QueueFull
                 | StoreError::NoConnection(_)
                 | StoreError::Unreachable(_)
                 | StoreError::Contended(_)
@@ -212,6 +215,9 @@ pub trait SessionRead {
 
 pub trait SessionWrite: SessionRead {
     fn save_session(&self, token_hash: &str, session: &SessionRecord) -> Result<()>;
+    /// Sets (or clears) a live session's flash; false, and nothing changed, when the session
+    /// is gone (signed out on another node meanwhile): it is never brought back.
+    fn set_session_flash(&self, token_hash: &str, flash: Option<(bool, &str)>) -> Result<bool>;
     fn delete_session(&self, token_hash: &str) -> Result<()>;
     /// Deletes expired sessions; returns how many.
     fn prune_sessions(&self, now_ms: i64) -> Result<u64>;

@@ -114,6 +114,9 @@ pub enum Requeue {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
     pub key_name: String,
+    /// Hex SHA-256 of the admin key signed in with: when that key leaves the config, its
+    /// sessions end (on every node, at once).
+    pub key_digest: String,
     pub csrf: String,
     pub expires_at_ms: i64,
     /// A one-shot message for the next page: (ok, text).

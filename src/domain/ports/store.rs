@@ -122,7 +122,9 @@ pub trait Backend: Send + Sync {
     /// transaction has committed (a job that returns `Err` is rolled back alone). Returns
     /// once the job is queued: it waits only while the queue is full.
     fn submit_job(&self, job: WriteJob, reply: Reply);
-    /// Runs `job` on a read connection (a consistent snapshot for its duration).
+    /// Runs `job` on a read connection. Each of its statements sees what was committed when
+    /// it ran; several statements are not one snapshot (a view may mix a moment before and
+    /// after a concurrent write).
     fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError>;
     /// Whether the database answers a read and this node's writer is running.
     fn is_ready(&self) -> bool;

@@ -6,7 +6,7 @@ use super::html::{self, Chrome, Tab, escape};
 use super::session::{self, LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, same_token};
 use super::{Handled, add_cookie, error_page, find_visitor, html_response, over_https, redirect};
 use crate::http::Ctx;
-use crate::http::auth::admin_key_name;
+use crate::http::auth::admin_key;
 use crate::http::error::ApiError;
 use crate::http::now_ms;
 use ::http::StatusCode;
@@ -71,7 +71,7 @@ pub fn login(ctx: &mut Ctx<'_>) -> Handled {
         return render(ctx, StatusCode::FORBIDDEN, Some((false, message)));
     }
     let key = form.get("key").map(String::as_str).unwrap_or_default();
-    let Some(key_name) = admin_key_name(&ctx.app.config.auth, key) else {
+    let Some(admin) = admin_key(&ctx.app.config.auth, key) else {
         log::warn!("dashboard: a sign-in with a key that is not an admin key was refused");
         let refusal = ctx.app.auth_failed(ctx.peer, ApiError::unauthorized());
         if refusal.status == StatusCode::TOO_MANY_REQUESTS {
@@ -83,8 +83,8 @@ pub fn login(ctx: &mut Ctx<'_>) -> Handled {
     if let Some(old) = session::cookie(ctx.request, SESSION_COOKIE) {
         ctx.app.sessions.remove(old)?;
     }
-    let token = ctx.app.sessions.create(&key_name, now_ms())?;
-    log::info!("dashboard: {key_name} signed in");
+    let token = ctx.app.sessions.create(admin, now_ms())?;
+    log::info!("dashboard: {} signed in", admin.name);
     let mut response = redirect("/admin");
     let secure = over_https(ctx);
     add_cookie(&mut response, &session::set_cookie(SESSION_COOKIE, &token, "/admin", SESSION_SECONDS, secure));

@@ -96,7 +96,7 @@ fn visitor_of(app: &App, head: &Head) -> Option<Visitor> {
         return Some(app.sessions.open_access());
     }
     let token = session::cookie(head, SESSION_COOKIE)?;
-    app.sessions.find(token, now_ms()).unwrap_or_else(|error| {
+    app.sessions.find(token, &app.config.auth.admin_keys, now_ms()).unwrap_or_else(|error| {
         // Storage trouble: no page can be built anyway; the login page says what it can.
         log::warn!("cannot read a dashboard session: {error}");
         None

@@ -2,6 +2,7 @@
 //! expiry, a CSRF token and a one-shot flash message each; the cookies that carry them. No
 //! HTML here.
 
+use crate::config::ApiKey;
 use crate::domain::ports::{SessionRecord, Store, StoreError};
 use crate::http::Head;
 use ::http::header;
@@ -79,12 +80,13 @@ impl Sessions {
         Sessions { store, open_csrf: random_token(), open_flash: Mutex::default() }
     }
 
-    /// Starts a session for the admin key named `key_name`; returns its token. Expired
-    /// sessions are deleted on the way.
-    pub fn create(&self, key_name: &str, now_ms: i64) -> Result<String, StoreError> {
+    /// Starts a session for the admin key `key`; returns its token. Expired sessions are
+    /// deleted on the way.
+    pub fn create(&self, key: &ApiKey, now_ms: i64) -> Result<String, StoreError> {
         let token = random_token();
         let record = SessionRecord {
-            key_name: key_name.to_owned(),
+            key_name: key.name.clone(),
+            key_digest: crate::domain::hex(&key.digest),
             csrf: random_token(),
             expires_at_ms: now_ms + SESSION_SECONDS * 1000,
             flash: None,
@@ -97,15 +99,14 @@ impl Sessions {
         Ok(token)
     }
 
-    /// The visitor holding `token`, if that session exists and has not expired.
-    pub fn find(&self, token: &str, now_ms: i64) -> Result<Option<Visitor>, StoreError> {
+    /// The visitor holding `token`, if that session exists, has not expired, and was signed
+    /// in with a key among `admin_keys` (a key taken out of the config ends its sessions).
+    pub fn find(&self, token: &str, admin_keys: &[ApiKey], now_ms: i64) -> Result<Option<Visitor>, StoreError> {
         let digest = token_digest(token);
         let session = self.store.read(|reader| reader.find_session(&digest, now_ms))?;
-        Ok(session.map(|session| Visitor {
-            actor: session.key_name,
-            csrf: session.csrf,
-            token: Some(token.to_owned()),
-        }))
+        Ok(session
+            .filter(|session| admin_keys.iter().any(|key| crate::domain::hex(&key.digest) == session.key_digest))
+            .map(|session| Visitor { actor: session.key_name, csrf: session.csrf, token: Some(token.to_owned()) }))
     }
 
     /// Everyone, under open access: no keys are configured (allowed only on loopback).
@@ -124,13 +125,7 @@ impl Sessions {
             return Ok(());
         };
         let digest = token_digest(token);
-        self.store.write(move |tx| match tx.find_session(&digest, i64::MIN)? {
-            Some(mut session) => {
-                session.flash = Some((flash.ok, flash.text.clone()));
-                tx.save_session(&digest, &session)
-            }
-            None => Ok(()),
-        })
+        self.store.write(move |tx| tx.set_session_flash(&digest, Some((flash.ok, &flash.text))).map(|_| ()))
     }
 
     /// The flash message waiting for the visitor, removed as it is read (a write only when
@@ -144,13 +139,13 @@ impl Sessions {
         if waiting.is_none_or(|session| session.flash.is_none()) {
             return Ok(None);
         }
-        self.store.write(move |tx| match tx.find_session(&digest, i64::MIN)? {
-            Some(mut session) => {
-                let flash = session.flash.take().map(|(ok, text)| Flash { ok, text });
-                tx.save_session(&digest, &session)?;
-                Ok(flash)
+        // Read and cleared in one job: the flash is shown once, whichever node shows it.
+        self.store.write(move |tx| {
+            let flash = tx.find_session(&digest, i64::MIN)?.and_then(|session| session.flash);
+            if flash.is_some() {
+                tx.set_session_flash(&digest, None)?;
             }
-            None => Ok(None),
+            Ok(flash.map(|(ok, text)| Flash { ok, text }))
         })
     }
 }
@@ -203,30 +198,51 @@ mod tests {
         (Sessions::new(store), dir)
     }
 
-    #[test]
-    fn a_session_expires_and_only_its_digest_is_stored() {
-        let (sessions, _dir) = sessions();
-        let token = sessions.create("ops", 1_000).unwrap();
-        let visitor = sessions.find(&token, 1_000 + SESSION_SECONDS * 1000 - 1).unwrap().expect("alive");
-        assert_eq!(visitor.actor, "ops");
-        assert!(sessions.find(&token, 1_000 + SESSION_SECONDS * 1000).unwrap().is_none());
-        assert!(sessions.find("not-a-token", 0).unwrap().is_none());
-        let stored = sessions.store.read(|reader| reader.find_session(&token, 0)).unwrap();
-        assert!(stored.is_none(), "the token itself is no key to a session");
-        sessions.remove(&token).unwrap();
-        assert!(sessions.find(&token, 1_000).unwrap().is_none());
+    fn key(name: &str) -> ApiKey {
+        ApiKey { name: name.to_owned(), digest: Sha256::digest(name.as_bytes()).into() }
     }
 
     #[test]
-    fn a_flash_is_read_once_and_belongs_to_its_session() {
+    fn a_session_expires_and_only_its_digest_is_stored() {
         let (sessions, _dir) = sessions();
-        let ann = sessions.find(&sessions.create("ann", 0).unwrap(), 0).unwrap().expect("ann");
-        let bob = sessions.find(&sessions.create("bob", 0).unwrap(), 0).unwrap().expect("bob");
+        let keys = [key("ops")];
+        let token = sessions.create(&keys[0], 1_000).unwrap();
+        let visitor = sessions.find(&token, &keys, 1_000 + SESSION_SECONDS * 1000 - 1).unwrap().expect("alive");
+        assert_eq!(visitor.actor, "ops");
+        assert!(sessions.find(&token, &keys, 1_000 + SESSION_SECONDS * 1000).unwrap().is_none());
+        assert!(sessions.find("not-a-token", &keys, 0).unwrap().is_none());
+        let stored = sessions.store.read(|reader| reader.find_session(&token, 0)).unwrap();
+        assert!(stored.is_none(), "the token itself is no key to a session");
+        sessions.remove(&token).unwrap();
+        assert!(sessions.find(&token, &keys, 1_000).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_session_ends_when_its_key_leaves_the_config() {
+        let (sessions, _dir) = sessions();
+        let token = sessions.create(&key("ops"), 0).unwrap();
+        assert!(sessions.find(&token, &[key("ops")], 1).unwrap().is_some());
+        // The key rotated: same name, another secret.
+        let rotated = ApiKey { name: "ops".into(), digest: Sha256::digest(b"a new secret").into() };
+        assert!(sessions.find(&token, &[rotated], 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_flash_is_read_once_and_never_brings_a_session_back() {
+        let (sessions, _dir) = sessions();
+        let keys = [key("ann"), key("bob")];
+        let ann = sessions.find(&sessions.create(&keys[0], 0).unwrap(), &keys, 0).unwrap().expect("ann");
+        let bob = sessions.find(&sessions.create(&keys[1], 0).unwrap(), &keys, 0).unwrap().expect("bob");
         sessions.set_flash(&ann, Flash::ok("done")).unwrap();
         assert_eq!(sessions.take_flash(&bob).unwrap(), None);
         assert_eq!(sessions.take_flash(&ann).unwrap(), Some(Flash::ok("done")));
         assert_eq!(sessions.take_flash(&ann).unwrap(), None);
         assert_ne!(ann.csrf, bob.csrf);
+        // Signed out (on another node, say), then a flash for it: it stays signed out.
+        let token = bob.token.clone().unwrap();
+        sessions.remove(&token).unwrap();
+        sessions.set_flash(&bob, Flash::ok("late")).unwrap();
+        assert!(sessions.find(&token, &keys, 0).unwrap().is_none());
     }
 
     #[test]

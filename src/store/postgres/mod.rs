@@ -37,12 +37,15 @@ pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub struct Conn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// Set when the connection's transaction state is unknown (a ROLLBACK failed): it is
+    /// treated as closed and replaced.
+    broken: bool,
 }
 
 impl Conn {
     pub(super) fn connect(config: &postgres::Config) -> Result<Conn, StoreError> {
         let client = config.connect(NoTls).map_err(|error| StoreError::Unreachable(describe(&error)))?;
-        Ok(Conn { client, statements: HashMap::new() })
+        Ok(Conn { client, statements: HashMap::new(), broken: false })
     }
 
     fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
@@ -75,7 +78,16 @@ impl Conn {
     }
 
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.broken || self.client.is_closed()
+    }
+
+    /// Ends whatever transaction is open after a failure; a connection that cannot even do
+    /// that is marked broken, so the writer replaces it instead of reusing an aborted
+    /// transaction for every later group.
+    pub(super) fn abandon(&mut self) {
+        if !self.client.is_closed() && self.client.batch_execute("ROLLBACK").is_err() {
+            self.broken = true;
+        }
     }
 
     pub(super) fn client(&mut self) -> &mut Client {
@@ -230,9 +242,18 @@ fn driver_config(config: &PostgresConfig) -> Result<postgres::Config, StoreError
         driver.connect_timeout(Duration::from_secs(5));
     }
     driver.application_name("tally");
-    // NOTICEs ("relation ... already exists, skipping" at every migration check) are not
-    // worth a log line each start.
-    driver.options("-c client_min_messages=warning");
+    // Whatever the role's or the database's defaults: commits are durable before they are
+    // acknowledged; no statement waits for a lock more than 5 s (a lock held by a node that
+    // vanished, say: the job is answered 503 instead of stalling the writer); none runs more
+    // than a minute. NOTICEs ("relation ... already exists, skipping" at every migration
+    // check) are not worth a log line each start.
+    driver.options(
+        "-c synchronous_commit=on -c lock_timeout=5000 -c statement_timeout=60000 -c client_min_messages=warning",
+    );
+    // A server or network that vanishes without closing the connection is noticed in about
+    // half a minute, not after the kernel's two hours.
+    driver.keepalives(true).keepalives_idle(Duration::from_secs(10)).keepalives_interval(Duration::from_secs(5));
+    driver.keepalives_retries(3).tcp_user_timeout(Duration::from_secs(30));
     Ok(driver)
 }
 

@@ -203,17 +203,18 @@ impl UsageWrite for PgDb<'_> {
 impl SessionRead for PgDb<'_> {
     fn find_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<SessionRecord>> {
         let row = self.conn().query_opt(
-            "SELECT key_name, csrf, expires_at, flash_ok, flash_text FROM dashboard_sessions
+            "SELECT key_name, key_digest, csrf, expires_at, flash_ok, flash_text FROM dashboard_sessions
              WHERE token_hash = $1 AND expires_at > $2",
             &[&token_hash, &now_ms],
         )?;
         Ok(row.map(|row| {
-            let flash_ok: Option<bool> = row.get(3);
-            let flash_text: Option<String> = row.get(4);
+            let flash_ok: Option<bool> = row.get(4);
+            let flash_text: Option<String> = row.get(5);
             SessionRecord {
                 key_name: row.get(0),
-                csrf: row.get(1),
-                expires_at_ms: row.get(2),
+                key_digest: row.get(1),
+                csrf: row.get(2),
+                expires_at_ms: row.get(3),
                 flash: flash_ok.zip(flash_text),
             }
         }))
@@ -227,13 +228,31 @@ impl SessionWrite for PgDb<'_> {
             None => (None, None),
         };
         self.conn().execute(
-            "INSERT INTO dashboard_sessions (token_hash, key_name, csrf, expires_at, flash_ok, flash_text)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (token_hash) DO UPDATE SET key_name = EXCLUDED.key_name, csrf = EXCLUDED.csrf,
-                 expires_at = EXCLUDED.expires_at, flash_ok = EXCLUDED.flash_ok, flash_text = EXCLUDED.flash_text",
-            &[&token_hash, &session.key_name, &session.csrf, &session.expires_at_ms, &flash_ok, &flash_text],
+            "INSERT INTO dashboard_sessions (token_hash, key_name, key_digest, csrf, expires_at, flash_ok, flash_text)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (token_hash) DO UPDATE SET key_name = EXCLUDED.key_name, key_digest = EXCLUDED.key_digest,
+                 csrf = EXCLUDED.csrf, expires_at = EXCLUDED.expires_at, flash_ok = EXCLUDED.flash_ok,
+                 flash_text = EXCLUDED.flash_text",
+            &[
+                &token_hash,
+                &session.key_name,
+                &session.key_digest,
+                &session.csrf,
+                &session.expires_at_ms,
+                &flash_ok,
+                &flash_text,
+            ],
         )?;
         Ok(())
+    }
+
+    fn set_session_flash(&self, token_hash: &str, flash: Option<(bool, &str)>) -> Result<bool> {
+        let (flash_ok, flash_text) = (flash.map(|(ok, _)| ok), flash.map(|(_, text)| text));
+        let changed = self.conn().execute(
+            "UPDATE dashboard_sessions SET flash_ok = $2, flash_text = $3 WHERE token_hash = $1",
+            &[&token_hash, &flash_ok, &flash_text],
+        )?;
+        Ok(changed == 1)
     }
 
     fn delete_session(&self, token_hash: &str) -> Result<()> {

@@ -94,9 +94,7 @@ fn end_transaction(
             events
         }
         Err(error) => {
-            if !db.conn().is_closed() {
-                let _ = db.conn().batch("ROLLBACK");
-            }
+            db.conn().abandon();
             if matches!(error, StoreError::Contended(_)) && *group_retries < MAX_RETRIES {
                 *group_retries += 1;
                 log::info!("a write group met a deadlock at commit; running its {} jobs again", done.len());
@@ -117,7 +115,9 @@ fn end_transaction(
 
 /// Starts a transaction holding `locks` (waited for in sorted order: nothing else is held).
 fn begin(db: &PgDb<'_>, locks: &BTreeSet<i64>) -> Result<(), StoreError> {
-    db.conn().batch("BEGIN")?;
+    // READ COMMITTED whatever the server's default: a lock won mid-group must make the
+    // previous holder's commit visible to the statements after it.
+    db.conn().batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
     for lock in locks {
         db.conn().query("SELECT pg_advisory_xact_lock($1)", &[lock])?;
     }
@@ -137,6 +137,7 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
     let mut group_retries = 0;
     let fail_everything = |error: StoreError, done: &mut Vec<Pending>, queue: &mut VecDeque<Pending>| {
         log::warn!("a write group failed: {error}");
+        db.conn().abandon();
         for job in done.drain(..).chain(queue.drain(..)) {
             job.finish(&Err(error.clone()));
         }
@@ -157,7 +158,6 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
                 Err(_) => db.conn().batch("ROLLBACK TO job; RELEASE job"),
             };
             if let Err(error) = closed {
-                let _ = db.conn().batch("ROLLBACK");
                 done.push(job);
                 fail_everything(error, &mut done, &mut queue);
                 return committed_events;
@@ -192,8 +192,18 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
             queue.push_front(job);
             committed_events.extend(end_transaction(&db, &mut done, &mut queue, &mut group_retries));
             if let Err(error) = begin(&db, &retry_locks) {
-                fail_everything(error, &mut done, &mut queue);
-                return committed_events;
+                // Waiting for the job's locks failed (lock_timeout: their holder is stuck or
+                // gone): that job is answered with it; the others go on without them.
+                db.conn().abandon();
+                if let Some(job) = queue.pop_front() {
+                    job.finish(&Err(error));
+                }
+                retry_locks.clear();
+                job_retries = 0;
+                if let Err(error) = begin(&db, &retry_locks) {
+                    fail_everything(error, &mut done, &mut queue);
+                    return committed_events;
+                }
             }
         }
         committed_events.extend(end_transaction(&db, &mut done, &mut queue, &mut group_retries));

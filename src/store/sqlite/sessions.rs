@@ -7,17 +7,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 fn find_session(connection: &Connection, token_hash: &str, now_ms: i64) -> Result<Option<SessionRecord>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT key_name, csrf, expires_at, flash_ok, flash_text FROM dashboard_sessions
+        "SELECT key_name, key_digest, csrf, expires_at, flash_ok, flash_text FROM dashboard_sessions
          WHERE token_hash = ?1 AND expires_at > ?2",
     )?;
     let session = statement
         .query_row(params![token_hash, now_ms], |row| {
-            let flash_ok: Option<bool> = row.get(3)?;
-            let flash_text: Option<String> = row.get(4)?;
+            let flash_ok: Option<bool> = row.get(4)?;
+            let flash_text: Option<String> = row.get(5)?;
             Ok(SessionRecord {
                 key_name: row.get(0)?,
-                csrf: row.get(1)?,
-                expires_at_ms: row.get(2)?,
+                key_digest: row.get(1)?,
+                csrf: row.get(2)?,
+                expires_at_ms: row.get(3)?,
                 flash: flash_ok.zip(flash_text),
             })
         })
@@ -45,20 +46,31 @@ impl SessionWrite for SqliteTx<'_> {
         };
         self.0
             .prepare_cached(
-                "INSERT INTO dashboard_sessions (token_hash, key_name, csrf, expires_at, flash_ok, flash_text)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (token_hash) DO UPDATE SET key_name = excluded.key_name, csrf = excluded.csrf,
-                     expires_at = excluded.expires_at, flash_ok = excluded.flash_ok, flash_text = excluded.flash_text",
+                "INSERT INTO dashboard_sessions (token_hash, key_name, key_digest, csrf, expires_at, flash_ok, flash_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (token_hash) DO UPDATE SET key_name = excluded.key_name, key_digest = excluded.key_digest,
+                     csrf = excluded.csrf, expires_at = excluded.expires_at, flash_ok = excluded.flash_ok,
+                     flash_text = excluded.flash_text",
             )?
             .execute(params![
                 token_hash,
                 session.key_name,
+                session.key_digest,
                 session.csrf,
                 session.expires_at_ms,
                 flash_ok,
                 flash_text
             ])?;
         Ok(())
+    }
+
+    fn set_session_flash(&self, token_hash: &str, flash: Option<(bool, &str)>) -> Result<bool, StoreError> {
+        let (flash_ok, flash_text) = (flash.map(|(ok, _)| ok), flash.map(|(_, text)| text));
+        let changed = self
+            .0
+            .prepare_cached("UPDATE dashboard_sessions SET flash_ok = ?2, flash_text = ?3 WHERE token_hash = ?1")?
+            .execute(params![token_hash, flash_ok, flash_text])?;
+        Ok(changed == 1)
     }
 
     fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {

@@ -228,6 +228,9 @@ run_postgres() {
     loadgen postgres-direct --target postgres --addr "127.0.0.1:$port" --connections "$CONNECTIONS" --duration "$DURATION"
     local nodes addrs dir pids
     for nodes in 1 2; do
+        # Each run starts from a clean checkpoint: the previous run's dirty pages are not
+        # flushed on this one's time.
+        "${psql[@]}" -c "CHECKPOINT"
         "${psql[@]}" -c "CREATE DATABASE tally_nodes_$nodes"
         addrs=""; pids=()
         for node in $(seq 1 "$nodes"); do

@@ -22,6 +22,12 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Jobs in one transaction at most. Each job's savepoint that writes takes a subtransaction
+/// id, and PostgreSQL caches only 64 of them per transaction: past that, every snapshot on the
+/// server (other nodes' included) has to look subtransactions up in pg_subtrans. Staying
+/// under the cache costs one more commit per 48 jobs.
+const MAX_GROUP: usize = 48;
+
 /// How often one job may lose a lock race or a deadlock before it is answered 503.
 const MAX_RETRIES: u32 = 20;
 /// Reconnection attempts are at least this far apart while the database is down.
@@ -39,7 +45,7 @@ pub(super) fn spawn(
 ) -> Result<Writer, StoreError> {
     let mut conn = Some(conn);
     let mut last_connect = Instant::now();
-    let options = WriterOptions { panic_after, ..WriterOptions::default() };
+    let options = WriterOptions { max_batch: MAX_GROUP, panic_after, ..WriterOptions::default() };
     Writer::spawn(options, metrics, move |batch| {
         if conn.as_ref().is_none_or(Conn::is_closed) {
             conn = None;
@@ -146,16 +152,25 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
         fail_everything(error, &mut done, &mut queue);
         return committed_events;
     }
+    // Whether the savepoint the next job runs in is already there: each round trip saved
+    // counts, since a node's writer is bound by them (docs/PERFORMANCE.md), so one job's
+    // RELEASE and the next one's SAVEPOINT go in one message, and a ROLLBACK TO keeps it.
+    let mut savepoint_open = false;
     loop {
         while let Some(mut job) = queue.pop_front() {
             let events_before = db.events.borrow().len();
             // Two statements: the connection's borrow must end before the job borrows it.
-            let savepoint = db.conn().batch("SAVEPOINT job");
+            let savepoint = if savepoint_open { Ok(()) } else { db.conn().batch("SAVEPOINT job") };
+            savepoint_open = savepoint.is_ok();
             let outcome = savepoint.and_then(|()| job.execute(|run| run(&db)));
             let retry = matches!(outcome, Err(StoreError::Contended(_))) && job_retries < MAX_RETRIES;
             let closed = match &outcome {
-                Ok(()) => db.conn().batch("RELEASE job"),
-                Err(_) => db.conn().batch("ROLLBACK TO job; RELEASE job"),
+                Ok(()) if !queue.is_empty() && !retry => db.conn().batch("RELEASE job; SAVEPOINT job"),
+                Ok(()) => {
+                    savepoint_open = false;
+                    db.conn().batch("RELEASE job")
+                }
+                Err(_) => db.conn().batch("ROLLBACK TO job"),
             };
             if let Err(error) = closed {
                 done.push(job);
@@ -190,6 +205,7 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
             }
             job.result = None;
             queue.push_front(job);
+            savepoint_open = false;
             committed_events.extend(end_transaction(&db, &mut done, &mut queue, &mut group_retries));
             if let Err(error) = begin(&db, &retry_locks) {
                 // Waiting for the job's locks failed (lock_timeout: their holder is stuck or
@@ -206,6 +222,7 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
                 }
             }
         }
+        savepoint_open = false;
         committed_events.extend(end_transaction(&db, &mut done, &mut queue, &mut group_retries));
         if queue.is_empty() {
             return committed_events;

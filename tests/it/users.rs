@@ -68,3 +68,17 @@ fn counters_persist_across_restart_and_migrate_changes_nothing() {
     let tally = tally.restart();
     assert_eq!(tally.client().get("/v1/users/erin").body, before);
 }
+
+#[test]
+fn a_plan_change_through_put_is_audited_under_the_keys_name() {
+    let tally = crate::support::start_with_keys();
+    let mut service = tally.client().with_key(crate::support::SERVICE_KEY);
+    assert_eq!(service.put("/v1/users/audited", &serde_json::json!({ "plan": "solo" })).status, 200);
+    let mut admin = tally.client().with_key(crate::support::ADMIN_KEY);
+    let audit = admin.get("/v1/admin/audit").json();
+    let entry = &audit["entries"][0];
+    assert_eq!((entry["action"].as_str(), entry["target"].as_str()), (Some("plan_changed"), Some("audited")));
+    // The service key is unnamed: its name is its digest's first 8 hex digits.
+    let name = entry["actor"].as_str().unwrap();
+    assert!(name.len() == 8 && name.bytes().all(|byte| byte.is_ascii_hexdigit()), "{name}");
+}

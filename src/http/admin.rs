@@ -169,7 +169,8 @@ pub fn cleanup(ctx: &Ctx<'_>, retention_months: u64) -> Result<Response<Body>, A
 }
 
 /// The caller's name for the audit log.
-fn actor(ctx: &Ctx<'_>) -> String {
+/// The audit log's actor for this request: the calling key's name.
+pub(super) fn actor(ctx: &Ctx<'_>) -> String {
     ctx.caller.as_ref().map_or_else(|| "anonymous".to_owned(), |caller| caller.name.clone())
 }
 

@@ -140,7 +140,6 @@ pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
     let body: PlanBody = ctx.json_body()?;
     // Every plan change is audited, under the calling key's name.
-    let actor = ctx.caller.as_ref().map_or("anonymous", |caller| caller.name.as_str()).to_owned();
-    let view = set_plan(ctx, &user_id, &body.plan, Some(&actor))?;
+    let view = set_plan(ctx, &user_id, &body.plan, Some(&super::admin::actor(ctx)))?;
     Ok(json_response(StatusCode::OK, &view))
 }

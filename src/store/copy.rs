@@ -4,11 +4,20 @@
 
 use super::postgres::{Conn, migrate_connection};
 use crate::config::{DatabaseUrl, SqliteConfig};
-use crate::domain::ports::{StoreError, TableCounts};
+use crate::domain::ports::StoreError;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+/// What a database holds, table by table, for `copy-db`'s verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    /// (table, rows), in the order tables are copied.
+    pub rows: Vec<(String, u64)>,
+    /// The sum of every usage counter.
+    pub counter_sum: u128,
+}
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.

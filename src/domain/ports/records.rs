@@ -133,15 +133,6 @@ pub struct ErasureRecord {
     pub started_at_ms: i64,
 }
 
-/// What a database holds, table by table, for `copy-db`'s verification.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TableCounts {
-    /// (table, rows), in the order tables are copied.
-    pub rows: Vec<(String, u64)>,
-    /// The sum of every usage counter.
-    pub counter_sum: u128,
-}
-
 /// u64 values stored as signed 64-bit integers stop at i64::MAX rather than wrap.
 pub fn as_stored_integer(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

@@ -7,7 +7,7 @@ use crate::domain::Rules;
 use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, ResetReport, Summary};
 use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
-use crate::domain::ports::{AuditRecord, Store, StoreError, UserExport, UserRecord, WriteTx};
+use crate::domain::ports::{AuditRecord, RefusalCount, Store, StoreError, UserExport, UserRecord, WriteTx};
 use crate::domain::usage::{self, Standing};
 use crate::domain::user_id::UserId;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ pub struct UserDetails {
     pub period: Period,
     pub usage: Vec<(String, Standing)>,
     pub features: Vec<FeatureVerdict>,
+    /// The refusal counters of the period.
+    pub refusals: Vec<RefusalCount>,
     /// Newest first, one entry per month.
     pub history: Vec<(Period, MetricValues)>,
 }
@@ -70,7 +72,9 @@ pub fn user_details(
         let usage = usage::standings(reader, rules, &user, period)?;
         let features = feature::check_all(reader, rules, &user, now_ms)?;
         let history = admin::history(reader, rules, &user, period, months)?;
+        let refusals = reader.refusals(&user.user_id, period)?;
         Ok(Some(UserDetails {
+            refusals,
             plan: plan.name.clone(),
             bypass: rules.is_bypass(&user.user_id),
             period,

@@ -2,7 +2,7 @@
 //! deliveries, putting a failed delivery back in the queue.
 
 use super::AppError;
-use crate::domain::ports::{DeliveryRecord, EventQuery, EventRecord, Requeue, Store};
+use crate::domain::ports::{AttemptError, DeliveryRecord, EventQuery, EventRecord, Requeue, Store};
 
 /// A page of events, oldest first; `after` names the event the page starts after.
 pub fn events(store: &Store, mut query: EventQuery, after: Option<&str>) -> Result<Vec<EventRecord>, AppError> {
@@ -27,6 +27,15 @@ pub fn deliveries(
     before: Option<i64>,
 ) -> Result<Vec<DeliveryRecord>, AppError> {
     Ok(store.read(|reader| reader.deliveries(status, limit, before))?)
+}
+
+/// One delivery with its failed attempts, oldest first.
+pub fn delivery(store: &Store, id: i64) -> Result<(DeliveryRecord, Vec<AttemptError>), AppError> {
+    let found = store.read(|reader| match reader.find_delivery(id)? {
+        Some(delivery) => Ok(Some((delivery, reader.attempt_errors(id)?))),
+        None => Ok(None),
+    })?;
+    found.ok_or(AppError::DeliveryNotFound(id))
 }
 
 /// Puts a failed delivery back in the queue with a fresh retry window.

@@ -38,12 +38,21 @@ pub struct Config {
     pub delivery: DeliveryConfig,
 }
 
-/// A webhook receiver; its secret signs every body sent to it.
+/// A webhook receiver; each of its secrets signs every body sent to it (more than one while
+/// the receiver rotates from one secret to the next).
 #[derive(Clone)]
 pub struct WebhookConfig {
     pub url: String,
-    pub secret: String,
+    pub secrets: Vec<WebhookSecret>,
     pub filter: EventFilter,
+}
+
+/// A webhook secret as written (the key of `Tally-Signature`, Stripe's scheme) and the key
+/// Standard Webhooks signs with: the bytes after `whsec_` base64-decoded, else the text's bytes.
+#[derive(Clone)]
+pub struct WebhookSecret {
+    pub text: String,
+    pub standard_key: Vec<u8>,
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -582,6 +591,12 @@ impl Validator<'_> {
             idempotency_hours: self.in_range("usage.idempotency_hours", raw.usage.idempotency_hours, 1, 24 * 365)?
                 as u32,
             alert_thresholds: self.thresholds(&raw.usage.alert_thresholds)?,
+            refusal_event_interval_ms: self.in_range(
+                "usage.refusal_event_interval_secs",
+                raw.usage.refusal_event_interval_secs,
+                0,
+                31 * 86_400,
+            )? * 1000,
             webhooks: Vec::new(),
         })
     }

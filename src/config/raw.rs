@@ -22,7 +22,10 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWebhook {
     pub url: String,
-    pub secret: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secrets: Option<Vec<String>>,
     pub events: Vec<String>,
 }
 
@@ -94,6 +97,7 @@ pub(super) struct RawUsage {
     pub retention_months: i64,
     pub idempotency_hours: i64,
     pub alert_thresholds: Vec<f64>,
+    pub refusal_event_interval_secs: i64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -225,10 +225,25 @@ fn webhooks_need_an_http_url_a_secret_and_known_events() {
     assert_eq!(refusal(&hook("https://example.com/x", " ", "[\"*\"]")).key, "webhooks[0].secret");
     assert_eq!(refusal(&hook("https://example.com/x", "s", "[\"limit_exceded\"]")).key, "webhooks[0].events[0]");
     assert_eq!(refusal(&hook("https://example.com/x", "s", "[]")).key, "webhooks[0].events");
-    let config = load(&hook("https://example.com/x", "whsec_distinct_value", "[\"limit_exceeded\"]")).unwrap();
+    let config = load(&hook("https://example.com/x", "whsec_ZGlzdGluY3RfdmFsdWU=", "[\"limit_exceeded\"]")).unwrap();
     assert_eq!(config.webhooks.len(), 1);
     assert_eq!(config.rules.webhooks[0].url, "https://example.com/x");
-    assert!(!format!("{config:?}").contains("whsec_distinct_value"), "the secret stays out of Debug output");
+    assert!(!format!("{config:?}").contains("whsec_ZGlzdGluY3RfdmFsdWU="), "the secret stays out of Debug output");
+    assert_eq!(config.webhooks[0].secrets[0].standard_key, b"distinct_value", "whsec_ is base64-decoded");
+}
+
+#[test]
+fn webhook_secrets_rotate_and_whsec_must_be_base64() {
+    let base = "[[webhooks]]\nurl = \"https://example.com/x\"\nevents = [\"*\"]\n";
+    let refused = refusal(&format!("{base}secret = \"whsec_not base64!\"\n"));
+    assert_eq!(refused.key, "webhooks[0].secret");
+    assert!(refused.problem.contains("base64"), "{}", refused.problem);
+    assert_eq!(refusal(&format!("{base}secret = \"a\"\nsecrets = [\"b\"]\n")).key, "webhooks[0].secrets");
+    assert_eq!(refusal(&format!("{base}secrets = []\n")).key, "webhooks[0].secret");
+    assert_eq!(refusal(&format!("{base}secrets = [\"new\", \"\"]\n")).key, "webhooks[0].secrets[1]");
+    let config = load(&format!("{base}secrets = [\"whsec_bmV3\", \"plain-old\"]\n")).unwrap();
+    let keys: Vec<&[u8]> = config.webhooks[0].secrets.iter().map(|secret| secret.standard_key.as_slice()).collect();
+    assert_eq!(keys, [b"new".as_slice(), b"plain-old".as_slice()]);
 }
 
 #[test]

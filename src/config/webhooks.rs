@@ -2,8 +2,10 @@
 //! `[webhook_delivery]`.
 
 use super::raw::RawConfig;
-use super::{ConfigError, DeliveryConfig, Validator, WebhookConfig};
+use super::{ConfigError, DeliveryConfig, Validator, WebhookConfig, WebhookSecret};
 use crate::domain::events::{EventFilter, EventType, WebhookRoute};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use std::time::Duration;
 
 fn is_http_url(url: &str) -> bool {
@@ -45,13 +47,7 @@ impl Validator<'_> {
             if webhooks.iter().any(|other| other.url == hook.url) {
                 return Err(self.error(format!("{key}.url"), "is listed twice", "list each receiver once"));
             }
-            if hook.secret.trim().is_empty() {
-                return Err(self.error(
-                    format!("{key}.secret"),
-                    "is empty",
-                    "set a long random secret (e.g. `openssl rand -hex 32`); receivers check signatures with it",
-                ));
-            }
+            let secrets = self.secrets(&key, hook.secret.as_deref(), hook.secrets.as_deref())?;
             let filter = if hook.events.iter().any(|kind| kind == "*") {
                 EventFilter::All
             } else if hook.events.is_empty() {
@@ -66,11 +62,70 @@ impl Validator<'_> {
                 }
                 EventFilter::Only(kinds)
             };
-            webhooks.push(WebhookConfig { url: hook.url.clone(), secret: hook.secret.clone(), filter });
+            webhooks.push(WebhookConfig { url: hook.url.clone(), secrets, filter });
         }
         let routes =
             webhooks.iter().map(|hook| WebhookRoute { url: hook.url.clone(), filter: hook.filter.clone() }).collect();
         Ok((webhooks, routes))
+    }
+
+    /// `secret = "..."` or `secrets = ["new", "old"]` (rotation: every delivery is signed
+    /// with each), never both.
+    fn secrets(
+        &self,
+        key: &str,
+        one: Option<&str>,
+        many: Option<&[String]>,
+    ) -> Result<Vec<WebhookSecret>, ConfigError> {
+        let texts: Vec<&str> = match (one, many) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    format!("{key}.secrets"),
+                    "is set beside secret",
+                    "use `secret` for one secret, or `secrets = [\"new\", \"old\"]` while rotating",
+                ));
+            }
+            (Some(one), None) => vec![one],
+            (None, Some(many)) if !many.is_empty() => many.iter().map(String::as_str).collect(),
+            _ => {
+                return Err(self.error(
+                    format!("{key}.secret"),
+                    "is missing",
+                    "set `secret` to a long random value (e.g. `echo whsec_$(openssl rand -base64 32)`)",
+                ));
+            }
+        };
+        let mut secrets = Vec::with_capacity(texts.len());
+        for (index, text) in texts.into_iter().enumerate() {
+            let at = if many.is_some() { format!("{key}.secrets[{index}]") } else { format!("{key}.secret") };
+            if text.trim().is_empty() {
+                return Err(self.error(
+                    at,
+                    "is empty",
+                    "set a long random secret (e.g. `echo whsec_$(openssl rand -base64 32)`); receivers check signatures with it",
+                ));
+            }
+            let standard_key = match text.strip_prefix("whsec_") {
+                Some(encoded) => BASE64.decode(encoded).map_err(|_| {
+                    self.error(
+                        &at,
+                        "starts with whsec_ but what follows is not base64",
+                        "Standard Webhooks reads whsec_<base64>: use e.g. `echo whsec_$(openssl rand -base64 32)`, \
+                         or a secret without the whsec_ prefix",
+                    )
+                })?,
+                None => text.as_bytes().to_vec(),
+            };
+            if standard_key.is_empty() {
+                return Err(self.error(
+                    at,
+                    "has an empty key after whsec_",
+                    "put the base64 of random bytes after whsec_",
+                ));
+            }
+            secrets.push(WebhookSecret { text: text.to_owned(), standard_key });
+        }
+        Ok(secrets)
     }
 
     pub(super) fn delivery(&self, raw: &RawConfig) -> Result<DeliveryConfig, ConfigError> {

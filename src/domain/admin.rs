@@ -278,10 +278,11 @@ pub fn cleanup_step(
     let answers = tx.prune_answers(retention.answers_since_ms, CLEANUP_CHUNK)?;
     let events = tx.prune_events(retention.oldest_period_kept.start_unix_ms(), CLEANUP_CHUNK)?;
     let alerts = tx.prune_alerts(&retention.oldest_period_kept.to_string(), CLEANUP_CHUNK)?;
+    let refusals = tx.prune_refusals(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     report.deleted_counters += counters;
     report.pruned_idempotency_keys += answers;
     report.pruned_events += events;
-    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0)
+    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0 && refusals == 0)
 }
 
 /// The last step of a cleanup: drops the rollups of deleted periods, writes the audit row
@@ -343,8 +344,9 @@ pub fn begin_erasure(
         actor: actor.to_owned(),
         started_at_ms: now_ms,
     });
+    let refusals = tx.delete_refusals_of(user_id)?;
     let (answers, events) = scrub(tx, &erasure)?;
-    if user.is_none() && answers == 0 && events == 0 && !tx.pending_erasures()?.contains(&erasure) {
+    if user.is_none() && refusals == 0 && answers == 0 && events == 0 && !tx.pending_erasures()?.contains(&erasure) {
         return Ok(None);
     }
     tx.redact_audit_target(user_id, &erasure.hash)?;

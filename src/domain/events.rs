@@ -5,7 +5,7 @@
 use super::Rules;
 use super::period::Period;
 use super::plan::Limit;
-use super::ports::{EventWrite, StoreError};
+use super::ports::{EventWrite, RefusalKey, RefusalTally, StoreError, UsageWrite};
 use serde_json::{Value, json};
 use std::fmt;
 use std::str::FromStr;
@@ -112,6 +112,37 @@ pub fn emit(
     Ok(())
 }
 
+/// Whether a refusal counter that just counted one more writes an event now: the first
+/// refusal does, then at most one per `interval_ms`.
+pub fn refusal_event_due(tally: &RefusalTally, interval_ms: i64, now_ms: i64) -> bool {
+    tally.reported_at_ms.is_none_or(|reported_at| now_ms.saturating_sub(reported_at) >= interval_ms)
+}
+
+/// Counts a refusal (`limit_exceeded` of a metric, `rate_limited` or `feature_denied` of a
+/// feature) in the user's counter for the period, and writes its event only when
+/// `refusal_event_due`, with `refusals`: how many refusals the event stands for (this one and
+/// those since the previous event). A client retrying in a loop adds to one row. Runs inside
+/// the caller's transaction, serialized on the user.
+pub fn refusal(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &Rules,
+    kind: EventType,
+    key: &RefusalKey<'_>,
+    mut data: Value,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    debug_assert_eq!(key.kind, kind.as_str());
+    let tally = store.count_refusal(key)?;
+    if !rules.telemetry_enabled || !refusal_event_due(&tally, rules.refusal_event_interval_ms, now_ms) {
+        return Ok(());
+    }
+    store.mark_refusals_reported(key, now_ms)?;
+    if let Value::Object(fields) = &mut data {
+        fields.insert("refusals".into(), tally.unreported.into());
+    }
+    emit(store, rules, kind, Some(key.user_id), data, now_ms)
+}
+
 /// The usage that makes `threshold` (a fraction) of `limit` reached.
 fn threshold_level(threshold: f64, limit: u64) -> u64 {
     (threshold * limit as f64).ceil().max(0.0) as u64
@@ -197,6 +228,16 @@ mod tests {
         assert_eq!(threshold_level(0.8, 31), 25);
         assert_eq!(threshold_level(1.0, 30), 30);
         assert_eq!(threshold_level(0.5, 0), 0);
+    }
+
+    #[test]
+    fn the_first_refusal_reports_then_one_per_interval() {
+        let never = RefusalTally { count: 1, unreported: 1, reported_at_ms: None };
+        assert!(refusal_event_due(&never, 3_600_000, 0));
+        let recent = RefusalTally { count: 9, unreported: 8, reported_at_ms: Some(1_000) };
+        assert!(!refusal_event_due(&recent, 3_600_000, 3_600_999));
+        assert!(refusal_event_due(&recent, 3_600_000, 3_601_000));
+        assert!(refusal_event_due(&recent, 0, 1_000), "an interval of 0 reports every refusal");
     }
 
     #[test]

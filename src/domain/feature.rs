@@ -4,8 +4,9 @@
 
 use super::Rules;
 use super::events::{self, EventType};
+use super::period::Period;
 use super::plan::{FeatureGrant, Plan};
-use super::ports::{StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
 use serde::Serialize;
 use serde_json::json;
 
@@ -141,6 +142,11 @@ pub fn check_all(
     features.map(|feature| standing(store, rules, Some(user), &user.user_id, feature, now_ms)).collect()
 }
 
+/// The counter a feature refusal of `kind` at `now_ms` adds to: per feature and UTC month.
+fn refusal_key<'a>(user_id: &'a str, kind: EventType, feature: &'a str, now_ms: i64) -> RefusalKey<'a> {
+    RefusalKey { user_id, period: Period::of_unix_ms(now_ms), kind: kind.as_str(), subject: feature }
+}
+
 /// Uses `feature` now if the plan and the window allow it. Runs inside one write
 /// transaction serialized on the user, so the window test and the recorded use cannot be
 /// split by another use on any node.
@@ -159,7 +165,8 @@ pub fn use_feature(
     if !bypass && !grant.is_granted() {
         let verdict = verdict(rules, plan, user_id, feature, 0);
         let data = json!({ "feature": feature, "plan": plan.name, "plan_required": verdict.plan_required });
-        events::emit(store, rules, EventType::FeatureDenied, Some(user_id), data, now_ms)?;
+        let key = refusal_key(user_id, EventType::FeatureDenied, feature, now_ms);
+        events::refusal(store, rules, EventType::FeatureDenied, &key, data, now_ms)?;
         return Ok(UseOutcome::NotInPlan(verdict));
     }
     let FeatureGrant::Rate { limit, window_secs } = grant else {
@@ -180,7 +187,8 @@ pub fn use_feature(
             "window_secs": window_secs,
             "retry_after_ms": retry_after_ms,
         });
-        events::emit(store, rules, EventType::RateLimited, Some(user_id), data, now_ms)?;
+        let key = refusal_key(user_id, EventType::RateLimited, feature, now_ms);
+        events::refusal(store, rules, EventType::RateLimited, &key, data, now_ms)?;
         return Ok(UseOutcome::RateLimited { verdict: verdict(rules, plan, user_id, feature, used), retry_after_ms });
     }
     let user = match user {

@@ -28,6 +28,9 @@ pub struct Rules {
     pub idempotency_hours: u32,
     /// Fractions of a limit whose crossing emits `threshold_crossed`.
     pub alert_thresholds: Vec<f64>,
+    /// A refusal counter writes at most one event per this many milliseconds (0: one per
+    /// refusal).
+    pub refusal_event_interval_ms: i64,
     /// Where events are queued for delivery.
     pub webhooks: Vec<events::WebhookRoute>,
 }

@@ -6,7 +6,7 @@ use super::Rules;
 use super::events::{self, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use super::ports::{StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::user_id::UserId;
 use serde_json::json;
 
@@ -189,7 +189,13 @@ pub fn track(
                     "limit": limit.value(),
                     "amount": query.amount,
                 });
-                events::emit(store, rules, EventType::LimitExceeded, Some(&query.user_id), data, now_ms)?;
+                let key = RefusalKey {
+                    user_id: &query.user_id,
+                    period: query.period,
+                    kind: EventType::LimitExceeded.as_str(),
+                    subject: &query.metric,
+                };
+                events::refusal(store, rules, EventType::LimitExceeded, &key, data, now_ms)?;
                 TrackOutcome::Refused { verdict, upgrade_to }
             }
         }

@@ -56,6 +56,8 @@ impl<'v> From<&'v FeatureVerdict> for FeatureJson<'v> {
 #[derive(Serialize)]
 pub struct FeatureSummaryJson {
     allowed: bool,
+    /// Uses refused in the period (not in the plan, or the window full).
+    refused: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,10 +66,11 @@ pub struct FeatureSummaryJson {
     remaining_in_window: Option<u32>,
 }
 
-impl From<&FeatureVerdict> for FeatureSummaryJson {
-    fn from(verdict: &FeatureVerdict) -> Self {
+impl FeatureSummaryJson {
+    pub fn new(verdict: &FeatureVerdict, refused: u64) -> Self {
         FeatureSummaryJson {
             allowed: verdict.allowed,
+            refused,
             limit: verdict.limit,
             window_secs: verdict.window_secs,
             remaining_in_window: verdict.remaining_in_window,

@@ -79,6 +79,7 @@ pub static ROUTES: &[Route] = &[
     route(POST,   "/v1/admin/users/{user_id}/reset",          Admin,   Json,    Blocking(admin::post_reset),      &[]),
     route(GET,    "/v1/admin/events",                         Admin,   Nothing, Blocking(telemetry::events),      &["type", "user_id", "since", "limit", "after"]),
     route(GET,    "/v1/admin/webhooks/deliveries",            Admin,   Nothing, Blocking(telemetry::deliveries),  &["status", "limit", "before"]),
+    route(GET,    "/v1/admin/webhooks/deliveries/{id}",       Admin,   Nothing, Blocking(telemetry::delivery),    &[]),
     route(POST,   "/v1/admin/webhooks/deliveries/{id}/retry", Admin,   Nothing, Blocking(telemetry::retry),       &[]),
     route(GET,    "/api/v1/admin/usage",                      Admin,   Nothing, Blocking(compat::get_usage),      &["endpoint", "userId", "period", "metric", "top", "limit", "months"]),
     route(POST,   "/api/v1/admin/usage",                      Admin,   Json,    Blocking(compat::post_usage),     &[]),

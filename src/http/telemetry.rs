@@ -102,14 +102,32 @@ pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &json!({ "deliveries": deliveries, "next_before": next_before })))
 }
 
-/// `POST /v1/admin/webhooks/deliveries/{id}/retry`: a failed delivery goes back in the queue.
-pub fn retry(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+fn delivery_id_param(ctx: &Ctx<'_>) -> Result<i64, ApiError> {
     let id_text = ctx.params.first().cloned().unwrap_or_default();
-    let id = id_text
+    id_text
         .parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::invalid(format!("{id_text:?} is not a delivery id")))?;
+        .ok_or_else(|| ApiError::invalid(format!("{id_text:?} is not a delivery id")))
+}
+
+/// `GET /v1/admin/webhooks/deliveries/{id}`: one delivery with the history of its failed
+/// attempts (`last_error` is cleared by a success; the history keeps every error).
+pub fn delivery(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let id = delivery_id_param(ctx)?;
+    let (delivery, errors) = crate::app::events::delivery(&ctx.app.store, id)?;
+    let mut view = delivery_json(&delivery);
+    let errors: Vec<Value> = errors
+        .iter()
+        .map(|error| json!({ "attempt": error.attempt, "at": rfc3339(error.at_ms), "error": error.error }))
+        .collect();
+    view["failed_attempts"] = Value::Array(errors);
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// `POST /v1/admin/webhooks/deliveries/{id}/retry`: a failed delivery goes back in the queue.
+pub fn retry(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let id = delivery_id_param(ctx)?;
     let now_ms = now_ms();
     crate::app::events::retry_delivery(&ctx.app.store, id, now_ms)?;
     Ok(json_response(StatusCode::OK, &json!({ "id": id, "status": "pending" })))

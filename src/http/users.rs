@@ -5,10 +5,11 @@ use super::features::FeatureSummaryJson;
 use super::{Ctx, json_response, now_ms};
 use crate::app::admin::{self as ops, UserDetails};
 use crate::domain::Rules;
+use crate::domain::events::EventType;
 use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
-use crate::domain::ports::{StoreError, UsageRead, UserRecord};
+use crate::domain::ports::{RefusalCount, StoreError, UsageRead, UserRecord};
 use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::UserId;
@@ -29,26 +30,38 @@ pub struct UserView {
     features: IndexMap<String, FeatureSummaryJson>,
 }
 
-/// One metric of the user view.
+/// One metric of the user view: the standing, and how many tracks the limit refused in the
+/// period.
 #[derive(Serialize)]
 pub struct StandingJson {
     used: u64,
+    refused: u64,
     limit: Option<u64>,
     remaining: Option<u64>,
     enforcement: Enforcement,
     over_soft_limit: bool,
 }
 
-impl From<Standing> for StandingJson {
-    fn from(standing: Standing) -> Self {
+impl StandingJson {
+    fn new(standing: &Standing, refused: u64) -> StandingJson {
         StandingJson {
             used: standing.used,
+            refused,
             limit: standing.limit,
             remaining: standing.remaining,
             enforcement: standing.enforcement,
             over_soft_limit: standing.over_soft_limit,
         }
     }
+}
+
+/// The refusals of `subject` in the period, of any of `kinds`.
+fn refused(refusals: &[RefusalCount], kinds: &[EventType], subject: &str) -> u64 {
+    refusals
+        .iter()
+        .filter(|refusal| refusal.subject == subject && kinds.iter().any(|kind| kind.as_str() == refusal.kind))
+        .map(|refusal| refusal.count)
+        .sum()
 }
 
 pub fn rfc3339(unix_ms: i64) -> String {
@@ -63,20 +76,42 @@ impl UserView {
         period: Period,
         usage: &[(String, Standing)],
         features: &[FeatureVerdict],
+        refusals: &[RefusalCount],
     ) -> UserView {
+        const FEATURE_REFUSALS: [EventType; 2] = [EventType::RateLimited, EventType::FeatureDenied];
         UserView {
             user_id: user.user_id.clone(),
             plan: plan.to_owned(),
             created_at: rfc3339(user.created_at_ms),
             period,
             bypass,
-            usage: usage.iter().map(|(metric, standing)| (metric.clone(), standing.clone().into())).collect(),
-            features: features.iter().map(|verdict| (verdict.feature.clone(), verdict.into())).collect(),
+            usage: usage
+                .iter()
+                .map(|(metric, standing)| {
+                    let refused = refused(refusals, &[EventType::LimitExceeded], metric);
+                    (metric.clone(), StandingJson::new(standing, refused))
+                })
+                .collect(),
+            features: features
+                .iter()
+                .map(|verdict| {
+                    let refused = refused(refusals, &FEATURE_REFUSALS, &verdict.feature);
+                    (verdict.feature.clone(), FeatureSummaryJson::new(verdict, refused))
+                })
+                .collect(),
         }
     }
 
     pub fn from_details(details: &UserDetails) -> UserView {
-        UserView::new(&details.user, &details.plan, details.bypass, details.period, &details.usage, &details.features)
+        UserView::new(
+            &details.user,
+            &details.plan,
+            details.bypass,
+            details.period,
+            &details.usage,
+            &details.features,
+            &details.refusals,
+        )
     }
 }
 
@@ -91,7 +126,8 @@ pub fn user_view(
     let plan = rules.catalog.plan_or_default(&user.plan);
     let usage = usage::standings(store, rules, user, period)?;
     let features = feature::check_all(store, rules, user, now_ms)?;
-    Ok(UserView::new(user, &plan.name, rules.is_bypass(&user.user_id), period, &usage, &features))
+    let refusals = store.refusals(&user.user_id, period)?;
+    Ok(UserView::new(user, &plan.name, rules.is_bypass(&user.user_id), period, &usage, &features, &refusals))
 }
 
 pub fn user_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {

@@ -21,7 +21,7 @@ pub struct TableCounts {
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
-const TABLES: [(&str, Option<&str>); 14] = [
+const TABLES: [(&str, Option<&str>); 16] = [
     ("users", Some("id")),
     ("usage_counters", None),
     ("idempotency_keys", None),
@@ -33,6 +33,8 @@ const TABLES: [(&str, Option<&str>); 14] = [
     ("events", Some("seq")),
     ("usage_alerts", None),
     ("webhook_deliveries", Some("id")),
+    ("webhook_attempts", None),
+    ("refusals", None),
     ("dashboard_sessions", None),
     ("leases", None),
     ("erasures", None),

@@ -391,7 +391,7 @@ fn each_webhook_event_is_delivered_once_with_three_senders() {
     use crate::receiver::{Answer, Receiver};
     let receiver = Receiver::start(vec![], Answer::Status(200));
     let webhook = format!(
-        "[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_nodes_test_secret\"\nevents = [\"plan_changed\"]\n\
+        "[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_bm9kZXNfdGVzdF9zZWNyZXQ=\"\nevents = [\"plan_changed\"]\n\
          [webhook_delivery]\nretry_initial_ms = 20\nretry_max_ms = 100\ntimeout_ms = 2000\n",
         receiver.url
     );

@@ -25,6 +25,9 @@ pub enum Answer {
     Status(u16),
     /// Keep the connection open, unanswered, until `release` is called.
     Hang,
+    /// Start a 200 answer, then send one more header byte every 100 ms, never finishing,
+    /// until the client hangs up.
+    Trickle,
 }
 
 #[derive(Default)]
@@ -89,6 +92,11 @@ impl Receiver {
         }
     }
 
+    /// How many requests are held open right now.
+    pub fn hanging(&self) -> usize {
+        self.state.0.lock().unwrap().hanging
+    }
+
     /// Lets held requests go (they are answered 200).
     pub fn release(&self) {
         self.state.0.lock().unwrap().released = true;
@@ -139,6 +147,14 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
     };
     let status = match answer {
         Answer::Status(status) => status,
+        Answer::Trickle => {
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Slow: ");
+            while stream.write_all(b"a").and_then(|()| stream.flush()).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
         Answer::Hang => {
             let mut state = lock.lock().unwrap();
             state.hanging += 1;

@@ -86,6 +86,8 @@ pub trait UsageRead {
     fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32>;
     /// The time of the use after `skip` older ones, among uses strictly after `since_ms`.
     fn nth_oldest_feature_use(&self, user_pk: i64, feature: &str, since_ms: i64, skip: u32) -> Result<Option<i64>>;
+    /// Every refusal counter of the user id in the period.
+    fn refusals(&self, user_id: &str, period: Period) -> Result<Vec<RefusalCount>>;
 }
 
 /// What recording usage needs (events included); only a write transaction implements it.
@@ -116,6 +118,11 @@ pub trait UsageWrite: UsageRead + EventWrite {
     /// The answer stored under `key` if it was stored at or after `not_before_ms`.
     fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>>;
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<()>;
+    /// Counts one more refusal; returns the counter after it. The caller has serialized on
+    /// the user.
+    fn count_refusal(&self, key: &RefusalKey<'_>) -> Result<RefusalTally>;
+    /// Notes that an event now reports the counter's unreported refusals.
+    fn mark_refusals_reported(&self, key: &RefusalKey<'_>, now_ms: i64) -> Result<()>;
 }
 
 /// Reads behind the admin views.
@@ -155,6 +162,10 @@ pub trait AdminWrite: AdminRead {
     fn delete_user(&self, user: &UserRecord) -> Result<()>;
     /// Deletes up to `limit` idempotency answers stored for a user id; returns how many.
     fn delete_answers_of(&self, user_id: &str, limit: u32) -> Result<u64>;
+    /// Deletes the refusal counters of a user id (known or not); returns how many.
+    fn delete_refusals_of(&self, user_id: &str) -> Result<u64>;
+    /// Deletes up to `limit` refusal counters of periods before `oldest_kept`; returns how many.
+    fn prune_refusals(&self, oldest_kept: Period, limit: u32) -> Result<u64>;
     fn append_audit(&self, at_ms: i64, actor: &str, action: &str, target: Option<&str>, details: &str) -> Result<i64>;
     /// Replaces `target` in every audit row that names it (for erasure).
     fn redact_audit_target(&self, target: &str, replacement: &str) -> Result<()>;
@@ -179,6 +190,9 @@ pub trait EventRead {
     fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<(DeliveryRecord, EventRecord)>>;
     /// Newest first; only ids below `before` when given.
     fn deliveries(&self, status: Option<&str>, limit: u32, before: Option<i64>) -> Result<Vec<DeliveryRecord>>;
+    fn find_delivery(&self, delivery_id: i64) -> Result<Option<DeliveryRecord>>;
+    /// The failed attempts of a delivery, oldest first.
+    fn attempt_errors(&self, delivery_id: i64) -> Result<Vec<AttemptError>>;
 }
 
 pub trait EventWrite: EventRead {
@@ -187,16 +201,33 @@ pub trait EventWrite: EventRead {
     fn queue_delivery(&self, event_id: &str, url: &str, now_ms: i64) -> Result<()>;
     /// Marks an alert as sent; false if it already was. The caller has serialized on the user.
     fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool>;
-    /// Claims up to `limit` due pending deliveries for this node until `lease_until_ms`
-    /// (pushing their next attempt there), skipping rows another transaction holds: each
-    /// attempt is made by one node. Returns them with their events.
+    /// Claims up to `limit` due pending deliveries to `url` for this node until
+    /// `lease_until_ms` (pushing their next attempt there), oldest first, skipping rows
+    /// another transaction holds: each attempt is made by one node. Returns them with their
+    /// events.
     fn claim_deliveries(
         &self,
+        url: &str,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<(DeliveryRecord, EventRecord)>>;
+    /// Records an attempt of a pending delivery (nothing if it is no longer pending): a
+    /// success clears `last_error`; a failure sets it and is added to the attempt history.
     fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<()>;
+    /// Marks failed, with `error`, up to `limit` pending deliveries that no node holds (due
+    /// at `now_ms`) and whose retry window started at or before `window_started_by_ms`;
+    /// returns how many.
+    fn expire_deliveries(&self, now_ms: i64, window_started_by_ms: i64, error: &str, limit: u32) -> Result<u64>;
+    /// Marks failed, with `error`, up to `limit` pending deliveries to URLs not in
+    /// `configured_urls` that no node holds; returns how many.
+    fn drop_unconfigured_deliveries(
+        &self,
+        now_ms: i64,
+        configured_urls: &[String],
+        error: &str,
+        limit: u32,
+    ) -> Result<u64>;
     /// Puts a failed delivery back in the queue with a fresh retry window.
     fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue>;
     /// Deletes up to `limit` events (and their deliveries) older than `before_ms` that wait

@@ -2,6 +2,7 @@
 //! types. Every backend fills them the same way.
 
 use super::StoreError;
+use crate::domain::period::Period;
 
 /// A stored user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,7 @@ pub struct UserExport {
     pub events: Vec<EventRecord>,
     /// (period, metric, alert): the once-only usage alerts already sent.
     pub alerts: Vec<(String, String, String)>,
+    pub refusals: Vec<RefusalCount>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,8 +101,69 @@ pub struct EventQuery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptOutcome {
     Delivered,
-    Retry { next_attempt_at_ms: i64, error: String },
-    Failed { error: String },
+    Retry {
+        next_attempt_at_ms: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Given up on without another attempt (its retry window closed while it waited).
+    Expired {
+        error: String,
+    },
+}
+
+impl AttemptOutcome {
+    /// (status, next attempt, error, whether an attempt was made) as stored.
+    pub fn stored(&self) -> (&'static str, Option<i64>, Option<&str>, bool) {
+        match self {
+            AttemptOutcome::Delivered => ("delivered", None, None, true),
+            AttemptOutcome::Retry { next_attempt_at_ms, error } => {
+                ("pending", Some(*next_attempt_at_ms), Some(error), true)
+            }
+            AttemptOutcome::Failed { error } => ("failed", None, Some(error), true),
+            AttemptOutcome::Expired { error } => ("failed", None, Some(error), false),
+        }
+    }
+}
+
+/// One failed attempt of a delivery, kept after the delivery succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptError {
+    pub attempt: u32,
+    pub at_ms: i64,
+    pub error: String,
+}
+
+/// Names one refusal counter: a user's refusals of one kind (`limit_exceeded`,
+/// `rate_limited`, `feature_denied`) for one metric or feature in one period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusalKey<'a> {
+    pub user_id: &'a str,
+    pub period: Period,
+    pub kind: &'a str,
+    pub subject: &'a str,
+}
+
+/// A refusal counter right after counting one more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusalTally {
+    /// Refusals in the period, this one included.
+    pub count: u64,
+    /// Refusals since the last event, this one included.
+    pub unreported: u64,
+    /// When the last event for this counter was written; None if never.
+    pub reported_at_ms: Option<i64>,
+}
+
+/// A refusal counter as the views show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalCount {
+    pub period: String,
+    pub kind: String,
+    pub subject: String,
+    pub count: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

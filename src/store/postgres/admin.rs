@@ -150,7 +150,8 @@ impl AdminRead for PgDb<'_> {
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
-        Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts })
+        let refusals = super::usage::refusals(self, &user.user_id, None)?;
+        Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts, refusals })
     }
 
     fn pending_erasures(&self) -> Result<Vec<ErasureRecord>> {
@@ -240,6 +241,17 @@ impl AdminWrite for PgDb<'_> {
         }
         *rollups.plan_users.entry(user.plan.clone()).or_default() -= 1;
         Ok(())
+    }
+
+    fn delete_refusals_of(&self, user_id: &str) -> Result<u64> {
+        self.conn().execute("DELETE FROM refusals WHERE user_id = $1", &[&user_id])
+    }
+
+    fn prune_refusals(&self, oldest_kept: Period, limit: u32) -> Result<u64> {
+        self.conn().execute(
+            "DELETE FROM refusals WHERE ctid IN (SELECT ctid FROM refusals WHERE period < $1 LIMIT $2)",
+            &[&oldest_kept.to_string(), &i64::from(limit)],
+        )
     }
 
     fn delete_answers_of(&self, user_id: &str, limit: u32) -> Result<u64> {

@@ -4,7 +4,7 @@
 
 use super::PgDb;
 use crate::domain::ports::{
-    AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue, StoreError,
+    AttemptError, AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue, StoreError,
 };
 use postgres::Row;
 
@@ -81,6 +81,31 @@ impl EventRead for PgDb<'_> {
         )?;
         Ok(rows.iter().map(delivery_row).collect())
     }
+
+    fn find_delivery(&self, delivery_id: i64) -> Result<Option<DeliveryRecord>> {
+        let row = self.conn().query_opt(
+            "SELECT d.id, d.event_id, e.type, d.url, d.status, d.attempts, d.next_attempt_at, d.window_start,
+                    d.last_error, d.created_at, d.updated_at
+             FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1",
+            &[&delivery_id],
+        )?;
+        Ok(row.as_ref().map(delivery_row))
+    }
+
+    fn attempt_errors(&self, delivery_id: i64) -> Result<Vec<AttemptError>> {
+        let rows = self.conn().query(
+            "SELECT attempt, at, error FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
+            &[&delivery_id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| AttemptError {
+                attempt: u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX),
+                at_ms: row.get(1),
+                error: row.get(2),
+            })
+            .collect())
+    }
 }
 
 impl EventWrite for PgDb<'_> {
@@ -114,40 +139,67 @@ impl EventWrite for PgDb<'_> {
 
     fn claim_deliveries(
         &self,
+        url: &str,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<(DeliveryRecord, EventRecord)>> {
         let rows = self.conn().query(
             "WITH due AS (
-                 SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+                 SELECT id FROM webhook_deliveries WHERE url = $4 AND status = 'pending' AND next_attempt_at <= $1
                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
              UPDATE webhook_deliveries d SET next_attempt_at = $2
              FROM due, events e WHERE d.id = due.id AND e.id = d.event_id
              RETURNING d.id, d.event_id, e.type, d.url, d.status, d.attempts, d.next_attempt_at, d.window_start,
                        d.last_error, d.created_at, d.updated_at, e.seq, e.id, e.type, e.at, e.user_id, e.data",
-            &[&now_ms, &lease_until_ms, &i64::from(limit)],
+            &[&now_ms, &lease_until_ms, &i64::from(limit), &url],
         )?;
         let mut claimed: Vec<(DeliveryRecord, EventRecord)> =
             rows.iter().map(|row| (delivery_row(row), event_at(row, 11))).collect();
-        claimed.sort_by_key(|(delivery, _)| delivery.id);
+        claimed.sort_by_key(|(delivery, _)| (delivery.next_attempt_at_ms, delivery.id));
         Ok(claimed)
     }
 
     fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<()> {
-        let (status, next_attempt_at, error) = match outcome {
-            AttemptOutcome::Delivered => ("delivered", None, None),
-            AttemptOutcome::Retry { next_attempt_at_ms, error } => ("pending", Some(*next_attempt_at_ms), Some(error)),
-            AttemptOutcome::Failed { error } => ("failed", None, Some(error)),
-        };
+        let (status, next_attempt_at, error, attempted) = outcome.stored();
+        // One statement: the update and, for a failed attempt, its line in the history.
         self.conn().execute(
-            "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1,
-                 next_attempt_at = coalesce($3, next_attempt_at), last_error = coalesce($4, last_error),
-                 updated_at = $5
-             WHERE id = $1 AND status = 'pending'",
-            &[&delivery_id, &status, &next_attempt_at, &error, &now_ms],
+            "WITH finished AS (
+                 UPDATE webhook_deliveries SET status = $2, attempts = attempts + $6,
+                     next_attempt_at = coalesce($3, next_attempt_at), last_error = $4, updated_at = $5
+                 WHERE id = $1 AND status = 'pending' RETURNING id, attempts)
+             INSERT INTO webhook_attempts (delivery_id, attempt, at, error)
+             SELECT id, attempts, $5, $4 FROM finished WHERE $4::text IS NOT NULL AND $6 = 1",
+            &[&delivery_id, &status, &next_attempt_at, &error, &now_ms, &i64::from(attempted)],
         )?;
         Ok(())
+    }
+
+    fn expire_deliveries(&self, now_ms: i64, window_started_by_ms: i64, error: &str, limit: u32) -> Result<u64> {
+        self.conn().execute(
+            "UPDATE webhook_deliveries
+             SET status = 'failed', last_error = $3::text || coalesce('; last error: ' || last_error, ''), updated_at = $1
+             WHERE id IN (SELECT id FROM webhook_deliveries
+                          WHERE status = 'pending' AND next_attempt_at <= $1 AND window_start <= $2
+                          LIMIT $4 FOR UPDATE SKIP LOCKED)",
+            &[&now_ms, &window_started_by_ms, &error, &i64::from(limit)],
+        )
+    }
+
+    fn drop_unconfigured_deliveries(
+        &self,
+        now_ms: i64,
+        configured_urls: &[String],
+        error: &str,
+        limit: u32,
+    ) -> Result<u64> {
+        self.conn().execute(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = $3, updated_at = $1
+             WHERE id IN (SELECT id FROM webhook_deliveries
+                          WHERE status = 'pending' AND next_attempt_at <= $1 AND url <> ALL($2)
+                          LIMIT $4 FOR UPDATE SKIP LOCKED)",
+            &[&now_ms, &configured_urls, &error, &i64::from(limit)],
+        )
     }
 
     fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue> {

@@ -4,8 +4,8 @@
 use super::PgDb;
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    SessionRead, SessionRecord, SessionWrite, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord,
-    as_stored_integer, from_stored_integer,
+    RefusalCount, RefusalKey, RefusalTally, SessionRead, SessionRecord, SessionWrite, StoreError, StoredAnswer,
+    UsageRead, UsageWrite, UserRecord, as_stored_integer, from_stored_integer,
 };
 use postgres::Row;
 use sha2::{Digest, Sha256};
@@ -25,6 +25,24 @@ fn lock_id(scope: &str, key: &str) -> i64 {
 
 pub(super) fn user_row(row: &Row) -> UserRecord {
     UserRecord { pk: row.get(0), uuid: row.get(1), user_id: row.get(2), plan: row.get(3), created_at_ms: row.get(4) }
+}
+
+/// Every refusal counter of the user id, of one period or all.
+pub(super) fn refusals(db: &PgDb<'_>, user_id: &str, period: Option<Period>) -> Result<Vec<RefusalCount>> {
+    let rows = db.conn().query(
+        "SELECT period, kind, subject, count FROM refusals WHERE user_id = $1 AND ($2::text IS NULL OR period = $2)
+         ORDER BY period DESC, kind, subject",
+        &[&user_id, &period.map(|period| period.to_string())],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| RefusalCount {
+            period: row.get(0),
+            kind: row.get(1),
+            subject: row.get(2),
+            count: row.get::<_, i64>(3).max(0) as u64,
+        })
+        .collect())
 }
 
 impl UsageRead for PgDb<'_> {
@@ -58,6 +76,10 @@ impl UsageRead for PgDb<'_> {
         )?;
         let count: i64 = row.map_or(0, |row| row.get(0));
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    fn refusals(&self, user_id: &str, period: Period) -> Result<Vec<RefusalCount>> {
+        refusals(self, user_id, Some(period))
     }
 
     fn nth_oldest_feature_use(&self, user_pk: i64, feature: &str, since_ms: i64, skip: u32) -> Result<Option<i64>> {
@@ -195,6 +217,34 @@ impl UsageWrite for PgDb<'_> {
              ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id, fingerprint = EXCLUDED.fingerprint,
                 status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at",
             &[&key, &user_id, &answer.fingerprint, &i64::from(answer.status), &answer.body, &now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn count_refusal(&self, key: &RefusalKey<'_>) -> Result<RefusalTally> {
+        let row = self
+            .conn()
+            .query_opt(
+                "INSERT INTO refusals AS r (user_id, period, kind, subject, count, unreported, reported_at)
+             VALUES ($1, $2, $3, $4, 1, 1, NULL)
+             ON CONFLICT (user_id, period, kind, subject)
+             DO UPDATE SET count = r.count + 1, unreported = r.unreported + 1
+             RETURNING count, unreported, reported_at",
+                &[&key.user_id, &key.period.to_string(), &key.kind, &key.subject],
+            )?
+            .ok_or_else(|| StoreError::Backend("counting a refusal returned no row".into()))?;
+        Ok(RefusalTally {
+            count: row.get::<_, i64>(0).max(0) as u64,
+            unreported: row.get::<_, i64>(1).max(0) as u64,
+            reported_at_ms: row.get(2),
+        })
+    }
+
+    fn mark_refusals_reported(&self, key: &RefusalKey<'_>, now_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE refusals SET unreported = 0, reported_at = $5
+             WHERE user_id = $1 AND period = $2 AND kind = $3 AND subject = $4",
+            &[&key.user_id, &key.period.to_string(), &key.kind, &key.subject, &now_ms],
         )?;
         Ok(())
     }

@@ -131,7 +131,8 @@ fn export_user(connection: &Connection, user: &UserRecord) -> Result<UserExport,
         .prepare_cached("SELECT period, metric, alert FROM usage_alerts WHERE user_pk = ?1 ORDER BY period")?;
     let alerts =
         statement.query_map([user.pk], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect::<Result<_, _>>()?;
-    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts })
+    let refusals = super::usage::refusals(connection, &user.user_id, None)?;
+    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts, refusals })
 }
 
 fn pending_erasures(connection: &Connection) -> Result<Vec<ErasureRecord>, StoreError> {
@@ -267,6 +268,21 @@ impl AdminWrite for SqliteTx<'_> {
         // Counters, feature uses and alert marks go with the user (ON DELETE CASCADE).
         self.0.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([user.pk])?;
         Ok(())
+    }
+
+    fn delete_refusals_of(&self, user_id: &str) -> Result<u64, StoreError> {
+        Ok(self.0.prepare_cached("DELETE FROM refusals WHERE user_id = ?1")?.execute([user_id])? as u64)
+    }
+
+    fn prune_refusals(&self, oldest_kept: Period, limit: u32) -> Result<u64, StoreError> {
+        let deleted = self
+            .0
+            .prepare_cached(
+                "DELETE FROM refusals WHERE (user_id, period, kind, subject) IN (
+                     SELECT user_id, period, kind, subject FROM refusals WHERE period < ?1 LIMIT ?2)",
+            )?
+            .execute(params![oldest_kept.to_string(), limit])?;
+        Ok(deleted as u64)
     }
 
     fn delete_answers_of(&self, user_id: &str, limit: u32) -> Result<u64, StoreError> {

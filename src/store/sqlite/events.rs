@@ -3,7 +3,7 @@
 
 use super::{SqliteReader, SqliteTx};
 use crate::domain::ports::{
-    AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue, StoreError,
+    AttemptError, AttemptOutcome, DeliveryRecord, EventQuery, EventRead, EventRecord, EventWrite, Requeue, StoreError,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -61,18 +61,20 @@ fn event_seq(connection: &Connection, event_id: &str) -> Result<Option<i64>, Sto
     Ok(statement.query_row([event_id], |row| row.get(0)).optional()?)
 }
 
+/// Due pending deliveries, oldest first, to `url` or to any receiver.
 fn due_deliveries(
     connection: &Connection,
+    url: Option<&str>,
     now_ms: i64,
     limit: u32,
 ) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {DELIVERY_COLUMNS}, e.seq, e.id, e.type, e.at, e.user_id, e.data
          FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+         WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (?3 IS NULL OR d.url = ?3)
          ORDER BY d.next_attempt_at, d.id LIMIT ?2"
     ))?;
-    let rows = statement.query_map(params![now_ms, limit], |row| {
+    let rows = statement.query_map(params![now_ms, limit, url], |row| {
         let delivery = delivery_row(row)?;
         let event = EventRecord {
             seq: row.get(11)?,
@@ -101,6 +103,22 @@ fn deliveries(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+fn find_delivery(connection: &Connection, delivery_id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1"
+    ))?;
+    Ok(statement.query_row([delivery_id], delivery_row).optional()?)
+}
+
+fn attempt_errors(connection: &Connection, delivery_id: i64) -> Result<Vec<AttemptError>, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT attempt, at, error FROM webhook_attempts WHERE delivery_id = ?1 ORDER BY attempt")?;
+    let rows = statement.query_map([delivery_id], |row| {
+        Ok(AttemptError { attempt: row.get(0)?, at_ms: row.get(1)?, error: row.get(2)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 macro_rules! impl_event_read {
     ($type:ty) => {
         impl EventRead for $type {
@@ -115,7 +133,7 @@ macro_rules! impl_event_read {
                 now_ms: i64,
                 limit: u32,
             ) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError> {
-                due_deliveries(self.0, now_ms, limit)
+                due_deliveries(self.0, None, now_ms, limit)
             }
             fn deliveries(
                 &self,
@@ -124,6 +142,12 @@ macro_rules! impl_event_read {
                 before: Option<i64>,
             ) -> Result<Vec<DeliveryRecord>, StoreError> {
                 deliveries(self.0, status, limit, before)
+            }
+            fn find_delivery(&self, delivery_id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+                find_delivery(self.0, delivery_id)
+            }
+            fn attempt_errors(&self, delivery_id: i64) -> Result<Vec<AttemptError>, StoreError> {
+                attempt_errors(self.0, delivery_id)
             }
         }
     };
@@ -155,12 +179,13 @@ impl EventWrite for SqliteTx<'_> {
 
     fn claim_deliveries(
         &self,
+        url: &str,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<(DeliveryRecord, EventRecord)>, StoreError> {
         // One writer: nothing else can claim between the read and the update.
-        let due = due_deliveries(self.0, now_ms, limit)?;
+        let due = due_deliveries(self.0, Some(url), now_ms, limit)?;
         let mut lease = self.0.prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")?;
         for (delivery, _) in &due {
             lease.execute(params![delivery.id, lease_until_ms])?;
@@ -179,20 +204,65 @@ impl EventWrite for SqliteTx<'_> {
     }
 
     fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<(), StoreError> {
-        let (status, next_attempt_at, error) = match outcome {
-            AttemptOutcome::Delivered => ("delivered", None, None),
-            AttemptOutcome::Retry { next_attempt_at_ms, error } => ("pending", Some(*next_attempt_at_ms), Some(error)),
-            AttemptOutcome::Failed { error } => ("failed", None, Some(error)),
-        };
-        self.0
+        let (status, next_attempt_at, error, attempted) = outcome.stored();
+        let attempt: Option<i64> = self
+            .0
             .prepare_cached(
-                "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1,
-                     next_attempt_at = coalesce(?3, next_attempt_at), last_error = coalesce(?4, last_error),
-                     updated_at = ?5
-                 WHERE id = ?1 AND status = 'pending'",
+                "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + ?6,
+                     next_attempt_at = coalesce(?3, next_attempt_at), last_error = ?4, updated_at = ?5
+                 WHERE id = ?1 AND status = 'pending' RETURNING attempts",
             )?
-            .execute(params![delivery_id, status, next_attempt_at, error, now_ms])?;
+            .query_row(params![delivery_id, status, next_attempt_at, error, now_ms, i64::from(attempted)], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if let (Some(attempt), Some(error), true) = (attempt, error, attempted) {
+            self.0
+                .prepare_cached(
+                    "INSERT INTO webhook_attempts (delivery_id, attempt, at, error) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![delivery_id, attempt, now_ms, error])?;
+        }
         Ok(())
+    }
+
+    fn expire_deliveries(
+        &self,
+        now_ms: i64,
+        window_started_by_ms: i64,
+        error: &str,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let expired = self
+            .0
+            .prepare_cached(
+                "UPDATE webhook_deliveries
+                 SET status = 'failed', last_error = ?3 || coalesce('; last error: ' || last_error, ''), updated_at = ?1
+                 WHERE id IN (SELECT id FROM webhook_deliveries
+                              WHERE status = 'pending' AND next_attempt_at <= ?1 AND window_start <= ?2 LIMIT ?4)",
+            )?
+            .execute(params![now_ms, window_started_by_ms, error, limit])?;
+        Ok(expired as u64)
+    }
+
+    fn drop_unconfigured_deliveries(
+        &self,
+        now_ms: i64,
+        configured_urls: &[String],
+        error: &str,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let urls = serde_json::to_string(configured_urls).map_err(|error| StoreError::Backend(error.to_string()))?;
+        let dropped = self
+            .0
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET status = 'failed', last_error = ?3, updated_at = ?1
+                 WHERE id IN (SELECT id FROM webhook_deliveries
+                              WHERE status = 'pending' AND next_attempt_at <= ?1
+                                AND url NOT IN (SELECT value FROM json_each(?2)) LIMIT ?4)",
+            )?
+            .execute(params![now_ms, urls, error, limit])?;
+        Ok(dropped as u64)
     }
 
     fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue, StoreError> {

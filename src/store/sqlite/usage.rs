@@ -3,7 +3,10 @@
 
 use super::{SqliteReader, SqliteTx, rollup};
 use crate::domain::period::Period;
-use crate::domain::ports::{StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer};
+use crate::domain::ports::{
+    RefusalCount, RefusalKey, RefusalTally, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord,
+    as_stored_integer,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn find_user(connection: &Connection, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -61,6 +64,26 @@ fn nth_oldest_feature_use(
     Ok(statement.query_row(params![user_pk, feature, since_ms, skip], |row| row.get(0)).optional()?)
 }
 
+pub(super) fn refusals(
+    connection: &Connection,
+    user_id: &str,
+    period: Option<Period>,
+) -> Result<Vec<RefusalCount>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT period, kind, subject, count FROM refusals WHERE user_id = ?1 AND (?2 IS NULL OR period = ?2)
+         ORDER BY period DESC, kind, subject",
+    )?;
+    let rows = statement.query_map(params![user_id, period.map(|period| period.to_string())], |row| {
+        Ok(RefusalCount {
+            period: row.get(0)?,
+            kind: row.get(1)?,
+            subject: row.get(2)?,
+            count: row.get::<_, i64>(3)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A trivial query, for readiness.
 pub(super) fn ping(connection: &Connection) -> Result<(), StoreError> {
     connection.prepare_cached("SELECT 1 FROM users LIMIT 1")?.exists([])?;
@@ -81,6 +104,9 @@ macro_rules! impl_usage_read {
             }
             fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError> {
                 count_feature_uses(self.0, user_pk, feature, since_ms)
+            }
+            fn refusals(&self, user_id: &str, period: Period) -> Result<Vec<RefusalCount>, StoreError> {
+                refusals(self.0, user_id, Some(period))
             }
             fn nth_oldest_feature_use(
                 &self,
@@ -206,6 +232,35 @@ impl UsageWrite for SqliteTx<'_> {
                 status = excluded.status, body = excluded.body, created_at = excluded.created_at",
         )?;
         statement.execute(params![key, user_id, answer.fingerprint, answer.status, answer.body, now_ms])?;
+        Ok(())
+    }
+
+    fn count_refusal(&self, key: &RefusalKey<'_>) -> Result<RefusalTally, StoreError> {
+        let mut statement = self.0.prepare_cached(
+            "INSERT INTO refusals (user_id, period, kind, subject, count, unreported, reported_at)
+             VALUES (?1, ?2, ?3, ?4, 1, 1, NULL)
+             ON CONFLICT (user_id, period, kind, subject)
+             DO UPDATE SET count = count + 1, unreported = unreported + 1
+             RETURNING count, unreported, reported_at",
+        )?;
+        let tally =
+            statement.query_row(params![key.user_id, key.period.to_string(), key.kind, key.subject], |row| {
+                Ok(RefusalTally {
+                    count: row.get::<_, i64>(0)?.max(0) as u64,
+                    unreported: row.get::<_, i64>(1)?.max(0) as u64,
+                    reported_at_ms: row.get(2)?,
+                })
+            })?;
+        Ok(tally)
+    }
+
+    fn mark_refusals_reported(&self, key: &RefusalKey<'_>, now_ms: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE refusals SET unreported = 0, reported_at = ?5
+                 WHERE user_id = ?1 AND period = ?2 AND kind = ?3 AND subject = ?4",
+            )?
+            .execute(params![key.user_id, key.period.to_string(), key.kind, key.subject, now_ms])?;
         Ok(())
     }
 }

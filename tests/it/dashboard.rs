@@ -251,6 +251,33 @@ fn the_user_page_shows_plan_usage_against_limits_and_history() {
 }
 
 #[test]
+fn a_rate_grant_used_up_for_now_shows_the_grant_and_when_it_frees() {
+    let tally = start_with_keys();
+    let mut client = api(&tally);
+    client.put("/v1/users/sol", &json!({ "plan": "solo" }));
+    client.put("/v1/users/tia", &json!({ "plan": "trial" }));
+    let snapshot = json!({ "user_id": "sol", "feature": "active_project_snapshots" });
+    assert_eq!(client.post("/v1/features/use", &snapshot).status, 200, "solo grants one a minute");
+    let mut visitor = sign_in(&tally);
+    let html = body(&visitor.get("/admin/users/sol"));
+    let row = html.split("<th scope=\"row\">active_project_snapshots</th>").nth(1).expect("the feature's row");
+    let row = row.split("</tr>").next().unwrap();
+    assert!(row.starts_with("<td><span class=\"badge warn\">1 per minute</span></td>"), "{row}");
+    let seconds: u64 = row
+        .strip_prefix("<td><span class=\"badge warn\">1 per minute</span></td><td class=\"num\">0 left for ")
+        .and_then(|rest| rest.strip_suffix(" s</td>"))
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("0 left for some seconds: {row}"));
+    assert!((1..=60).contains(&seconds), "the use frees its slot within the minute: {seconds}");
+    assert!(!html.contains("not granted"), "{html}");
+    assert!(html.contains("<th scope=\"row\">git_export</th><td><span class=\"badge ok\">granted</span>"));
+
+    let trial = body(&visitor.get("/admin/users/tia"));
+    let row = trial.split("<th scope=\"row\">active_project_snapshots</th>").nth(1).expect("the feature's row");
+    assert!(row.starts_with("<td><span class=\"badge plain\">needs solo</span></td><td class=\"num\">0</td>"), "{row}");
+}
+
+#[test]
 fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
     let tally = start_with_keys();
     let mut client = api(&tally);

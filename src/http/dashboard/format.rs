@@ -85,6 +85,16 @@ pub fn percent(share: f64) -> String {
     if share > 0.0 && share < 0.005 { "<1%".to_owned() } else { format!("{:.0}%", share * 100.0) }
 }
 
+/// A wait, rounded up so it is never shorter than said: `42 s`, `3 min`, `2 h`.
+pub fn wait(ms: u64) -> String {
+    let seconds = ms.div_ceil(1000).max(1);
+    match seconds {
+        0..=119 => format!("{seconds} s"),
+        120..=7_199 => format!("{} min", seconds.div_ceil(60)),
+        _ => format!("{} h", thousands(seconds.div_ceil(3600))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +136,14 @@ mod tests {
         assert_eq!(metric_label("prompts"), "Prompts");
         assert_eq!(metric_label("e2e_runs"), "E2E runs");
         assert_eq!(metric_label("bytes_out"), "Bytes out");
+    }
+
+    #[test]
+    fn waits_round_up_and_never_say_zero() {
+        assert_eq!(wait(0), "1 s");
+        assert_eq!(wait(41_001), "42 s");
+        assert_eq!(wait(119_000), "119 s");
+        assert_eq!(wait(121_000), "3 min");
+        assert_eq!(wait(7_200_000), "2 h");
     }
 }

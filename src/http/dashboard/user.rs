@@ -2,12 +2,12 @@
 //! features, monthly history, and the actions (change plan, reset the period, export,
 //! erase after a typed confirmation). Reads and actions go through `app::admin`.
 
-use super::format::{metric_label, metric_value, money, thousands, utc_minute};
+use super::format::{metric_label, metric_value, money, thousands, utc_minute, wait};
 use super::html::{Tab, csrf_field, user_path};
 use super::session::{Flash, Visitor};
 use super::{Done, Form, Page, outcome, user_id};
 use crate::app::admin::{self as ops, UserDetails};
-use crate::domain::feature::FeatureKind;
+use crate::domain::feature::{FeatureKind, FeatureVerdict};
 use crate::domain::plan::{Enforcement, Metric};
 use crate::domain::usage::Standing;
 use crate::http::Ctx;
@@ -115,29 +115,45 @@ fn features(details: &UserDetails) -> Markup {
                         @for verdict in &details.features {
                             tr {
                                 th scope="row" { (verdict.feature) }
-                                td {
-                                    @match (verdict.allowed, verdict.kind, verdict.limit, verdict.window_secs) {
-                                        (false, _, _, _) => @match &verdict.plan_required {
-                                            Some(plan) => span.badge.plain { "needs " (plan) },
-                                            None => span.badge.plain { "not granted" },
-                                        },
-                                        (true, FeatureKind::Rate, Some(limit), Some(window)) => {
-                                            span.badge.ok { (limit) " per " (window_words(window)) }
-                                        }
-                                        (true, _, _, _) => span.badge.ok { "granted" },
-                                    }
-                                }
-                                td.num {
-                                    @match verdict.remaining_in_window {
-                                        Some(left) => (thousands(left.into())),
-                                        None => "—",
-                                    }
-                                }
+                                td { (access(verdict)) }
+                                td.num { (left_now(verdict)) }
                             }
                         }
                     }
                 } }
             }
+        }
+    }
+}
+
+/// What the plan grants: a rate shows even when this window is used up.
+fn access(verdict: &FeatureVerdict) -> Markup {
+    let granted = verdict.bypass || verdict.plan_required.is_none() && verdict.limit != Some(0);
+    html! {
+        @match (granted, verdict.kind, verdict.limit, verdict.window_secs) {
+            (true, FeatureKind::Rate, Some(limit), Some(window)) => {
+                span class=(if verdict.allowed { "badge ok" } else { "badge warn" }) {
+                    (thousands(limit.into())) " per " (window_words(window))
+                }
+            }
+            (true, _, _, _) if verdict.allowed => span.badge.ok { "granted" },
+            _ => @match &verdict.plan_required {
+                Some(plan) => span.badge.plain { "needs " (plan) },
+                None => span.badge.plain { "not granted" },
+            },
+        }
+    }
+}
+
+/// Uses left in the window now, and how long a used-up window stays so.
+fn left_now(verdict: &FeatureVerdict) -> Markup {
+    html! {
+        @match (verdict.remaining_in_window, verdict.full_window_frees_in_ms) {
+            (Some(left), Some(frees_in_ms)) if !verdict.allowed => {
+                (thousands(left.into())) " left for " (wait(frees_in_ms))
+            }
+            (Some(left), _) => (thousands(left.into())),
+            (None, _) => "—",
         }
     }
 }

@@ -248,6 +248,12 @@ fn the_user_page_shows_plan_usage_against_limits_and_history() {
         "<tr data-period=\"{period}\"><th scope=\"row\">{period}</th><td class=\"num\" data-raw=\"12000\">"
     )));
     assert_eq!(html.matches("<tr data-period=").count(), 12, "a year of history");
+
+    client.put("/v1/users/sam", &json!({ "plan": "solo" }));
+    track(&mut client, "sam", "prompts", 30);
+    let small = body(&visitor.get("/admin/users/sam"));
+    assert!(small.contains("0.3% of the soft limit"), "30 of 10,000 is not 0%: {small}");
+    assert!(small.contains("<span style=\"width:2.0%\"></span>"), "a small share stays visible");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! metric over months (columns). Every mark carries its value as text and a `<title>`
 //! tooltip, so a chart reads without color and without a mouse.
 
-use super::format::{compact, metric_value, money, percent, thousands};
+use super::format::{Unit, money, percent, thousands};
 use crate::domain::admin::PlanShare;
 use crate::domain::period::Period;
 use maud::{Markup, html};
@@ -114,10 +114,10 @@ fn month_parts(period: Period) -> (String, &'static str) {
 
 /// A metric's totals per month, oldest first, as labelled columns; the last one stands out.
 /// Sized so that three fit side by side on a laptop, and one fills a phone, at about 1:1.
-pub fn monthly_columns(metric: &str, label: &str, unit: &str, points: &[(Period, u64)]) -> Markup {
+pub fn monthly_columns(metric: &str, label: &str, unit: Unit<'_>, points: &[(Period, u64)]) -> Markup {
     const WIDTH: f64 = 340.0;
     const HEIGHT: f64 = 182.0;
-    const LEFT: f64 = 36.0;
+    const LEFT: f64 = 40.0;
     const RIGHT: f64 = 2.0;
     const TOP: f64 = 16.0;
     const BOTTOM: f64 = 36.0;
@@ -130,15 +130,10 @@ pub fn monthly_columns(metric: &str, label: &str, unit: &str, points: &[(Period,
         (Some((first, _)), Some((last, _))) => (first.to_string(), last.to_string()),
         _ => (String::new(), String::new()),
     };
-    // Over a bar the unit is the chart's own: "3.7G" under the heading "Bytes out".
-    let bar_label = |value: u64| {
-        let text = compact(unit, value);
-        if unit == "bytes" { text.trim_end_matches('B').to_owned() } else { text }
-    };
     let axis = [1.0, 0.5, 0.0].map(|fraction| {
         let y = TOP + plot_height * (1.0 - fraction);
         let class = if fraction == 0.0 { "axis" } else { "grid-line" };
-        (class, y, compact(unit, (max as f64 * fraction).round() as u64))
+        (class, y, unit.short((max as f64 * fraction).round() as u64))
     });
     html! {
         svg.chart.months viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" data-metric=(metric)
@@ -154,18 +149,18 @@ pub fn monthly_columns(metric: &str, label: &str, unit: &str, points: &[(Period,
                 @let height = if *value == 0 { 0.0 } else { (*value as f64 / max as f64 * plot_height).max(1.5) };
                 @let class = if index + 1 == points.len() { "bar now" } else { "bar" };
                 @let (year, month) = month_parts(*period);
-                // The year under the first month of each run of at least two months of it.
-                @let starts_run = index == 0 || month == "Jan";
+                // The year under the first month and under each January.
+                @let starts_year = index == 0 || month == "Jan";
                 g data-period=(period) {
                     rect class=(class) x=(fixed(center_of(left, slot, bar_width), 1)) y=(fixed(base - height, 1))
                         width=(fixed(bar_width, 1)) height=(fixed(height, 1)) rx="2" {
-                        title { (period) ": " (metric_value(unit, *value)) " " (unit) }
+                        title { (period) ": " (unit.phrase(*value)) }
                     }
                     text.v x=(center) y=(fixed(base - height - 3.5, 1)) text-anchor="middle" font-size="9" {
-                        (bar_label(*value))
+                        (unit.bar(*value, max))
                     }
                     text x=(center) y=(fixed(base + 13.0, 1)) text-anchor="middle" font-size="9.5" { (month) }
-                    @if starts_run && (month != "Dec" || points.len() == 1) {
+                    @if starts_year {
                         text x=(fixed(left + (slot - bar_width) / 2.0, 1)) y=(fixed(base + 27.0, 1)) font-size="9.5"
                             font-weight="600" { (year) }
                     }
@@ -205,15 +200,25 @@ mod tests {
         let now: Period = "2026-02".parse().unwrap();
         let points: Vec<(Period, u64)> =
             (0..3).rev().map(|back| (now.months_before(back), back as u64 * 1000)).collect();
-        let svg = monthly_columns("prompts", "Prompts", "prompts", &points).into_string();
+        let svg = monthly_columns("prompts", "Prompts", Unit::of("prompts"), &points).into_string();
         assert!(svg.contains("<title>2025-12: 2,000 prompts</title>"), "{svg}");
-        assert!(svg.contains(">2.0k</text>") && svg.contains(">Dec</text>") && svg.contains(">2026</text>"));
-        assert!(!svg.contains(">2025</text>"), "a lone December gets no year label");
+        assert!(svg.contains(">2k</text>") && svg.contains(">Dec</text>") && svg.contains(">2026</text>"));
+        assert!(svg.contains(">2025</text>"), "the first bar names its year, even a lone December");
         assert_eq!(svg.matches("class=\"bar now\"").count(), 1);
-        let bytes = monthly_columns("bytes_out", "Bytes out", "bytes", &[(now, 3_712_800_000)]).into_string();
-        assert!(bytes.contains(">3.7G</text>") && bytes.contains(">5.0GB</text>"), "{bytes}");
     }
 
+    #[test]
+    fn a_bytes_chart_names_its_unit_once_per_label() {
+        let now: Period = "2026-02".parse().unwrap();
+        let points = [(now.months_before(1), 92_800_000), (now, 3_712_800_000)];
+        let svg = monthly_columns("bytes_out", "Bytes out", Unit::Bytes, &points).into_string();
+        assert!(svg.contains("<title>2026-02: 3.7 GB</title>"), "{svg}");
+        assert!(svg.contains("<title>2026-01: 92.8 MB</title>"), "no \"bytes\" after a byte unit");
+        assert!(svg.contains(">5 GB</text>") && svg.contains(">2.5 GB</text>"), "the axis in the card's units");
+        assert!(svg.contains(">3.7</text>") && svg.contains(">0.1</text>"), "bars as numbers in the axis's GB");
+        assert!(!svg.contains(" bytes"), "{svg}");
+        assert!((0..10).all(|digit| !svg.contains(&format!("{digit}GB"))), "a space before the unit: {svg}");
+    }
     #[test]
     fn plan_bars_name_users_share_and_revenue() {
         let plans = [

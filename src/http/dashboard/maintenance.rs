@@ -1,11 +1,12 @@
 //! The maintenance page (`GET /admin/maintenance?before=ID`): the cleanup form with a
 //! retention value, and the audit log, newest first, paged by row id.
 
-use super::format::{metric_label, thousands, utc_minute};
+use super::format::{Unit, metric_label, thousands, utc_minute};
 use super::html::{Tab, csrf_field, user_path};
 use super::session::Visitor;
 use super::{Done, Form, Page, outcome};
 use crate::app::admin as ops;
+use crate::domain::plan::Metric;
 use crate::domain::ports::AuditRecord;
 use crate::domain::user_id::validate_user_id;
 use crate::http::Ctx;
@@ -27,7 +28,9 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let rows = ops::audit_page(&ctx.app.store, PAGE_SIZE, before)?;
     let older = if rows.len() as u32 == PAGE_SIZE { rows.last().map(|row| row.id) } else { None };
     let rules = &ctx.app.rules;
-    let content = render(&rows, before.is_some(), older, rules.retention_months, rules.idempotency_hours, visitor);
+    let metrics: Vec<Metric> = rules.catalog.metrics().cloned().collect();
+    let settings = (rules.retention_months, rules.idempotency_hours);
+    let content = render(&rows, before.is_some(), older, settings, &metrics, visitor);
     Ok(Page { title: "Maintenance".to_owned(), tab: Tab::Maintenance, content })
 }
 
@@ -35,8 +38,8 @@ pub fn render(
     rows: &[AuditRecord],
     paged: bool,
     older: Option<i64>,
-    retention_months: u32,
-    idempotency_hours: u32,
+    (retention_months, idempotency_hours): (u32, u32),
+    metrics: &[Metric],
     visitor: &Visitor,
 ) -> Markup {
     html! {
@@ -85,7 +88,7 @@ pub fn render(
                                 td { (row.actor) }
                                 td { span.badge.plain { (row.action) } }
                                 td { (target(row.target.as_deref())) }
-                                td.details { (describe(&row.action, &row.details)) }
+                                td.details { (describe(&row.action, &row.details, metrics)) }
                             }
                         }
                     }
@@ -119,7 +122,7 @@ fn short(target: &str) -> String {
 }
 
 /// An audit row's details in words, for the actions Tally writes; raw JSON for others.
-fn describe(action: &str, details: &str) -> String {
+fn describe(action: &str, details: &str, metrics: &[Metric]) -> String {
     let Ok(value) = serde_json::from_str::<Value>(details) else {
         return details.to_owned();
     };
@@ -134,7 +137,9 @@ fn describe(action: &str, details: &str) -> String {
             let values: Vec<String> = before
                 .iter()
                 .map(|(name, value)| {
-                    format!("{} {}", metric_label(name), value.as_u64().map_or(String::new(), thousands))
+                    let value =
+                        value.as_u64().map_or(String::new(), |value| Unit::of_metric(metrics, name).value(value));
+                    format!("{} {value}", metric_label(name))
                 })
                 .collect();
             let period = text("period").unwrap_or_default();
@@ -186,27 +191,32 @@ mod tests {
     #[test]
     fn an_empty_log_says_so() {
         let visitor = Visitor { actor: "ops".into(), csrf: "t".into(), token: None };
-        let html = render(&[], false, None, 12, 24, &visitor).into_string();
+        let html = render(&[], false, None, (12, 24), &[], &visitor).into_string();
         assert!(html.contains("The audit log is empty"), "{html}");
         assert!(html.contains("value=\"12\"") && !html.contains("Older"));
     }
 
     #[test]
     fn describes_the_actions_tally_audits() {
-        assert_eq!(describe("plan_changed", r#"{"from":"trial","to":"teams"}"#), "trial → teams");
-        assert_eq!(describe("plan_changed", r#"{"from":null,"to":"solo"}"#), "new user on solo");
+        assert_eq!(describe("plan_changed", r#"{"from":"trial","to":"teams"}"#, &[]), "trial → teams");
+        assert_eq!(describe("plan_changed", r#"{"from":null,"to":"solo"}"#, &[]), "new user on solo");
         assert_eq!(
-            describe("usage_reset", r#"{"period":"2026-11","metric":null,"before":{"prompts":1200,"e2e_runs":0}}"#),
-            "2026-11: Prompts 1,200, E2E runs 0"
+            describe(
+                "usage_reset",
+                r#"{"period":"2026-11","metric":null,"before":{"prompts":1200,"e2e_runs":0,"bytes_out":2500000}}"#,
+                &[Metric { name: "bytes_out".into(), unit: "bytes".into() }]
+            ),
+            "2026-11: Prompts 1,200, E2E runs 0, Bytes out 2.5 MB"
         );
         assert_eq!(
             describe(
                 "cleanup",
-                r#"{"retention_months":6,"deleted_counters":3,"oldest_period_kept":"2026-06","pruned_idempotency_keys":1}"#
+                r#"{"retention_months":6,"deleted_counters":3,"oldest_period_kept":"2026-06","pruned_idempotency_keys":1}"#,
+                &[]
             ),
             "kept 6 months (from 2026-06); deleted 3 counters, 1 idempotency answers"
         );
-        assert_eq!(describe("something_new", r#"{"a":1}"#), r#"{"a":1}"#);
-        assert_eq!(describe("user_erased", "{}"), "");
+        assert_eq!(describe("something_new", r#"{"a":1}"#, &[]), r#"{"a":1}"#);
+        assert_eq!(describe("user_erased", "{}", &[]), "");
     }
 }

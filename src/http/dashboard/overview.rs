@@ -4,7 +4,7 @@
 
 use super::Page;
 use super::chart::{self, PlanMeasure};
-use super::format::{metric_label, metric_value, money, thousands};
+use super::format::{Unit, metric_label, money, thousands};
 use super::html::{Tab, query_value, user_path};
 use super::session::Visitor;
 use crate::app::admin as ops;
@@ -79,10 +79,6 @@ fn link(period: Period, metric: &str, first_metric: &str) -> String {
     }
 }
 
-fn unit_of<'m>(metrics: &'m [Metric], name: &str) -> &'m str {
-    metrics.iter().find(|metric| metric.name == name).map_or("", |metric| metric.unit.as_str())
-}
-
 fn card(key: &str, label: &str, raw: u64, shown: &str, note: &str) -> Markup {
     html! {
         div.card data-metric=(key) {
@@ -124,13 +120,12 @@ pub fn render(view: &Overview) -> Markup {
 
         section.grid.cards aria-label={ "Totals in " (period) } {
             @for (name, value) in &summary.totals {
-                @let unit = unit_of(metrics, name);
-                @let note = if unit == "bytes" {
-                    format!("{} bytes", thousands(*value))
-                } else {
-                    format!("{unit} in {period}")
+                @let unit = Unit::of_metric(metrics, name);
+                @let note = match unit {
+                    Unit::Bytes => format!("{} bytes", thousands(*value)),
+                    Unit::Count(word) => format!("{word} in {period}"),
                 };
-                (card(name, &metric_label(name), *value, &metric_value(unit, *value), &note))
+                (card(name, &metric_label(name), *value, &unit.value(*value), &note))
             }
             (card("active_users", "Active users", summary.active_users, &thousands(summary.active_users), &active_note))
             (card("revenue_cents", "Revenue estimate", revenue, &money(revenue), "a month at current prices"))
@@ -186,7 +181,7 @@ fn top_users(view: &Overview, first_metric: &str) -> Markup {
                                 th scope="row" { a.mono href=(user_path(&user.user_id)) { (user.user_id) } }
                                 td { span.badge.plain { (user.plan) } }
                                 @for (name, value) in &user.usage {
-                                    td.num data-raw=(value) { (metric_value(unit_of(metrics, name), *value)) }
+                                    td.num data-raw=(value) { (Unit::of_metric(metrics, name).value(*value)) }
                                 }
                             }
                         }
@@ -220,7 +215,7 @@ fn by_month(period: Period, metrics: &[Metric], months: &[(Period, MetricValues)
                         @let label = metric_label(&metric.name);
                         figure.panel-plain {
                             figcaption { h3 { (label) } }
-                            (chart::monthly_columns(&metric.name, &label, &metric.unit, &points))
+                            (chart::monthly_columns(&metric.name, &label, Unit::of(&metric.unit), &points))
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! features, monthly history, and the actions (change plan, reset the period, export,
 //! erase after a typed confirmation). Reads and actions go through `app::admin`.
 
-use super::format::{metric_label, metric_value, money, thousands, utc_minute, wait};
+use super::format::{Unit, metric_label, money, percent, thousands, utc_minute, wait};
 use super::html::{Tab, csrf_field, user_path};
 use super::session::{Flash, Visitor};
 use super::{Done, Form, Page, outcome, user_id};
@@ -25,10 +25,6 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let plans: Vec<(String, u64)> =
         ctx.app.rules.catalog.plans().iter().map(|plan| (plan.name.clone(), plan.price_cents)).collect();
     Ok(Page { title: user_id.to_string(), tab: Tab::Users, content: render(&details, &metrics, &plans, visitor) })
-}
-
-fn unit_of<'m>(metrics: &'m [Metric], name: &str) -> &'m str {
-    metrics.iter().find(|metric| metric.name == name).map_or("", |metric| metric.unit.as_str())
 }
 
 pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)], visitor: &Visitor) -> Markup {
@@ -61,41 +57,51 @@ pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)]
 
 /// One metric this period: used, against the limit if there is one.
 fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &str) -> Markup {
-    let unit = unit_of(metrics, name);
-    let unit_word = if unit == "bytes" { "" } else { unit };
+    let unit = Unit::of_metric(metrics, name);
     html! {
         div.metric data-metric=(name) {
             h3 { (metric_label(name)) }
             @match standing.limit {
                 Some(limit) => {
-                    @let percent = if limit == 0 { 100.0 } else { standing.used as f64 * 100.0 / limit as f64 };
-                    @let class = match (standing.enforcement, percent >= 100.0) {
+                    @let share = if limit == 0 { 1.0 } else { standing.used as f64 / limit as f64 };
+                    @let class = match (standing.enforcement, share >= 1.0) {
                         (Enforcement::Hard, true) => "meter full",
                         (Enforcement::Soft, true) => "meter soft",
                         _ => "meter",
                     };
                     @let kind = if standing.enforcement == Enforcement::Hard { "hard limit" } else { "soft limit" };
                     div {
-                        span.used data-raw=(standing.used) { (metric_value(unit, standing.used)) }
-                        " " span.sub { "of " (metric_value(unit, limit)) " " (unit_word) }
+                        span.used data-raw=(standing.used) { (unit.value(standing.used)) }
+                        " " span.sub { "of " (unit.phrase(limit)) }
                     }
-                    div class=(class) aria-hidden="true" { span style={ "width:" (format!("{:.1}", percent.min(100.0))) "%" } {} }
+                    div class=(class) aria-hidden="true" { span style=(meter_width(standing.used, share)) {} }
                     div.muted {
-                        (format!("{percent:.0}")) "% of the " (kind)
+                        (percent(share)) " of the " (kind)
                         @if standing.over_soft_limit {
                             " " span.badge.warn { "over the soft limit" }
                         } @else if let Some(remaining) = standing.remaining {
-                            "; " (metric_value(unit, remaining)) " left"
+                            "; " (unit.value(remaining)) " left"
                         }
                     }
                 }
                 None => {
-                    div { span.used data-raw=(standing.used) { (metric_value(unit, standing.used)) } " " span.sub { (unit_word) } }
+                    div {
+                        span.used data-raw=(standing.used) { (unit.value(standing.used)) }
+                        @if !unit.word().is_empty() { " " span.sub { (unit.word()) } }
+                    }
                     div.muted { "No limit on " (plan) }
                 }
             }
         }
     }
+}
+
+/// A meter's fill: its share of the limit, and never thinner than a sliver once something
+/// is used (30 of 10,000 is 0.3%, under a pixel).
+fn meter_width(used: u64, share: f64) -> String {
+    const SLIVER_PERCENT: f64 = 2.0;
+    let percent = if used == 0 { 0.0 } else { (share * 100.0).clamp(SLIVER_PERCENT, 100.0) };
+    format!("width:{percent:.1}%")
 }
 
 fn features(details: &UserDetails) -> Markup {
@@ -230,7 +236,7 @@ fn history(details: &UserDetails, metrics: &[Metric]) -> Markup {
                             th scope="row" { (month) }
                             @for (name, value) in values {
                                 td class=(if *value == 0 { "num muted" } else { "num" }) data-raw=(value) {
-                                    (metric_value(unit_of(metrics, name), *value))
+                                    (Unit::of_metric(metrics, name).value(*value))
                                 }
                             }
                         }
@@ -271,7 +277,7 @@ pub fn reset(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
         let before: Vec<String> = report
             .before
             .iter()
-            .map(|(name, value)| format!("{} {}", metric_label(name), metric_value(unit_of(&units, name), *value)))
+            .map(|(name, value)| format!("{} {}", metric_label(name), Unit::of_metric(&units, name).value(*value)))
             .collect();
         format!("Reset {user_id}'s usage in {}; it was {}.", report.period, before.join(", "))
     })?;

@@ -13,6 +13,7 @@ mod input;
 mod lifecycle;
 mod maintenance;
 mod nodes;
+mod overview;
 mod receiver;
 mod reliability;
 mod support;

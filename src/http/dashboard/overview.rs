@@ -44,20 +44,8 @@ pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
         Some(metric) => return Err(crate::app::AppError::UnknownMetric { metric: metric.clone() }.into()),
         None => catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default(),
     };
-    let summary = ops::summary(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS)?;
-    let mut months = Vec::with_capacity(MONTHS as usize);
-    for back in (0..MONTHS).rev() {
-        let month = period.months_before(back);
-        if months.last().is_some_and(|(last, _)| *last == month) {
-            continue; // months_before stops at 1970-01
-        }
-        let totals = if month == period {
-            summary.totals.clone()
-        } else {
-            ops::summary(&ctx.app.store, &ctx.app.rules, month, &metric, 0)?.totals
-        };
-        months.push((month, totals));
-    }
+    let read = ops::overview(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS, MONTHS)?;
+    let (summary, months) = (read.summary, read.months);
     let metrics = catalog.metrics().cloned().collect();
     let overview = Overview { period, current, metrics, summary, months };
     Ok(Page { title: format!("Overview {period}"), tab: Tab::Overview, content: render(&overview) })

@@ -203,7 +203,9 @@ fn actions(
                                 label for="reset-metric" { "Metric" }
                                 select #reset-metric name="metric" {
                                     option value="" { "All metrics" }
-                                    @for metric in metrics { option value=(metric.name) { (metric_label(&metric.name)) } }
+                                    @for metric in metrics {
+                                        option value=(metric.name) { (metric_label(&metric.name)) }
+                                    }
                                 }
                             }
                             button type="submit" { "Reset" }

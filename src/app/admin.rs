@@ -4,7 +4,7 @@
 
 use super::{AppError, maintenance, now_ms};
 use crate::domain::Rules;
-use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, ResetReport, Summary};
+use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, Overview, ResetReport, Summary};
 use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::ports::{AuditRecord, RefusalCount, Store, StoreError, UserExport, UserRecord, WriteTx};
@@ -19,6 +19,20 @@ fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
 pub fn summary(store: &Store, rules: &Arc<Rules>, period: Period, metric: &str, top: u32) -> Result<Summary, AppError> {
     known_metric(rules, metric)?;
     Ok(store.read(|reader| admin::summary(reader, rules, period, metric, top))?)
+}
+
+/// The overview: `period`'s summary and the totals of the `months` months ending with it,
+/// in one read snapshot (one transaction on either backend).
+pub fn overview(
+    store: &Store,
+    rules: &Arc<Rules>,
+    period: Period,
+    metric: &str,
+    top: u32,
+    months: u32,
+) -> Result<Overview, AppError> {
+    known_metric(rules, metric)?;
+    Ok(store.read_snapshot(|reader| admin::overview(reader, rules, period, metric, top, months))?)
 }
 
 pub fn user_not_found(user_id: &str) -> AppError {

@@ -109,6 +109,44 @@ pub fn summary(
     })
 }
 
+/// A summary of one month and the totals of the months up to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overview {
+    pub summary: Summary,
+    /// Totals of every metric per month, oldest first, ending with the summary's period.
+    pub months: Vec<(Period, MetricValues)>,
+}
+
+/// The summary of `period` and the totals of the `months` months ending with it (fewer when
+/// they would start before 1970-01): the summary's statements and one for all the months.
+/// Run it in one read snapshot so the cards and the charts agree.
+pub fn overview(
+    store: &(impl AdminRead + UsageRead + ?Sized),
+    rules: &Rules,
+    period: Period,
+    metric: &str,
+    top: u32,
+    months: u32,
+) -> Result<Overview, StoreError> {
+    let summary = summary(store, rules, period, metric, top)?;
+    let oldest = period.oldest_kept(months.max(1));
+    let mut by_period: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+    for (month, metric, total) in store.totals_by_month(oldest, period.months_before(1))? {
+        by_period.entry(month).or_default().push((metric, total));
+    }
+    let mut totals = Vec::with_capacity(months as usize);
+    for back in (1..months.max(1)).rev() {
+        let month = period.months_before(back);
+        if totals.last().is_some_and(|(last, _)| *last == month) || month == period {
+            continue; // months_before stops at 1970-01
+        }
+        let values = by_period.remove(&month.to_string()).unwrap_or_default();
+        totals.push((month, every_metric(rules, values)));
+    }
+    totals.push((period, summary.totals.clone()));
+    Ok(Overview { summary, months: totals })
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Offender {
     pub user_id: String,

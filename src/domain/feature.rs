@@ -28,6 +28,10 @@ pub struct FeatureVerdict {
     pub limit: Option<u32>,
     pub window_secs: Option<u32>,
     pub remaining_in_window: Option<u32>,
+    /// When the window is full: how long until its oldest counted use leaves it and a use is
+    /// allowed again (a verdict read without the user's window, or of a window with room,
+    /// has `None`).
+    pub full_window_frees_in_ms: Option<u64>,
     /// The cheapest plan that grants the feature, when the user's plan does not.
     pub plan_required: Option<String>,
     pub bypass: bool,
@@ -85,6 +89,7 @@ fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_win
         limit,
         window_secs,
         remaining_in_window: remaining,
+        full_window_frees_in_ms: None,
         plan_required: plan_required(rules, plan, feature),
         bypass,
     }
@@ -105,6 +110,20 @@ fn uses_in_window(
     }
 }
 
+/// How long until a full window (`used` uses counted, `limit` allowed) has room: the
+/// (used - limit + 1)-th oldest counted use must leave it first.
+fn frees_in_ms(
+    store: &(impl UsageRead + ?Sized),
+    user: &UserRecord,
+    feature: &str,
+    (limit, window_secs, used): (u32, u32, u32),
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let since = window_start(window_secs, now_ms);
+    let oldest = store.nth_oldest_feature_use(user.pk, feature, since, used - limit)?.unwrap_or(now_ms);
+    Ok((oldest + window_ms(window_secs) - now_ms).max(1) as u64)
+}
+
 /// Where `user` (None: never seen, named `user_id`) stands with `feature` at `now_ms`.
 fn standing(
     store: &(impl UsageRead + ?Sized),
@@ -115,8 +134,16 @@ fn standing(
     now_ms: i64,
 ) -> Result<FeatureVerdict, StoreError> {
     let plan = rules.plan_of(user);
-    let used = uses_in_window(store, user, plan.feature(feature), feature, now_ms)?;
-    Ok(verdict(rules, plan, user_id, feature, used))
+    let grant = plan.feature(feature);
+    let used = uses_in_window(store, user, grant, feature, now_ms)?;
+    let mut verdict = verdict(rules, plan, user_id, feature, used);
+    if let (Some(user), FeatureGrant::Rate { limit, window_secs }) = (user, grant)
+        && limit > 0
+        && used >= limit
+    {
+        verdict.full_window_frees_in_ms = Some(frees_in_ms(store, user, feature, (limit, window_secs, used), now_ms)?);
+    }
+    Ok(verdict)
 }
 
 /// Answers "may this user use `feature` now?" without changing anything.
@@ -173,13 +200,10 @@ pub fn use_feature(
         // A boolean feature: allowed, and nothing to record.
         return Ok(UseOutcome::Allowed(verdict(rules, plan, user_id, feature, 0)));
     };
-    let since = window_start(window_secs, now_ms);
     let used = uses_in_window(store, user.as_ref(), grant, feature, now_ms)?;
     if !bypass && used >= limit {
-        // The (used - limit + 1)-th oldest counted use must leave before a slot frees.
         let user = user.as_ref().expect("a user with counted uses exists");
-        let oldest = store.nth_oldest_feature_use(user.pk, feature, since, used - limit)?.unwrap_or(now_ms);
-        let retry_after_ms = (oldest + window_ms(window_secs) - now_ms).max(1) as u64;
+        let retry_after_ms = frees_in_ms(store, user, feature, (limit, window_secs, used), now_ms)?;
         let data = json!({
             "feature": feature,
             "plan": plan.name,
@@ -189,7 +213,11 @@ pub fn use_feature(
         });
         let key = refusal_key(user_id, EventType::RateLimited, feature, now_ms);
         events::refusal(store, rules, EventType::RateLimited, &key, data, now_ms)?;
-        return Ok(UseOutcome::RateLimited { verdict: verdict(rules, plan, user_id, feature, used), retry_after_ms });
+        let verdict = FeatureVerdict {
+            full_window_frees_in_ms: Some(retry_after_ms),
+            ..verdict(rules, plan, user_id, feature, used)
+        };
+        return Ok(UseOutcome::RateLimited { verdict, retry_after_ms });
     }
     let user = match user {
         Some(user) => user,

@@ -1,7 +1,8 @@
 //! The dashboard through real headless Chromium (driven over WebDriver, webdriver.rs): sign
 //! in, read the overview's cards against the JSON API, change a plan through the form, and
-//! take the screenshots (target/dashboard-*.png; docs/dashboard.png with
-//! TALLY_WRITE_DASHBOARD_PNG=1). Fails, never skips, when the browser is missing.
+//! take the screenshots (target/dashboard-*.png; docs/dashboard.png and
+//! docs/dashboard-user.png with TALLY_WRITE_DASHBOARD_PNG=1). Fails, never skips, when the
+//! browser is missing.
 
 use crate::support::{ADMIN_KEY, Client, start_with_keys, usage};
 use crate::webdriver::{Driver, wait_for};
@@ -97,9 +98,20 @@ fn a_browser_signs_in_reads_the_overview_and_changes_a_plan() {
     assert_eq!(plan, "teams");
     assert_eq!(browser.text(&browser.find("h1 .badge[data-plan]")), "teams");
     std::fs::write(format!("{target}/dashboard-user.png"), browser.full_page_screenshot(1280)).expect("user png");
+    let snapshot = json!({ "user_id": "initech", "feature": "active_project_snapshots" });
+    assert_eq!(client.post("/v1/features/use", &snapshot).status, 200, "solo's one snapshot this minute");
     browser.goto(&format!("{base}/admin/users/initech"));
     let meter = browser.find(".metric[data-metric=\"prompts\"] .meter span");
     assert!(browser.attribute(&meter, "style").is_some_and(|style| style.contains("width:31.2%")), "3,120 of 10,000");
+    assert_eq!(browser.text(&browser.find("tbody tr:nth-child(3) th")), "active_project_snapshots");
+    let left = browser.text(&browser.find("tbody tr:nth-child(3) td.num"));
+    assert!(left.starts_with("0 left for ") && left.ends_with(" s"), "the snapshot used up for now: {left}");
+    let user_png = browser.full_page_screenshot(1280);
+    if std::env::var_os("TALLY_WRITE_DASHBOARD_PNG").is_some_and(|value| value == "1") {
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard-user.png"), &user_png).expect("docs png");
+    }
+    browser.set_window_size(1280, 900);
+    browser.goto(&format!("{base}/admin/users/initech"));
     std::fs::write(format!("{target}/dashboard-user-narrow.png"), browser.full_page_screenshot(390))
         .expect("narrow user png");
     browser.set_window_size(1280, 900);

@@ -248,6 +248,39 @@ fn the_user_page_shows_plan_usage_against_limits_and_history() {
         "<tr data-period=\"{period}\"><th scope=\"row\">{period}</th><td class=\"num\" data-raw=\"12000\">"
     )));
     assert_eq!(html.matches("<tr data-period=").count(), 12, "a year of history");
+
+    client.put("/v1/users/sam", &json!({ "plan": "solo" }));
+    track(&mut client, "sam", "prompts", 30);
+    let small = body(&visitor.get("/admin/users/sam"));
+    assert!(small.contains("0.3% of the soft limit"), "30 of 10,000 is not 0%: {small}");
+    assert!(small.contains("<span style=\"width:2.0%\"></span>"), "a small share stays visible");
+}
+
+#[test]
+fn a_rate_grant_used_up_for_now_shows_the_grant_and_when_it_frees() {
+    let tally = start_with_keys();
+    let mut client = api(&tally);
+    client.put("/v1/users/sol", &json!({ "plan": "solo" }));
+    client.put("/v1/users/tia", &json!({ "plan": "trial" }));
+    let snapshot = json!({ "user_id": "sol", "feature": "active_project_snapshots" });
+    assert_eq!(client.post("/v1/features/use", &snapshot).status, 200, "solo grants one a minute");
+    let mut visitor = sign_in(&tally);
+    let html = body(&visitor.get("/admin/users/sol"));
+    let row = html.split("<th scope=\"row\">active_project_snapshots</th>").nth(1).expect("the feature's row");
+    let row = row.split("</tr>").next().unwrap();
+    assert!(row.starts_with("<td><span class=\"badge warn\">1 per minute</span></td>"), "{row}");
+    let seconds: u64 = row
+        .strip_prefix("<td><span class=\"badge warn\">1 per minute</span></td><td class=\"num\">0 left for ")
+        .and_then(|rest| rest.strip_suffix(" s</td>"))
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("0 left for some seconds: {row}"));
+    assert!((1..=60).contains(&seconds), "the use frees its slot within the minute: {seconds}");
+    assert!(!html.contains("not granted"), "{html}");
+    assert!(html.contains("<th scope=\"row\">git_export</th><td><span class=\"badge ok\">granted</span>"));
+
+    let trial = body(&visitor.get("/admin/users/tia"));
+    let row = trial.split("<th scope=\"row\">active_project_snapshots</th>").nth(1).expect("the feature's row");
+    assert!(row.starts_with("<td><span class=\"badge plain\">needs solo</span></td><td class=\"num\">0</td>"), "{row}");
 }
 
 #[test]
@@ -370,7 +403,7 @@ fn values_from_the_request_are_escaped() {
 
     let search = visitor.get("/admin/users?user_id=%3Cimg+src%3Dx%3E");
     assert_eq!(search.status, 400);
-    assert!(body(&search).contains("user_id contains &#39;&lt;&#39;"), "{}", body(&search));
+    assert!(body(&search).contains("user_id contains '&lt;'"), "{}", body(&search));
 
     // A refusal message that repeats the form's value comes back as a flash, escaped.
     api(&tally).put("/v1/users/ann", &json!({ "plan": "trial" }));
@@ -399,7 +432,7 @@ fn the_audit_log_pages() {
     let all = client.get("/v1/admin/audit?limit=500").json()["entries"].as_array().unwrap().len();
     assert_eq!(all, 54, "53 plan changes and the startup cleanup");
     assert_eq!(second.matches("<tr data-id=").count(), all - 50);
-    assert!(second.contains("&larr; Newest") && !second.contains("Older &rarr;"));
+    assert!(second.contains("← Newest") && !second.contains("Older →"));
     assert_eq!(visitor.get("/admin/maintenance?before=x").status, 400);
 }
 

@@ -14,6 +14,7 @@ mod lifecycle;
 mod maintenance;
 mod nodes;
 mod outbox;
+mod overview;
 mod receiver;
 mod reliability;
 mod support;

@@ -15,12 +15,14 @@
 //!   SQLite writer that is already true; PostgreSQL takes a transaction-scoped advisory lock.
 //! - A counter never passes its ceiling: `increment_within` is one conditional upsert, exact
 //!   under concurrency on its own.
+//! - A read job (`Store::read`) sees each statement's own moment; `Store::read_snapshot` runs
+//!   it in one read transaction, so a view that adds up several reads sees one moment.
 
 mod records;
 mod store;
 
 pub use records::*;
-pub use store::{Backend, JobResult, Pending, ReadJob, Reply, Store, WriteJob, reply_channel};
+pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob, reply_channel};
 
 use super::period::Period;
 
@@ -129,6 +131,9 @@ pub trait UsageWrite: UsageRead + EventWrite {
 pub trait AdminRead {
     /// (metric, total) for every metric with usage in the period.
     fn period_totals(&self, period: Period) -> Result<Vec<(String, u64)>>;
+    /// (period, metric, total) for every month from `oldest` to `newest`, both included, and
+    /// every metric with usage in it: the months of an overview in one statement.
+    fn totals_by_month(&self, oldest: Period, newest: Period) -> Result<Vec<(String, String, u64)>>;
     fn active_users(&self, period: Period) -> Result<u64>;
     /// (stored plan name, users).
     fn plan_users(&self) -> Result<Vec<(String, u64)>>;

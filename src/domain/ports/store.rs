@@ -116,16 +116,29 @@ pub type WriteJob = Box<dyn FnMut(&dyn WriteTx) -> Result<Box<dyn Any + Send>, S
 /// A read job, run on a read connection (again on a fresh one if the first was dropped).
 pub type ReadJob<'a> = &'a mut dyn FnMut(&dyn ReadTx) -> Result<(), StoreError>;
 
+/// What a read job's statements see of concurrent writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Each statement sees what was committed when it ran: the cheapest read, for a job whose
+    /// statements need not agree (a check reads one user's counter).
+    EachStatement,
+    /// One read transaction: every statement sees the same committed moment (SQLite: a
+    /// deferred transaction, whose WAL snapshot holds from its first read; PostgreSQL:
+    /// REPEATABLE READ, READ ONLY). For views that add up several reads.
+    Snapshot,
+}
+
 /// What a storage backend provides to the application.
 pub trait Backend: Send + Sync {
     /// Queues `job` for the next group transaction; `reply` gets its result once that
     /// transaction has committed (a job that returns `Err` is rolled back alone). Returns
     /// once the job is queued: it waits only while the queue is full.
     fn submit_job(&self, job: WriteJob, reply: Reply);
-    /// Runs `job` on a read connection. Each of its statements sees what was committed when
-    /// it ran; several statements are not one snapshot (a view may mix a moment before and
-    /// after a concurrent write).
-    fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError>;
+    /// Runs `job` on a read connection. With `ReadScope::EachStatement` each of its
+    /// statements sees what was committed when it ran, so several statements are not one
+    /// snapshot (a view may mix a moment before and after a concurrent write); with
+    /// `ReadScope::Snapshot` they all see one moment.
+    fn read_job(&self, job: ReadJob<'_>, scope: ReadScope) -> Result<(), StoreError>;
     /// Whether the database answers a read and this node's writer is running.
     fn is_ready(&self) -> bool;
     /// False once the writer has died for good: the process should exit and be restarted.
@@ -179,12 +192,30 @@ impl Store {
 
     /// Runs `job` on a read connection. It may run twice: a backend replaces a connection
     /// the server dropped (a database restart) and runs the read again; reads have no effects.
-    pub fn read<R>(&self, mut job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    /// Each statement sees what was committed when it ran (`ReadScope::EachStatement`).
+    pub fn read<R>(&self, job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.read_in(ReadScope::EachStatement, job)
+    }
+
+    /// Runs `job` in one read transaction: every statement sees the same committed moment
+    /// (`ReadScope::Snapshot`). It may run twice, as `read` may.
+    pub fn read_snapshot<R>(&self, job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.read_in(ReadScope::Snapshot, job)
+    }
+
+    fn read_in<R>(
+        &self,
+        scope: ReadScope,
+        mut job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let mut result = None;
-        self.backend.read_job(&mut |reader| {
-            result = Some(job(reader)?);
-            Ok(())
-        })?;
+        self.backend.read_job(
+            &mut |reader| {
+                result = Some(job(reader)?);
+                Ok(())
+            },
+            scope,
+        )?;
         result.ok_or_else(|| StoreError::Backend("a read job did not run".into()))
     }
 

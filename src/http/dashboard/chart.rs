@@ -2,10 +2,10 @@
 //! metric over months (columns). Every mark carries its value as text and a `<title>`
 //! tooltip, so a chart reads without color and without a mouse.
 
-use super::html::{compact, escape, metric_value, money, percent, thousands};
+use super::format::{Unit, money, percent, thousands};
 use crate::domain::admin::PlanShare;
 use crate::domain::period::Period;
-use std::fmt::Write;
+use maud::{Markup, html};
 
 /// What a plan bar measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ struct PlanRow {
 
 /// One labelled bar per plan: its users, or its revenue estimate, as a share of all. Percent
 /// positions keep the text at its size on any width.
-pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> String {
+pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> Markup {
     const ROW: usize = 46;
     let users_total: u64 = plans.iter().map(|plan| plan.users).sum();
     let revenue_total: u64 = plans.iter().map(|plan| plan.revenue_cents).fold(0, u64::saturating_add);
@@ -62,34 +62,28 @@ pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> String {
         .zip(&rows)
         .map(|(plan, row)| format!("{}: {} ({}), {}", plan.plan, row.value, row.share_text, row.note))
         .collect();
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg class=\"chart plans\" width=\"100%\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
-        plans.len() * ROW,
-        escape(&format!("{what}. {}", described.join("; ")))
-    );
-    for (index, (plan, row)) in plans.iter().zip(&rows).enumerate() {
-        let top = index * ROW;
-        let width = if row.share > 0.0 { (row.share * 100.0).max(0.8) } else { 0.0 };
-        let name = escape(&plan.plan);
-        let (value, share_text, note) = (escape(&row.value), escape(&row.share_text), escape(&row.note));
-        let _ = write!(
-            out,
-            "<g data-plan=\"{name}\"><text x=\"0\" y=\"{}\" font-size=\"14\"><tspan class=\"v\">{name}</tspan>\
-             <tspan dx=\"8\" font-size=\"12\">{note}</tspan></text>\
-             <text x=\"100%\" y=\"{}\" text-anchor=\"end\" font-size=\"13\"><tspan class=\"v\">{value}</tspan> · {share_text}</text>\
-             <rect class=\"track\" x=\"0\" y=\"{}\" width=\"100%\" height=\"10\" rx=\"5\"/>\
-             <rect class=\"{class}\" x=\"0\" y=\"{}\" width=\"{width:.2}%\" height=\"10\" rx=\"5\">\
-             <title>{name}: {value} ({share_text}), {note}</title></rect></g>",
-            top + 17,
-            top + 17,
-            top + 25,
-            top + 25,
-        );
+    let label = format!("{what}. {}", described.join("; "));
+    html! {
+        svg.chart.plans width="100%" height=(plans.len() * ROW) role="img" aria-label=(label) {
+            @for (index, (plan, row)) in plans.iter().zip(&rows).enumerate() {
+                @let top = index * ROW;
+                @let width = if row.share > 0.0 { (row.share * 100.0).max(0.8) } else { 0.0 };
+                g data-plan=(plan.plan) {
+                    text x="0" y=(top + 17) font-size="14" {
+                        tspan.v { (plan.plan) }
+                        tspan dx="8" font-size="12" { (row.note) }
+                    }
+                    text x="100%" y=(top + 17) text-anchor="end" font-size="13" {
+                        tspan.v { (row.value) } " · " (row.share_text)
+                    }
+                    rect.track x="0" y=(top + 25) width="100%" height="10" rx="5" {}
+                    rect class=(class) x="0" y=(top + 25) width={ (fixed(width, 2)) "%" } height="10" rx="5" {
+                        title { (plan.plan) ": " (row.value) " (" (row.share_text) "), " (row.note) }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</svg>");
-    out
 }
 
 /// The smallest of 1, 2, 2.5, 5 x 10^k that is at least `value` (1 for 0).
@@ -120,10 +114,10 @@ fn month_parts(period: Period) -> (String, &'static str) {
 
 /// A metric's totals per month, oldest first, as labelled columns; the last one stands out.
 /// Sized so that three fit side by side on a laptop, and one fills a phone, at about 1:1.
-pub fn monthly_columns(metric: &str, label: &str, unit: &str, points: &[(Period, u64)]) -> String {
+pub fn monthly_columns(metric: &str, label: &str, unit: Unit<'_>, points: &[(Period, u64)]) -> Markup {
     const WIDTH: f64 = 340.0;
     const HEIGHT: f64 = 182.0;
-    const LEFT: f64 = 36.0;
+    const LEFT: f64 = 40.0;
     const RIGHT: f64 = 2.0;
     const TOP: f64 = 16.0;
     const BOTTOM: f64 = 36.0;
@@ -136,68 +130,54 @@ pub fn monthly_columns(metric: &str, label: &str, unit: &str, points: &[(Period,
         (Some((first, _)), Some((last, _))) => (first.to_string(), last.to_string()),
         _ => (String::new(), String::new()),
     };
-    // Over a bar the unit is the chart's own: "3.7G" under the heading "Bytes out".
-    let bar_label = |value: u64| {
-        let text = compact(unit, value);
-        if unit == "bytes" { text.trim_end_matches('B').to_owned() } else { text }
-    };
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg class=\"chart months\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" data-metric=\"{}\" \
-         aria-label=\"{}\">",
-        escape(metric),
-        escape(&format!("{label} per month, {first} to {last}"))
-    );
-    // Grid lines at the top and the middle, and the axis at zero, each with its value.
-    for fraction in [1.0, 0.5, 0.0] {
+    let axis = [1.0, 0.5, 0.0].map(|fraction| {
         let y = TOP + plot_height * (1.0 - fraction);
-        let value = (max as f64 * fraction).round() as u64;
         let class = if fraction == 0.0 { "axis" } else { "grid-line" };
-        let _ = write!(
-            out,
-            "<line class=\"{class}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"9\">{}</text>",
-            WIDTH - RIGHT,
-            LEFT - 5.0,
-            y + 3.0,
-            compact(unit, value)
-        );
-    }
-    for (index, (period, value)) in points.iter().enumerate() {
-        let left = LEFT + slot * index as f64;
-        let center = left + slot / 2.0;
-        let height = if *value == 0 { 0.0 } else { (*value as f64 / max as f64 * plot_height).max(1.5) };
-        let class = if index + 1 == points.len() { "bar now" } else { "bar" };
-        let (year, month) = month_parts(*period);
-        let _ = write!(
-            out,
-            "<g data-period=\"{period}\"><rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar_width:.1}\" \
-             height=\"{height:.1}\" rx=\"2\"><title>{period}: {} {}</title></rect>\
-             <text class=\"v\" x=\"{center:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"9\">{}</text>\
-             <text x=\"{center:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"9.5\">{month}</text>",
-            center - bar_width / 2.0,
-            base - height,
-            escape(&metric_value(unit, *value)),
-            escape(unit),
-            base - height - 3.5,
-            bar_label(*value),
-            base + 13.0,
-        );
-        // The year under the first month of each run of at least two months of it.
-        let starts_run = index == 0 || month == "Jan";
-        if starts_run && (month != "Dec" || points.len() == 1) {
-            let _ = write!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9.5\" font-weight=\"600\">{year}</text>",
-                left + (slot - bar_width) / 2.0,
-                base + 27.0
-            );
+        (class, y, unit.short((max as f64 * fraction).round() as u64))
+    });
+    html! {
+        svg.chart.months viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" data-metric=(metric)
+            aria-label={ (label) " per month, " (first) " to " (last) } {
+            // Grid lines at the top and the middle, and the axis at zero, each with its value.
+            @for (class, y, value) in &axis {
+                line class=(class) x1=(LEFT) x2=(WIDTH - RIGHT) y1=(fixed(*y, 1)) y2=(fixed(*y, 1)) {}
+                text x=(LEFT - 5.0) y=(fixed(y + 3.0, 1)) text-anchor="end" font-size="9" { (value) }
+            }
+            @for (index, (period, value)) in points.iter().enumerate() {
+                @let left = LEFT + slot * index as f64;
+                @let center = fixed(left + slot / 2.0, 1);
+                @let height = if *value == 0 { 0.0 } else { (*value as f64 / max as f64 * plot_height).max(1.5) };
+                @let class = if index + 1 == points.len() { "bar now" } else { "bar" };
+                @let (year, month) = month_parts(*period);
+                // The year under the first month and under each January.
+                @let starts_year = index == 0 || month == "Jan";
+                g data-period=(period) {
+                    rect class=(class) x=(fixed(center_of(left, slot, bar_width), 1)) y=(fixed(base - height, 1))
+                        width=(fixed(bar_width, 1)) height=(fixed(height, 1)) rx="2" {
+                        title { (period) ": " (unit.phrase(*value)) }
+                    }
+                    text.v x=(center) y=(fixed(base - height - 3.5, 1)) text-anchor="middle" font-size="9" {
+                        (unit.bar(*value, max))
+                    }
+                    text x=(center) y=(fixed(base + 13.0, 1)) text-anchor="middle" font-size="9.5" { (month) }
+                    @if starts_year {
+                        text x=(fixed(left + (slot - bar_width) / 2.0, 1)) y=(fixed(base + 27.0, 1)) font-size="9.5"
+                            font-weight="600" { (year) }
+                    }
+                }
+            }
         }
-        out.push_str("</g>");
     }
-    out.push_str("</svg>");
-    out
+}
+
+/// A number with a fixed count of decimals, for SVG coordinates.
+fn fixed(value: f64, decimals: usize) -> String {
+    format!("{value:.decimals$}")
+}
+
+/// Where a bar of `bar_width` starts to stand centred in its slot.
+fn center_of(left: f64, slot: f64, bar_width: f64) -> f64 {
+    left + slot / 2.0 - bar_width / 2.0
 }
 
 #[cfg(test)]
@@ -220,25 +200,35 @@ mod tests {
         let now: Period = "2026-02".parse().unwrap();
         let points: Vec<(Period, u64)> =
             (0..3).rev().map(|back| (now.months_before(back), back as u64 * 1000)).collect();
-        let svg = monthly_columns("prompts", "Prompts", "prompts", &points);
+        let svg = monthly_columns("prompts", "Prompts", Unit::of("prompts"), &points).into_string();
         assert!(svg.contains("<title>2025-12: 2,000 prompts</title>"), "{svg}");
-        assert!(svg.contains(">2.0k</text>") && svg.contains(">Dec</text>") && svg.contains(">2026</text>"));
-        assert!(!svg.contains(">2025</text>"), "a lone December gets no year label");
+        assert!(svg.contains(">2k</text>") && svg.contains(">Dec</text>") && svg.contains(">2026</text>"));
+        assert!(svg.contains(">2025</text>"), "the first bar names its year, even a lone December");
         assert_eq!(svg.matches("class=\"bar now\"").count(), 1);
-        let bytes = monthly_columns("bytes_out", "Bytes out", "bytes", &[(now, 3_712_800_000)]);
-        assert!(bytes.contains(">3.7G</text>") && bytes.contains(">5.0GB</text>"), "{bytes}");
     }
 
+    #[test]
+    fn a_bytes_chart_names_its_unit_once_per_label() {
+        let now: Period = "2026-02".parse().unwrap();
+        let points = [(now.months_before(1), 92_800_000), (now, 3_712_800_000)];
+        let svg = monthly_columns("bytes_out", "Bytes out", Unit::Bytes, &points).into_string();
+        assert!(svg.contains("<title>2026-02: 3.7 GB</title>"), "{svg}");
+        assert!(svg.contains("<title>2026-01: 92.8 MB</title>"), "no \"bytes\" after a byte unit");
+        assert!(svg.contains(">5 GB</text>") && svg.contains(">2.5 GB</text>"), "the axis in the card's units");
+        assert!(svg.contains(">3.7</text>") && svg.contains(">0.1</text>"), "bars as numbers in the axis's GB");
+        assert!(!svg.contains(" bytes"), "{svg}");
+        assert!((0..10).all(|digit| !svg.contains(&format!("{digit}GB"))), "a space before the unit: {svg}");
+    }
     #[test]
     fn plan_bars_name_users_share_and_revenue() {
         let plans = [
             PlanShare { plan: "trial".into(), users: 2, share: 0.5, price_cents: 0, revenue_cents: 0 },
             PlanShare { plan: "teams".into(), users: 2, share: 0.5, price_cents: 4900, revenue_cents: 9800 },
         ];
-        let svg = plan_bars(&plans, PlanMeasure::Users);
+        let svg = plan_bars(&plans, PlanMeasure::Users).into_string();
         assert!(svg.contains("2 users</tspan> · 50%"), "{svg}");
         assert!(svg.contains("<title>teams: 2 users (50%), 49.00 a month each</title>"));
-        let svg = plan_bars(&plans, PlanMeasure::Revenue);
+        let svg = plan_bars(&plans, PlanMeasure::Revenue).into_string();
         assert!(svg.contains("98.00</tspan> · 100%"), "{svg}");
         assert!(svg.contains("<title>teams: 98.00 (100%), 2 users x 49.00</title>"));
         assert!(svg.contains("<title>trial: 0.00 (0%), 2 users x 0.00</title>"));

@@ -2,7 +2,7 @@
 //! The form is CSRF-protected by a double-submit cookie (there is no session yet); a wrong
 //! key re-renders the page with 401 and sets no cookie.
 
-use super::html::{self, Chrome, Tab, escape};
+use super::html::{self, Chrome, Tab};
 use super::session::{self, LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, same_token};
 use super::{Handled, add_cookie, error_page, find_visitor, html_response, over_https, redirect};
 use crate::http::Ctx;
@@ -10,6 +10,7 @@ use crate::http::auth::admin_key;
 use crate::http::error::ApiError;
 use crate::http::now_ms;
 use ::http::StatusCode;
+use maud::html;
 
 /// The login form's token: the one the browser already holds, or a new one.
 fn form_token(ctx: &Ctx<'_>) -> (String, bool) {
@@ -23,25 +24,30 @@ fn form_token(ctx: &Ctx<'_>) -> (String, bool) {
 
 fn render(ctx: &Ctx<'_>, status: StatusCode, message: Option<(bool, &str)>) -> Handled {
     let (token, fresh) = form_token(ctx);
-    let notice = match message {
-        Some((true, text)) => format!("<p class=\"flash ok\" role=\"status\">{}</p>", escape(text)),
-        Some((false, text)) => format!("<p class=\"flash error\" role=\"alert\">{}</p>", escape(text)),
-        None => String::new(),
+    let content = html! {
+        div.login.panel {
+            h1 { "Sign in" }
+            @match message {
+                Some((true, text)) => p.flash.ok role="status" { (text) },
+                Some((false, text)) => p.flash.error role="alert" { (text) },
+                None => {},
+            }
+            form method="post" action="/admin/login" {
+                input type="hidden" name="csrf" value=(token);
+                div.field {
+                    label for="key" { "Admin key" }
+                    input #key name="key" type="password" autocomplete="current-password" required autofocus;
+                }
+                button.primary type="submit" { "Sign in" }
+            }
+            p.hint {
+                "Use one of the " code { "admin_keys" } " from Tally's config. You stay signed in for "
+                (SESSION_SECONDS / 3600) " hours on this browser."
+            }
+        }
     };
-    let content = format!(
-        "<div class=\"login panel\"><h1>Sign in</h1>{notice}\
-         <form method=\"post\" action=\"/admin/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <div class=\"field\"><label for=\"key\">Admin key</label>\
-         <input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus></div>\
-         <button class=\"primary\" type=\"submit\">Sign in</button></form>\
-         <p class=\"hint\">Use one of the <code>admin_keys</code> from Tally's config. You stay signed in for \
-         {} hours on this browser.</p></div>",
-        escape(&token),
-        SESSION_SECONDS / 3600
-    );
     let chrome = Chrome { visitor: None, flash: None, tab: Tab::None };
-    let mut response = html_response(status, html::document("Sign in", &chrome, &content));
+    let mut response = html_response(status, html::document("Sign in", &chrome, content).into_string());
     if fresh {
         let cookie = session::set_cookie(LOGIN_COOKIE, &token, "/admin/login", LOGIN_FORM_SECONDS, over_https(ctx));
         add_cookie(&mut response, &cookie);

@@ -5,6 +5,7 @@
 //! numbers and actions come from `app::admin`, as for the JSON API.
 
 mod chart;
+mod format;
 mod html;
 mod login;
 mod maintenance;
@@ -19,7 +20,8 @@ use super::now_ms;
 use super::{App, Ctx, Head};
 use crate::http::Body;
 use ::http::{HeaderValue, Response, StatusCode, header};
-use html::{Chrome, Tab, escape};
+use html::{Chrome, Tab};
+use maud::{Markup, html};
 use session::{Flash, SESSION_COOKIE, Visitor, same_token};
 use std::collections::HashMap;
 
@@ -32,7 +34,7 @@ pub type Form = HashMap<String, String>;
 pub struct Page {
     pub title: String,
     pub tab: Tab,
-    pub content: String,
+    pub content: Markup,
 }
 
 /// An action's answer: where to go next and what to say there.
@@ -120,7 +122,7 @@ fn to_login() -> Handled {
 
 fn render(status: StatusCode, page: Page, visitor: Option<&Visitor>, flash: Option<Flash>) -> Response<Body> {
     let chrome = Chrome { visitor, flash, tab: page.tab };
-    html_response(status, html::document(&page.title, &chrome, &page.content))
+    html_response(status, html::document(&page.title, &chrome, page.content).into_string())
 }
 
 /// An `ApiError` as a page that says what went wrong in plain words.
@@ -147,10 +149,9 @@ fn error_document(error: &ApiError, visitor: Option<&Visitor>) -> Response<Body>
         500..=599 => "Something went wrong",
         _ => "The request was refused",
     };
-    let content = format!(
-        "<div class=\"panel\"><h1>{heading}</h1><p>{}</p><p><a href=\"/admin\">Back to the overview</a></p></div>",
-        escape(&error.message)
-    );
+    let content = html! {
+        div.panel { h1 { (heading) } p { (error.message) } p { a href="/admin" { "Back to the overview" } } }
+    };
     let page = Page { title: heading.to_owned(), tab: Tab::None, content };
     render(error.status, page, visitor, None)
 }
@@ -173,10 +174,17 @@ fn page(ctx: &mut Ctx<'_>, build: fn(&mut Ctx<'_>, &Visitor) -> Result<Page, Api
 
 /// The 403 a POST without the session's CSRF token gets; it changed nothing.
 fn csrf_refused(visitor: Option<&Visitor>) -> Response<Body> {
-    let content = "<div class=\"panel\"><h1>This form has expired</h1><p>The form was not sent from this \
-                   dashboard's current session, so nothing was changed. Go back, reload the page and try \
-                   again.</p><p><a href=\"/admin\">Back to the overview</a></p></div>";
-    let page = Page { title: "Form expired".to_owned(), tab: Tab::None, content: content.to_owned() };
+    let content = html! {
+        div.panel {
+            h1 { "This form has expired" }
+            p {
+                "The form was not sent from this dashboard's current session, so nothing was changed. Go \
+                 back, reload the page and try again."
+            }
+            p { a href="/admin" { "Back to the overview" } }
+        }
+    };
+    let page = Page { title: "Form expired".to_owned(), tab: Tab::None, content };
     render(StatusCode::FORBIDDEN, page, visitor, None)
 }
 

@@ -4,7 +4,8 @@
 
 use super::Page;
 use super::chart::{self, PlanMeasure};
-use super::html::{Tab, escape, metric_label, metric_value, money, query_value, thousands, user_path};
+use super::format::{Unit, metric_label, money, thousands};
+use super::html::{Tab, query_value, user_path};
 use super::session::Visitor;
 use crate::app::admin as ops;
 use crate::domain::admin::{MetricValues, Summary};
@@ -13,7 +14,7 @@ use crate::domain::plan::Metric;
 use crate::http::Ctx;
 use crate::http::error::ApiError;
 use crate::http::now_ms;
-use std::fmt::Write;
+use maud::{Markup, html};
 
 const TOP_USERS: u32 = 10;
 const MONTHS: u32 = 12;
@@ -43,20 +44,8 @@ pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
         Some(metric) => return Err(crate::app::AppError::UnknownMetric { metric: metric.clone() }.into()),
         None => catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default(),
     };
-    let summary = ops::summary(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS)?;
-    let mut months = Vec::with_capacity(MONTHS as usize);
-    for back in (0..MONTHS).rev() {
-        let month = period.months_before(back);
-        if months.last().is_some_and(|(last, _)| *last == month) {
-            continue; // months_before stops at 1970-01
-        }
-        let totals = if month == period {
-            summary.totals.clone()
-        } else {
-            ops::summary(&ctx.app.store, &ctx.app.rules, month, &metric, 0)?.totals
-        };
-        months.push((month, totals));
-    }
+    let read = ops::overview(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS, MONTHS)?;
+    let (summary, months) = (read.summary, read.months);
     let metrics = catalog.metrics().cloned().collect();
     let overview = Overview { period, current, metrics, summary, months };
     Ok(Page { title: format!("Overview {period}"), tab: Tab::Overview, content: render(&overview) })
@@ -74,181 +63,153 @@ fn link(period: Period, metric: &str, first_metric: &str) -> String {
     if metric == first_metric {
         format!("/admin?period={period}")
     } else {
-        format!("/admin?period={period}&amp;metric={}", query_value(metric))
+        format!("/admin?period={period}&metric={}", query_value(metric))
     }
 }
 
-fn unit_of<'m>(metrics: &'m [Metric], name: &str) -> &'m str {
-    metrics.iter().find(|metric| metric.name == name).map_or("", |metric| metric.unit.as_str())
+fn card(key: &str, label: &str, raw: u64, shown: &str, note: &str) -> Markup {
+    html! {
+        div.card data-metric=(key) {
+            span.label { (label) }
+            span.value data-raw=(raw) { (shown) }
+            span.unit { (note) }
+        }
+    }
 }
 
-fn card(out: &mut String, key: &str, label: &str, raw: u64, shown: &str, note: &str) {
-    let _ = write!(
-        out,
-        "<div class=\"card\" data-metric=\"{}\"><span class=\"label\">{}</span>\
-         <span class=\"value\" data-raw=\"{raw}\">{}</span><span class=\"unit\">{}</span></div>",
-        escape(key),
-        escape(label),
-        escape(shown),
-        escape(note)
-    );
-}
-
-pub fn render(view: &Overview) -> String {
+pub fn render(view: &Overview) -> Markup {
     let Overview { period, current, metrics, summary, months } = view;
     let first_metric = metrics.first().map_or("", |metric| metric.name.as_str());
-    let mut out = String::new();
-
-    // Heading and the period picker (a plain GET form; the arrows are links).
-    let _ = write!(
-        out,
-        "<div class=\"head\"><h1>Overview <span class=\"sub\">{period}</span></h1>\
-         <form class=\"period\" method=\"get\" action=\"/admin\">\
-         <a class=\"button\" href=\"{}\" title=\"Previous month\" aria-label=\"Previous month\">&larr;</a>\
-         <label class=\"sr-only\" for=\"period\">Period</label>\
-         <input id=\"period\" name=\"period\" type=\"month\" value=\"{period}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\" \
-         placeholder=\"YYYY-MM\" required>",
-        link(period.months_before(1), &summary.metric, first_metric)
-    );
-    if summary.metric != first_metric {
-        let _ = write!(out, "<input type=\"hidden\" name=\"metric\" value=\"{}\">", escape(&summary.metric));
-    }
-    out.push_str("<button type=\"submit\">Show</button>");
-    match next_period(*period).filter(|next| next <= current) {
-        Some(next) => {
-            let _ = write!(
-                out,
-                "<a class=\"button\" href=\"{}\" title=\"Next month\" aria-label=\"Next month\">&rarr;</a>",
-                link(next, &summary.metric, first_metric)
-            );
-        }
-        None => out.push_str("<a class=\"button\" aria-disabled=\"true\" title=\"No later month yet\">&rarr;</a>"),
-    }
-    out.push_str("</form></div>");
-
-    // Cards.
-    let _ = write!(out, "<section class=\"grid cards\" aria-label=\"Totals in {period}\">");
-    for (name, value) in &summary.totals {
-        let unit = unit_of(metrics, name);
-        let note = if unit == "bytes" { format!("{} bytes", thousands(*value)) } else { format!("{unit} in {period}") };
-        card(&mut out, name, &metric_label(name), *value, &metric_value(unit, *value), &note);
-    }
     let users_total = summary.distribution.users_total;
+    let revenue = summary.distribution.revenue_cents_total;
     let active_note =
         format!("with usage, of {} {}", thousands(users_total), if users_total == 1 { "user" } else { "users" });
-    card(
-        &mut out,
-        "active_users",
-        "Active users",
-        summary.active_users,
-        &thousands(summary.active_users),
-        &active_note,
-    );
-    let revenue = summary.distribution.revenue_cents_total;
-    card(&mut out, "revenue_cents", "Revenue estimate", revenue, &money(revenue), "a month at current prices");
-    out.push_str("</section>");
-
-    out.push_str("<div class=\"grid two\">");
-    // Plans.
-    out.push_str(
-        "<section class=\"panel\" aria-labelledby=\"plans-heading\"><h2 id=\"plans-heading\">Plans \
-         <span class=\"sub\">all users, now</span></h2>",
-    );
-    if users_total == 0 {
-        out.push_str("<p class=\"empty\">No users yet. Users appear once Tally sees them.</p>");
-    } else {
-        let _ = write!(
-            out,
-            "<h3>Users <span class=\"sub\">{} in all</span></h3>{}\
-             <h3 class=\"spaced\">Revenue estimate <span class=\"sub\">{} a month at current prices</span></h3>{}",
-            thousands(users_total),
-            chart::plan_bars(&summary.distribution.plans, PlanMeasure::Users),
-            money(revenue),
-            chart::plan_bars(&summary.distribution.plans, PlanMeasure::Revenue),
-        );
-    }
-    out.push_str("</section>");
-
-    // Top users.
-    let _ = write!(
-        out,
-        "<section class=\"panel\" aria-labelledby=\"top-heading\"><h2 id=\"top-heading\">Top users \
-         <span class=\"sub\">by {} in {period}</span></h2>",
-        escape(&metric_label(&summary.metric).to_lowercase())
-    );
-    if summary.top_users.is_empty() {
-        let yet = if period >= current { " yet" } else { "" };
-        let _ = write!(out, "<p class=\"empty\">No usage recorded in {period}{yet}.</p>");
-    } else {
-        out.push_str(
-            "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Plan</th>",
-        );
-        for metric in metrics {
-            let sorted = metric.name == summary.metric;
-            let _ = write!(
-                out,
-                "<th scope=\"col\" class=\"num{}\"{}><a href=\"{}\" title=\"Sort by {}\">{}</a></th>",
-                if sorted { " sorted" } else { "" },
-                if sorted { " aria-sort=\"descending\"" } else { "" },
-                link(*period, &metric.name, first_metric),
-                escape(&metric_label(&metric.name).to_lowercase()),
-                escape(&metric_label(&metric.name))
-            );
-        }
-        out.push_str("</tr></thead><tbody>");
-        for user in &summary.top_users {
-            let _ = write!(
-                out,
-                "<tr><th scope=\"row\"><a class=\"mono\" href=\"{}\">{}</a></th><td><span class=\"badge plain\">{}</span></td>",
-                escape(&user_path(&user.user_id)),
-                escape(&user.user_id),
-                escape(&user.plan)
-            );
-            for (name, value) in &user.usage {
-                let _ = write!(
-                    out,
-                    "<td class=\"num\" data-raw=\"{value}\">{}</td>",
-                    escape(&metric_value(unit_of(metrics, name), *value))
-                );
+    html! {
+        // Heading and the period picker (a plain GET form; the arrows are links).
+        div.head {
+            h1 { "Overview " span.sub { (period) } }
+            form.period method="get" action="/admin" {
+                a.button href=(link(period.months_before(1), &summary.metric, first_metric)) title="Previous month"
+                    aria-label="Previous month" { "←" }
+                label.sr-only for="period" { "Period" }
+                input #period name="period" type="month" value=(period) pattern="[0-9]{4}-[0-9]{2}"
+                    placeholder="YYYY-MM" required;
+                @if summary.metric != first_metric {
+                    input type="hidden" name="metric" value=(summary.metric);
+                }
+                button type="submit" { "Show" }
+                @match next_period(*period).filter(|next| next <= current) {
+                    Some(next) => a.button href=(link(next, &summary.metric, first_metric)) title="Next month"
+                        aria-label="Next month" { "→" },
+                    None => a.button aria-disabled="true" title="No later month yet" { "→" },
+                }
             }
-            out.push_str("</tr>");
         }
-        out.push_str("</tbody></table></div>");
-    }
-    out.push_str("</section></div>");
 
-    // The last 12 months, one small chart per metric.
-    let (from, to) = (months.first().map_or(*period, |(month, _)| *month), *period);
-    let _ = write!(
-        out,
-        "<section class=\"panel\" aria-labelledby=\"months-heading\"><h2 id=\"months-heading\">Usage by month \
-         <span class=\"sub\">{from} to {to}</span></h2>"
-    );
-    let any = months.iter().any(|(_, totals)| totals.iter().any(|(_, value)| *value > 0));
-    if !any {
-        let _ = write!(out, "<p class=\"empty\">No usage recorded from {from} to {to}.</p>");
-    } else {
-        out.push_str("<div class=\"grid three\">");
-        for metric in metrics {
-            let points: Vec<(Period, u64)> = months
-                .iter()
-                .map(|(month, totals)| {
-                    let value = totals.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, value)| *value);
-                    (*month, value)
-                })
-                .collect();
-            let label = metric_label(&metric.name);
-            let _ = write!(
-                out,
-                "<figure class=\"panel-plain\"><figcaption><h3>{}</h3></figcaption>{}</figure>",
-                escape(&label),
-                chart::monthly_columns(&metric.name, &label, &metric.unit, &points)
-            );
+        section.grid.cards aria-label={ "Totals in " (period) } {
+            @for (name, value) in &summary.totals {
+                @let unit = Unit::of_metric(metrics, name);
+                @let note = match unit {
+                    Unit::Bytes => format!("{} bytes", thousands(*value)),
+                    Unit::Count(word) => format!("{word} in {period}"),
+                };
+                (card(name, &metric_label(name), *value, &unit.value(*value), &note))
+            }
+            (card("active_users", "Active users", summary.active_users, &thousands(summary.active_users), &active_note))
+            (card("revenue_cents", "Revenue estimate", revenue, &money(revenue), "a month at current prices"))
         }
-        out.push_str("</div>");
+
+        div.grid.two {
+            section.panel aria-labelledby="plans-heading" {
+                h2 #plans-heading { "Plans " span.sub { "all users, now" } }
+                @if users_total == 0 {
+                    p.empty { "No users yet. Users appear once Tally sees them." }
+                } @else {
+                    h3 { "Users " span.sub { (thousands(users_total)) " in all" } }
+                    (chart::plan_bars(&summary.distribution.plans, PlanMeasure::Users))
+                    h3.spaced { "Revenue estimate " span.sub { (money(revenue)) " a month at current prices" } }
+                    (chart::plan_bars(&summary.distribution.plans, PlanMeasure::Revenue))
+                }
+            }
+            (top_users(view, first_metric))
+        }
+
+        (by_month(*period, metrics, months))
     }
-    out.push_str("</section>");
-    out
+}
+
+fn top_users(view: &Overview, first_metric: &str) -> Markup {
+    let Overview { period, current, metrics, summary, .. } = view;
+    html! {
+        section.panel aria-labelledby="top-heading" {
+            h2 #top-heading {
+                "Top users " span.sub { "by " (metric_label(&summary.metric).to_lowercase()) " in " (period) }
+            }
+            @if summary.top_users.is_empty() {
+                p.empty { "No usage recorded in " (period) @if period >= current { " yet" } "." }
+            } @else {
+                div.table-wrap { table {
+                    thead { tr {
+                        th scope="col" { "User" }
+                        th scope="col" { "Plan" }
+                        @for metric in metrics {
+                            @let sorted = metric.name == summary.metric;
+                            th scope="col" class={ "num" @if sorted { " sorted" } }
+                                aria-sort=[sorted.then_some("descending")] {
+                                a href=(link(*period, &metric.name, first_metric))
+                                    title={ "Sort by " (metric_label(&metric.name).to_lowercase()) } {
+                                    (metric_label(&metric.name))
+                                }
+                            }
+                        }
+                    } }
+                    tbody {
+                        @for user in &summary.top_users {
+                            tr {
+                                th scope="row" { a.mono href=(user_path(&user.user_id)) { (user.user_id) } }
+                                td { span.badge.plain { (user.plan) } }
+                                @for (name, value) in &user.usage {
+                                    td.num data-raw=(value) { (Unit::of_metric(metrics, name).value(*value)) }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// The last 12 months, one small chart per metric.
+fn by_month(period: Period, metrics: &[Metric], months: &[(Period, MetricValues)]) -> Markup {
+    let (from, to) = (months.first().map_or(period, |(month, _)| *month), period);
+    let any = months.iter().any(|(_, totals)| totals.iter().any(|(_, value)| *value > 0));
+    html! {
+        section.panel aria-labelledby="months-heading" {
+            h2 #months-heading { "Usage by month " span.sub { (from) " to " (to) } }
+            @if !any {
+                p.empty { "No usage recorded from " (from) " to " (to) "." }
+            } @else {
+                div.grid.three {
+                    @for metric in metrics {
+                        @let points: Vec<(Period, u64)> = months
+                            .iter()
+                            .map(|(month, totals)| {
+                                let value =
+                                    totals.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, value)| *value);
+                                (*month, value)
+                            })
+                            .collect();
+                        @let label = metric_label(&metric.name);
+                        figure.panel-plain {
+                            figcaption { h3 { (label) } }
+                            (chart::monthly_columns(&metric.name, &label, Unit::of(&metric.unit), &points))
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -276,7 +237,7 @@ mod tests {
 
     #[test]
     fn shows_empty_states_for_a_fresh_database() {
-        let html = render(&view(vec![("prompts".into(), 0), ("bytes_out".into(), 0)], vec![]));
+        let html = render(&view(vec![("prompts".into(), 0), ("bytes_out".into(), 0)], vec![])).into_string();
         assert!(html.contains("No usage recorded in 2026-11 yet."), "{html}");
         assert!(html.contains("No users yet."));
         assert!(html.contains("No usage recorded from 2025-12 to 2026-11."));
@@ -290,7 +251,8 @@ mod tests {
             plan: "teams".into(),
             usage: vec![("prompts".into(), 700), ("bytes_out".into(), 1_500_000_000)],
         };
-        let html = render(&view(vec![("prompts".into(), 12_725), ("bytes_out".into(), 1_500_000_000)], vec![user]));
+        let html = render(&view(vec![("prompts".into(), 12_725), ("bytes_out".into(), 1_500_000_000)], vec![user]))
+            .into_string();
         assert!(html.contains("data-raw=\"1500000000\">1.5 GB</span>"), "{html}");
         assert!(html.contains("1,500,000,000 bytes"));
         assert!(html.contains("data-raw=\"12725\">12,725</span>"));

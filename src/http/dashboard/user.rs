@@ -2,16 +2,18 @@
 //! features, monthly history, and the actions (change plan, reset the period, export,
 //! erase after a typed confirmation). Reads and actions go through `app::admin`.
 
-use super::html::{Tab, csrf_field, escape, metric_label, metric_value, money, thousands, user_path, utc_minute};
+use super::format::{Unit, metric_label, money, percent, thousands, utc_minute, wait};
+use super::html::{Tab, csrf_field, user_path};
 use super::session::{Flash, Visitor};
 use super::{Done, Form, Page, outcome, user_id};
 use crate::app::admin::{self as ops, UserDetails};
-use crate::domain::feature::FeatureKind;
+use crate::domain::feature::{FeatureKind, FeatureVerdict};
 use crate::domain::plan::{Enforcement, Metric};
+use crate::domain::usage::Standing;
 use crate::http::Ctx;
 use crate::http::error::ApiError;
 use crate::http::users::user_not_found;
-use std::fmt::Write;
+use maud::{Markup, html};
 
 const HISTORY_MONTHS: u32 = 12;
 
@@ -25,177 +27,226 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     Ok(Page { title: user_id.to_string(), tab: Tab::Users, content: render(&details, &metrics, &plans, visitor) })
 }
 
-fn unit_of<'m>(metrics: &'m [Metric], name: &str) -> &'m str {
-    metrics.iter().find(|metric| metric.name == name).map_or("", |metric| metric.unit.as_str())
+pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)], visitor: &Visitor) -> Markup {
+    let user_id = &details.user.user_id;
+    let path = user_path(user_id);
+    let period = details.period;
+    html! {
+        div.head {
+            h1 {
+                span.mono { (user_id) } " " span.badge data-plan=(details.plan) { (details.plan) }
+                @if details.bypass { " " span.badge.warn title="In admin_user_ids" { "limits bypassed" } }
+            }
+            a.button href={ (path) "/export" } download { "Export JSON" }
+        }
+        p.muted {
+            "First seen " (utc_minute(details.user.created_at_ms)) ". Limits are counted per UTC month; this one is "
+            (period) "."
+        }
+        section.panel {
+            h2 { "Usage in " (period) }
+            div.usage { @for (name, standing) in &details.usage { (usage(name, standing, metrics, &details.plan)) } }
+        }
+        div.grid.two {
+            (features(details))
+            (actions(details, metrics, plans, visitor, &path))
+        }
+        (history(details, metrics))
+    }
 }
 
-pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)], visitor: &Visitor) -> String {
-    let user_id = &details.user.user_id;
-    let path = escape(&user_path(user_id));
-    let period = details.period;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<div class=\"head\"><h1><span class=\"mono\">{}</span> <span class=\"badge\" data-plan=\"{}\">{}</span>{}</h1>\
-         <a class=\"button\" href=\"{path}/export\" download>Export JSON</a></div>\
-         <p class=\"muted\">First seen {}. Limits are counted per UTC month; this one is {period}.</p>",
-        escape(user_id),
-        escape(&details.plan),
-        escape(&details.plan),
-        if details.bypass {
-            " <span class=\"badge warn\" title=\"In admin_user_ids\">limits bypassed</span>"
-        } else {
-            ""
-        },
-        utc_minute(details.user.created_at_ms)
-    );
-
-    // Usage against the limits.
-    let _ = write!(out, "<section class=\"panel\"><h2>Usage in {period}</h2><div class=\"usage\">");
-    for (name, standing) in &details.usage {
-        let unit = unit_of(metrics, name);
-        let used = metric_value(unit, standing.used);
-        let _ = write!(
-            out,
-            "<div class=\"metric\" data-metric=\"{}\"><h3>{}</h3><div><span class=\"used\" data-raw=\"{}\">{}</span>",
-            escape(name),
-            escape(&metric_label(name)),
-            standing.used,
-            escape(&used)
-        );
-        match standing.limit {
-            Some(limit) => {
-                let percent = if limit == 0 { 100.0 } else { standing.used as f64 * 100.0 / limit as f64 };
-                let class = match (standing.enforcement, percent >= 100.0) {
-                    (Enforcement::Hard, true) => "meter full",
-                    (Enforcement::Soft, true) => "meter soft",
-                    _ => "meter",
-                };
-                let kind = if standing.enforcement == Enforcement::Hard { "hard limit" } else { "soft limit" };
-                let _ = write!(
-                    out,
-                    " <span class=\"sub\">of {} {}</span></div>\
-                     <div class=\"{class}\" aria-hidden=\"true\"><span style=\"width:{:.1}%\"></span></div>\
-                     <div class=\"muted\">{:.0}% of the {kind}",
-                    escape(&metric_value(unit, limit)),
-                    escape(if unit == "bytes" { "" } else { unit }),
-                    percent.min(100.0),
-                    percent,
-                );
-                if standing.over_soft_limit {
-                    out.push_str(" <span class=\"badge warn\">over the soft limit</span>");
-                } else if let Some(remaining) = standing.remaining {
-                    let _ = write!(out, "; {} left", escape(&metric_value(unit, remaining)));
+/// One metric this period: used, against the limit if there is one.
+fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &str) -> Markup {
+    let unit = Unit::of_metric(metrics, name);
+    html! {
+        div.metric data-metric=(name) {
+            h3 { (metric_label(name)) }
+            @match standing.limit {
+                Some(limit) => {
+                    @let share = if limit == 0 { 1.0 } else { standing.used as f64 / limit as f64 };
+                    @let class = match (standing.enforcement, share >= 1.0) {
+                        (Enforcement::Hard, true) => "meter full",
+                        (Enforcement::Soft, true) => "meter soft",
+                        _ => "meter",
+                    };
+                    @let kind = if standing.enforcement == Enforcement::Hard { "hard limit" } else { "soft limit" };
+                    div {
+                        span.used data-raw=(standing.used) { (unit.value(standing.used)) }
+                        " " span.sub { "of " (unit.phrase(limit)) }
+                    }
+                    div class=(class) aria-hidden="true" { span style=(meter_width(standing.used, share)) {} }
+                    div.muted {
+                        (percent(share)) " of the " (kind)
+                        @if standing.over_soft_limit {
+                            " " span.badge.warn { "over the soft limit" }
+                        } @else if let Some(remaining) = standing.remaining {
+                            "; " (unit.value(remaining)) " left"
+                        }
+                    }
                 }
-                out.push_str("</div></div>");
-            }
-            None => {
-                let _ = write!(
-                    out,
-                    " <span class=\"sub\">{}</span></div><div class=\"muted\">No limit on {}</div></div>",
-                    escape(if unit == "bytes" { "" } else { unit }),
-                    escape(&details.plan)
-                );
+                None => {
+                    div {
+                        span.used data-raw=(standing.used) { (unit.value(standing.used)) }
+                        @if !unit.word().is_empty() { " " span.sub { (unit.word()) } }
+                    }
+                    div.muted { "No limit on " (plan) }
+                }
             }
         }
     }
-    out.push_str("</div></section>");
+}
 
-    out.push_str("<div class=\"grid two\">");
-    // Features.
-    out.push_str("<section class=\"panel\"><h2>Features</h2>");
-    if details.features.is_empty() {
-        out.push_str("<p class=\"empty\">No features are configured.</p>");
-    } else {
-        out.push_str(
-            "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Feature</th><th scope=\"col\">Access</th>\
-             <th scope=\"col\" class=\"num\">Left now</th></tr></thead><tbody>",
-        );
-        for verdict in &details.features {
-            let access = match (verdict.allowed, verdict.kind, verdict.limit, verdict.window_secs) {
-                (false, _, _, _) => match &verdict.plan_required {
-                    Some(plan) => format!("<span class=\"badge plain\">needs {}</span>", escape(plan)),
-                    None => "<span class=\"badge plain\">not granted</span>".to_owned(),
-                },
-                (true, FeatureKind::Rate, Some(limit), Some(window)) => {
-                    format!("<span class=\"badge ok\">{limit} per {}</span>", window_words(window))
+/// A meter's fill: its share of the limit, and never thinner than a sliver once something
+/// is used (30 of 10,000 is 0.3%, under a pixel).
+fn meter_width(used: u64, share: f64) -> String {
+    const SLIVER_PERCENT: f64 = 2.0;
+    let percent = if used == 0 { 0.0 } else { (share * 100.0).clamp(SLIVER_PERCENT, 100.0) };
+    format!("width:{percent:.1}%")
+}
+
+fn features(details: &UserDetails) -> Markup {
+    html! {
+        section.panel {
+            h2 { "Features" }
+            @if details.features.is_empty() {
+                p.empty { "No features are configured." }
+            } @else {
+                div.table-wrap { table {
+                    thead { tr {
+                        th scope="col" { "Feature" }
+                        th scope="col" { "Access" }
+                        th scope="col" class="num" { "Left now" }
+                    } }
+                    tbody {
+                        @for verdict in &details.features {
+                            tr {
+                                th scope="row" { (verdict.feature) }
+                                td { (access(verdict)) }
+                                td.num { (left_now(verdict)) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// What the plan grants: a rate shows even when this window is used up.
+fn access(verdict: &FeatureVerdict) -> Markup {
+    let granted = verdict.bypass || verdict.plan_required.is_none() && verdict.limit != Some(0);
+    html! {
+        @match (granted, verdict.kind, verdict.limit, verdict.window_secs) {
+            (true, FeatureKind::Rate, Some(limit), Some(window)) => {
+                span class=(if verdict.allowed { "badge ok" } else { "badge warn" }) {
+                    (thousands(limit.into())) " per " (window_words(window))
                 }
-                (true, _, _, _) => "<span class=\"badge ok\">granted</span>".to_owned(),
-            };
-            let left = verdict.remaining_in_window.map_or_else(|| "&mdash;".to_owned(), |left| thousands(left.into()));
-            let _ = write!(
-                out,
-                "<tr><th scope=\"row\">{}</th><td>{access}</td><td class=\"num\">{left}</td></tr>",
-                escape(&verdict.feature)
-            );
+            }
+            (true, _, _, _) if verdict.allowed => span.badge.ok { "granted" },
+            _ => @match &verdict.plan_required {
+                Some(plan) => span.badge.plain { "needs " (plan) },
+                None => span.badge.plain { "not granted" },
+            },
         }
-        out.push_str("</tbody></table></div>");
     }
-    out.push_str("</section>");
+}
 
-    // Actions.
-    let csrf = csrf_field(visitor);
-    let _ = write!(
-        out,
-        "<section class=\"panel\"><h2>Actions</h2><div class=\"actions\">\
-         <section><h3>Change plan</h3><form method=\"post\" action=\"{path}/plan\">{csrf}\
-         <div class=\"inline\"><div class=\"field\"><label for=\"plan\">Plan</label><select id=\"plan\" name=\"plan\">"
-    );
-    for (plan, price_cents) in plans {
-        let selected = if *plan == details.plan { " selected" } else { "" };
-        let _ = write!(
-            out,
-            "<option value=\"{}\"{selected}>{} ({} a month)</option>",
-            escape(plan),
-            escape(plan),
-            money(*price_cents)
-        );
-    }
-    let _ = write!(
-        out,
-        "</select></div><button class=\"primary\" type=\"submit\">Change plan</button></div></form></section>\
-         <section><h3>Reset {period}</h3><form method=\"post\" action=\"{path}/reset\">{csrf}\
-         <div class=\"inline\"><div class=\"field\"><label for=\"reset-metric\">Metric</label>\
-         <select id=\"reset-metric\" name=\"metric\"><option value=\"\">All metrics</option>"
-    );
-    for metric in metrics {
-        let _ =
-            write!(out, "<option value=\"{}\">{}</option>", escape(&metric.name), escape(&metric_label(&metric.name)));
-    }
-    let _ = write!(
-        out,
-        "</select></div><button type=\"submit\">Reset</button></div></form>\
-         <p class=\"hint\">Sets this month's counters to zero. The audit log keeps what they were.</p></section>\
-         <section><h3>Erase</h3><p class=\"hint\">Deletes the user and everything held about them.</p>\
-         <a class=\"button danger\" href=\"{path}/erase\">Erase user&hellip;</a></section></div></section>"
-    );
-    out.push_str("</div>");
-
-    // History.
-    let _ = write!(
-        out,
-        "<section class=\"panel\"><h2>History <span class=\"sub\">the last {} months</span></h2>\
-         <div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Month</th>",
-        details.history.len()
-    );
-    for metric in metrics {
-        let _ = write!(out, "<th scope=\"col\" class=\"num\">{}</th>", escape(&metric_label(&metric.name)));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for (month, values) in &details.history {
-        let _ = write!(out, "<tr data-period=\"{month}\"><th scope=\"row\">{month}</th>");
-        for (name, value) in values {
-            let class = if *value == 0 { "num muted" } else { "num" };
-            let _ = write!(
-                out,
-                "<td class=\"{class}\" data-raw=\"{value}\">{}</td>",
-                escape(&metric_value(unit_of(metrics, name), *value))
-            );
+/// Uses left in the window now, and how long a used-up window stays so.
+fn left_now(verdict: &FeatureVerdict) -> Markup {
+    html! {
+        @match (verdict.remaining_in_window, verdict.full_window_frees_in_ms) {
+            (Some(left), Some(frees_in_ms)) if !verdict.allowed => {
+                (thousands(left.into())) " left for " (wait(frees_in_ms))
+            }
+            (Some(left), _) => (thousands(left.into())),
+            (None, _) => "—",
         }
-        out.push_str("</tr>");
     }
-    out.push_str("</tbody></table></div></section>");
-    out
+}
+
+fn actions(
+    details: &UserDetails,
+    metrics: &[Metric],
+    plans: &[(String, u64)],
+    visitor: &Visitor,
+    path: &str,
+) -> Markup {
+    html! {
+        section.panel {
+            h2 { "Actions" }
+            div.actions {
+                section {
+                    h3 { "Change plan" }
+                    form method="post" action={ (path) "/plan" } {
+                        (csrf_field(visitor))
+                        div.inline {
+                            div.field {
+                                label for="plan" { "Plan" }
+                                select #plan name="plan" {
+                                    @for (plan, price_cents) in plans {
+                                        option value=(plan) selected[*plan == details.plan] {
+                                            (plan) " (" (money(*price_cents)) " a month)"
+                                        }
+                                    }
+                                }
+                            }
+                            button.primary type="submit" { "Change plan" }
+                        }
+                    }
+                }
+                section {
+                    h3 { "Reset " (details.period) }
+                    form method="post" action={ (path) "/reset" } {
+                        (csrf_field(visitor))
+                        div.inline {
+                            div.field {
+                                label for="reset-metric" { "Metric" }
+                                select #reset-metric name="metric" {
+                                    option value="" { "All metrics" }
+                                    @for metric in metrics {
+                                        option value=(metric.name) { (metric_label(&metric.name)) }
+                                    }
+                                }
+                            }
+                            button type="submit" { "Reset" }
+                        }
+                    }
+                    p.hint { "Sets this month's counters to zero. The audit log keeps what they were." }
+                }
+                section {
+                    h3 { "Erase" }
+                    p.hint { "Deletes the user and everything held about them." }
+                    a.button.danger href={ (path) "/erase" } { "Erase user…" }
+                }
+            }
+        }
+    }
+}
+
+fn history(details: &UserDetails, metrics: &[Metric]) -> Markup {
+    html! {
+        section.panel {
+            h2 { "History " span.sub { "the last " (details.history.len()) " months" } }
+            div.table-wrap { table {
+                thead { tr {
+                    th scope="col" { "Month" }
+                    @for metric in metrics { th scope="col" class="num" { (metric_label(&metric.name)) } }
+                } }
+                tbody {
+                    @for (month, values) in &details.history {
+                        tr data-period=(month) {
+                            th scope="row" { (month) }
+                            @for (name, value) in values {
+                                td class=(if *value == 0 { "num muted" } else { "num" }) data-raw=(value) {
+                                    (Unit::of_metric(metrics, name).value(*value))
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
 }
 
 fn window_words(window_secs: u32) -> String {
@@ -228,7 +279,7 @@ pub fn reset(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
         let before: Vec<String> = report
             .before
             .iter()
-            .map(|(name, value)| format!("{} {}", metric_label(name), metric_value(unit_of(&units, name), *value)))
+            .map(|(name, value)| format!("{} {}", metric_label(name), Unit::of_metric(&units, name).value(*value)))
             .collect();
         format!("Reset {user_id}'s usage in {}; it was {}.", report.period, before.join(", "))
     })?;
@@ -239,21 +290,28 @@ pub fn reset(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
 pub fn erase_page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let user_id = user_id(ctx)?;
     ops::user_details(&ctx.app.store, &ctx.app.rules, &user_id, 1)?.ok_or_else(|| user_not_found(&user_id))?;
-    let path = escape(&user_path(&user_id));
-    let shown = escape(&user_id);
-    let content = format!(
-        "<div class=\"panel login\" style=\"max-width:34rem\"><h1>Erase <span class=\"mono\">{shown}</span>?</h1>\
-         <p>This deletes <strong class=\"mono\">{shown}</strong> with their counters, feature uses and saved \
-         answers. Audit rows that name them will name a hash instead. It cannot be undone.</p>\
-         <p>Need a copy first? <a href=\"{path}/export\" download>Export their data</a>.</p>\
-         <form method=\"post\" action=\"{path}/erase\">{}\
-         <div class=\"field\"><label for=\"confirm\">Type <code>{shown}</code> to confirm</label>\
-         <input id=\"confirm\" name=\"confirm\" required autocomplete=\"off\" spellcheck=\"false\" \
-         autocapitalize=\"off\"></div>\
-         <div class=\"inline\"><button class=\"danger\" type=\"submit\">Erase user</button>\
-         <a class=\"button\" href=\"{path}\">Cancel</a></div></form></div>",
-        csrf_field(visitor)
-    );
+    let path = user_path(&user_id);
+    let content = html! {
+        div.panel.login style="max-width:34rem" {
+            h1 { "Erase " span.mono { (user_id) } "?" }
+            p {
+                "This deletes " strong.mono { (user_id) } " with their counters, feature uses and saved answers. \
+                 Audit rows that name them will name a hash instead. It cannot be undone."
+            }
+            p { "Need a copy first? " a href={ (path) "/export" } download { "Export their data" } "." }
+            form method="post" action={ (path) "/erase" } {
+                (csrf_field(visitor))
+                div.field {
+                    label for="confirm" { "Type " code { (user_id) } " to confirm" }
+                    input #confirm name="confirm" required autocomplete="off" spellcheck="false" autocapitalize="off";
+                }
+                div.inline {
+                    button.danger type="submit" { "Erase user" }
+                    a.button href=(path) { "Cancel" }
+                }
+            }
+        }
+    };
     Ok(Page { title: format!("Erase {user_id}"), tab: Tab::Users, content })
 }
 

@@ -59,6 +59,15 @@ impl AdminRead for PgDb<'_> {
         Ok(rows.iter().map(|row| (row.get(0), from_stored_integer(row.get(1)))).collect())
     }
 
+    fn totals_by_month(&self, oldest: Period, newest: Period) -> Result<Vec<(String, String, u64)>> {
+        // Periods are `YYYY-MM` text, so the range is a range of the primary key (period, metric).
+        let rows = self.conn().query(
+            "SELECT period, metric, total FROM period_totals WHERE period BETWEEN $1 AND $2",
+            &[&oldest.to_string(), &newest.to_string()],
+        )?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1), from_stored_integer(row.get(2)))).collect())
+    }
+
     fn active_users(&self, period: Period) -> Result<u64> {
         let row =
             self.conn().query_opt("SELECT active_users FROM period_users WHERE period = $1", &[&period.to_string()])?;

@@ -17,7 +17,7 @@ mod usage;
 mod writer;
 
 use crate::config::PostgresConfig;
-use crate::domain::ports::{Backend, ReadJob, ReadTx, Reply, StoreError, WriteJob, WriteTx};
+use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteTx};
 use crate::metrics::Metrics;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -282,19 +282,32 @@ impl PostgresBackend {
     }
 }
 
+/// Runs a read job in one REPEATABLE READ, READ ONLY transaction: its statements share the
+/// snapshot of its first one. The transaction always ends before the connection goes back to
+/// the pool.
+fn in_snapshot(conn: &mut Conn, job: ReadJob<'_>) -> Result<(), StoreError> {
+    conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+    let result = job(&PgDb::new(conn));
+    let ended = conn.batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    result.and(ended)
+}
+
 impl Backend for PostgresBackend {
     fn submit_job(&self, job: WriteJob, reply: Reply) {
         self.writer.submit(job, reply);
     }
 
-    fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
+    fn read_job(&self, job: ReadJob<'_>, scope: ReadScope) -> Result<(), StoreError> {
         // Pooled connections may have been dropped by the server (a restart) without the
         // driver knowing until one is used: such a read runs again on the next connection,
         // until one is live (the pool replaces the dead ones) or the pool has been gone through.
         let mut attempts = self.pool.max_size() + 1;
         loop {
             let mut conn = self.pool.get()?;
-            let result = job(&PgDb::new(&mut conn));
+            let result = match scope {
+                ReadScope::EachStatement => job(&PgDb::new(&mut conn)),
+                ReadScope::Snapshot => in_snapshot(&mut conn, &mut *job),
+            };
             attempts -= 1;
             match result {
                 Err(StoreError::Unreachable(_)) if conn.is_closed() && attempts > 0 => continue,

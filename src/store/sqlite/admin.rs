@@ -30,6 +30,20 @@ fn period_totals(connection: &Connection, period: Period) -> Result<Vec<(String,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+fn totals_by_month(
+    connection: &Connection,
+    oldest: Period,
+    newest: Period,
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    // Periods are `YYYY-MM` text, so the range is a range of the primary key (period, metric).
+    let mut statement =
+        connection.prepare_cached("SELECT period, metric, total FROM period_totals WHERE period BETWEEN ?1 AND ?2")?;
+    let rows = statement.query_map([oldest.to_string(), newest.to_string()], |row| {
+        Ok((row.get(0)?, row.get(1)?, to_u64(row.get(2)?)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn active_users(connection: &Connection, period: Period) -> Result<u64, StoreError> {
     let mut statement = connection.prepare_cached("SELECT active_users FROM period_users WHERE period = ?1")?;
     let count: Option<i64> = statement.query_row([period.to_string()], |row| row.get(0)).optional()?;
@@ -149,6 +163,13 @@ macro_rules! impl_admin_read {
         impl AdminRead for $type {
             fn period_totals(&self, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
                 period_totals(self.0, period)
+            }
+            fn totals_by_month(
+                &self,
+                oldest: Period,
+                newest: Period,
+            ) -> Result<Vec<(String, String, u64)>, StoreError> {
+                totals_by_month(self.0, oldest, newest)
             }
             fn active_users(&self, period: Period) -> Result<u64, StoreError> {
                 active_users(self.0, period)

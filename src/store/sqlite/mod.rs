@@ -12,10 +12,10 @@ mod usage;
 mod writer;
 
 use crate::config::SqliteConfig;
-use crate::domain::ports::{Backend, ReadJob, ReadTx, Reply, StoreError, WriteJob, WriteTx};
+use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteTx};
 use crate::metrics::Metrics;
 use crate::store::group::WriterOptions;
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,9 +86,17 @@ impl Backend for SqliteBackend {
         self.writer.submit(writer::job(job), reply);
     }
 
-    fn read_job(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
-        let connection = self.readers.get_timeout(Duration::from_secs(5))?;
-        job(&SqliteReader(&connection))
+    fn read_job(&self, job: ReadJob<'_>, scope: ReadScope) -> Result<(), StoreError> {
+        let mut connection = self.readers.get_timeout(Duration::from_secs(5))?;
+        match scope {
+            ReadScope::EachStatement => job(&SqliteReader(&connection)),
+            ReadScope::Snapshot => {
+                // A deferred transaction keeps the WAL snapshot of its first read to its end;
+                // dropping it rolls back, which for a read only ends it.
+                let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                job(&SqliteReader(&transaction))
+            }
+        }
     }
 
     fn is_ready(&self) -> bool {

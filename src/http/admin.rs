@@ -5,7 +5,7 @@
 use super::error::ApiError;
 use super::request::{present, whole};
 use super::users::{UserView, rfc3339, user_id_param, user_not_found};
-use super::{App, Ctx, json_response, now_ms};
+use super::{Ctx, json_response, now_ms};
 use crate::app::admin as ops;
 use crate::domain::Rules;
 use crate::domain::admin::{self, MetricValues};
@@ -238,58 +238,7 @@ pub fn delete_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 pub fn get_export(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    Ok(json_response(StatusCode::OK, &export_json(ctx.app, &user_id)?))
-}
-
-/// Everything held about a user as one JSON document (also the dashboard's download).
-pub fn export_json(app: &App, user_id: &UserId) -> Result<Value, ApiError> {
-    let (user, export) = ops::export(&app.store, user_id)?;
-    let counters: Vec<Value> = export
-        .counters
-        .iter()
-        .map(|counter| {
-            json!({
-                "period": counter.period,
-                "metric": counter.metric,
-                "value": counter.value,
-                "created_at": rfc3339(counter.created_at_ms),
-                "updated_at": rfc3339(counter.updated_at_ms),
-            })
-        })
-        .collect();
-    let feature_uses: Vec<Value> = export
-        .feature_uses
-        .iter()
-        .map(|(feature, at)| json!({ "feature": feature, "used_at": rfc3339(*at) }))
-        .collect();
-    let keys: Vec<Value> = export
-        .idempotency_keys
-        .iter()
-        .map(|(key, status, at)| json!({ "key": key, "status": status, "created_at": rfc3339(*at) }))
-        .collect();
-    let audit: Vec<Value> = export.audit.iter().map(audit_json).collect();
-    let events: Vec<Value> = export.events.iter().map(super::webhooks::event_json).collect();
-    let alerts: Vec<Value> = export
-        .alerts
-        .iter()
-        .map(|(period, metric, alert)| json!({ "period": period, "metric": metric, "alert": alert }))
-        .collect();
-    Ok(json!({
-            "exported_at": rfc3339(now_ms()),
-            "user": {
-                "uuid": user.uuid,
-                "user_id": user.user_id,
-                "plan": user.plan,
-                "created_at": rfc3339(user.created_at_ms),
-                "updated_at": rfc3339(export.updated_at_ms),
-            },
-            "counters": counters,
-            "feature_uses": feature_uses,
-            "idempotency_keys": keys,
-            "audit": audit,
-            "events": events,
-            "alerts": alerts,
-    }))
+    super::export::response(ctx, &user_id, super::export::Format::accepted(ctx))
 }
 
 pub fn audit_json(record: &crate::domain::ports::AuditRecord) -> Value {

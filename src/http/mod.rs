@@ -8,9 +8,11 @@
 
 mod admin;
 mod auth;
+mod body;
 mod compat;
 mod dashboard;
 mod error;
+mod export;
 mod features;
 mod health;
 mod idempotency;
@@ -43,8 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use throttle::FailureThrottle;
 
-/// A response body: whole, in memory.
-pub type Body = http_body_util::Full<Bytes>;
+pub use body::{Body, BodySender};
 
 /// A request's head (method, target, headers); the body travels beside it as bytes.
 pub type Head = ::http::Request<()>;
@@ -342,9 +343,11 @@ pub fn finish(app: &App, trace: Trace, route: &'static str, outcome: Outcome, cl
         headers.insert(X_REQUEST_ID, value);
     }
     if trace.is_head {
-        // The GET answer's headers, its length included, and no body.
-        let length = http_body::Body::size_hint(response.body()).exact().unwrap_or(0);
-        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        // The GET answer's headers, its length included when known (not for a stream), and
+        // no body (a stream's producer sees the client gone and stops).
+        if let Some(length) = http_body::Body::size_hint(response.body()).exact() {
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         *response.body_mut() = Body::default();
     }
     let status = response.status().as_u16();

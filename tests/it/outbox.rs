@@ -218,3 +218,51 @@ fn a_refusal_event_carries_the_refusals_since_the_previous_one() {
     let unreported = count(tally.dir.path(), "SELECT unreported FROM refusals WHERE user_id = 'again'");
     assert_eq!(reported + unreported, 21);
 }
+
+/// Inserts `n` events naming `user_id` straight into the server's database.
+fn seed_events(dir: &Path, user_id: &str, n: u32) {
+    let sql = if crate::backend::is_postgres() {
+        format!(
+            "INSERT INTO events (id, type, at, user_id, data)
+             SELECT 'seed-' || i, 'plan_changed', 1764547200000 + i, '{user_id}', '{{\"n\":' || i || '}}'
+             FROM generate_series(1, {n}) AS i"
+        )
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+             INSERT INTO events (id, type, at, user_id, data)
+             SELECT 'seed-' || i, 'plan_changed', 1764547200000 + i, '{user_id}', '{{\"n\":' || i || '}}' FROM n"
+        )
+    };
+    crate::backend::run_sql(dir, &sql);
+}
+
+#[test]
+fn an_export_of_100_000_events_streams_complete_as_json_and_as_ndjson() {
+    let tally = Setup::new().config(PLANS).start();
+    let mut client = tally.client();
+    assert_eq!(client.post("/v1/track", &usage("exporter", "prompts", json!({ "amount": 3 }))).status, 200);
+    seed_events(tally.dir.path(), "exporter", 100_000);
+
+    let reply = client.get("/v1/admin/users/exporter/export");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("transfer-encoding"), Some("chunked"), "streamed, not held whole");
+    let document = reply.json();
+    assert_eq!(document["user"]["user_id"], "exporter");
+    assert_eq!(document["counters"][0]["value"], 3);
+    let events = document["events"].as_array().unwrap();
+    assert_eq!(events.len(), 100_000, "every event, in order");
+    assert!(events.iter().enumerate().all(|(index, event)| event["data"]["n"] == index as u64 + 1));
+
+    let reply = client.request("GET", "/v1/admin/users/exporter/export", &[("Accept", "application/x-ndjson")], None);
+    assert_eq!(reply.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> =
+        String::from_utf8(reply.body).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines[0]["kind"], "user");
+    assert_eq!(lines[0]["data"]["user"]["user_id"], "exporter");
+    let events: Vec<&Value> = lines.iter().filter(|line| line["kind"] == "event").collect();
+    assert_eq!(events.len(), 100_000);
+    assert_eq!(events[99_999]["data"]["data"]["n"], 100_000);
+    assert_eq!(lines.iter().filter(|line| line["kind"] == "counter").count(), 1);
+    assert_eq!(client.get("/v1/admin/users/nobody/export").code(), "user_not_found");
+}

@@ -399,6 +399,13 @@ pub fn try_read_reply(stream: &mut BufReader<TcpStream>) -> std::io::Result<Repl
         let (name, value) = trimmed.split_once(':').ok_or_else(|| bad(format!("bad header {trimmed:?}")))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        let body = read_chunked(stream)?;
+        return Ok(Reply { status, headers, body });
+    }
     let length: usize = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
@@ -408,6 +415,34 @@ pub fn try_read_reply(stream: &mut BufReader<TcpStream>) -> std::io::Result<Repl
     let mut body = vec![0; length];
     stream.read_exact(&mut body)?;
     Ok(Reply { status, headers, body })
+}
+
+/// A `Transfer-Encoding: chunked` body (a streamed answer), to its last chunk.
+fn read_chunked(stream: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        stream.read_line(&mut line)?;
+        let size_text = line.trim_end().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad(format!("bad chunk size {line:?}")))?;
+        if size == 0 {
+            // Trailers, then the blank line that ends the body.
+            loop {
+                line.clear();
+                stream.read_line(&mut line)?;
+                if line.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        stream.read_exact(&mut body[start..])?;
+        line.clear();
+        stream.read_line(&mut line)?;
+    }
 }
 
 /// The bytes of a keep-alive `POST path` with a JSON `body`, for `Client::try_send_raw`

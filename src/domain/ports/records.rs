@@ -44,7 +44,7 @@ pub struct CounterRecord {
     pub updated_at_ms: i64,
 }
 
-/// Everything held about one user.
+/// Everything held about one user but their events (which an export pages through).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserExport {
     pub updated_at_ms: i64,
@@ -54,7 +54,6 @@ pub struct UserExport {
     /// (key, status, created_at_ms)
     pub idempotency_keys: Vec<(String, u16, i64)>,
     pub audit: Vec<AuditRecord>,
-    pub events: Vec<EventRecord>,
     /// (period, metric, alert): the once-only usage alerts already sent.
     pub alerts: Vec<(String, String, String)>,
     pub refusals: Vec<RefusalCount>,

@@ -307,18 +307,16 @@ pub fn export(ctx: &mut Ctx<'_>) -> Handled {
         return to_login();
     };
     let exported = user_id(ctx).and_then(|user_id| {
-        let document = super::admin::export_json(ctx.app, &user_id)?;
-        serde_json::to_vec_pretty(&document).map(|body| (user_id, body)).map_err(|_| ApiError::internal())
+        let response = super::export::response(ctx, &user_id, super::export::Format::Json)?;
+        Ok((user_id, response))
     });
-    let (user_id, body) = match exported {
+    let (user_id, mut response) = match exported {
         Ok(exported) => exported,
         Err(error) => return error_page(error, Some(&visitor)),
     };
     let file_name: String =
         user_id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' }).collect();
-    let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let disposition = format!("attachment; filename=\"tally-user-{file_name}.json\"");
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);

@@ -5,8 +5,8 @@ use super::usage::user_row;
 use super::{PgDb, Rollups};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, EventQuery, EventRead, StoreError, UserExport,
-    UserRecord, from_stored_integer,
+    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, StoreError, UserExport, UserRecord,
+    from_stored_integer,
 };
 use postgres::Row;
 
@@ -151,8 +151,6 @@ impl AdminRead for PgDb<'_> {
             .iter()
             .map(audit_row)
             .collect();
-        let events =
-            self.events(&EventQuery { user_id: Some(user.user_id.clone()), limit: u32::MAX, ..EventQuery::default() })?;
         let alerts = self
             .conn()
             .query("SELECT period, metric, alert FROM usage_alerts WHERE user_pk = $1 ORDER BY period", &[&user.pk])?
@@ -160,7 +158,7 @@ impl AdminRead for PgDb<'_> {
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
         let refusals = super::usage::refusals(self, &user.user_id, None)?;
-        Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts, refusals })
+        Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, alerts, refusals })
     }
 
     fn pending_erasures(&self) -> Result<Vec<ErasureRecord>> {

@@ -4,8 +4,7 @@
 use super::{SqliteReader, SqliteTx, rollup};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, EventQuery, EventRead, StoreError, UserExport,
-    UserRecord,
+    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, StoreError, UserExport, UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -136,17 +135,12 @@ fn export_user(connection: &Connection, user: &UserRecord) -> Result<UserExport,
     let mut statement = connection
         .prepare_cached("SELECT id, at, actor, action, target, details FROM audit_log WHERE target = ?1 ORDER BY id")?;
     let audit = statement.query_map([&user.user_id], audit_row)?.collect::<Result<_, _>>()?;
-    let events = SqliteReader(connection).events(&EventQuery {
-        user_id: Some(user.user_id.clone()),
-        limit: u32::MAX,
-        ..EventQuery::default()
-    })?;
     let mut statement = connection
         .prepare_cached("SELECT period, metric, alert FROM usage_alerts WHERE user_pk = ?1 ORDER BY period")?;
     let alerts =
         statement.query_map([user.pk], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect::<Result<_, _>>()?;
     let refusals = super::usage::refusals(connection, &user.user_id, None)?;
-    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, events, alerts, refusals })
+    Ok(UserExport { updated_at_ms, counters, feature_uses, idempotency_keys, audit, alerts, refusals })
 }
 
 fn pending_erasures(connection: &Connection) -> Result<Vec<ErasureRecord>, StoreError> {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The user export's memory: seeds N events for one user into a fresh SQLite database, starts
+# a release build of Tally on it, and exports that user (JSON, then NDJSON) with curl,
+# printing the server's resident memory before and its peak (VmHWM) after each export, the
+# export's size and time. Usage: bench/export.sh [N] (default 1,000,000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+cargo build --release --locked --quiet
+WORK=$(mktemp -d /tmp/tally-export.XXXXXX)
+trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cat > "$WORK/tally.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+[database]
+path = "$WORK/tally.db"
+[auth]
+admin_keys = ["admin-key-export-bench"]
+service_keys = ["service-key-export-bench"]
+TOML
+target/release/tally migrate --config "$WORK/tally.toml" > /dev/null
+python3 - "$WORK/tally.db" "$N" <<'PY'
+import sqlite3, sys, time, uuid
+db = sqlite3.connect(sys.argv[1])
+n = int(sys.argv[2])
+now = int(time.time() * 1000)
+db.execute("INSERT INTO users (uuid, user_id, plan, created_at, updated_at) VALUES (?, 'exporter', 'trial', ?, ?)",
+           (str(uuid.uuid4()), now, now))
+db.executemany(
+    "INSERT INTO events (id, type, at, user_id, data) VALUES (?, 'limit_exceeded', ?, 'exporter', ?)",
+    ((f"seed-{i}", now - n + i,
+      '{"metric":"prompts","period":"2026-12","plan":"trial","used":30,"limit":30,"amount":1,"refusals":1}')
+     for i in range(n)))
+db.commit()
+PY
+target/release/tally serve --config "$WORK/tally.toml" > "$WORK/stdout" 2> "$WORK/stderr" &
+SERVER=$!
+for _ in $(seq 1 100); do
+    ADDR=$(sed -n 's#^listening on http://##p' "$WORK/stdout")
+    [ -n "$ADDR" ] && break
+    sleep 0.05
+done
+[ -n "${ADDR:-}" ] || { echo "tally did not start"; cat "$WORK/stderr"; exit 1; }
+kib() { awk -v key="$1:" '$1 == key { print $2 }' "/proc/$SERVER/status"; }
+echo "events: $N; server resident before: $(kib VmRSS) KiB (peak so far $(kib VmHWM) KiB)"
+for accept in application/json application/x-ndjson; do
+    before=$(kib VmRSS)
+    stats=$(curl -s -o "$WORK/export" -w '%{size_download} %{time_total}' -H "Authorization: Bearer admin-key-export-bench" \
+        -H "Accept: $accept" "http://$ADDR/v1/admin/users/exporter/export")
+    echo "$accept: $(echo "$stats" | awk '{ printf "%d bytes in %.1f s", $1, $2 }'); resident before $before KiB, peak since start $(kib VmHWM) KiB, after $(kib VmRSS) KiB"
+done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Tally's whole test suite. This is the command the README gives and CI runs (.ci/run):
 #   1. the unit tests and the integration tests that start the real binary (the dashboard's
-#      browser test drives headless Chromium, so the browser is installed first if missing),
-#      on SQLite;
+#      browser test drives headless Chromium, and the metrics test runs `promtool check
+#      metrics`, so both are installed first if missing), on SQLite;
 #   2. the integration tests again on PostgreSQL (scripts/with-postgres.sh installs Debian's
 #      postgresql if missing and runs a throwaway cluster; tests of what only SQLite has say
 #      so and do not apply there);
@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-browser.sh
+./scripts/install-promtool.sh
 cargo test --locked "$@"
 if [ "$#" -eq 0 ]; then
     # The restart test stops the whole server: it runs alone, on a cluster of its own.

@@ -193,3 +193,41 @@ fn a_use_is_idempotent_under_its_key() {
     let fresh = send(&mut client, "snap-2");
     assert_eq!(fresh.json()["remaining_in_window"], 3, "the replays counted nothing");
 }
+
+#[test]
+fn a_replayed_refusal_keeps_its_status_body_and_retry_after() {
+    let tally = Setup::new().config(&window_config(1, 3600)).start();
+    let mut client = tally.client();
+    let body = feature("retrier", "export").to_string();
+    let send = |client: &mut Client, key: &str| {
+        client.request(
+            "POST",
+            "/v1/features/use",
+            &[("Content-Type", "application/json"), ("Idempotency-Key", key)],
+            Some(body.as_bytes()),
+        )
+    };
+    let allowed = send(&mut client, "use-1");
+    assert_eq!(allowed.status, 200);
+    let refused = send(&mut client, "use-2");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.code(), "rate_limited");
+    let retry_after = refused.header("retry-after").expect("a fresh 429 carries Retry-After").to_owned();
+    assert!(retry_after.parse::<u64>().unwrap() > 3500, "about an hour: {retry_after}");
+    for _ in 0..2 {
+        let replayed = send(&mut client, "use-2");
+        assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+        assert_eq!(replayed.status, 429, "the original status");
+        assert_eq!(replayed.body, refused.body, "the original body");
+        assert_eq!(replayed.header("retry-after"), Some(retry_after.as_str()), "the original Retry-After");
+    }
+    let replayed_allowed = send(&mut client, "use-1");
+    assert_eq!((replayed_allowed.status, &replayed_allowed.body), (200, &allowed.body));
+    assert_eq!(replayed_allowed.header("retry-after"), None, "headers belong to their answer only");
+
+    // Survives a restart: the headers are stored with the answer, not recomputed.
+    let tally = tally.restart();
+    let mut client = tally.client();
+    let replayed = send(&mut client, "use-2");
+    assert_eq!((replayed.status, replayed.header("retry-after")), (429, Some(retry_after.as_str())));
+}

@@ -174,7 +174,7 @@ pub struct PostgresConfig {
     pub url: DatabaseUrl,
     /// Connections per node (the writer's one, plus a pool for reads and background work).
     pub pool_size: u32,
-    /// Test builds only, as for SQLite.
+    /// Test-hook builds only, as for SQLite.
     pub writer_panic_after: Option<u64>,
 }
 
@@ -186,8 +186,9 @@ pub struct SqliteConfig {
     pub read_connections: u32,
     /// Cap on the database file's size; `None` for no cap.
     pub max_size_mb: Option<u64>,
-    /// Test builds only: the writer thread panics after this many write groups
-    /// (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead writer is noticed.
+    /// Builds with the `test-hooks` feature only (the integration tests'): the writer thread
+    /// panics after this many write groups (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead
+    /// writer is noticed.
     pub writer_panic_after: Option<u64>,
 }
 
@@ -472,7 +473,9 @@ impl Validator<'_> {
             });
             return None;
         }
-        if cfg!(debug_assertions) {
+        // Compiled only into the builds the integration tests run (Cargo.toml's `test-hooks`),
+        // never into a build of the server, debug or release: no variable can make it panic.
+        if cfg!(feature = "test-hooks") {
             let panic_after = env("TALLY_TEST_WRITER_PANIC_AFTER").and_then(|groups| groups.parse().ok());
             match &mut database.backend {
                 DatabaseBackend::Sqlite(sqlite) => sqlite.writer_panic_after = panic_after,

@@ -7,7 +7,10 @@
 #      postgresql if missing and runs a throwaway cluster; tests of what only SQLite has say
 #      so and do not apply there);
 #   3. a short schemathesis pass against a live server and docs/openapi.yaml (schemathesis is
-#      installed from PyPI into target/ if missing; scripts/soak.sh runs the long pass).
+#      installed from PyPI into target/ if missing; scripts/soak.sh runs the long pass);
+#   4. docs/openapi.yaml validated, linted with Spectral, and a Python client generated from
+#      it driven against a server with its own plan names (scripts/openapi.sh; the tools are
+#      installed from PyPI and npm into target/ if missing).
 # Arguments go to `cargo test` (e.g. a test name filter); the schemathesis pass then is skipped
 # only when a filter is given, so the plain command always runs everything.
 set -euo pipefail
@@ -24,4 +27,5 @@ else
 fi
 if [ "$#" -eq 0 ]; then
     ./scripts/schemathesis.sh 25
+    ./scripts/openapi.sh
 fi

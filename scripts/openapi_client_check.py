@@ -62,7 +62,8 @@ assert set(view.features.additional_properties) == {"sso", "exports"}, view.feat
 used = call("features", "use_feature", 200, models.FeatureResult, body=models.FeatureRequest(user_id="ada", feature="exports"))
 assert used.remaining_in_window == 0, used
 limited = call("features", "use_feature", 429, models.RateLimited, body=models.FeatureRequest(user_id="ada", feature="exports"))
-assert (limited.error.code, limited.error.feature) == ("rate_limited", "exports"), limited
+assert (limited.error.code, limited.error.feature, limited.error.plan) == ("rate_limited", "exports", "gold"), limited
+assert limited.error.user_id == "ada", limited
 
 view = call("users", "get_user", 200, models.UserView, user_id="ada")
 assert view.usage.additional_properties["tokens"].used == 2, view

@@ -99,6 +99,17 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
 }
 
+/// A rolling window in words: "minute", "hour", "day", else "N seconds".
+fn window_text(seconds: u32) -> String {
+    match seconds {
+        1 => "second".to_owned(),
+        60 => "minute".to_owned(),
+        3600 => "hour".to_owned(),
+        86_400 => "day".to_owned(),
+        seconds => format!("{seconds} seconds"),
+    }
+}
+
 fn render_use(outcome: &UseOutcome) -> Rendered {
     let mut headers = Vec::new();
     let (status, value) = match outcome {
@@ -113,24 +124,28 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
                 "feature_not_in_plan",
                 format!("plan {} does not include {}{required}", verdict.plan, verdict.feature),
             )
+            .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
             .with("plan", verdict.plan.as_str())
             .with("plan_required", verdict.plan_required.clone());
             (error.status, Ok(error.body().to_string()))
         }
         UseOutcome::RateLimited { verdict, retry_after_ms } => {
+            let limit = verdict.limit.unwrap_or(0);
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
-                    "{} allows {} uses per {} seconds on plan {}; retry in {retry_after_ms} ms",
+                    "plan {} allows {limit} {} of {} per {}; retry in {retry_after_ms} ms",
+                    verdict.plan,
+                    if limit == 1 { "use" } else { "uses" },
                     verdict.feature,
-                    verdict.limit.unwrap_or(0),
-                    verdict.window_secs.unwrap_or(0),
-                    verdict.plan
+                    window_text(verdict.window_secs.unwrap_or(0)),
                 ),
             )
+            .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
+            .with("plan", verdict.plan.as_str())
             .with("limit", verdict.limit)
             .with("window_secs", verdict.window_secs)
             .with("retry_after_ms", *retry_after_ms);
@@ -162,4 +177,17 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
         metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
         Ok(idempotency::into_response(answered))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_text;
+
+    #[test]
+    fn windows_read_as_words() {
+        assert_eq!(window_text(60), "minute");
+        assert_eq!(window_text(3600), "hour");
+        assert_eq!(window_text(90), "90 seconds");
+        assert_eq!(window_text(1), "second");
+    }
 }

@@ -66,6 +66,7 @@ fn default_plans_grant_features_as_the_design_says() {
             let error = &used.json()["error"];
             assert_eq!(error["code"], "feature_not_in_plan");
             assert_eq!((error["feature"].as_str(), error["plan"].as_str()), (Some(name), Some(plan)));
+            assert_eq!(error["user_id"].as_str(), Some(user.as_str()), "like limit_exceeded");
             assert_eq!(error["plan_required"].as_str(), required);
         }
     }
@@ -102,6 +103,13 @@ fn fifty_concurrent_uses_against_a_limit_of_ten_pass_exactly_ten() {
     let error = &eleventh.json()["error"];
     assert_eq!(error["code"], "rate_limited");
     assert_eq!((error["limit"].as_u64(), error["window_secs"].as_u64()), (Some(10), Some(60)));
+    assert_eq!(
+        (error["user_id"].as_str(), error["plan"].as_str()),
+        (Some("racer"), Some("trial")),
+        "like limit_exceeded"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("plan trial allows 10 uses of export per minute; retry in "), "{message}");
     let retry_after_ms = error["retry_after_ms"].as_u64().unwrap();
     assert_eq!(retry_after_ms.div_ceil(1000), retry_after, "header and body agree");
 }
@@ -212,6 +220,8 @@ fn a_replayed_refusal_keeps_its_status_body_and_retry_after() {
     let refused = send(&mut client, "use-2");
     assert_eq!(refused.status, 429);
     assert_eq!(refused.code(), "rate_limited");
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("plan trial allows 1 use of export per hour; retry in "), "{message}");
     let retry_after = refused.header("retry-after").expect("a fresh 429 carries Retry-After").to_owned();
     assert!(retry_after.parse::<u64>().unwrap() > 3500, "about an hour: {retry_after}");
     for _ in 0..2 {

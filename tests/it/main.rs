@@ -13,6 +13,7 @@ mod input;
 mod lifecycle;
 mod maintenance;
 mod nodes;
+mod readme;
 mod receiver;
 mod reliability;
 mod support;

@@ -67,6 +67,8 @@ price_cents = 4900
 limits = { tokens = "unlimited", builds = { limit = 100, enforcement = "soft" } }
 features = { sso = true, exports = { limit = 1, window_secs = 3600 } }
 TOML
+# Created before the server starts: the loop below may read it before the child opens it.
+: > "$WORK/stdout"
 RUST_LOG=warn target/debug/tally serve --config "$WORK/tally.toml" > "$WORK/stdout" 2> "$WORK/stderr" &
 SERVER=$!
 for _ in $(seq 1 100); do

@@ -1,7 +1,8 @@
 //! Idempotent writes: a write sent again with the same key gets the first answer back and
 //! changes nothing. The lookup, the write and the saved answer share one writer job that is
 //! serialized on the key, so two concurrent requests with one key cannot both write, on one
-//! node or several. What an answer looks like is the caller's (`render`).
+//! node or several. What an answer looks like is the caller's (`render`): its status, the
+//! headers that belong to it and its body, all three stored and all three replayed.
 
 use super::AppError;
 use crate::domain::ports::{Pending, Store, StoreError, StoredAnswer, WriteTx};
@@ -36,6 +37,21 @@ impl Once {
     }
 }
 
+/// An answer as the caller renders it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub status: u16,
+    /// Headers that belong to this answer and must come back on a replay (`Retry-After`).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Rendered {
+    fn stored(self, fingerprint: Vec<u8>) -> StoredAnswer {
+        StoredAnswer { fingerprint, status: self.status, headers: self.headers, body: self.body }
+    }
+}
+
 /// How a write under a key went.
 pub enum Answered<T> {
     /// Done now; `value` is what the job returned.
@@ -55,7 +71,7 @@ enum Lookup<T> {
 /// it from an async task (which then holds no thread while the group commits).
 pub struct IdempotentWrite<T> {
     pending: Pending<Lookup<T>>,
-    render: fn(&T) -> (u16, String),
+    render: fn(&T) -> Rendered,
 }
 
 impl<T: Send + 'static> IdempotentWrite<T> {
@@ -78,7 +94,7 @@ pub fn submit<T, F>(
     user_id: String,
     now_ms: i64,
     mut job: F,
-    render: fn(&T) -> (u16, String),
+    render: fn(&T) -> Rendered,
 ) -> IdempotentWrite<T>
 where
     T: Send + 'static,
@@ -96,21 +112,17 @@ where
             return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
         }
         let value = job(tx)?;
-        let (status, body) = render(&value);
-        let answer = StoredAnswer { fingerprint: once.fingerprint.clone(), status, body };
+        let answer = render(&value).stored(once.fingerprint.clone());
         tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
         Ok(Lookup::Fresh(value, Some(answer)))
     });
     IdempotentWrite { pending, render }
 }
 
-fn finish<T>(lookup: Lookup<T>, render: fn(&T) -> (u16, String)) -> Result<Answered<T>, AppError> {
+fn finish<T>(lookup: Lookup<T>, render: fn(&T) -> Rendered) -> Result<Answered<T>, AppError> {
     match lookup {
         Lookup::Fresh(value, answer) => {
-            let answer = answer.unwrap_or_else(|| {
-                let (status, body) = render(&value);
-                StoredAnswer { fingerprint: Vec::new(), status, body }
-            });
+            let answer = answer.unwrap_or_else(|| render(&value).stored(Vec::new()));
             Ok(Answered::Fresh { answer, value })
         }
         Lookup::Replayed(answer) => Ok(Answered::Replayed(answer)),

@@ -1,6 +1,6 @@
 //! The use cases on a real SQLite port, without HTTP: the decisions as the API makes them.
 
-use super::idempotency::{Answered, Once};
+use super::idempotency::{Answered, Once, Rendered};
 use super::{AppError, admin, maintenance, usage};
 use crate::config::Config;
 use crate::domain::Rules;
@@ -30,9 +30,9 @@ fn query(user_id: &str, amount: u64) -> UsageQuery {
     UsageQuery { user_id: id(user_id), metric: "prompts".into(), amount, period: Period::of_unix_ms(NOW) }
 }
 
-fn status(outcome: &TrackOutcome) -> (u16, String) {
+fn status(outcome: &TrackOutcome) -> Rendered {
     let code = if matches!(outcome, TrackOutcome::Refused { .. }) { 429 } else { 200 };
-    (code, format!("{outcome:?}"))
+    Rendered { status: code, headers: Vec::new(), body: format!("{outcome:?}") }
 }
 
 fn track(store: &Store, rules: &Arc<Rules>, user_id: &str, amount: u64, once: Option<Once>) -> Answered<TrackOutcome> {
@@ -70,7 +70,7 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
 fn a_rate_limited_feature_allows_its_window_and_then_says_when() {
     let (store, rules, _dir) = setup();
     admin::change_plan(&store, &rules, &id("sol"), "solo", None, |_, _, _, _| Ok(())).unwrap();
-    let render = |_: &UseOutcome| (200, String::new());
+    let render = |_: &UseOutcome| Rendered { status: 200, headers: Vec::new(), body: String::new() };
     let use_it = |at: i64| {
         usage::use_feature(&store, &rules, id("sol"), "active_project_snapshots".into(), None, at, render)
             .wait()

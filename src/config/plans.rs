@@ -55,8 +55,17 @@ impl Validator<'_> {
             }
         }
         let mut plans = Vec::new();
+        // Every plan is checked; the caller records the last refusal after the others.
+        let mut refusals = Vec::new();
         for (plan_name, plan) in &raw.plans {
-            plans.push(self.plan(plan_name, plan, &raw.metrics, &features)?);
+            match self.plan(plan_name, plan, &raw.metrics, &features) {
+                Ok(plan) => plans.push(plan),
+                Err(refusal) => refusals.push(refusal),
+            }
+        }
+        if let Some(last) = refusals.pop() {
+            refusals.into_iter().for_each(|refusal| self.refuse(refusal));
+            return Err(last);
         }
         let default_plan = &raw.usage.default_plan;
         let plan_names: Vec<&str> = raw.plans.keys().map(String::as_str).collect();

@@ -2,7 +2,7 @@
 //! rate-limited uses recorded atomically with their window test.
 
 use super::error::ApiError;
-use super::idempotency::{self, Answered};
+use super::idempotency::{self, Answered, Rendered};
 use super::{Ctx, Later, json_response, now_ms};
 use crate::app;
 use crate::domain::Rules;
@@ -10,7 +10,7 @@ use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
 use crate::domain::user_id::UserId;
 use crate::http::Body;
 use crate::metrics::FeatureLabels;
-use ::http::{HeaderValue, Response, StatusCode, header};
+use ::http::{Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -102,7 +102,19 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
 }
 
-fn render_use(outcome: &UseOutcome) -> (u16, String) {
+/// A rolling window in words: "minute", "hour", "day", else "N seconds".
+fn window_text(seconds: u32) -> String {
+    match seconds {
+        1 => "second".to_owned(),
+        60 => "minute".to_owned(),
+        3600 => "hour".to_owned(),
+        86_400 => "day".to_owned(),
+        seconds => format!("{seconds} seconds"),
+    }
+}
+
+fn render_use(outcome: &UseOutcome) -> Rendered {
+    let mut headers = Vec::new();
     let (status, value) = match outcome {
         UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_string(&FeatureJson::from(verdict))),
         UseOutcome::NotInPlan(verdict) => {
@@ -115,31 +127,36 @@ fn render_use(outcome: &UseOutcome) -> (u16, String) {
                 "feature_not_in_plan",
                 format!("plan {} does not include {}{required}", verdict.plan, verdict.feature),
             )
+            .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
             .with("plan", verdict.plan.as_str())
             .with("plan_required", verdict.plan_required.clone());
             (error.status, Ok(error.body().to_string()))
         }
         UseOutcome::RateLimited { verdict, retry_after_ms } => {
+            let limit = verdict.limit.unwrap_or(0);
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
-                    "{} allows {} uses per {} seconds on plan {}; retry in {retry_after_ms} ms",
+                    "plan {} allows {limit} {} of {} per {}; retry in {retry_after_ms} ms",
+                    verdict.plan,
+                    if limit == 1 { "use" } else { "uses" },
                     verdict.feature,
-                    verdict.limit.unwrap_or(0),
-                    verdict.window_secs.unwrap_or(0),
-                    verdict.plan
+                    window_text(verdict.window_secs.unwrap_or(0)),
                 ),
             )
+            .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
+            .with("plan", verdict.plan.as_str())
             .with("limit", verdict.limit)
             .with("window_secs", verdict.window_secs)
             .with("retry_after_ms", *retry_after_ms);
+            headers.push((header::RETRY_AFTER, retry_after_ms.div_ceil(1000).max(1).to_string()));
             (error.status, Ok(error.body().to_string()))
         }
     };
-    idempotency::rendered(status, value, "feature")
+    idempotency::rendered(status, headers, value, "feature")
 }
 
 /// Queues the use; the answer is awaited once its group commits (no thread waits for it).
@@ -154,20 +171,26 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;
-        let (outcome, retry_after_ms) = match &answered {
-            Answered::Fresh { value: UseOutcome::Allowed(_), .. } => ("allowed", None),
-            Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => ("not_in_plan", None),
-            Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
-                ("rate_limited", Some(*retry_after_ms))
-            }
-            Answered::Replayed(_) => ("replayed", None),
+        let outcome = match &answered {
+            Answered::Fresh { value: UseOutcome::Allowed(_), .. } => "allowed",
+            Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => "not_in_plan",
+            Answered::Fresh { value: UseOutcome::RateLimited { .. }, .. } => "rate_limited",
+            Answered::Replayed(_) => "replayed",
         };
         metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
-        let mut response = idempotency::into_response(answered);
-        if let Some(retry_after_ms) = retry_after_ms {
-            let seconds = retry_after_ms.div_ceil(1000).max(1);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        Ok(response)
+        Ok(idempotency::into_response(answered))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_text;
+
+    #[test]
+    fn windows_read_as_words() {
+        assert_eq!(window_text(60), "minute");
+        assert_eq!(window_text(3600), "hour");
+        assert_eq!(window_text(90), "90 seconds");
+        assert_eq!(window_text(1), "second");
+    }
 }

@@ -2,7 +2,7 @@
 //! of a verdict. The decisions themselves are domain::usage's.
 
 use super::error::ApiError;
-use super::idempotency::{self, Answered};
+use super::idempotency::{self, Answered, Rendered};
 use super::request::{present, present_whole};
 use super::{Ctx, Later, json_response, now_ms};
 use crate::app;
@@ -163,7 +163,7 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &VerdictJson::from(&verdict)))
 }
 
-fn render_track(outcome: &TrackOutcome) -> (u16, String) {
+fn render_track(outcome: &TrackOutcome) -> Rendered {
     let track_json = |verdict, recorded, enforced| TrackJson {
         recorded,
         enforced,
@@ -212,7 +212,7 @@ fn render_track(outcome: &TrackOutcome) -> (u16, String) {
             (error.status, Ok(error.body().to_string()))
         }
     };
-    idempotency::rendered(status, body, "track")
+    idempotency::rendered(status, Vec::new(), body, "track")
 }
 
 /// Queues the track; the answer is awaited once its group commits (no thread waits for it).

@@ -15,6 +15,7 @@ mod maintenance;
 mod nodes;
 mod outbox;
 mod overview;
+mod readme;
 mod receiver;
 mod reliability;
 mod support;

@@ -14,12 +14,30 @@ pub struct UserRecord {
     pub created_at_ms: i64,
 }
 
-/// The first answer given under an idempotency key, replayed for repeats.
+/// The first answer given under an idempotency key, replayed for repeats: its status, the
+/// headers that belong to it (a 429's `Retry-After`) and its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAnswer {
     pub fingerprint: Vec<u8>,
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl StoredAnswer {
+    /// The headers as stored: one `name: value` per line (names and values never hold a
+    /// line break).
+    pub fn headers_text(&self) -> String {
+        self.headers.iter().map(|(name, value)| format!("{name}: {value}\n")).collect()
+    }
+
+    /// The headers from `headers_text`'s form.
+    pub fn parse_headers(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
 }
 
 /// One row of the audit log.

@@ -1,0 +1,4 @@
+-- The headers that belong to a remembered answer (e.g. a 429's Retry-After), so a replay
+-- sends them too: one "name: value" per line. Answers saved before this are replayed
+-- without headers, as they were before.
+ALTER TABLE idempotency_keys ADD COLUMN headers TEXT NOT NULL DEFAULT '';

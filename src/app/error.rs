@@ -14,6 +14,10 @@ pub enum AppError {
     UnknownPlan { plan: String, known: String },
     #[error("no user {0:?} has been seen")]
     UserNotFound(String),
+    #[error("no account {0:?} exists; create it with PUT /v1/accounts/{0}")]
+    AccountNotFound(String),
+    #[error("account {account_id:?} is full: its plan allows {max_members} members")]
+    AccountFull { account_id: String, max_members: u32 },
     #[error("this Idempotency-Key was used with a different request; use a new key for a new request")]
     IdempotencyKeyReused,
     #[error("a cleanup is already running (on this node or another); retry once it has finished")]

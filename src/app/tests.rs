@@ -47,7 +47,7 @@ fn a_track_past_the_trial_limit_is_refused_and_changes_nothing() {
         Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. }
     ));
     let refused = track(&store, &rules, "ann", 1, None);
-    let Answered::Fresh { value: TrackOutcome::Refused { verdict, upgrade_to }, .. } = refused else {
+    let Answered::Fresh { value: TrackOutcome::Refused { verdict, upgrade_to, .. }, .. } = refused else {
         panic!("the 31st prompt on trial is refused");
     };
     assert_eq!((verdict.standing.used, upgrade_to.as_deref()), (30, Some("solo")));

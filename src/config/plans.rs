@@ -163,7 +163,11 @@ impl Validator<'_> {
             self.name(&key, feature, "feature")?;
             grants.insert(feature.clone(), grant);
         }
-        Ok(Plan { name: plan_name.to_owned(), price_cents, limits, features: grants })
+        let max_members = match raw.max_members {
+            Some(max) => Some(self.in_range(&format!("{prefix}.max_members"), max, 1, 1_000_000)? as u32),
+            None => None,
+        };
+        Ok(Plan { name: plan_name.to_owned(), price_cents, max_members, limits, features: grants })
     }
 }
 

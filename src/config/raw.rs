@@ -110,6 +110,8 @@ pub(super) struct RawMetric {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPlan {
     pub price_cents: i64,
+    #[serde(default)]
+    pub max_members: Option<i64>,
     pub limits: IndexMap<String, RawLimit>,
     pub features: IndexMap<String, RawFeature>,
 }

@@ -3,15 +3,19 @@
 //! unchanged on any storage that implements those traits.
 
 use super::Rules;
-use super::events::{self, Crossing, EventType};
+use super::events::{self, AlertOwner, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use super::ports::{RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AccountRecord, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::user_id::UserId;
 use serde_json::json;
 
 /// The `serialize_on` scope of everything that reads then changes one user's state.
 pub const USER_SCOPE: &str = "user";
+
+/// The `serialize_on` scope of everything that reads then changes an account's pool. Taken
+/// after the user's scope when both are needed, never before.
+pub const ACCOUNT_SCOPE: &str = "account";
 
 /// Counters are stored as signed 64-bit integers: they stop at i64::MAX rather than wrap.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
@@ -68,7 +72,8 @@ pub struct UsageQuery {
     pub period: Period,
 }
 
-/// The answer to a check, and the body of every track answer.
+/// The answer to a check, and the body of every track answer. For a member of an account,
+/// `standing` is the account's pooled counter against the account's plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
@@ -79,6 +84,26 @@ pub struct Verdict {
     pub amount: u64,
     pub bypass: bool,
     pub standing: Standing,
+    /// The account whose pool `standing` is; None for a user on their own.
+    pub account_id: Option<String>,
+    /// The user's own counter (a member's own part of the pool; else `standing.used`).
+    pub user_used: u64,
+}
+
+/// Whose counter a limit refused: the user's own, or their account's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Account,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Account => "account",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,41 +112,73 @@ pub enum TrackOutcome {
     /// `enforced` is false for usage recorded with `enforce: false`.
     Recorded { verdict: Verdict, enforced: bool },
     /// A hard limit refused it; nothing changed.
-    Refused { verdict: Verdict, upgrade_to: Option<String> },
+    Refused { verdict: Verdict, upgrade_to: Option<String>, scope: Scope },
     /// The counter would pass `COUNTER_MAX`; nothing changed.
     Overflow { verdict: Verdict },
     /// Tracking is switched off: nothing was stored; the verdict is a check's.
     NotTracked { verdict: Verdict },
 }
 
-fn verdict(rules: &Rules, plan: &Plan, query: &UsageQuery, used: u64) -> Verdict {
+/// Where the use is decided: the plan that applies and the counter it is enforced on, `used`
+/// before this use; `account` for a member.
+struct Standpoint<'p> {
+    plan: &'p Plan,
+    used: u64,
+    account: Option<AccountRecord>,
+    user_used: u64,
+}
+
+fn verdict(rules: &Rules, query: &UsageQuery, at: &Standpoint<'_>) -> Verdict {
     let bypass = rules.is_bypass(&query.user_id);
-    let limit = plan.limit(&query.metric);
+    let limit = at.plan.limit(&query.metric);
     Verdict {
-        allowed: admits(limit, bypass, used, query.amount),
+        allowed: admits(limit, bypass, at.used, query.amount),
         user_id: query.user_id.clone(),
-        plan: plan.name.clone(),
+        plan: at.plan.name.clone(),
         metric: query.metric.clone(),
         period: query.period,
         amount: query.amount,
         bypass,
-        standing: Standing::new(limit, used),
+        standing: Standing::new(limit, at.used),
+        account_id: at.account.as_ref().map(|account| account.account_id.clone()),
+        user_used: at.user_used,
     }
 }
 
-/// Answers "may this user use `amount` more?" without changing anything. A user never seen
-/// is on the default plan with nothing used.
-pub fn check(store: &(impl UsageRead + ?Sized), rules: &Rules, query: &UsageQuery) -> Result<Verdict, StoreError> {
-    let (plan, used) = match store.find_user(&query.user_id)? {
-        Some(user) => (rules.catalog.plan_or_default(&user.plan), store.counter(user.pk, query.period, &query.metric)?),
-        None => (rules.catalog.default_plan(), 0),
+/// The standpoint of `user` (None: never seen, on the default plan with nothing used).
+fn standpoint<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: Option<&UserRecord>,
+    query: &UsageQuery,
+) -> Result<Standpoint<'r>, StoreError> {
+    let Some(user) = user else {
+        return Ok(Standpoint { plan: rules.catalog.default_plan(), used: 0, account: None, user_used: 0 });
     };
-    Ok(verdict(rules, plan, query, used))
+    let user_used = store.counter(user.pk, query.period, &query.metric)?;
+    Ok(match user.account_pk {
+        Some(account_pk) => {
+            let account = store.get_account(account_pk)?;
+            let used = store.account_counter(account_pk, query.period, &query.metric)?;
+            Standpoint { plan: rules.catalog.plan_or_default(&account.plan), used, account: Some(account), user_used }
+        }
+        None => {
+            Standpoint { plan: rules.catalog.plan_or_default(&user.plan), used: user_used, account: None, user_used }
+        }
+    })
+}
+
+/// Answers "may this user use `amount` more?" without changing anything. A user never seen
+/// is on the default plan with nothing used; a member is asked about the account's pool.
+pub fn check(store: &(impl UsageRead + ?Sized), rules: &Rules, query: &UsageQuery) -> Result<Verdict, StoreError> {
+    let user = store.find_user(&query.user_id)?;
+    Ok(verdict(rules, query, &standpoint(store, rules, user.as_ref(), query)?))
 }
 
 /// Checks and records in one step, inside one write transaction serialized on the user (the
 /// user's creation, the add and the once-only alerts), so no concurrent track can slip
-/// between the check and the add, on any node.
+/// between the check and the add, on any node. A member's track is serialized on the account
+/// too, and adds to the pool and to the member's own counter in the same transaction.
 pub fn track(
     store: &(impl UsageWrite + ?Sized),
     rules: &Rules,
@@ -134,6 +191,11 @@ pub fn track(
     }
     store.serialize_on(USER_SCOPE, &query.user_id)?;
     let user = store.find_user(&query.user_id)?;
+    if let Some(user) = &user
+        && let Some(account_pk) = user.account_pk
+    {
+        return track_member(store, rules, query, enforce, user, account_pk, now_ms);
+    }
     let plan = rules.plan_of(user.as_ref());
     let bypass = rules.is_bypass(&query.user_id);
     let limit = plan.limit(&query.metric);
@@ -151,11 +213,11 @@ pub fn track(
     };
     Ok(match (added, user_pk) {
         (Some(used_after), Some(user_pk)) => {
-            let used_before = used_after - query.amount;
-            let mut verdict = verdict(rules, plan, query, used_before);
+            let at = Standpoint { plan, used: used_after - query.amount, account: None, user_used: used_after };
+            let mut verdict = verdict(rules, query, &at);
             verdict.standing = Standing::new(limit, used_after);
             let crossing = Crossing {
-                user_pk,
+                owner: AlertOwner::User(user_pk),
                 user_id: &query.user_id,
                 plan: &plan.name,
                 metric: &query.metric,
@@ -171,54 +233,130 @@ pub fn track(
                 Some(user) => store.counter(user.pk, query.period, &query.metric)?,
                 None => 0,
             };
-            let verdict = verdict(rules, plan, query, used);
-            if verdict.allowed || !enforce {
-                TrackOutcome::Overflow { verdict }
-            } else {
-                let upgrade_to = rules
-                    .catalog
-                    .cheapest_plan_where(&plan.name, |other| {
-                        admits(other.limit(&query.metric), false, used, query.amount)
-                    })
-                    .map(|other| other.name.clone());
-                let data = json!({
-                    "metric": query.metric,
-                    "period": query.period.to_string(),
-                    "plan": plan.name,
-                    "used": used,
-                    "limit": limit.value(),
-                    "amount": query.amount,
-                });
-                let key = RefusalKey {
-                    user_id: &query.user_id,
-                    period: query.period,
-                    kind: EventType::LimitExceeded.as_str(),
-                    subject: &query.metric,
-                };
-                events::refusal(store, rules, EventType::LimitExceeded, &key, data, now_ms)?;
-                TrackOutcome::Refused { verdict, upgrade_to }
-            }
+            let at = Standpoint { plan, used, account: None, user_used: used };
+            not_recorded(store, rules, query, enforce, &at, now_ms)?
         }
     })
 }
 
-/// The user's standing on every configured metric in `period`, in catalog order.
+/// A member's track: the account's plan applies and its pooled counter is the one enforced;
+/// the member's own counter grows with it.
+fn track_member(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    enforce: bool,
+    user: &UserRecord,
+    account_pk: i64,
+    now_ms: i64,
+) -> Result<TrackOutcome, StoreError> {
+    let account = store.get_account(account_pk)?;
+    store.serialize_on(ACCOUNT_SCOPE, &account.account_id)?;
+    let plan = rules.catalog.plan_or_default(&account.plan);
+    let limit = plan.limit(&query.metric);
+    let user_used = store.counter(user.pk, query.period, &query.metric)?;
+    let user_fits = user_used.checked_add(query.amount).is_some_and(|total| total <= COUNTER_MAX);
+    let ceiling = if user_fits { ceiling(limit, rules.is_bypass(&query.user_id), enforce) } else { 0 };
+    let added =
+        store.increment_account_within(account.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?;
+    let Some(pool_after) = added else {
+        let used = store.account_counter(account.pk, query.period, &query.metric)?;
+        let at = Standpoint { plan, used, account: Some(account), user_used };
+        return not_recorded(store, rules, query, enforce && user_fits, &at, now_ms);
+    };
+    // The member's own counter cannot refuse: it was checked to fit above.
+    let user_after = store
+        .increment_within(user.pk, query.period, &query.metric, query.amount, COUNTER_MAX, now_ms)?
+        .unwrap_or(user_used);
+    let crossing = Crossing {
+        owner: AlertOwner::Account { pk: account.pk, account_id: &account.account_id },
+        user_id: &query.user_id,
+        plan: &plan.name,
+        metric: &query.metric,
+        period: query.period,
+        limit,
+        used: pool_after,
+    };
+    events::usage_alerts(store, rules, &crossing, now_ms)?;
+    let at =
+        Standpoint { plan, used: pool_after - query.amount, account: Some(account.clone()), user_used: user_after };
+    let mut verdict = verdict(rules, query, &at);
+    verdict.standing = Standing::new(limit, pool_after);
+    Ok(TrackOutcome::Recorded { verdict, enforced: enforce })
+}
+
+/// The outcome of a track whose add did not happen: a refusal by the hard limit (counted,
+/// its event written when due, naming the account for a member), or an overflow.
+fn not_recorded(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    enforce: bool,
+    at: &Standpoint<'_>,
+    now_ms: i64,
+) -> Result<TrackOutcome, StoreError> {
+    let verdict = verdict(rules, query, at);
+    if verdict.allowed || !enforce {
+        return Ok(TrackOutcome::Overflow { verdict });
+    }
+    let limit = at.plan.limit(&query.metric);
+    let upgrade_to = rules
+        .catalog
+        .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, at.used, query.amount))
+        .map(|other| other.name.clone());
+    let mut data = json!({
+        "metric": query.metric,
+        "period": query.period.to_string(),
+        "plan": at.plan.name,
+        "used": at.used,
+        "limit": limit.value(),
+        "amount": query.amount,
+    });
+    let scope = match &at.account {
+        Some(account) => {
+            data["account_id"] = account.account_id.clone().into();
+            Scope::Account
+        }
+        None => Scope::User,
+    };
+    let key = RefusalKey {
+        user_id: &query.user_id,
+        period: query.period,
+        kind: EventType::LimitExceeded.as_str(),
+        subject: &query.metric,
+    };
+    events::refusal(store, rules, EventType::LimitExceeded, &key, data, now_ms)?;
+    Ok(TrackOutcome::Refused { verdict, upgrade_to, scope })
+}
+
+/// The user's standing on every configured metric in `period`, in catalog order: for a
+/// member, the account's pool under the account's plan.
 pub fn standings(
     store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     period: Period,
 ) -> Result<Vec<(String, Standing)>, StoreError> {
-    let plan = rules.catalog.plan_or_default(&user.plan);
-    let counters = store.counters(user.pk, period)?;
-    Ok(rules
+    let (plan, counters) = match user.account_pk {
+        Some(account_pk) => {
+            let account = store.get_account(account_pk)?;
+            (rules.catalog.plan_or_default(&account.plan), store.account_counters(account_pk, period)?)
+        }
+        None => (rules.catalog.plan_or_default(&user.plan), store.counters(user.pk, period)?),
+    };
+    Ok(pool_standings(rules, plan, &counters))
+}
+
+/// Standings of `counters` against `plan`, one per configured metric, in catalog order.
+pub fn pool_standings(rules: &Rules, plan: &Plan, counters: &[(String, u64)]) -> Vec<(String, Standing)> {
+    rules
         .catalog
         .metrics()
         .map(|metric| {
             let used = counters.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, used)| *used);
             (metric.name.clone(), Standing::new(plan.limit(&metric.name), used))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -155,6 +155,14 @@ impl From<AppError> for ApiError {
             AppError::UserNotFound(user_id) => {
                 ApiError::new(StatusCode::NOT_FOUND, "user_not_found", message).with("user_id", user_id)
             }
+            AppError::AccountNotFound(account_id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "account_not_found", message).with("account_id", account_id)
+            }
+            AppError::AccountFull { account_id, max_members } => {
+                ApiError::new(StatusCode::CONFLICT, "account_full", message)
+                    .with("account_id", account_id)
+                    .with("max_members", max_members)
+            }
             AppError::IdempotencyKeyReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
             }

@@ -5,7 +5,7 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Body, Ctx, admin, compat, dashboard, features, health, telemetry, usage, users};
+use super::{Body, Ctx, accounts, admin, compat, dashboard, features, health, telemetry, usage, users};
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
 use BodyKind::{Form, Json, Nothing};
@@ -67,6 +67,13 @@ pub static ROUTES: &[Route] = &[
     route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
     route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
+    route(GET,    "/v1/accounts/{account_id}",                Service, Nothing, Blocking(accounts::get),          &["period"]),
+    route(PUT,    "/v1/accounts/{account_id}",                Service, Json,    Blocking(accounts::put),          &[]),
+    route(GET,    "/v1/admin/accounts",                       Admin,   Nothing, Blocking(accounts::list),         &["limit", "before"]),
+    route(GET,    "/v1/admin/accounts/{account_id}",          Admin,   Nothing, Blocking(accounts::admin_get),    &["months"]),
+    route(DELETE, "/v1/admin/accounts/{account_id}",          Admin,   Nothing, Blocking(accounts::admin_delete), &[]),
+    route(POST,   "/v1/admin/accounts/{account_id}/plan",     Admin,   Json,    Blocking(accounts::admin_plan),   &[]),
+    route(POST,   "/v1/admin/accounts/{account_id}/reset",    Admin,   Json,    Blocking(accounts::admin_reset),  &[]),
     route(GET,    "/v1/admin/usage",                          Admin,   Nothing, Blocking(admin::get_usage),       &["period", "metric", "top"]),
     route(GET,    "/v1/admin/offenders",                      Admin,   Nothing, Blocking(admin::get_offenders),   &["period", "metric", "limit"]),
     route(GET,    "/v1/admin/plans",                          Admin,   Nothing, Blocking(admin::get_plans),       &[]),

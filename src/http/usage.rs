@@ -125,6 +125,10 @@ struct VerdictJson<'v> {
     enforcement: crate::domain::plan::Enforcement,
     over_soft_limit: bool,
     bypass: bool,
+    /// The account whose pool `used`, `limit` and `remaining` are; null on one's own.
+    account_id: Option<&'v str>,
+    /// The user's own counter.
+    user_used: u64,
 }
 
 impl<'v> From<&'v Verdict> for VerdictJson<'v> {
@@ -142,6 +146,8 @@ impl<'v> From<&'v Verdict> for VerdictJson<'v> {
             enforcement: verdict.standing.enforcement,
             over_soft_limit: verdict.standing.over_soft_limit,
             bypass: verdict.bypass,
+            account_id: verdict.account_id.as_deref(),
+            user_used: verdict.user_used,
         }
     }
 }
@@ -177,13 +183,17 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
         TrackOutcome::NotTracked { verdict } => {
             (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), false, true)))
         }
-        TrackOutcome::Refused { verdict, upgrade_to } => {
+        TrackOutcome::Refused { verdict, upgrade_to, scope } => {
             let standing = &verdict.standing;
+            let whose = match &verdict.account_id {
+                Some(account_id) => format!("account {account_id}'s plan"),
+                None => "plan".to_owned(),
+            };
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "limit_exceeded",
                 format!(
-                    "plan {} allows {} {} per month; {} used",
+                    "{whose} {} allows {} {} per month; {} used",
                     verdict.plan,
                     standing.limit.unwrap_or(0),
                     verdict.metric,
@@ -198,7 +208,10 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             .with("amount", verdict.amount)
             .with("limit", standing.limit)
             .with("remaining", standing.remaining)
-            .with("upgrade_to", upgrade_to.clone());
+            .with("upgrade_to", upgrade_to.clone())
+            .with("scope", scope.as_str())
+            .with("account_id", verdict.account_id.clone())
+            .with("user_used", verdict.user_used);
             (error.status, Ok(error.body().to_string()))
         }
         TrackOutcome::Overflow { verdict } => {

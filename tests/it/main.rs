@@ -1,5 +1,6 @@
 //! Integration tests: one binary (it links once) that starts the real `tally` for each test.
 
+mod accounts;
 mod admin;
 mod auth;
 mod backend;

@@ -12,6 +12,20 @@ pub struct UserRecord {
     pub user_id: String,
     pub plan: String,
     pub created_at_ms: i64,
+    /// The account the user is a member of, if any.
+    pub account_pk: Option<i64>,
+}
+
+/// (plan, how many) rows.
+pub type PlanCounts = Vec<(String, u64)>;
+
+/// A stored account: users sharing one plan and pooled counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub pk: i64,
+    pub account_id: String,
+    pub plan: String,
+    pub created_at_ms: i64,
 }
 
 /// The first answer given under an idempotency key, replayed for repeats: its status, the

@@ -203,6 +203,10 @@ impl EventWrite for SqliteTx<'_> {
         Ok(inserted == 1)
     }
 
+    fn mark_account_alert(&self, account_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool, StoreError> {
+        super::accounts::mark_alert(self.0, account_pk, period, metric, alert)
+    }
+
     fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<(), StoreError> {
         let (status, next_attempt_at, error, attempted) = outcome.stored();
         let attempt: Option<i64> = self

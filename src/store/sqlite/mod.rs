@@ -4,6 +4,7 @@
 //! clean shutdown closes them all and checkpoints with TRUNCATE, leaving only the file.
 //! Only this folder names rusqlite.
 
+mod accounts;
 mod admin;
 mod connection;
 mod events;
@@ -11,6 +12,11 @@ mod rollup;
 mod sessions;
 mod usage;
 mod writer;
+
+/// A stored count (never negative) as the domain holds it.
+fn to_u64(value: i64) -> u64 {
+    value.max(0) as u64
+}
 
 use crate::config::SqliteConfig;
 use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteTx};

@@ -85,7 +85,7 @@ pub fn user_details(
             return Ok(None);
         };
         let plan = rules.catalog.plan_or_default(&user.plan);
-        let usage = usage::standings(reader, rules, &user, period)?;
+        let usage = usage::standings(reader, rules, &user, period, now_ms)?;
         let features = feature::check_all(reader, rules, &user, now_ms)?;
         let history = admin::history(reader, rules, &user, period, months)?;
         let refusals = reader.refusals(&user.user_id, period)?;

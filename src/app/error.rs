@@ -24,6 +24,12 @@ pub enum AppError {
     CleanupInProgress,
     #[error("after names no event (it may have been pruned); page again from the start or from a later event")]
     EventNotFound,
+    #[error("no grant {0}")]
+    GrantNotFound(i64),
+    #[error("{0}")]
+    GrantHasNoEffect(String),
+    #[error("{0} has no override")]
+    OverrideNotFound(String),
     #[error("no delivery {0}")]
     DeliveryNotFound(i64),
     #[error("delivery {0} has not failed; only failed deliveries are retried by hand")]

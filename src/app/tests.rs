@@ -51,7 +51,7 @@ fn a_track_past_the_trial_limit_is_refused_and_changes_nothing() {
         panic!("the 31st prompt on trial is refused");
     };
     assert_eq!((verdict.standing.used, upgrade_to.as_deref()), (30, Some("solo")));
-    assert_eq!(usage::check(&store, &rules, &query("ann", 1)).unwrap().standing.used, 30);
+    assert_eq!(usage::check(&store, &rules, &query("ann", 1), 0).unwrap().standing.used, 30);
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
     let other = Some(Once::new("key-1", &[&"track", &"bob", &2]).unwrap());
     let reused = usage::track(&store, &rules, query("bob", 2), true, other, NOW, status).wait();
     assert!(matches!(reused, Err(AppError::IdempotencyKeyReused)));
-    assert_eq!(usage::check(&store, &rules, &query("bob", 1)).unwrap().standing.used, 1);
+    assert_eq!(usage::check(&store, &rules, &query("bob", 1), 0).unwrap().standing.used, 1);
 }
 
 #[test]

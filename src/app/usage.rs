@@ -12,8 +12,8 @@ use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
 /// May the user use `query.amount` more? Changes nothing.
-pub fn check(store: &Store, rules: &Rules, query: &UsageQuery) -> Result<Verdict, AppError> {
-    Ok(store.read(|reader| usage::check(reader, rules, query))?)
+pub fn check(store: &Store, rules: &Rules, query: &UsageQuery, now_ms: i64) -> Result<Verdict, AppError> {
+    Ok(store.read(|reader| usage::check(reader, rules, query, now_ms))?)
 }
 
 /// Checks and records, at most once per `once` key; `render` makes the answer kept for it.

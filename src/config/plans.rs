@@ -98,6 +98,7 @@ impl Validator<'_> {
             }
         }
         let mut limits = IndexMap::new();
+        let mut rollover = IndexMap::new();
         for metric in metrics.keys() {
             let key = format!("{prefix}.limits.{metric}");
             let limit = match raw.limits.get(metric) {
@@ -116,7 +117,18 @@ impl Validator<'_> {
                         "write \"unlimited\" or { limit = N, enforcement = \"hard\" }",
                     ));
                 }
-                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement })) => {
+                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement, rollover_max })) => {
+                    if let Some(max) = rollover_max {
+                        let max = self.in_range(&format!("{key}.rollover_max"), *max, 0, i64::MAX)?;
+                        if enforcement == "unlimited" {
+                            return Err(self.error(
+                                format!("{key}.rollover_max"),
+                                "is set on an unlimited metric",
+                                "remove rollover_max: nothing is left over from an unlimited allowance",
+                            ));
+                        }
+                        rollover.insert(metric.clone(), max as u64);
+                    }
                     if *limit < 0 {
                         return Err(self.error(
                             format!("{key}.limit"),
@@ -167,7 +179,14 @@ impl Validator<'_> {
             Some(max) => Some(self.in_range(&format!("{prefix}.max_members"), max, 1, 1_000_000)? as u32),
             None => None,
         };
-        Ok(Plan { name: plan_name.to_owned(), price_cents, max_members, limits, features: grants })
+        Ok(Plan {
+            name: plan_name.to_owned(),
+            price_cents,
+            max_members,
+            limits,
+            features: grants,
+            rollover_max: rollover,
+        })
     }
 }
 

@@ -128,6 +128,8 @@ pub(super) enum RawLimit {
 pub(super) struct RawCapped {
     pub limit: i64,
     pub enforcement: String,
+    #[serde(default)]
+    pub rollover_max: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -375,3 +375,20 @@ fn database_flag_beats_env_beats_file_and_a_url_selects_postgres() {
     let error = Config::from_toml_with("t", "", &none, &not_url).unwrap_err().errors.remove(0);
     assert!(error.fix.contains("TALLY_DATABASE"), "{error}");
 }
+
+#[test]
+fn rollover_needs_a_capped_limit_and_max_members_a_positive_count() {
+    let plan = |limit: &str, extra: &str| {
+        format!(
+            "[metrics]\nprompts = {{ unit = \"prompts\" }}\n[plans.p]\nprice_cents = 0\n{extra}\
+             limits = {{ prompts = {limit} }}\nfeatures = {{}}\n[usage]\ndefault_plan = \"p\"\n"
+        )
+    };
+    let unlimited = plan("{ limit = 0, enforcement = \"unlimited\", rollover_max = 5 }", "");
+    assert_eq!(refusal(&unlimited).key, "plans.p.limits.prompts.rollover_max");
+    let config =
+        load(&plan("{ limit = 100, enforcement = \"soft\", rollover_max = 50 }", "max_members = 3\n")).unwrap();
+    let plan_p = config.rules.catalog.find_plan("p").unwrap();
+    assert_eq!((plan_p.rollover_max.get("prompts"), plan_p.max_members), (Some(&50), Some(3)));
+    assert_eq!(refusal(&plan("\"unlimited\"", "max_members = 0\n")).key, "plans.p.max_members");
+}

@@ -9,7 +9,8 @@ use super::events::{self, EventType};
 use super::feature::{self, FeatureVerdict, WindowOwner};
 use super::period::Period;
 use super::ports::{AccountRecord, AdminRead, AdminWrite, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord};
-use super::usage::{ACCOUNT_SCOPE, Standing, pool_standings};
+use super::terms::{Customer, Terms};
+use super::usage::{ACCOUNT_SCOPE, Standing, account_standings};
 use serde_json::json;
 
 /// How an account is named in the audit log (so an account and a user of the same id are
@@ -132,13 +133,14 @@ pub fn details(
     now_ms: i64,
 ) -> Result<AccountDetails, StoreError> {
     let plan = rules.catalog.plan_or_default(&account.plan);
-    let usage = pool_standings(rules, plan, &store.account_counters(account.pk, period)?);
+    let usage = account_standings(store, rules, &account, period, now_ms)?;
     let owner = WindowOwner::Account(account.pk);
+    let terms = Terms::load(store, plan, Customer::Account(&account.account_id), now_ms)?;
     let features = rules
         .catalog
         .features()
         .iter()
-        .map(|name| feature::standing(store, rules, (plan, owner), &account.account_id, name, now_ms))
+        .map(|name| feature::standing(store, rules, (&terms, owner), &account.account_id, name, now_ms))
         .collect::<Result<Vec<_>, _>>()?;
     let (mut members, mut refusals) = (Vec::new(), Vec::new());
     for member in store.members(account.pk)? {

@@ -6,7 +6,7 @@ use super::Rules;
 use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
-use super::ports::{AdminRead, AdminWrite, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AdminRead, AdminWrite, CustomerKey, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::usage::USER_SCOPE;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -412,7 +412,7 @@ pub fn begin_erasure(
         actor: actor.to_owned(),
         started_at_ms: now_ms,
     });
-    let refusals = tx.delete_refusals_of(user_id)?;
+    let refusals = tx.delete_refusals_of(user_id)? + tx.delete_terms_of(CustomerKey { kind: "user", id: user_id })?;
     let (answers, events) = scrub(tx, &erasure)?;
     if user.is_none() && refusals == 0 && answers == 0 && events == 0 && !tx.pending_erasures()?.contains(&erasure) {
         return Ok(None);

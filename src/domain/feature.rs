@@ -7,6 +7,7 @@ use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{FeatureGrant, Plan};
 use super::ports::{AccountRecord, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::terms::{Customer, Source, Terms};
 use serde::Serialize;
 use serde_json::json;
 
@@ -32,9 +33,11 @@ pub struct FeatureVerdict {
     /// allowed again (a verdict read without the user's window, or of a window with room,
     /// has `None`).
     pub full_window_frees_in_ms: Option<u64>,
-    /// The cheapest plan that grants the feature, when the user's plan does not.
+    /// The cheapest plan that grants the feature, when the user's terms do not.
     pub plan_required: Option<String>,
     pub bypass: bool,
+    /// Whether the grant is the plan's or an override's.
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,8 +60,8 @@ fn window_start(window_secs: u32, now_ms: i64) -> i64 {
     now_ms - window_ms(window_secs)
 }
 
-fn plan_required(rules: &Rules, plan: &Plan, feature: &str) -> Option<String> {
-    if plan.feature(feature).is_granted() {
+fn plan_required(rules: &Rules, plan: &Plan, grant: FeatureGrant, feature: &str) -> Option<String> {
+    if grant.is_granted() {
         return None;
     }
     rules
@@ -67,10 +70,12 @@ fn plan_required(rules: &Rules, plan: &Plan, feature: &str) -> Option<String> {
         .map(|other| other.name.clone())
 }
 
-/// The verdict for `user` (None: never seen) given `uses_in_window` counted uses.
-fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_window: u32) -> FeatureVerdict {
+/// The verdict for `user_id` under `terms` given `uses_in_window` counted uses.
+fn verdict(rules: &Rules, terms: &Terms<'_>, user_id: &str, feature: &str, uses_in_window: u32) -> FeatureVerdict {
     let bypass = rules.is_bypass(user_id);
-    let (kind, allowed, limit, window_secs, remaining) = match plan.feature(feature) {
+    let (grant, source) = terms.feature(feature);
+    let plan = terms.plan;
+    let (kind, allowed, limit, window_secs, remaining) = match grant {
         FeatureGrant::Boolean(granted) => (FeatureKind::Boolean, bypass || granted, None, None, None),
         FeatureGrant::Rate { limit, window_secs } => (
             FeatureKind::Rate,
@@ -90,8 +95,9 @@ fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_win
         window_secs,
         remaining_in_window: remaining,
         full_window_frees_in_ms: None,
-        plan_required: plan_required(rules, plan, feature),
+        plan_required: plan_required(rules, plan, grant, feature),
         bypass,
+        source,
     }
 }
 
@@ -128,22 +134,28 @@ impl WindowOwner {
     }
 }
 
-/// The plan that applies to `user` (None: never seen) and whose uses its windows count: a
-/// member's account's, else the user's own.
+/// The terms that apply to `user_id` (`user`: None when never seen) and whose uses its
+/// windows count: a member's account's, else the user's own.
 pub fn feature_standpoint<'r>(
     store: &(impl UsageRead + ?Sized),
     rules: &'r Rules,
     user: Option<&UserRecord>,
-) -> Result<(&'r Plan, WindowOwner, Option<AccountRecord>), StoreError> {
+    user_id: &str,
+    now_ms: i64,
+) -> Result<(Terms<'r>, WindowOwner, Option<AccountRecord>), StoreError> {
     Ok(match user {
-        None => (rules.catalog.default_plan(), WindowOwner::Nobody, None),
-        Some(user) => match user.account_pk {
-            Some(account_pk) => {
-                let account = store.get_account(account_pk)?;
-                (rules.catalog.plan_or_default(&account.plan), WindowOwner::Account(account_pk), Some(account))
-            }
-            None => (rules.catalog.plan_or_default(&user.plan), WindowOwner::User(user.pk), None),
-        },
+        Some(user) if user.account_pk.is_some() => {
+            let account = store.get_account(user.account_pk.unwrap_or_default())?;
+            let plan = rules.catalog.plan_or_default(&account.plan);
+            let terms = Terms::load(store, plan, Customer::Account(&account.account_id), now_ms)?;
+            (terms, WindowOwner::Account(account.pk), Some(account))
+        }
+        _ => {
+            let plan = rules.plan_of(user);
+            let terms = Terms::load(store, plan, Customer::User(user_id), now_ms)?;
+            let owner = user.map_or(WindowOwner::Nobody, |user| WindowOwner::User(user.pk));
+            (terms, owner, None)
+        }
     })
 }
 
@@ -174,19 +186,19 @@ fn frees_in_ms(
     Ok((oldest + window_ms(window_secs) - now_ms).max(1) as u64)
 }
 
-/// Where `user_id` stands with `feature` at `now_ms` under `plan`, its windows counting
+/// Where `user_id` stands with `feature` at `now_ms` under `terms`, its windows counting
 /// `owner`'s uses.
 pub fn standing(
     store: &(impl UsageRead + ?Sized),
     rules: &Rules,
-    (plan, owner): (&Plan, WindowOwner),
+    (terms, owner): (&Terms<'_>, WindowOwner),
     user_id: &str,
     feature: &str,
     now_ms: i64,
 ) -> Result<FeatureVerdict, StoreError> {
-    let grant = plan.feature(feature);
+    let (grant, _) = terms.feature(feature);
     let used = uses_in_window(store, owner, grant, feature, now_ms)?;
-    let mut verdict = verdict(rules, plan, user_id, feature, used);
+    let mut verdict = verdict(rules, terms, user_id, feature, used);
     if let FeatureGrant::Rate { limit, window_secs } = grant
         && limit > 0
         && used >= limit
@@ -205,8 +217,8 @@ pub fn check(
     now_ms: i64,
 ) -> Result<FeatureVerdict, StoreError> {
     let user = store.find_user(user_id)?;
-    let (plan, owner, _) = feature_standpoint(store, rules, user.as_ref())?;
-    standing(store, rules, (plan, owner), user_id, feature, now_ms)
+    let (terms, owner, _) = feature_standpoint(store, rules, user.as_ref(), user_id, now_ms)?;
+    standing(store, rules, (&terms, owner), user_id, feature, now_ms)
 }
 
 /// The verdict of every configured feature for a known user.
@@ -216,9 +228,9 @@ pub fn check_all(
     user: &UserRecord,
     now_ms: i64,
 ) -> Result<Vec<FeatureVerdict>, StoreError> {
-    let (plan, owner, _) = feature_standpoint(store, rules, Some(user))?;
+    let (terms, owner, _) = feature_standpoint(store, rules, Some(user), &user.user_id, now_ms)?;
     let features = rules.catalog.features().iter();
-    features.map(|feature| standing(store, rules, (plan, owner), &user.user_id, feature, now_ms)).collect()
+    features.map(|feature| standing(store, rules, (&terms, owner), &user.user_id, feature, now_ms)).collect()
 }
 
 /// The counter a feature refusal of `kind` at `now_ms` adds to: per feature and UTC month.
@@ -238,7 +250,8 @@ pub fn use_feature(
 ) -> Result<UseOutcome, StoreError> {
     store.serialize_on(super::usage::USER_SCOPE, user_id)?;
     let user = store.find_user(user_id)?;
-    let (plan, owner, account) = feature_standpoint(store, rules, user.as_ref())?;
+    let (terms, owner, account) = feature_standpoint(store, rules, user.as_ref(), user_id, now_ms)?;
+    let plan = terms.plan;
     if let Some(account) = &account {
         store.serialize_on(super::usage::ACCOUNT_SCOPE, &account.account_id)?;
     }
@@ -247,10 +260,10 @@ pub fn use_feature(
             data["account_id"] = account.account_id.clone().into();
         }
     };
-    let grant = plan.feature(feature);
+    let (grant, _) = terms.feature(feature);
     let bypass = rules.is_bypass(user_id);
     if !bypass && !grant.is_granted() {
-        let verdict = verdict(rules, plan, user_id, feature, 0);
+        let verdict = verdict(rules, &terms, user_id, feature, 0);
         let mut data = json!({ "feature": feature, "plan": plan.name, "plan_required": verdict.plan_required });
         name_account(&mut data);
         let key = refusal_key(user_id, EventType::FeatureDenied, feature, now_ms);
@@ -259,7 +272,7 @@ pub fn use_feature(
     }
     let FeatureGrant::Rate { limit, window_secs } = grant else {
         // A boolean feature: allowed, and nothing to record.
-        return Ok(UseOutcome::Allowed(verdict(rules, plan, user_id, feature, 0)));
+        return Ok(UseOutcome::Allowed(verdict(rules, &terms, user_id, feature, 0)));
     };
     let used = uses_in_window(store, owner, grant, feature, now_ms)?;
     if !bypass && used >= limit {
@@ -276,7 +289,7 @@ pub fn use_feature(
         events::refusal(store, rules, EventType::RateLimited, &key, data, now_ms)?;
         let verdict = FeatureVerdict {
             full_window_frees_in_ms: Some(retry_after_ms),
-            ..verdict(rules, plan, user_id, feature, used)
+            ..verdict(rules, &terms, user_id, feature, used)
         };
         return Ok(UseOutcome::RateLimited { verdict, retry_after_ms });
     }
@@ -296,6 +309,6 @@ pub fn use_feature(
         store.record_account_feature_use(account.pk, feature, now_ms)?;
     }
     // This use was allowed; the rest of the verdict describes the window after it.
-    let after = FeatureVerdict { allowed: true, ..verdict(rules, plan, user_id, feature, used + 1) };
+    let after = FeatureVerdict { allowed: true, ..verdict(rules, &terms, user_id, feature, used + 1) };
     Ok(UseOutcome::Allowed(after))
 }

@@ -9,6 +9,7 @@ pub mod feature;
 pub mod period;
 pub mod plan;
 pub mod ports;
+pub mod terms;
 pub mod usage;
 pub mod user_id;
 

@@ -76,6 +76,9 @@ pub struct Plan {
     pub limits: IndexMap<String, Limit>,
     /// One entry per configured feature, in the catalog's feature order.
     pub features: IndexMap<String, FeatureGrant>,
+    /// The metrics whose unused allowance rolls over to the next period, with the most that
+    /// may roll over (`rollover_max`).
+    pub rollover_max: IndexMap<String, u64>,
 }
 
 impl Plan {
@@ -180,6 +183,7 @@ pub(crate) mod tests {
             max_members: None,
             limits: [("prompts".to_owned(), prompts)].into_iter().collect(),
             features: IndexMap::new(),
+            rollover_max: IndexMap::new(),
         }
     }
 

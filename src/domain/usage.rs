@@ -7,6 +7,7 @@ use super::events::{self, AlertOwner, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
 use super::ports::{AccountRecord, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::terms::{self, Counter, Customer, ResolvedLimit, Source, Terms};
 use super::user_id::UserId;
 use serde_json::json;
 
@@ -24,7 +25,8 @@ pub const COUNTER_MAX: u64 = i64::MAX as u64;
 /// client can represent exactly.
 pub const AMOUNT_MAX: u64 = (1 << 53) - 1;
 
-/// Where a user stands against one metric's limit.
+/// Where a user stands against one metric's limit. `limit` includes `granted` and
+/// `rollover`; `source` says whether its base is the plan's or an override's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub used: u64,
@@ -32,16 +34,27 @@ pub struct Standing {
     pub remaining: Option<u64>,
     pub enforcement: Enforcement,
     pub over_soft_limit: bool,
+    pub source: Source,
+    pub granted: u64,
+    pub rollover: u64,
 }
 
 impl Standing {
     pub fn new(limit: Limit, used: u64) -> Standing {
+        Standing::resolved(ResolvedLimit::of_plan(limit), used)
+    }
+
+    pub fn resolved(resolved: ResolvedLimit, used: u64) -> Standing {
+        let limit = resolved.limit;
         Standing {
             used,
             limit: limit.value(),
             remaining: limit.value().map(|limit| limit.saturating_sub(used)),
             enforcement: limit.enforcement(),
             over_soft_limit: matches!(limit, Limit::Soft(limit) if used > limit),
+            source: resolved.source,
+            granted: resolved.granted,
+            rollover: resolved.rollover,
         }
     }
 }
@@ -119,60 +132,104 @@ pub enum TrackOutcome {
     NotTracked { verdict: Verdict },
 }
 
-/// Where the use is decided: the plan that applies and the counter it is enforced on, `used`
-/// before this use; `account` for a member.
+/// Where the use is decided: the plan that applies, the limit resolved for the counter it is
+/// enforced on (`used` before this use), `account` for a member, and a member's own cap.
 struct Standpoint<'p> {
     plan: &'p Plan,
+    limit: ResolvedLimit,
     used: u64,
     account: Option<AccountRecord>,
     user_used: u64,
+    cap: Option<ResolvedLimit>,
 }
 
 fn verdict(rules: &Rules, query: &UsageQuery, at: &Standpoint<'_>) -> Verdict {
     let bypass = rules.is_bypass(&query.user_id);
-    let limit = at.plan.limit(&query.metric);
+    let within_cap = at.cap.is_none_or(|cap| admits(cap.limit, bypass, at.user_used, query.amount));
     Verdict {
-        allowed: admits(limit, bypass, at.used, query.amount),
+        allowed: admits(at.limit.limit, bypass, at.used, query.amount) && within_cap,
         user_id: query.user_id.clone(),
         plan: at.plan.name.clone(),
         metric: query.metric.clone(),
         period: query.period,
         amount: query.amount,
         bypass,
-        standing: Standing::new(limit, at.used),
+        standing: Standing::resolved(at.limit, at.used),
         account_id: at.account.as_ref().map(|account| account.account_id.clone()),
         user_used: at.user_used,
     }
 }
 
-/// The standpoint of `user` (None: never seen, on the default plan with nothing used).
+/// The plan and the resolved limit of `query.metric` for a user on their own (None: never
+/// seen; overrides and grants may still name them).
+fn own_limit<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: Option<&UserRecord>,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<(&'r Plan, ResolvedLimit), StoreError> {
+    let plan = rules.plan_of(user);
+    let customer = Customer::User(&query.user_id);
+    let counter = user.map_or(Counter::None, |user| Counter::User { pk: user.pk, created_at_ms: user.created_at_ms });
+    let terms = Terms::load(store, plan, customer, now_ms)?;
+    Ok((plan, terms::resolve(store, &terms, (customer, counter), &query.metric, query.period, now_ms)?))
+}
+
+/// The plan and the resolved pool limit of `query.metric` for a member of `account`, and the
+/// member's own cap.
+fn pool_limit<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: &UserRecord,
+    account: &AccountRecord,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<(&'r Plan, ResolvedLimit, Option<ResolvedLimit>), StoreError> {
+    let plan = rules.catalog.plan_or_default(&account.plan);
+    let customer = Customer::Account(&account.account_id);
+    let counter = Counter::Account { pk: account.pk, created_at_ms: account.created_at_ms };
+    let terms = Terms::load(store, plan, customer, now_ms)?;
+    let limit = terms::resolve(store, &terms, (customer, counter), &query.metric, query.period, now_ms)?;
+    let cap = terms::member_cap(store, rules, &user.user_id, &user.plan, &query.metric, query.period, now_ms)?;
+    Ok((plan, limit, cap))
+}
+
+/// The standpoint of `user` (None: never seen, nothing used).
 fn standpoint<'r>(
     store: &(impl UsageRead + ?Sized),
     rules: &'r Rules,
     user: Option<&UserRecord>,
     query: &UsageQuery,
+    now_ms: i64,
 ) -> Result<Standpoint<'r>, StoreError> {
-    let Some(user) = user else {
-        return Ok(Standpoint { plan: rules.catalog.default_plan(), used: 0, account: None, user_used: 0 });
+    let user_used = match user {
+        Some(user) => store.counter(user.pk, query.period, &query.metric)?,
+        None => 0,
     };
-    let user_used = store.counter(user.pk, query.period, &query.metric)?;
-    Ok(match user.account_pk {
-        Some(account_pk) => {
-            let account = store.get_account(account_pk)?;
-            let used = store.account_counter(account_pk, query.period, &query.metric)?;
-            Standpoint { plan: rules.catalog.plan_or_default(&account.plan), used, account: Some(account), user_used }
-        }
-        None => {
-            Standpoint { plan: rules.catalog.plan_or_default(&user.plan), used: user_used, account: None, user_used }
-        }
-    })
+    if let Some(user) = user
+        && let Some(account_pk) = user.account_pk
+    {
+        let account = store.get_account(account_pk)?;
+        let (plan, limit, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
+        let used = store.account_counter(account_pk, query.period, &query.metric)?;
+        return Ok(Standpoint { plan, limit, used, account: Some(account), user_used, cap });
+    }
+    let (plan, limit) = own_limit(store, rules, user, query, now_ms)?;
+    Ok(Standpoint { plan, limit, used: user_used, account: None, user_used, cap: None })
 }
 
 /// Answers "may this user use `amount` more?" without changing anything. A user never seen
-/// is on the default plan with nothing used; a member is asked about the account's pool.
-pub fn check(store: &(impl UsageRead + ?Sized), rules: &Rules, query: &UsageQuery) -> Result<Verdict, StoreError> {
+/// is on the default plan with nothing used; a member is asked about the account's pool (and
+/// their own cap, if an override gives them one).
+pub fn check(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<Verdict, StoreError> {
     let user = store.find_user(&query.user_id)?;
-    Ok(verdict(rules, query, &standpoint(store, rules, user.as_ref(), query)?))
+    Ok(verdict(rules, query, &standpoint(store, rules, user.as_ref(), query, now_ms)?))
 }
 
 /// Checks and records in one step, inside one write transaction serialized on the user (the
@@ -187,7 +244,7 @@ pub fn track(
     now_ms: i64,
 ) -> Result<TrackOutcome, StoreError> {
     if !rules.tracking_enabled {
-        return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query)? });
+        return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query, now_ms)? });
     }
     store.serialize_on(USER_SCOPE, &query.user_id)?;
     let user = store.find_user(&query.user_id)?;
@@ -196,10 +253,9 @@ pub fn track(
     {
         return track_member(store, rules, query, enforce, user, account_pk, now_ms);
     }
-    let plan = rules.plan_of(user.as_ref());
-    let bypass = rules.is_bypass(&query.user_id);
-    let limit = plan.limit(&query.metric);
-    let ceiling = ceiling(limit, bypass, enforce);
+    let (plan, resolved) = own_limit(store, rules, user.as_ref(), query, now_ms)?;
+    let limit = resolved.limit;
+    let ceiling = ceiling(limit, rules.is_bypass(&query.user_id), enforce);
 
     let user_pk = match &user {
         Some(user) => Some(user.pk),
@@ -213,9 +269,16 @@ pub fn track(
     };
     Ok(match (added, user_pk) {
         (Some(used_after), Some(user_pk)) => {
-            let at = Standpoint { plan, used: used_after - query.amount, account: None, user_used: used_after };
+            let at = Standpoint {
+                plan,
+                limit: resolved,
+                used: used_after - query.amount,
+                account: None,
+                user_used: used_after,
+                cap: None,
+            };
             let mut verdict = verdict(rules, query, &at);
-            verdict.standing = Standing::new(limit, used_after);
+            verdict.standing = Standing::resolved(resolved, used_after);
             let crossing = Crossing {
                 owner: AlertOwner::User(user_pk),
                 user_id: &query.user_id,
@@ -233,7 +296,7 @@ pub fn track(
                 Some(user) => store.counter(user.pk, query.period, &query.metric)?,
                 None => 0,
             };
-            let at = Standpoint { plan, used, account: None, user_used: used };
+            let at = Standpoint { plan, limit: resolved, used, account: None, user_used: used, cap: None };
             not_recorded(store, rules, query, enforce, &at, now_ms)?
         }
     })
@@ -252,16 +315,19 @@ fn track_member(
 ) -> Result<TrackOutcome, StoreError> {
     let account = store.get_account(account_pk)?;
     store.serialize_on(ACCOUNT_SCOPE, &account.account_id)?;
-    let plan = rules.catalog.plan_or_default(&account.plan);
-    let limit = plan.limit(&query.metric);
+    let (plan, resolved, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
+    let bypass = rules.is_bypass(&query.user_id);
+    let limit = resolved.limit;
     let user_used = store.counter(user.pk, query.period, &query.metric)?;
     let user_fits = user_used.checked_add(query.amount).is_some_and(|total| total <= COUNTER_MAX);
-    let ceiling = if user_fits { ceiling(limit, rules.is_bypass(&query.user_id), enforce) } else { 0 };
+    // The member's own cap first: the user is serialized, so their counter cannot move.
+    let within_cap = cap.is_none_or(|cap| !enforce || admits(cap.limit, bypass, user_used, query.amount));
+    let ceiling = if user_fits && within_cap { ceiling(limit, bypass, enforce) } else { 0 };
     let added =
         store.increment_account_within(account.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?;
     let Some(pool_after) = added else {
         let used = store.account_counter(account.pk, query.period, &query.metric)?;
-        let at = Standpoint { plan, used, account: Some(account), user_used };
+        let at = Standpoint { plan, limit: resolved, used, account: Some(account), user_used, cap };
         return not_recorded(store, rules, query, enforce && user_fits, &at, now_ms);
     };
     // The member's own counter cannot refuse: it was checked to fit above.
@@ -278,10 +344,16 @@ fn track_member(
         used: pool_after,
     };
     events::usage_alerts(store, rules, &crossing, now_ms)?;
-    let at =
-        Standpoint { plan, used: pool_after - query.amount, account: Some(account.clone()), user_used: user_after };
+    let at = Standpoint {
+        plan,
+        limit: resolved,
+        used: pool_after - query.amount,
+        account: Some(account.clone()),
+        user_used: user_after,
+        cap,
+    };
     let mut verdict = verdict(rules, query, &at);
-    verdict.standing = Standing::new(limit, pool_after);
+    verdict.standing = Standing::resolved(resolved, pool_after);
     Ok(TrackOutcome::Recorded { verdict, enforced: enforce })
 }
 
@@ -299,7 +371,7 @@ fn not_recorded(
     if verdict.allowed || !enforce {
         return Ok(TrackOutcome::Overflow { verdict });
     }
-    let limit = at.plan.limit(&query.metric);
+    let limit = at.limit.limit;
     let upgrade_to = rules
         .catalog
         .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, at.used, query.amount))
@@ -312,12 +384,14 @@ fn not_recorded(
         "limit": limit.value(),
         "amount": query.amount,
     });
+    if let Some(account) = &at.account {
+        data["account_id"] = account.account_id.clone().into();
+    }
+    // A member refused by their own cap (the pool would have taken it) is a user refusal.
+    let pool_admits = admits(limit, verdict.bypass, at.used, query.amount);
     let scope = match &at.account {
-        Some(account) => {
-            data["account_id"] = account.account_id.clone().into();
-            Scope::Account
-        }
-        None => Scope::User,
+        Some(_) if !pool_admits => Scope::Account,
+        _ => Scope::User,
     };
     let key = RefusalKey {
         user_id: &query.user_id,
@@ -329,32 +403,63 @@ fn not_recorded(
     Ok(TrackOutcome::Refused { verdict, upgrade_to, scope })
 }
 
-/// The user's standing on every configured metric in `period`, in catalog order: for a
-/// member, the account's pool under the account's plan.
+/// The user's standing on every configured metric in `period`, in catalog order, with
+/// limits resolved at `now_ms`: for a member, the account's pool under the account's terms.
 pub fn standings(
     store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     period: Period,
+    now_ms: i64,
 ) -> Result<Vec<(String, Standing)>, StoreError> {
-    let (plan, counters) = match user.account_pk {
+    match user.account_pk {
         Some(account_pk) => {
             let account = store.get_account(account_pk)?;
-            (rules.catalog.plan_or_default(&account.plan), store.account_counters(account_pk, period)?)
+            account_standings(store, rules, &account, period, now_ms)
         }
-        None => (rules.catalog.plan_or_default(&user.plan), store.counters(user.pk, period)?),
-    };
-    Ok(pool_standings(rules, plan, &counters))
+        None => {
+            let plan = rules.catalog.plan_or_default(&user.plan);
+            let customer = Customer::User(&user.user_id);
+            let terms = Terms::load(store, plan, customer, now_ms)?;
+            let counter = Counter::User { pk: user.pk, created_at_ms: user.created_at_ms };
+            let counters = store.counters(user.pk, period)?;
+            customer_standings(store, rules, &terms, (customer, counter), &counters, period, now_ms)
+        }
+    }
 }
 
-/// Standings of `counters` against `plan`, one per configured metric, in catalog order.
-pub fn pool_standings(rules: &Rules, plan: &Plan, counters: &[(String, u64)]) -> Vec<(String, Standing)> {
+/// The account's pool on every configured metric in `period`, against its terms.
+pub fn account_standings(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    account: &AccountRecord,
+    period: Period,
+    now_ms: i64,
+) -> Result<Vec<(String, Standing)>, StoreError> {
+    let plan = rules.catalog.plan_or_default(&account.plan);
+    let customer = Customer::Account(&account.account_id);
+    let terms = Terms::load(store, plan, customer, now_ms)?;
+    let counter = Counter::Account { pk: account.pk, created_at_ms: account.created_at_ms };
+    let counters = store.account_counters(account.pk, period)?;
+    customer_standings(store, rules, &terms, (customer, counter), &counters, period, now_ms)
+}
+
+fn customer_standings(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    terms: &Terms<'_>,
+    whose: (Customer<'_>, Counter),
+    counters: &[(String, u64)],
+    period: Period,
+    now_ms: i64,
+) -> Result<Vec<(String, Standing)>, StoreError> {
     rules
         .catalog
         .metrics()
         .map(|metric| {
             let used = counters.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, used)| *used);
-            (metric.name.clone(), Standing::new(plan.limit(&metric.name), used))
+            let resolved = terms::resolve(store, terms, whose, &metric.name, period, now_ms)?;
+            Ok((metric.name.clone(), Standing::resolved(resolved, used)))
         })
         .collect()
 }

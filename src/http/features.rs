@@ -64,6 +64,8 @@ pub struct FeatureSummaryJson {
     window_secs: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     remaining_in_window: Option<u32>,
+    /// Whether the grant is the plan's or an override's.
+    source: crate::domain::terms::Source,
 }
 
 impl FeatureSummaryJson {
@@ -74,6 +76,7 @@ impl FeatureSummaryJson {
             limit: verdict.limit,
             window_secs: verdict.window_secs,
             remaining_in_window: verdict.remaining_in_window,
+            source: verdict.source,
         }
     }
 }

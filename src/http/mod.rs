@@ -21,6 +21,7 @@ mod request;
 mod routes;
 pub(crate) mod server;
 mod telemetry;
+mod terms;
 mod throttle;
 mod usage;
 mod users;

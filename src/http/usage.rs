@@ -164,8 +164,9 @@ struct TrackJson<'v> {
 pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: CheckBody = ctx.json_body()?;
     let rules = &ctx.app.rules;
-    let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms())?;
-    let verdict = app::usage::check(&ctx.app.store, rules, &valid.query)?;
+    let now_ms = now_ms();
+    let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
+    let verdict = app::usage::check(&ctx.app.store, rules, &valid.query, now_ms)?;
     Ok(json_response(StatusCode::OK, &VerdictJson::from(&verdict)))
 }
 

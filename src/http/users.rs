@@ -12,6 +12,7 @@ use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
 use crate::domain::ports::{RefusalCount, StoreError, UsageRead, UserRecord};
+use crate::domain::terms::Source;
 use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::UserId;
@@ -41,10 +42,15 @@ pub struct UserView {
 pub struct StandingJson {
     used: u64,
     refused: u64,
+    /// Includes `granted` and `rollover`.
     limit: Option<u64>,
+    granted: u64,
+    rollover: u64,
     remaining: Option<u64>,
     enforcement: Enforcement,
     over_soft_limit: bool,
+    /// Whether the limit's base is the plan's or an override's.
+    source: Source,
 }
 
 impl StandingJson {
@@ -53,9 +59,12 @@ impl StandingJson {
             used: standing.used,
             refused,
             limit: standing.limit,
+            granted: standing.granted,
+            rollover: standing.rollover,
             remaining: standing.remaining,
             enforcement: standing.enforcement,
             over_soft_limit: standing.over_soft_limit,
+            source: standing.source,
         }
     }
 }
@@ -130,7 +139,7 @@ pub fn user_view(
     now_ms: i64,
 ) -> Result<UserView, StoreError> {
     let plan = rules.catalog.plan_or_default(&user.plan);
-    let usage = usage::standings(store, rules, user, period)?;
+    let usage = usage::standings(store, rules, user, period, now_ms)?;
     let features = feature::check_all(store, rules, user, now_ms)?;
     let refusals = store.refusals(&user.user_id, period)?;
     let account_id = match user.account_pk {

@@ -21,7 +21,7 @@ pub struct TableCounts {
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
-const TABLES: [(&str, Option<&str>); 20] = [
+const TABLES: [(&str, Option<&str>); 22] = [
     ("accounts", Some("id")),
     ("users", Some("id")),
     ("usage_counters", None),
@@ -39,6 +39,8 @@ const TABLES: [(&str, Option<&str>); 20] = [
     ("account_counters", None),
     ("account_feature_uses", None),
     ("account_alerts", None),
+    ("overrides", None),
+    ("grants", Some("id")),
     ("dashboard_sessions", None),
     ("leases", None),
     ("erasures", None),

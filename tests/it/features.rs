@@ -75,11 +75,11 @@ fn default_plans_grant_features_as_the_design_says() {
     assert_eq!((second.status, second.code().as_str()), (429, "rate_limited"));
     // The user view lists every feature.
     let view = client.get("/v1/users/solo-active_project_snapshots").json();
-    assert_eq!(view["features"]["git_export"], json!({ "allowed": true, "refused": 0 }));
-    assert_eq!(view["features"]["multi_user"], json!({ "allowed": false, "refused": 0 }));
+    assert_eq!(view["features"]["git_export"], json!({ "allowed": true, "refused": 0, "source": "plan" }));
+    assert_eq!(view["features"]["multi_user"], json!({ "allowed": false, "refused": 0, "source": "plan" }));
     assert_eq!(
         view["features"]["active_project_snapshots"],
-        json!({ "allowed": false, "refused": 1, "limit": 1, "window_secs": 60, "remaining_in_window": 0 })
+        json!({ "allowed": false, "refused": 1, "limit": 1, "window_secs": 60, "remaining_in_window": 0, "source": "plan" })
     );
 }
 

@@ -21,6 +21,7 @@ mod receiver;
 mod reliability;
 mod support;
 mod telemetry;
+mod terms;
 mod transport;
 mod usage;
 mod users;

@@ -107,6 +107,12 @@ pub trait UsageRead {
     ) -> Result<Option<i64>>;
     /// The account's members, by user id.
     fn members(&self, account_pk: i64) -> Result<Vec<UserRecord>>;
+    fn find_override(&self, customer: CustomerKey<'_>) -> Result<Option<OverrideRecord>>;
+    /// The sum of the customer's grants for `metric` in `period` still valid at `valid_at_ms`
+    /// (no expiry, or expiring after it).
+    fn sum_grants(&self, customer: CustomerKey<'_>, metric: &str, period: Period, valid_at_ms: i64) -> Result<u64>;
+    /// The customer's grants, newest first.
+    fn grants(&self, customer: CustomerKey<'_>) -> Result<Vec<GrantRecord>>;
 }
 
 /// What recording usage needs (events included); only a write transaction implements it.
@@ -210,6 +216,16 @@ pub trait AdminWrite: AdminRead {
         period: Period,
         metric: Option<&str>,
     ) -> Result<Vec<(String, u64)>>;
+    /// Replaces the customer's override.
+    fn put_override(&self, customer: CustomerKey<'_>, record: &OverrideRecord) -> Result<()>;
+    /// Removes it; false if there was none.
+    fn delete_override(&self, customer: CustomerKey<'_>) -> Result<bool>;
+    /// Stores a grant; returns its id.
+    fn add_grant(&self, grant: &GrantRecord) -> Result<i64>;
+    /// Deletes a grant; returns it, or None if there was none.
+    fn delete_grant(&self, grant_id: i64) -> Result<Option<GrantRecord>>;
+    /// Deletes the customer's override and grants (for erasure); returns how many rows.
+    fn delete_terms_of(&self, customer: CustomerKey<'_>) -> Result<u64>;
     /// Deletes the account; its members leave it and keep their own data.
     fn delete_account(&self, account_pk: i64) -> Result<()>;
     /// Deletes up to `limit` pooled counters and alert marks of periods before

@@ -16,6 +16,37 @@ pub struct UserRecord {
     pub account_pk: Option<i64>,
 }
 
+/// Who an override or a grant is for: a user's or an account's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CustomerKey<'a> {
+    /// "user" or "account".
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+/// A stored override: its body as the domain wrote it (JSON text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverrideRecord {
+    pub body: String,
+    pub expires_at_ms: Option<i64>,
+    pub note: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// A stored grant of extra allowance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: i64,
+    pub customer_kind: String,
+    pub customer_id: String,
+    pub metric: String,
+    pub amount: u64,
+    pub period: String,
+    pub expires_at_ms: Option<i64>,
+    pub note: Option<String>,
+    pub created_at_ms: i64,
+}
+
 /// (plan, how many) rows.
 pub type PlanCounts = Vec<(String, u64)>;
 

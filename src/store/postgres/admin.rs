@@ -2,11 +2,11 @@
 //! every change keeps in step, applied at commit in one global order (see `Rollups`).
 
 use super::usage::user_row;
-use super::{PgDb, Rollups, accounts};
+use super::{PgDb, Rollups, accounts, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AccountRecord, AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, PlanCounts, StoreError,
-    UserExport, UserRecord, from_stored_integer,
+    AccountRecord, AdminRead, AdminWrite, AuditRecord, CounterRecord, CustomerKey, ErasureRecord, GrantRecord,
+    OverrideRecord, PlanCounts, StoreError, UserExport, UserRecord, from_stored_integer,
 };
 use postgres::Row;
 
@@ -236,6 +236,26 @@ impl AdminWrite for PgDb<'_> {
         metric: Option<&str>,
     ) -> Result<Vec<(String, u64)>> {
         accounts::reset_counters(self, account_pk, period, metric)
+    }
+
+    fn put_override(&self, customer: CustomerKey<'_>, record: &OverrideRecord) -> Result<()> {
+        terms::put_override(self, customer, record)
+    }
+
+    fn delete_override(&self, customer: CustomerKey<'_>) -> Result<bool> {
+        terms::delete_override(self, customer)
+    }
+
+    fn add_grant(&self, grant: &GrantRecord) -> Result<i64> {
+        terms::add_grant(self, grant)
+    }
+
+    fn delete_grant(&self, grant_id: i64) -> Result<Option<GrantRecord>> {
+        terms::delete_grant(self, grant_id)
+    }
+
+    fn delete_terms_of(&self, customer: CustomerKey<'_>) -> Result<u64> {
+        terms::delete_terms_of(self, customer)
     }
 
     fn delete_account(&self, account_pk: i64) -> Result<()> {

@@ -1,11 +1,12 @@
 //! PostgreSQL SQL for users, counters, feature uses, idempotent answers and dashboard
 //! sessions, and `serialize_on` (a transaction-scoped advisory lock, tried; see writer.rs).
 
-use super::{PgDb, accounts};
+use super::{PgDb, accounts, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AccountRecord, RefusalCount, RefusalKey, RefusalTally, SessionRead, SessionRecord, SessionWrite, StoreError,
-    StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer, from_stored_integer,
+    AccountRecord, CustomerKey, GrantRecord, OverrideRecord, RefusalCount, RefusalKey, RefusalTally, SessionRead,
+    SessionRecord, SessionWrite, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer,
+    from_stored_integer,
 };
 use postgres::Row;
 use sha2::{Digest, Sha256};
@@ -122,6 +123,18 @@ impl UsageRead for PgDb<'_> {
 
     fn members(&self, account_pk: i64) -> Result<Vec<UserRecord>> {
         accounts::members(self, account_pk)
+    }
+
+    fn find_override(&self, customer: CustomerKey<'_>) -> Result<Option<OverrideRecord>> {
+        terms::find_override(self, customer)
+    }
+
+    fn sum_grants(&self, customer: CustomerKey<'_>, metric: &str, period: Period, valid_at_ms: i64) -> Result<u64> {
+        terms::sum_grants(self, customer, metric, period, valid_at_ms)
+    }
+
+    fn grants(&self, customer: CustomerKey<'_>) -> Result<Vec<GrantRecord>> {
+        terms::grants(self, customer)
     }
 
     fn nth_oldest_feature_use(&self, user_pk: i64, feature: &str, since_ms: i64, skip: u32) -> Result<Option<i64>> {

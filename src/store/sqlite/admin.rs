@@ -1,11 +1,11 @@
 //! SQLite SQL for the admin views and actions: rollup reads, top users, history, the audit
 //! log, reset, cleanup, erasure and export. Every write keeps the rollups in step.
 
-use super::{SqliteReader, SqliteTx, accounts, rollup, to_u64};
+use super::{SqliteReader, SqliteTx, accounts, rollup, terms, to_u64};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AccountRecord, AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, PlanCounts, StoreError,
-    UserExport, UserRecord,
+    AccountRecord, AdminRead, AdminWrite, AuditRecord, CounterRecord, CustomerKey, ErasureRecord, GrantRecord,
+    OverrideRecord, PlanCounts, StoreError, UserExport, UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -268,6 +268,26 @@ impl AdminWrite for SqliteTx<'_> {
         metric: Option<&str>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         accounts::reset_counters(self.0, account_pk, period, metric)
+    }
+
+    fn put_override(&self, customer: CustomerKey<'_>, record: &OverrideRecord) -> Result<(), StoreError> {
+        terms::put_override(self.0, customer, record)
+    }
+
+    fn delete_override(&self, customer: CustomerKey<'_>) -> Result<bool, StoreError> {
+        terms::delete_override(self.0, customer)
+    }
+
+    fn add_grant(&self, grant: &GrantRecord) -> Result<i64, StoreError> {
+        terms::add_grant(self.0, grant)
+    }
+
+    fn delete_grant(&self, grant_id: i64) -> Result<Option<GrantRecord>, StoreError> {
+        terms::delete_grant(self.0, grant_id)
+    }
+
+    fn delete_terms_of(&self, customer: CustomerKey<'_>) -> Result<u64, StoreError> {
+        terms::delete_terms_of(self.0, customer)
     }
 
     fn delete_account(&self, account_pk: i64) -> Result<(), StoreError> {

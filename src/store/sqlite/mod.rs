@@ -10,6 +10,7 @@ mod connection;
 mod events;
 mod rollup;
 mod sessions;
+mod terms;
 mod usage;
 mod writer;
 

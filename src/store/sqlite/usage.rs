@@ -1,11 +1,11 @@
 //! SQLite SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite`
 //! ports for the pool's readers and the writer's transaction. Reads are shared by both.
 
-use super::{SqliteReader, SqliteTx, accounts, rollup};
+use super::{SqliteReader, SqliteTx, accounts, rollup, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AccountRecord, RefusalCount, RefusalKey, RefusalTally, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord,
-    as_stored_integer,
+    AccountRecord, CustomerKey, GrantRecord, OverrideRecord, RefusalCount, RefusalKey, RefusalTally, StoreError,
+    StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -140,6 +140,21 @@ macro_rules! impl_usage_read {
             }
             fn members(&self, account_pk: i64) -> Result<Vec<UserRecord>, StoreError> {
                 accounts::members(self.0, account_pk)
+            }
+            fn find_override(&self, customer: CustomerKey<'_>) -> Result<Option<OverrideRecord>, StoreError> {
+                terms::find_override(self.0, customer)
+            }
+            fn sum_grants(
+                &self,
+                customer: CustomerKey<'_>,
+                metric: &str,
+                period: Period,
+                valid_at_ms: i64,
+            ) -> Result<u64, StoreError> {
+                terms::sum_grants(self.0, customer, metric, period, valid_at_ms)
+            }
+            fn grants(&self, customer: CustomerKey<'_>) -> Result<Vec<GrantRecord>, StoreError> {
+                terms::grants(self.0, customer)
             }
             fn nth_oldest_feature_use(
                 &self,

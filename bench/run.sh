@@ -19,7 +19,7 @@
 #                                # EVENTS plan changes (20,000) delivered to a receiver that
 #                                # answers 200 at once (deliveries/s, backlog drain, latency),
 #                                # then again beside a receiver that never answers; ROUNDS=3
-#                                # repeats both, interleaved
+#                                # repeats both, interleaved; RATE=1000 emits on a schedule
 #   DURATION=5 CONNECTIONS=64 bench/run.sh
 #   TALLY_BIN=/path/to/tally bench/run.sh http   # another build of Tally (e.g. before a change)
 set -euo pipefail
@@ -264,6 +264,7 @@ run_postgres() {
 # interleaved, so a change in the machine's load falls on both.
 run_webhooks() {
     local events=${EVENTS:-20000} emitters=${EMITTERS:-16} rounds=${ROUNDS:-1}
+    [ -z "${RATE:-}" ] || log "emitting at $RATE events/s"
     log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
     log "tally: ${TALLY_BIN:-$BIN/tally}"
     local round scenario
@@ -275,11 +276,12 @@ run_webhooks() {
     python3 - "$RESULTS" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-keys = ["deliveries_per_s", "drain_after_last_emit_s", "latency_p50_ms", "latency_p99_ms", "emitted_per_s"]
-print(f"{'run':<24}{'round':>6}{'deliv/s':>10}{'drain s':>9}{'p50 ms':>10}{'p99 ms':>10}{'emit/s':>9}  load")
+keys = ["deliveries_per_s", "drain_per_s", "drain_after_last_emit_s", "latency_p50_ms", "latency_p99_ms", "emitted_per_s"]
+print(f"{'run':<24}{'round':>6}{'deliv/s':>9}{'drain/s':>9}{'drain s':>8}{'p50 ms':>9}{'p99 ms':>9}{'emit/s':>8}  load")
 for row in rows:
-    print(f"{row['label']:<24}{row['round']:>6}{row['deliveries_per_s']:>10.0f}{row['drain_after_last_emit_s']:>9.2f}"
-          f"{row['latency_p50_ms']:>10.1f}{row['latency_p99_ms']:>10.1f}{row['emitted_per_s']:>9.0f}  {row['load']}")
+    print(f"{row['label']:<24}{row['round']:>6}{row['deliveries_per_s']:>9.0f}{row['drain_per_s']:>9.0f}"
+          f"{row['drain_after_last_emit_s']:>8.2f}{row['latency_p50_ms']:>9.1f}{row['latency_p99_ms']:>9.1f}"
+          f"{row['emitted_per_s']:>8.0f}  {row['load']}")
 for label in dict.fromkeys(row["label"] for row in rows):
     mine = [row for row in rows if row["label"] == label]
     medians = "  ".join(f"{key} {statistics.median(row[key] for row in mine):.2f}" for key in keys)
@@ -317,7 +319,7 @@ EOF
     for _ in $(seq 1 200); do addr=$(sed -n 's#^listening on http://##p' "$dir/stdout" 2>/dev/null || true); [ -n "$addr" ] && break; sleep 0.02; done
     [ -n "$addr" ] || { log "tally did not start: $(cat "$dir/stderr")"; return 1; }
     "$BIN/webhook_bench" --label "$label" --tally "$addr" --receiver "$healthy" --url "$url" \
-        --db "$dir/tally.db" --events "$events" --connections "$emitters" | tee -a "$RESULTS" >&2
+        --db "$dir/tally.db" --events "$events" --connections "$emitters" ${RATE:+--rate "$RATE"} | tee -a "$RESULTS" >&2
     add_field "$label" round "$round"
     add_field "$label" load "\"$load\""
     add_field "$label" peak_rss_kib "$(peak_rss_kib "$pid")"

@@ -34,6 +34,11 @@ struct Args {
     events: usize,
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Events per second over all connections, on a fixed schedule; as fast as the
+    /// connections go when absent. Below the sender's capacity, the latency is the sender's
+    /// own, not the time spent queued behind a backlog.
+    #[arg(long)]
+    rate: Option<f64>,
     /// How long to wait for every delivery before giving up.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -118,8 +123,10 @@ fn unix_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64)
 }
 
-/// Emits `events` plan changes over `connections` connections; the number refused.
-fn emit(tally: &str, events: usize, connections: usize) -> Result<usize> {
+/// Emits `events` plan changes over `connections` connections, at `rate` a second in all
+/// when given; the number refused.
+fn emit(tally: &str, events: usize, connections: usize, rate: Option<f64>) -> Result<usize> {
+    let start = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|connection| {
             let tally = tally.to_owned();
@@ -129,6 +136,10 @@ fn emit(tally: &str, events: usize, connections: usize) -> Result<usize> {
                 let mut http = Http::new(&tally);
                 let mut refused = 0;
                 for n in 0..count {
+                    if let Some(rate) = rate {
+                        let due = start + Duration::from_secs_f64((n * connections + connection) as f64 / rate);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
                     let user = format!("wh{connection}-{}", n % USERS_PER_CONNECTION);
                     let plan = PLANS[(n / USERS_PER_CONNECTION) % 2];
                     let body = format!("{{\"plan\":\"{plan}\"}}");
@@ -182,7 +193,7 @@ fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
 
     let emit_start_us = unix_micros();
-    let refused = emit(&args.tally, args.events, args.connections)?;
+    let refused = emit(&args.tally, args.events, args.connections, args.rate)?;
     let emit_end_us = unix_micros();
     ensure!(refused == 0, "{refused} plan changes were refused");
 
@@ -219,6 +230,7 @@ fn main() -> Result<()> {
     let events: Vec<(String, i64)> =
         statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let after_emit = arrivals.values().filter(|arrived| **arrived > emit_end_us).count();
     let mut missing = 0usize;
     for (id, at_ms) in &events {
         match arrivals.get(id) {
@@ -237,6 +249,7 @@ fn main() -> Result<()> {
         "label": args.label,
         "events": args.events,
         "connections": args.connections,
+        "rate": args.rate,
         "emitted_per_s": args.events as f64 / ((emit_end_us - emit_start_us) as f64 / 1e6),
         "events_in_database": events.len(),
         "distinct_delivered": arrivals.len(),
@@ -247,6 +260,10 @@ fn main() -> Result<()> {
         "emit_s": (emit_end_us - emit_start_us) as f64 / 1e6,
         "first_to_last_delivery_s": span_s,
         "drain_after_last_emit_s": last_us.saturating_sub(emit_end_us) as f64 / 1e6,
+        // The backlog left when emission stopped, over the time it took: the sender's rate with
+        // the emitter's load gone.
+        "backlog_at_last_emit": after_emit,
+        "drain_per_s": if last_us > emit_end_us { after_emit as f64 / ((last_us - emit_end_us) as f64 / 1e6) } else { 0.0 },
         "latency_p50_ms": ms(latency_us.value_at_quantile(0.50)),
         "latency_p99_ms": ms(latency_us.value_at_quantile(0.99)),
         "latency_max_ms": ms(latency_us.max()),

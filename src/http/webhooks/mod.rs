@@ -76,17 +76,25 @@ fn record(app: &App, finished: &Receiver<Finished>) {
 /// The most deliveries one sweep marks failed; the next poll takes the rest.
 const SWEEP_LIMIT: u32 = 1_000;
 
+/// How many sweeps pass between two looks for deliveries to receivers no longer configured
+/// (that only changes with the config, and the look walks every due row).
+const UNCONFIGURED_EVERY: u32 = 240;
+
 /// Marks failed the pending deliveries no lane will attempt: past `give_up_after` without a
-/// success, or to a receiver this node no longer has configured.
-fn sweep(app: &App, urls: &[String]) {
+/// success (every sweep), or to a receiver this node no longer has configured (when
+/// `look_for_unconfigured`).
+fn sweep(app: &App, urls: &[String], look_for_unconfigured: bool) {
     let give_up = app.config.delivery.give_up_after;
     let urls = urls.to_vec();
     let swept = app.store.write(move |tx| {
         let now = now_ms();
         let error = gave_up_error(give_up);
         let expired = tx.expire_deliveries(now, now - give_up.as_millis() as i64, &error, SWEEP_LIMIT)?;
-        let dropped =
-            tx.drop_unconfigured_deliveries(now, &urls, "this webhook is no longer configured", SWEEP_LIMIT)?;
+        let dropped = if look_for_unconfigured {
+            tx.drop_unconfigured_deliveries(now, &urls, "this webhook is no longer configured", SWEEP_LIMIT)?
+        } else {
+            0
+        };
         Ok((expired, dropped))
     });
     match swept {
@@ -126,8 +134,10 @@ pub fn spawn(app: Arc<App>) -> std::io::Result<()> {
     std::thread::Builder::new().name("tally-webhook-recorder".into()).spawn(move || record(&recorder, &finished))?;
     let urls: Vec<String> = app.config.webhooks.iter().map(|hook| hook.url.clone()).collect();
     std::thread::Builder::new().name("tally-webhook-sweeper".into()).spawn(move || {
+        let mut sweeps: u32 = 0;
         while app.store.is_writer_running() {
-            sweep(&app, &urls);
+            sweep(&app, &urls, sweeps.is_multiple_of(UNCONFIGURED_EVERY));
+            sweeps = sweeps.wrapping_add(1);
             std::thread::sleep(poll);
         }
     })?;

@@ -253,7 +253,7 @@ impl EventWrite for SqliteTx<'_> {
             .prepare_cached(
                 "UPDATE webhook_deliveries
                  SET status = 'failed', last_error = ?3 || coalesce('; last error: ' || last_error, ''), updated_at = ?1
-                 WHERE id IN (SELECT id FROM webhook_deliveries
+                 WHERE id IN (SELECT id FROM webhook_deliveries INDEXED BY webhook_deliveries_pending_by_window
                               WHERE status = 'pending' AND next_attempt_at <= ?1 AND window_start <= ?2 LIMIT ?4)",
             )?
             .execute(params![now_ms, window_started_by_ms, error, limit])?;

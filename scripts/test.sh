@@ -9,7 +9,10 @@
 #      so and do not apply there);
 #   3. a short schemathesis pass against a live server and docs/openapi.yaml (schemathesis is
 #      installed from PyPI into target/ if missing; scripts/soak.sh runs the long pass);
-#   4. docs/openapi.yaml validated, linted with Spectral, and a Python client generated from
+#   4. the TypeScript client's tests against the real binary, its types checked for drift
+#      from docs/openapi.yaml, and the Next.js example typechecked (scripts/test-typescript.sh;
+#      Node.js from Debian and the npm packages are installed if missing);
+#   5. docs/openapi.yaml validated, linted with Spectral, and a Python client generated from
 #      it driven against a server with its own plan names (scripts/openapi.sh; the tools are
 #      installed from PyPI and npm into target/ if missing).
 # Arguments go to `cargo test` (e.g. a test name filter); the schemathesis pass then is skipped
@@ -28,6 +31,7 @@ else
     ./scripts/with-postgres.sh cargo test --locked --test it "$@"
 fi
 if [ "$#" -eq 0 ]; then
+    ./scripts/test-typescript.sh
     ./scripts/schemathesis.sh 25
     ./scripts/openapi.sh
 fi

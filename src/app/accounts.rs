@@ -27,14 +27,7 @@ pub fn put(
     plan: &str,
     actor: &str,
 ) -> Result<AccountDetails, AppError> {
-    check_plan(rules, plan)?;
-    let rules = Arc::clone(rules);
-    let (account_id, plan, actor) = (account_id.to_string(), plan.to_owned(), actor.to_owned());
-    let now_ms = now_ms();
-    Ok(store.write(move |tx| {
-        let account = account::put_account(tx, &rules, &account_id, &plan, &actor, now_ms)?;
-        account::details(tx, &rules, account, Period::of_unix_ms(now_ms), now_ms)
-    })?)
+    set_plan(store, rules, account_id, plan, actor, true)
 }
 
 /// Moves an existing account to `plan` (the admin route: 404 for an unknown account).
@@ -45,12 +38,23 @@ pub fn change_plan(
     plan: &str,
     actor: &str,
 ) -> Result<AccountDetails, AppError> {
+    set_plan(store, rules, account_id, plan, actor, false)
+}
+
+fn set_plan(
+    store: &Store,
+    rules: &Arc<Rules>,
+    account_id: &UserId,
+    plan: &str,
+    actor: &str,
+    create: bool,
+) -> Result<AccountDetails, AppError> {
     check_plan(rules, plan)?;
     let rules = Arc::clone(rules);
     let (id, plan, actor) = (account_id.to_string(), plan.to_owned(), actor.to_owned());
     let now_ms = now_ms();
     let changed = store.write(move |tx| {
-        if tx.find_account(&id)?.is_none() {
+        if !create && tx.find_account(&id)?.is_none() {
             return Ok(None);
         }
         let account = account::put_account(tx, &rules, &id, &plan, &actor, now_ms)?;

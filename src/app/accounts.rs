@@ -92,6 +92,11 @@ pub fn admin_details(
     found.ok_or_else(|| not_found(account_id))
 }
 
+/// The account, if it exists.
+pub fn find(store: &Store, account_id: &UserId) -> Result<Option<AccountRecord>, AppError> {
+    Ok(store.read(|reader| reader.find_account(account_id))?)
+}
+
 /// Accounts by id, descending, with their member counts; only ids below `before`.
 pub fn page(store: &Store, limit: u32, before: Option<&str>) -> Result<Vec<(AccountRecord, u64)>, AppError> {
     Ok(store.read(|reader| reader.accounts_page(limit, before))?)

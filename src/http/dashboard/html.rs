@@ -15,6 +15,11 @@ pub fn user_path(user_id: &str) -> String {
     format!("/admin/users/{}", utf8_percent_encode(user_id, SEGMENT))
 }
 
+/// `/admin/accounts/{account_id}` with the id percent-encoded.
+pub fn account_path(account_id: &str) -> String {
+    format!("/admin/accounts/{}", utf8_percent_encode(account_id, SEGMENT))
+}
+
 /// A query-string value, percent-encoded.
 pub fn query_value(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
@@ -25,6 +30,7 @@ pub fn query_value(value: &str) -> String {
 pub enum Tab {
     Overview,
     Users,
+    Accounts,
     Maintenance,
     None,
 }
@@ -66,11 +72,12 @@ pub fn document(title: &str, chrome: &Chrome<'_>, content: Markup) -> Markup {
                     @if let Some(visitor) = chrome.visitor {
                         nav aria-label="Dashboard" {
                             (nav_link("/admin", "Overview", chrome.tab == Tab::Overview))
+                            (nav_link("/admin/accounts", "Accounts", chrome.tab == Tab::Accounts))
                             (nav_link("/admin/maintenance", "Maintenance", chrome.tab == Tab::Maintenance))
                         }
                         form.search method="get" action="/admin/users" role="search" {
-                            label.sr-only for="find-user" { "User id" }
-                            input #find-user name="user_id" type="search" placeholder="Find a user id"
+                            label.sr-only for="find-user" { "User or account id" }
+                            input #find-user name="user_id" type="search" placeholder="Find a user or account id"
                                 autocomplete="off" spellcheck="false" required maxlength="128";
                             button type="submit" { "Find" }
                         }

@@ -2,8 +2,10 @@
 //! This file holds the route handlers and what they share: the session check (anyone
 //! without a login goes to /admin/login), the CSRF check on every POST, the
 //! flash-and-redirect after an action, HTML error pages and the security headers. The
-//! numbers and actions come from `app::admin`, as for the JSON API.
+//! numbers and actions come from `app::admin`, `app::accounts` and `app::terms`, as for the
+//! JSON API.
 
+mod account;
 mod chart;
 mod format;
 mod html;
@@ -11,6 +13,7 @@ mod login;
 mod maintenance;
 mod overview;
 mod session;
+mod terms;
 mod user;
 
 pub use session::Sessions;
@@ -275,8 +278,48 @@ pub fn find_user(ctx: &mut Ctx<'_>) -> Handled {
             return Ok("/admin".to_owned());
         }
         crate::domain::user_id::validate_user_id(wanted).map_err(ApiError::invalid)?;
+        // An exact account id goes to the account, unless a user has the same id.
+        let id = crate::domain::user_id::UserId::parse(wanted).map_err(ApiError::invalid)?;
+        if account::exists(ctx, &id)?
+            && crate::app::admin::user_details(&ctx.app.store, &ctx.app.rules, &id, 1)?.is_none()
+        {
+            return Ok(html::account_path(wanted));
+        }
         Ok(html::user_path(wanted))
     })
+}
+
+/// The accounts list, or with `account_id` (its search field) that account's page.
+pub fn accounts(ctx: &mut Ctx<'_>) -> Handled {
+    if ctx.query.contains_key("account_id") {
+        return page_or_redirect(ctx, account::find);
+    }
+    page(ctx, account::list)
+}
+
+pub fn account_page(ctx: &mut Ctx<'_>) -> Handled {
+    page(ctx, account::page)
+}
+
+pub fn change_account_plan(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, account::change_plan)
+}
+
+/// Sets a user's or an account's override (the path says whose).
+pub fn set_override(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, terms::set_override)
+}
+
+pub fn remove_override(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, terms::remove_override)
+}
+
+pub fn add_grant(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, terms::add_grant)
+}
+
+pub fn revoke_grant(ctx: &mut Ctx<'_>) -> Handled {
+    action(ctx, terms::revoke_grant)
 }
 
 /// A GET that answers with a redirect, or an error page.

@@ -3,16 +3,20 @@
 //! erase after a typed confirmation). Reads and actions go through `app::admin`.
 
 use super::format::{Unit, metric_label, money, percent, thousands, utc_minute, wait};
-use super::html::{Tab, csrf_field, user_path};
+use super::html::{Tab, account_path, csrf_field, user_path};
 use super::session::{Flash, Visitor};
+use super::terms;
 use super::{Done, Form, Page, outcome, user_id};
 use crate::app::admin::{self as ops, UserDetails};
+use crate::domain::admin::MetricValues;
 use crate::domain::feature::{FeatureKind, FeatureVerdict};
+use crate::domain::period::Period;
 use crate::domain::plan::{Enforcement, Metric};
+use crate::domain::terms::{Customer, Source};
 use crate::domain::usage::Standing;
-use crate::http::Ctx;
 use crate::http::error::ApiError;
 use crate::http::users::user_not_found;
+use crate::http::{Ctx, now_ms};
 use maud::{Markup, html};
 
 const HISTORY_MONTHS: u32 = 12;
@@ -24,10 +28,26 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let metrics: Vec<Metric> = ctx.app.rules.catalog.metrics().cloned().collect();
     let plans: Vec<(String, u64)> =
         ctx.app.rules.catalog.plans().iter().map(|plan| (plan.name.clone(), plan.price_cents)).collect();
-    Ok(Page { title: user_id.to_string(), tab: Tab::Users, content: render(&details, &metrics, &plans, visitor) })
+    let customer = Customer::User(&user_id);
+    let over = terms::find_override(&ctx.app.store, customer)?;
+    let grants = terms::grants(&ctx.app.store, customer)?;
+    let terms = html! {
+        div.grid.two {
+            (terms::override_panel(&ctx.app.rules, customer, over.as_ref(), visitor, now_ms()))
+            (terms::grants_panel(&ctx.app.rules, customer, &grants, details.period, visitor))
+        }
+    };
+    let content = render(&details, &metrics, &plans, visitor, terms);
+    Ok(Page { title: user_id.to_string(), tab: Tab::Users, content })
 }
 
-pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)], visitor: &Visitor) -> Markup {
+pub fn render(
+    details: &UserDetails,
+    metrics: &[Metric],
+    plans: &[(String, u64)],
+    visitor: &Visitor,
+    terms: Markup,
+) -> Markup {
     let user_id = &details.user.user_id;
     let path = user_path(user_id);
     let period = details.period;
@@ -43,23 +63,33 @@ pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)]
             "First seen " (utc_minute(details.user.created_at_ms)) ". Limits are counted per UTC month; this one is "
             (period) "."
         }
+        @if let Some(account_id) = &details.account_id {
+            p.member {
+                "Member of account " a.mono href=(account_path(account_id)) { (account_id) }
+                ": the account's plan and pooled counters apply; the usage below is the pool's, and an override \
+                 of this user's limits caps their own use inside it."
+            }
+        }
         section.panel {
             h2 { "Usage in " (period) }
             div.usage { @for (name, standing) in &details.usage { (usage(name, standing, metrics, &details.plan)) } }
         }
         div.grid.two {
-            (features(details))
+            (features(&details.features))
             (actions(details, metrics, plans, visitor, &path))
         }
-        (history(details, metrics))
+        (terms)
+        (history(&details.history, metrics))
     }
 }
 
-/// One metric this period: used, against the limit if there is one.
-fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &str) -> Markup {
+/// One metric this period: used, against the limit if there is one, and where the limit
+/// comes from (plan or override, plus grants and rollover).
+pub(super) fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &str) -> Markup {
     let unit = Unit::of_metric(metrics, name);
     html! {
-        div.metric data-metric=(name) {
+        div.metric data-metric=(name) data-source=(source_word(standing.source)) data-granted=(standing.granted)
+            data-rollover=(standing.rollover) {
             h3 { (metric_label(name)) }
             @match standing.limit {
                 Some(limit) => {
@@ -83,14 +113,38 @@ fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &str) -> Mar
                             "; " (unit.value(remaining)) " left"
                         }
                     }
+                    (terms_line(standing, unit))
                 }
                 None => {
                     div {
                         span.used data-raw=(standing.used) { (unit.value(standing.used)) }
                         @if !unit.word().is_empty() { " " span.sub { (unit.word()) } }
                     }
-                    div.muted { "No limit on " (plan) }
+                    div.muted {
+                        @if standing.source == Source::Override { "No limit (override)" } @else { "No limit on " (plan) }
+                    }
                 }
+            }
+        }
+    }
+}
+
+fn source_word(source: Source) -> &'static str {
+    match source {
+        Source::Plan => "plan",
+        Source::Override => "override",
+    }
+}
+
+/// What the limit is made of, when it is more than the plan's value.
+fn terms_line(standing: &Standing, unit: Unit<'_>) -> Markup {
+    html! {
+        @if standing.source == Source::Override || standing.granted > 0 || standing.rollover > 0 {
+            div.muted.terms {
+                @if standing.source == Source::Override { span.badge.plain { "override" } " " }
+                @if standing.granted > 0 { "includes " (unit.phrase(standing.granted)) " granted" }
+                @if standing.granted > 0 && standing.rollover > 0 { ", " }
+                @if standing.rollover > 0 { (unit.phrase(standing.rollover)) " rolled over" }
             }
         }
     }
@@ -104,11 +158,11 @@ fn meter_width(used: u64, share: f64) -> String {
     format!("width:{percent:.1}%")
 }
 
-fn features(details: &UserDetails) -> Markup {
+pub(super) fn features(verdicts: &[FeatureVerdict]) -> Markup {
     html! {
         section.panel {
             h2 { "Features" }
-            @if details.features.is_empty() {
+            @if verdicts.is_empty() {
                 p.empty { "No features are configured." }
             } @else {
                 div.table-wrap { table {
@@ -118,9 +172,12 @@ fn features(details: &UserDetails) -> Markup {
                         th scope="col" class="num" { "Left now" }
                     } }
                     tbody {
-                        @for verdict in &details.features {
+                        @for verdict in verdicts {
                             tr {
-                                th scope="row" { (verdict.feature) }
+                                th scope="row" {
+                                    (verdict.feature)
+                                    @if verdict.source == Source::Override { " " span.badge.plain { "override" } }
+                                }
                                 td { (access(verdict)) }
                                 td.num { (left_now(verdict)) }
                             }
@@ -223,17 +280,17 @@ fn actions(
     }
 }
 
-fn history(details: &UserDetails, metrics: &[Metric]) -> Markup {
+pub(super) fn history(months: &[(Period, MetricValues)], metrics: &[Metric]) -> Markup {
     html! {
         section.panel {
-            h2 { "History " span.sub { "the last " (details.history.len()) " months" } }
+            h2 { "History " span.sub { "the last " (months.len()) " months" } }
             div.table-wrap { table {
                 thead { tr {
                     th scope="col" { "Month" }
                     @for metric in metrics { th scope="col" class="num" { (metric_label(&metric.name)) } }
                 } }
                 tbody {
-                    @for (month, values) in &details.history {
+                    @for (month, values) in months {
                         tr data-period=(month) {
                             th scope="row" { (month) }
                             @for (name, value) in values {

@@ -1,7 +1,9 @@
 //! The dashboard at /admin over HTTP, as a browser would use it (cookies, forms, redirects):
 //! sign-in and the session cookie, CSRF refusals that change nothing, actions audited under
 //! the key's name, the numbers the JSON API gives, escaping and empty states. browser.rs does
-//! the same through real headless Chromium.
+//! the same through real headless Chromium. accounts.rs: accounts, overrides and grants.
+
+mod accounts;
 
 use crate::support::{
     ADMIN_KEY, Client, Reply, SERVICE_KEY, Setup, Tally, seed_six_users, start_with_keys, track, usage,

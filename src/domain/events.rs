@@ -148,7 +148,13 @@ fn threshold_level(threshold: f64, limit: u64) -> u64 {
     (threshold * limit as f64).ceil().max(0.0) as u64
 }
 
-/// A user's use of a metric after a recorded track.
+/// Whether a track that took usage from `used_before` to `used_after` reached `level` itself:
+/// only that track acts on the level, so tracks past it cost no statement.
+fn crossed(level: u64, used_before: u64, used_after: u64) -> bool {
+    used_before < level && level <= used_after
+}
+
+/// A user's use of a metric before and after a recorded track.
 pub struct Crossing<'a> {
     pub user_pk: i64,
     pub user_id: &'a str,
@@ -156,13 +162,15 @@ pub struct Crossing<'a> {
     pub metric: &'a str,
     pub period: Period,
     pub limit: Limit,
+    pub used_before: u64,
     pub used: u64,
 }
 
-/// Emits `threshold_crossed` for each configured fraction of the limit that `used` has
-/// reached and `soft_limit_exceeded` once usage is past a soft limit: each at most once per
-/// user, metric, period and threshold, however many tracks race across it (the mark and the
-/// event share the writer's transaction).
+/// Emits `threshold_crossed` for each configured fraction of the limit that this track
+/// reached and `soft_limit_exceeded` when this track went past a soft limit. The mark keeps
+/// each at most once per user, metric, period and threshold (a reset lets usage cross again;
+/// the mark and the event share the writer's transaction); tracks that cross nothing write
+/// nothing.
 pub fn usage_alerts(
     store: &(impl EventWrite + ?Sized),
     rules: &Rules,
@@ -178,8 +186,8 @@ pub fn usage_alerts(
     let period = crossing.period.to_string();
     for &threshold in &rules.alert_thresholds {
         let level = threshold_level(threshold, limit);
-        if crossing.used >= level
-            && level > 0
+        if level > 0
+            && crossed(level, crossing.used_before, crossing.used)
             && store.mark_alert(crossing.user_pk, &period, crossing.metric, &format!("threshold:{threshold}"))?
         {
             let data = json!({
@@ -195,7 +203,7 @@ pub fn usage_alerts(
         }
     }
     if let Limit::Soft(limit) = crossing.limit
-        && crossing.used > limit
+        && crossed(limit.saturating_add(1), crossing.used_before, crossing.used)
         && store.mark_alert(crossing.user_pk, &period, crossing.metric, "soft_limit")?
     {
         let data = json!({
@@ -228,6 +236,18 @@ mod tests {
         assert_eq!(threshold_level(0.8, 31), 25);
         assert_eq!(threshold_level(1.0, 30), 30);
         assert_eq!(threshold_level(0.5, 0), 0);
+    }
+
+    #[test]
+    fn only_the_track_that_reaches_a_level_crosses_it() {
+        assert!(crossed(80, 79, 80), "reaching the level exactly crosses it");
+        assert!(crossed(80, 0, 100), "one large track crosses it too");
+        assert!(!crossed(80, 80, 81), "a track past the level does not");
+        assert!(!crossed(80, 90, 90), "nor does an amount of 0 above it");
+        assert!(!crossed(80, 10, 79), "nor one that stays below");
+        // A soft limit of 100 is passed by the track that goes to 101.
+        assert!(crossed(101, 100, 101));
+        assert!(!crossed(101, 101, 150));
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub fn track(
                 metric: &query.metric,
                 period: query.period,
                 limit,
+                used_before,
                 used: used_after,
             };
             events::usage_alerts(store, rules, &crossing, now_ms)?;

@@ -2,7 +2,7 @@
 //! validated inputs in, domain values or an `AppError` out. Rendering (JSON or HTML) is the
 //! caller's; the numbers are the same everywhere.
 
-use super::{AppError, maintenance, now_ms};
+use super::{AppError, check_metric, check_plan, maintenance, now_ms};
 use crate::domain::Rules;
 use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, Overview, ResetReport, Summary};
 use crate::domain::feature::{self, FeatureVerdict};
@@ -12,12 +12,8 @@ use crate::domain::usage::{self, Standing};
 use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
-fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
-    if rules.catalog.has_metric(metric) { Ok(()) } else { Err(AppError::UnknownMetric { metric: metric.to_owned() }) }
-}
-
 pub fn summary(store: &Store, rules: &Arc<Rules>, period: Period, metric: &str, top: u32) -> Result<Summary, AppError> {
-    known_metric(rules, metric)?;
+    check_metric(rules, metric)?;
     Ok(store.read(|reader| admin::summary(reader, rules, period, metric, top))?)
 }
 
@@ -31,7 +27,7 @@ pub fn overview(
     top: u32,
     months: u32,
 ) -> Result<Overview, AppError> {
-    known_metric(rules, metric)?;
+    check_metric(rules, metric)?;
     Ok(store.read_snapshot(|reader| admin::overview(reader, rules, period, metric, top, months))?)
 }
 
@@ -50,7 +46,7 @@ pub fn offenders(
     metric: &str,
     limit: u32,
 ) -> Result<Vec<Offender>, AppError> {
-    known_metric(rules, metric)?;
+    check_metric(rules, metric)?;
     Ok(store.read(|reader| admin::offenders(reader, rules, period, metric, limit))?)
 }
 
@@ -100,14 +96,6 @@ pub fn user_details(
     })?)
 }
 
-pub fn check_plan(rules: &Rules, plan: &str) -> Result<(), AppError> {
-    if rules.catalog.find_plan(plan).is_some() {
-        return Ok(());
-    }
-    let known: Vec<&str> = rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
-    Err(AppError::UnknownPlan { plan: plan.to_owned(), known: known.join(", ") })
-}
-
 /// Sets the plan (creating the user if needed), audited under `actor` when given; runs
 /// `then` in the same job, for callers that answer with a view of the changed user.
 pub fn change_plan<R, F>(
@@ -140,7 +128,7 @@ pub fn reset(
     actor: &str,
 ) -> Result<ResetReport, AppError> {
     if let Some(metric) = metric {
-        known_metric(rules, metric)?;
+        check_metric(rules, metric)?;
     }
     let rules = Arc::clone(rules);
     let (target, metric, actor) = (user_id.to_owned(), metric.map(str::to_owned), actor.to_owned());

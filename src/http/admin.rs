@@ -37,13 +37,10 @@ pub fn metric_param(rules: &Rules, params: &Params) -> Result<String, ApiError> 
     let first = rules.catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default();
     match params.get("metric") {
         None => Ok(first),
-        Some(metric) if rules.catalog.has_metric(metric) => Ok(metric.clone()),
-        Some(metric) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_metric",
-            format!("metric {metric:?} is not configured"),
-        )
-        .with("metric", metric.as_str())),
+        Some(metric) => {
+            crate::app::check_metric(rules, metric)?;
+            Ok(metric.clone())
+        }
     }
 }
 

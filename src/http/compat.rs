@@ -59,13 +59,11 @@ fn required<T>(value: Option<T>, action: &str, field: &str) -> Result<T, ApiErro
 pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: ActionBody = ctx.json_body()?;
     let user_id = body.user_id.clone().map(UserId::parse).transpose().map_err(ApiError::invalid)?;
-    if let Some(metric) = &body.metric
-        && !ctx.app.rules.catalog.has_metric(metric)
-    {
-        return Err(crate::app::AppError::UnknownMetric { metric: metric.to_owned() }.into());
+    if let Some(metric) = &body.metric {
+        crate::app::check_metric(&ctx.app.rules, metric)?;
     }
     if let Some(plan) = &body.plan {
-        crate::app::admin::check_plan(&ctx.app.rules, plan)?;
+        crate::app::check_plan(&ctx.app.rules, plan)?;
     }
     match body.action.as_str() {
         "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),

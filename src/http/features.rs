@@ -131,7 +131,7 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
             .with("feature", verdict.feature.as_str())
             .with("plan", verdict.plan.as_str())
             .with("plan_required", verdict.plan_required.clone());
-            (error.status, Ok(error.body().to_string()))
+            (error.status(), Ok(error.body().to_string()))
         }
         UseOutcome::RateLimited { verdict, retry_after_ms } => {
             let limit = verdict.limit.unwrap_or(0);
@@ -153,7 +153,7 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
             .with("window_secs", verdict.window_secs)
             .with("retry_after_ms", *retry_after_ms);
             headers.push((header::RETRY_AFTER, retry_after_ms.div_ceil(1000).max(1).to_string()));
-            (error.status, Ok(error.body().to_string()))
+            (error.status(), Ok(error.body().to_string()))
         }
     };
     idempotency::rendered(status, headers, value, "feature")

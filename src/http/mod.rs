@@ -164,8 +164,8 @@ fn raw_json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 }
 
 fn error_response(error: &ApiError) -> Response<Body> {
-    let mut response = raw_json_response(error.status, error.body().to_string().into_bytes());
-    for (name, value) in &error.headers {
+    let mut response = raw_json_response(error.status(), error.body().to_string().into_bytes());
+    for (name, value) in error.headers() {
         response.headers_mut().append(name.clone(), value.clone());
     }
     response
@@ -234,7 +234,7 @@ pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Res
     }
     let caller = match auth::authorize(auth, app.config.server.metrics_public, head, route.access) {
         Ok(caller) => caller,
-        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+        Err(error) if error.status() == StatusCode::UNAUTHORIZED => {
             return Err(refuse(route.pattern, app.auth_failed(peer, error)));
         }
         Err(error) => return Err(refuse(route.pattern, error)),
@@ -333,7 +333,7 @@ impl Trace {
 pub fn finish(app: &App, trace: Trace, route: &'static str, outcome: Outcome, close: bool) -> Response<Body> {
     let (mut response, close) = match outcome {
         Ok(response) => (response, close),
-        Err(error) => (error_response(&error), close || error.close_connection),
+        Err(error) => (error_response(&error), close || error.closes_connection()),
     };
     let headers = response.headers_mut();
     if close || app.is_draining() {

@@ -40,8 +40,10 @@ pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
     };
     let catalog = &ctx.app.rules.catalog;
     let metric = match params.get("metric") {
-        Some(metric) if catalog.has_metric(metric) => metric.clone(),
-        Some(metric) => return Err(crate::app::AppError::UnknownMetric { metric: metric.clone() }.into()),
+        Some(metric) => {
+            crate::app::check_metric(&ctx.app.rules, metric)?;
+            metric.clone()
+        }
         None => catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default(),
     };
     let read = ops::overview(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS, MONTHS)?;

@@ -327,8 +327,8 @@ pub fn erase(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
             location: "/admin".to_owned(),
             flash: Flash::ok(format!("Erased {user_id}. The audit log now names them {hash}.")),
         }),
-        Err(error) if error.status.is_client_error() => {
-            Ok(Done { location: user_path(&user_id), flash: Flash::error(error.message.clone()) })
+        Err(error) if error.status().is_client_error() => {
+            Ok(Done { location: user_path(&user_id), flash: Flash::error(error.message().to_owned()) })
         }
         Err(error) => Err(error),
     }

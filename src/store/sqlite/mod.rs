@@ -51,7 +51,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::NotADatabase) => {
                 StoreError::Open(format!("{error}: the file exists but is not an SQLite database"))
             }
-            _ => StoreError::Backend(error.to_string()),
+            _ => StoreError::backend(error),
         }
     }
 }
@@ -145,7 +145,11 @@ impl Backend for SqliteBackend {
             Ok(()) => log::info!("{}: checkpointed and closed", self.config.path.display()),
             // Nothing is lost: the WAL holds every commit, and the next start replays it.
             Err(error) => {
-                log::warn!("{}: final checkpoint failed ({error}); the WAL is kept", self.config.path.display())
+                log::warn!(
+                    "{}: final checkpoint failed ({error}); the WAL is kept",
+                    self.config.path.display(),
+                    error = crate::logging::Chain(&error)
+                )
             }
         }
     }

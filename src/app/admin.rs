@@ -4,11 +4,11 @@
 
 use super::{AppError, check_metric, check_plan, maintenance, now_ms};
 use crate::domain::Rules;
-use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, Overview, ResetReport, Summary};
-use crate::domain::feature::{self, FeatureVerdict};
+use crate::domain::admin::{
+    self, CleanupReport, Distribution, MetricValues, Offender, Overview, ResetReport, Summary, UserStanding,
+};
 use crate::domain::period::Period;
-use crate::domain::ports::{AuditRecord, RefusalCount, Store, StoreError, UserExport, UserRecord, WriteTx};
-use crate::domain::usage::{self, Standing};
+use crate::domain::ports::{AuditRecord, Store, StoreError, UserExport, UserRecord, WriteTx};
 use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
@@ -50,17 +50,23 @@ pub fn offenders(
     Ok(store.read(|reader| admin::offenders(reader, rules, period, metric, limit))?)
 }
 
-/// A user as an operator sees them: plan, this month's standing, features, history.
+/// The user view in `period`; `None` when the user is unknown.
+pub fn user_standing(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: &UserId,
+    period: Period,
+    now_ms: i64,
+) -> Result<Option<UserStanding>, AppError> {
+    Ok(store.read(|reader| match reader.find_user(user_id)? {
+        Some(user) => admin::user_standing(reader, rules, user, period, now_ms).map(Some),
+        None => Ok(None),
+    })?)
+}
+
+/// A user as an operator sees them: the user view's standing this month, and history.
 pub struct UserDetails {
-    pub user: UserRecord,
-    /// The plan the user is served on (the default plan if the stored one is gone).
-    pub plan: String,
-    pub bypass: bool,
-    pub period: Period,
-    pub usage: Vec<(String, Standing)>,
-    pub features: Vec<FeatureVerdict>,
-    /// The refusal counters of the period.
-    pub refusals: Vec<RefusalCount>,
+    pub standing: UserStanding,
     /// Newest first, one entry per month.
     pub history: Vec<(Period, MetricValues)>,
 }
@@ -78,21 +84,9 @@ pub fn user_details(
         let Some(user) = reader.find_user(user_id)? else {
             return Ok(None);
         };
-        let plan = rules.catalog.plan_or_default(&user.plan);
-        let usage = usage::standings(reader, rules, &user, period)?;
-        let features = feature::check_all(reader, rules, &user, now_ms)?;
         let history = admin::history(reader, rules, &user, period, months)?;
-        let refusals = reader.refusals(&user.user_id, period)?;
-        Ok(Some(UserDetails {
-            refusals,
-            plan: plan.name.clone(),
-            bypass: rules.is_bypass(&user.user_id),
-            period,
-            usage,
-            features,
-            history,
-            user,
-        }))
+        let standing = admin::user_standing(reader, rules, user, period, now_ms)?;
+        Ok(Some(UserDetails { standing, history }))
     })?)
 }
 

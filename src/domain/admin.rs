@@ -4,10 +4,11 @@
 
 use super::Rules;
 use super::events::{self, EventType};
+use super::feature::{self, FeatureVerdict};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
-use super::ports::{AdminRead, AdminWrite, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
-use super::usage::USER_SCOPE;
+use super::ports::{AdminRead, AdminWrite, ErasureRecord, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::usage::{self, Standing, USER_SCOPE};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -188,6 +189,38 @@ pub fn offenders(
 }
 
 /// The user's usage in each of the `months` periods ending with `current`, newest first.
+/// A user as the user view shows them, on the API and the dashboard alike.
+#[derive(Clone, Debug)]
+pub struct UserStanding {
+    pub user: UserRecord,
+    /// The plan the user is served on (the default plan if the stored one is gone).
+    pub plan: String,
+    pub bypass: bool,
+    pub period: Period,
+    /// Every configured metric in `period`, in catalog order.
+    pub usage: Vec<(String, Standing)>,
+    /// Every feature, now.
+    pub features: Vec<FeatureVerdict>,
+    /// The refusal counters of `period`.
+    pub refusals: Vec<RefusalCount>,
+}
+
+/// The user's standing on every metric in `period` and on every feature at `now_ms`.
+pub fn user_standing(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    user: UserRecord,
+    period: Period,
+    now_ms: i64,
+) -> Result<UserStanding, StoreError> {
+    let plan = rules.catalog.plan_or_default(&user.plan).name.clone();
+    let usage = usage::standings(store, rules, &user, period)?;
+    let features = feature::check_all(store, rules, &user, now_ms)?;
+    let refusals = store.refusals(&user.user_id, period)?;
+    let bypass = rules.is_bypass(&user.user_id);
+    Ok(UserStanding { user, plan, bypass, period, usage, features, refusals })
+}
+
 pub fn history(
     store: &(impl AdminRead + ?Sized),
     rules: &Rules,

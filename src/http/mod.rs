@@ -16,6 +16,7 @@ mod export;
 mod features;
 mod health;
 mod idempotency;
+mod params;
 mod request;
 mod routes;
 pub(crate) mod server;

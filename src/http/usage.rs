@@ -162,13 +162,11 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
         tracking_enabled: !matches!(outcome, TrackOutcome::NotTracked { .. }),
         verdict,
     };
-    let (status, body) = match outcome {
+    let body = match outcome {
         TrackOutcome::Recorded { verdict, enforced } => {
-            (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), true, *enforced)))
+            serde_json::to_string(&track_json(verdict.into(), true, *enforced))
         }
-        TrackOutcome::NotTracked { verdict } => {
-            (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), false, true)))
-        }
+        TrackOutcome::NotTracked { verdict } => serde_json::to_string(&track_json(verdict.into(), false, true)),
         TrackOutcome::Refused { verdict, upgrade_to } => {
             let standing = &verdict.standing;
             let error = ApiError::new(
@@ -191,7 +189,7 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             .with("limit", standing.limit)
             .with("remaining", standing.remaining)
             .with("upgrade_to", upgrade_to.clone());
-            (error.status(), Ok(error.body().to_string()))
+            return idempotency::refused(&error);
         }
         TrackOutcome::Overflow { verdict } => {
             let error = ApiError::new(
@@ -201,10 +199,10 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             )
             .with("metric", verdict.metric.as_str())
             .with("used", verdict.standing.used);
-            (error.status(), Ok(error.body().to_string()))
+            return idempotency::refused(&error);
         }
     };
-    idempotency::rendered(status, Vec::new(), body, "track")
+    idempotency::allowed(body, "track")
 }
 
 /// Queues the track; the answer is awaited once its group commits (no thread waits for it).

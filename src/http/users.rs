@@ -3,14 +3,12 @@
 use super::error::ApiError;
 use super::features::FeatureSummaryJson;
 use super::{Ctx, json_response, now_ms};
-use crate::app::admin::{self as ops, UserDetails};
-use crate::domain::Rules;
+use crate::app::admin as ops;
+use crate::domain::admin::UserStanding;
 use crate::domain::events::EventType;
-use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
-use crate::domain::ports::{RefusalCount, StoreError, UsageRead, UserRecord};
-use crate::domain::usage;
+use crate::domain::ports::RefusalCount;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::UserId;
 use crate::http::Body;
@@ -69,22 +67,15 @@ pub fn rfc3339(unix_ms: i64) -> String {
 }
 
 impl UserView {
-    pub fn new(
-        user: &UserRecord,
-        plan: &str,
-        bypass: bool,
-        period: Period,
-        usage: &[(String, Standing)],
-        features: &[FeatureVerdict],
-        refusals: &[RefusalCount],
-    ) -> UserView {
+    pub fn new(standing: &UserStanding) -> UserView {
         const FEATURE_REFUSALS: [EventType; 2] = [EventType::RateLimited, EventType::FeatureDenied];
+        let UserStanding { user, plan, bypass, period, usage, features, refusals } = standing;
         UserView {
             user_id: user.user_id.clone(),
-            plan: plan.to_owned(),
+            plan: plan.clone(),
             created_at: rfc3339(user.created_at_ms),
-            period,
-            bypass,
+            period: *period,
+            bypass: *bypass,
             usage: usage
                 .iter()
                 .map(|(metric, standing)| {
@@ -101,33 +92,6 @@ impl UserView {
                 .collect(),
         }
     }
-
-    pub fn from_details(details: &UserDetails) -> UserView {
-        UserView::new(
-            &details.user,
-            &details.plan,
-            details.bypass,
-            details.period,
-            &details.usage,
-            &details.features,
-            &details.refusals,
-        )
-    }
-}
-
-/// The user's standing on every configured metric in `period`, and on every feature now.
-pub fn user_view(
-    store: &(impl UsageRead + ?Sized),
-    rules: &Rules,
-    user: &UserRecord,
-    period: Period,
-    now_ms: i64,
-) -> Result<UserView, StoreError> {
-    let plan = rules.catalog.plan_or_default(&user.plan);
-    let usage = usage::standings(store, rules, user, period)?;
-    let features = feature::check_all(store, rules, user, now_ms)?;
-    let refusals = store.refusals(&user.user_id, period)?;
-    Ok(UserView::new(user, &plan.name, rules.is_bypass(&user.user_id), period, &usage, &features, &refusals))
 }
 
 pub fn user_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {
@@ -141,35 +105,28 @@ pub fn user_not_found(user_id: &str) -> ApiError {
 
 pub fn get(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let parameters = &ctx.query;
     let now_ms = now_ms();
-    let period = match parameters.get("period") {
-        Some(text) => text.parse::<Period>().map_err(|error| ApiError::invalid(error.to_string()))?,
-        None => Period::of_unix_ms(now_ms),
-    };
-    let rules = &ctx.app.rules;
-    let view = ctx.app.store.read(|reader| match reader.find_user(&user_id)? {
-        Some(user) => user_view(reader, rules, &user, period, now_ms).map(Some),
-        None => Ok(None),
-    })?;
-    match view {
-        Some(view) => Ok(json_response(StatusCode::OK, &view)),
+    let period = super::params::period_param(&ctx.query, now_ms)?;
+    match ops::user_standing(&ctx.app.store, &ctx.app.rules, &user_id, period, now_ms)? {
+        Some(standing) => Ok(json_response(StatusCode::OK, &UserView::new(&standing))),
         None => Err(user_not_found(&user_id)),
     }
 }
 
+/// The body of `PUT /v1/users/{id}` and `POST /v1/admin/users/{id}/plan`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlanBody {
-    plan: String,
+pub(super) struct PlanBody {
+    pub(super) plan: String,
 }
 
 /// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
 /// returns the view in the current period.
 pub fn set_plan(ctx: &Ctx<'_>, user_id: &UserId, plan: &str, actor: Option<&str>) -> Result<UserView, ApiError> {
     Ok(ops::change_plan(&ctx.app.store, &ctx.app.rules, user_id, plan, actor, |tx, rules, user, now_ms| {
-        user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms)
-    })?)
+        crate::domain::admin::user_standing(tx, rules, user.clone(), Period::of_unix_ms(now_ms), now_ms)
+    })
+    .map(|standing| UserView::new(&standing))?)
 }
 
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {

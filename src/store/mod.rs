@@ -35,6 +35,15 @@ pub struct SchemaReport {
     pub version: u32,
 }
 
+/// Recomputes the rollups from the counters and users, for a SQLite file written around the
+/// store (the scale benchmark's seed). PostgreSQL databases are only written by Tally.
+pub fn rebuild_rollups(config: &DatabaseConfig) -> Result<(), StoreError> {
+    match &config.backend {
+        DatabaseBackend::Sqlite(sqlite) => sqlite::rebuild_rollups(sqlite),
+        DatabaseBackend::Postgres(_) => Err(StoreError::backend("rollups are rebuilt only in a SQLite file")),
+    }
+}
+
 /// `tally migrate`: open, migrate, close.
 pub fn migrate(config: &DatabaseConfig) -> Result<SchemaReport, StoreError> {
     match &config.backend {

@@ -28,24 +28,24 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
 }
 
 pub fn render(details: &UserDetails, metrics: &[Metric], plans: &[(String, u64)], visitor: &Visitor) -> Markup {
-    let user_id = &details.user.user_id;
+    let user_id = &details.standing.user.user_id;
     let path = user_path(user_id);
-    let period = details.period;
+    let period = details.standing.period;
     html! {
         div.head {
             h1 {
-                span.mono { (user_id) } " " span.badge data-plan=(details.plan) { (details.plan) }
-                @if details.bypass { " " span.badge.warn title="In admin_user_ids" { "limits bypassed" } }
+                span.mono { (user_id) } " " span.badge data-plan=(details.standing.plan) { (details.standing.plan) }
+                @if details.standing.bypass { " " span.badge.warn title="In admin_user_ids" { "limits bypassed" } }
             }
             a.button href={ (path) "/export" } download { "Export JSON" }
         }
         p.muted {
-            "First seen " (utc_minute(details.user.created_at_ms)) ". Limits are counted per UTC month; this one is "
+            "First seen " (utc_minute(details.standing.user.created_at_ms)) ". Limits are counted per UTC month; this one is "
             (period) "."
         }
         section.panel {
             h2 { "Usage in " (period) }
-            div.usage { @for (name, standing) in &details.usage { (usage(name, standing, metrics, &details.plan)) } }
+            div.usage { @for (name, standing) in &details.standing.usage { (usage(name, standing, metrics, &details.standing.plan)) } }
         }
         div.grid.two {
             (features(details))
@@ -108,7 +108,7 @@ fn features(details: &UserDetails) -> Markup {
     html! {
         section.panel {
             h2 { "Features" }
-            @if details.features.is_empty() {
+            @if details.standing.features.is_empty() {
                 p.empty { "No features are configured." }
             } @else {
                 div.table-wrap { table {
@@ -118,7 +118,7 @@ fn features(details: &UserDetails) -> Markup {
                         th scope="col" class="num" { "Left now" }
                     } }
                     tbody {
-                        @for verdict in &details.features {
+                        @for verdict in &details.standing.features {
                             tr {
                                 th scope="row" { (verdict.feature) }
                                 td { (access(verdict)) }
@@ -184,7 +184,7 @@ fn actions(
                                 label for="plan" { "Plan" }
                                 select #plan name="plan" {
                                     @for (plan, price_cents) in plans {
-                                        option value=(plan) selected[*plan == details.plan] {
+                                        option value=(plan) selected[*plan == details.standing.plan] {
                                             (plan) " (" (money(*price_cents)) " a month)"
                                         }
                                     }
@@ -195,7 +195,7 @@ fn actions(
                     }
                 }
                 section {
-                    h3 { "Reset " (details.period) }
+                    h3 { "Reset " (details.standing.period) }
                     form method="post" action={ (path) "/reset" } {
                         (csrf_field(visitor))
                         div.inline {

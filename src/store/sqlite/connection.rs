@@ -268,3 +268,13 @@ pub fn migrate(config: &SqliteConfig) -> Result<SchemaReport, StoreError> {
     let mut connection = open_writer(config)?;
     migrate_connection(&mut connection)
 }
+
+/// Recomputes the rollups of a database written around the store (see `rollup::rebuild`),
+/// then truncates the WAL.
+pub fn rebuild_rollups(config: &SqliteConfig) -> Result<(), StoreError> {
+    let connection = open_writer(config)?;
+    check_current(&connection)?;
+    super::rollup::rebuild(&connection)?;
+    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    Ok(())
+}

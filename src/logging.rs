@@ -96,7 +96,7 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
 /// An error with its causes, `outer: inner: ...`, for a log line: each error's Display names
 /// its own layer only (`StoreError::Backend` says "database error"; the driver's error is its
 /// source). A cause whose text its outer error already ends with is not repeated.
-pub struct Chain<'e>(pub &'e (dyn std::error::Error + 'static));
+pub(crate) struct Chain<'e>(pub(crate) &'e (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

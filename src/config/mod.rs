@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The built-in config, also the documented example.
-pub const DEFAULT_CONFIG: &str = include_str!("../../config.example.toml");
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config.example.toml");
 
 /// Plain keys shorter than this are refused: a short key falls to guessing.
-pub const MIN_KEY_CHARS: usize = 16;
+pub(crate) const MIN_KEY_CHARS: usize = 16;
 
 /// Where `serve` looks for a config when `--config` is not given.
-pub const LOCAL_CONFIG: &str = "tally.toml";
+pub(crate) const LOCAL_CONFIG: &str = "tally.toml";
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -337,17 +337,13 @@ impl Config {
         Config::from_toml_with(&source, &text, overrides, env)
     }
 
-    pub fn from_file(path: &Path, env: Env<'_>) -> Result<Config, ConfigErrors> {
-        Config::from_toml(&path.display().to_string(), &read_file(path)?, env)
-    }
-
     /// Parses `text` laid over the built-in defaults, applies the environment, validates.
     pub fn from_toml(source: &str, text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         Config::from_toml_with(source, text, &Overrides::default(), env)
     }
 
     /// As `from_toml`, with the command line's overrides on top.
-    pub fn from_toml_with(
+    pub(crate) fn from_toml_with(
         source: &str,
         text: &str,
         overrides: &Overrides,
@@ -849,12 +845,12 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// The hex SHA-256 of a key, as `sha256:HEX` entries in the config hold it.
-pub fn key_digest_hex(key: &str) -> String {
+pub(crate) fn key_digest_hex(key: &str) -> String {
     crate::domain::hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// A short, stable name for an unnamed key: the first 8 hex digits of its digest.
-pub fn key_fingerprint(digest: &[u8; 32]) -> String {
+pub(crate) fn key_fingerprint(digest: &[u8; 32]) -> String {
     crate::domain::hex(&digest[..4])
 }
 

@@ -50,8 +50,8 @@ pub struct Route {
     /// The query parameters it accepts; any other is refused with 400 before the handler.
     pub query: &'static [&'static str],
     pub access: Access,
-    pub body: BodyKind,
-    pub handler: Handler,
+    pub(crate) body: BodyKind,
+    pub(crate) handler: Handler,
 }
 
 #[rustfmt::skip]

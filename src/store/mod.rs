@@ -2,10 +2,10 @@
 //! names (a SQLite file, or a PostgreSQL URL) and hands the application a `Store` over the
 //! domain's ports. Each backend owns its SQL and its migrations folder.
 
-pub mod copy;
+pub(crate) mod copy;
 mod group;
-pub mod postgres;
-pub mod sqlite;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 
 use crate::config::{DatabaseBackend, DatabaseConfig};
 use crate::metrics::Metrics;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 pub(super) use connection::check_current;
-pub use connection::{BackupReport, backup, migrate, rebuild_rollups};
+pub use connection::{backup, migrate, rebuild_rollups};
 
 /// A read-only connection from the pool.
 pub(super) struct SqliteReader<'c>(pub(super) &'c Connection);

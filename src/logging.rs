@@ -92,3 +92,40 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
         log::error!(target: "tally::panic", thread, location = location.as_str(); "thread {thread} panicked at {location}: {message}");
     }
 }
+
+/// An error with its causes, `outer: inner: ...`, for a log line: each error's Display names
+/// its own layer only (`StoreError::Backend` says "database error"; the driver's error is its
+/// source). A cause whose text its outer error already ends with is not repeated.
+pub(crate) struct Chain<'e>(pub(crate) &'e (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chain;
+    use crate::domain::ports::StoreError;
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let error = StoreError::backend("the backup failed its integrity check");
+        assert_eq!(error.to_string(), "database error");
+        assert_eq!(Chain(&error).to_string(), "database error: the backup failed its integrity check");
+        let io = std::io::Error::other("disk on fire");
+        assert_eq!(Chain(&StoreError::backend(io)).to_string(), "database error: disk on fire");
+    }
+}

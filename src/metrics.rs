@@ -14,44 +14,44 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     pub route: &'static str,
     pub method: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub(crate) struct RouteLabels {
     pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TrackLabels {
+pub(crate) struct TrackLabels {
     pub metric: String,
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FeatureLabels {
+pub(crate) struct FeatureLabels {
     pub feature: String,
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub(crate) struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
 /// `{type="..."}`: a keyword as a field name would be encoded as `r#type`, so this label
 /// set is a list of pairs.
-pub type TypeLabels = Vec<(String, String)>;
+pub(crate) type TypeLabels = Vec<(String, String)>;
 
-pub fn type_labels(kind: String) -> TypeLabels {
+pub(crate) fn type_labels(kind: String) -> TypeLabels {
     vec![("type".to_owned(), kind)]
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VersionLabels {
+pub(crate) struct VersionLabels {
     pub version: &'static str,
 }
 
@@ -62,17 +62,17 @@ fn latency_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: Family<RequestLabels, Counter>,
-    pub http_duration: Family<RouteLabels, Histogram>,
-    pub track: Family<TrackLabels, Counter>,
-    pub feature_use: Family<FeatureLabels, Counter>,
-    pub writer_batch_size: Histogram,
-    pub writer_queue_depth: Gauge,
-    pub writer_commit_duration: Histogram,
-    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
-    pub auth_failures: Family<OutcomeLabels, Counter>,
-    pub events: Family<TypeLabels, Counter>,
-    pub database_bytes: Gauge<u64, AtomicU64>,
+    pub(crate) http_requests: Family<RequestLabels, Counter>,
+    pub(crate) http_duration: Family<RouteLabels, Histogram>,
+    pub(crate) track: Family<TrackLabels, Counter>,
+    pub(crate) feature_use: Family<FeatureLabels, Counter>,
+    pub(crate) writer_batch_size: Histogram,
+    pub(crate) writer_queue_depth: Gauge,
+    pub(crate) writer_commit_duration: Histogram,
+    pub(crate) webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub(crate) auth_failures: Family<OutcomeLabels, Counter>,
+    pub(crate) events: Family<TypeLabels, Counter>,
+    pub(crate) database_bytes: Gauge<u64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -145,7 +145,7 @@ impl Metrics {
     }
 
     /// Every metric, in `format`.
-    pub fn encode(&self, format: Format) -> String {
+    pub(crate) fn encode(&self, format: Format) -> String {
         let mut text = String::with_capacity(8192);
         let encoded = match format {
             Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
@@ -160,7 +160,7 @@ impl Metrics {
 
 /// The two text formats a scraper may get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Prometheus text format 0.0.4: what `promtool check metrics`, older scrapers and most
     /// tools read; counters are named with their `_total` in `# HELP` and `# TYPE`.
     Classic,

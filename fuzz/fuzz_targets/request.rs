@@ -21,7 +21,7 @@ fn app() -> &'static App {
         );
         let config = tally::config::Config::from_toml("fuzz", &text, &|_| None).unwrap();
         let metrics = std::sync::Arc::new(tally::metrics::Metrics::new());
-        let store = tally::store::Store::open(&config.database, metrics.clone()).unwrap();
+        let store = tally::store::open(&config.database, metrics.clone()).unwrap();
         App::new(config, store, metrics)
     })
 }

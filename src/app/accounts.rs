@@ -2,7 +2,7 @@
 //! join and leave, and the admin's list, history, reset and delete. Each change is one writer
 //! job; each read one read job.
 
-use super::admin::check_plan;
+use super::check_plan;
 use super::{AppError, now_ms};
 use crate::domain::Rules;
 use crate::domain::account::{self, AccountDetails, JoinRefusal};
@@ -111,7 +111,7 @@ pub fn reset(
     actor: &str,
 ) -> Result<(Period, MetricValues), AppError> {
     if let Some(metric) = metric {
-        super::admin::known_metric(rules, metric)?;
+        super::check_metric(rules, metric)?;
     }
     let rules = Arc::clone(rules);
     let (id, metric, actor) = (account_id.to_string(), metric.map(str::to_owned), actor.to_owned());

@@ -2,22 +2,18 @@
 //! validated inputs in, domain values or an `AppError` out. Rendering (JSON or HTML) is the
 //! caller's; the numbers are the same everywhere.
 
-use super::{AppError, maintenance, now_ms};
+use super::{AppError, check_metric, check_plan, maintenance, now_ms};
 use crate::domain::Rules;
-use crate::domain::admin::{self, CleanupReport, Distribution, MetricValues, Offender, Overview, ResetReport, Summary};
-use crate::domain::feature::{self, FeatureVerdict};
+use crate::domain::admin::{
+    self, CleanupReport, Distribution, MetricValues, Offender, Overview, ResetReport, Summary, UserStanding,
+};
 use crate::domain::period::Period;
-use crate::domain::ports::{AuditRecord, RefusalCount, Store, StoreError, UserExport, UserRecord, WriteTx};
-use crate::domain::usage::{self, Standing};
+use crate::domain::ports::{AuditRecord, Store, StoreError, UserExport, UserRecord, WriteTx};
 use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
-pub(super) fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
-    if rules.catalog.has_metric(metric) { Ok(()) } else { Err(AppError::UnknownMetric { metric: metric.to_owned() }) }
-}
-
 pub fn summary(store: &Store, rules: &Arc<Rules>, period: Period, metric: &str, top: u32) -> Result<Summary, AppError> {
-    known_metric(rules, metric)?;
+    check_metric(rules, metric)?;
     Ok(store.read(|reader| admin::summary(reader, rules, period, metric, top))?)
 }
 
@@ -31,7 +27,7 @@ pub fn overview(
     top: u32,
     months: u32,
 ) -> Result<Overview, AppError> {
-    known_metric(rules, metric)?;
+    check_metric(rules, metric)?;
     Ok(store.read_snapshot(|reader| admin::overview(reader, rules, period, metric, top, months))?)
 }
 
@@ -50,23 +46,27 @@ pub fn offenders(
     metric: &str,
     limit: u32,
 ) -> Result<Vec<Offender>, AppError> {
-    known_metric(rules, metric)?;
+    check_metric(rules, metric)?;
     Ok(store.read(|reader| admin::offenders(reader, rules, period, metric, limit))?)
 }
 
-/// A user as an operator sees them: plan, this month's standing, features, history.
+/// The user view in `period`; `None` when the user is unknown.
+pub fn user_standing(
+    store: &Store,
+    rules: &Arc<Rules>,
+    user_id: &UserId,
+    period: Period,
+    now_ms: i64,
+) -> Result<Option<UserStanding>, AppError> {
+    Ok(store.read(|reader| match reader.find_user(user_id)? {
+        Some(user) => admin::user_standing(reader, rules, user, period, now_ms).map(Some),
+        None => Ok(None),
+    })?)
+}
+
+/// A user as an operator sees them: the user view's standing this month, and history.
 pub struct UserDetails {
-    pub user: UserRecord,
-    /// The plan the user is served on (the default plan if the stored one is gone).
-    pub plan: String,
-    pub bypass: bool,
-    pub period: Period,
-    pub usage: Vec<(String, Standing)>,
-    pub features: Vec<FeatureVerdict>,
-    /// The refusal counters of the period.
-    pub refusals: Vec<RefusalCount>,
-    /// The account the user is a member of.
-    pub account_id: Option<String>,
+    pub standing: UserStanding,
     /// Newest first, one entry per month.
     pub history: Vec<(Period, MetricValues)>,
 }
@@ -84,35 +84,10 @@ pub fn user_details(
         let Some(user) = reader.find_user(user_id)? else {
             return Ok(None);
         };
-        let plan = rules.catalog.plan_or_default(&user.plan);
-        let usage = usage::standings(reader, rules, &user, period, now_ms)?;
-        let features = feature::check_all(reader, rules, &user, now_ms)?;
         let history = admin::history(reader, rules, &user, period, months)?;
-        let refusals = reader.refusals(&user.user_id, period)?;
-        let account_id = match user.account_pk {
-            Some(account_pk) => Some(reader.get_account(account_pk)?.account_id),
-            None => None,
-        };
-        Ok(Some(UserDetails {
-            refusals,
-            account_id,
-            plan: plan.name.clone(),
-            bypass: rules.is_bypass(&user.user_id),
-            period,
-            usage,
-            features,
-            history,
-            user,
-        }))
+        let standing = admin::user_standing(reader, rules, user, period, now_ms)?;
+        Ok(Some(UserDetails { standing, history }))
     })?)
-}
-
-pub fn check_plan(rules: &Rules, plan: &str) -> Result<(), AppError> {
-    if rules.catalog.find_plan(plan).is_some() {
-        return Ok(());
-    }
-    let known: Vec<&str> = rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
-    Err(AppError::UnknownPlan { plan: plan.to_owned(), known: known.join(", ") })
 }
 
 /// Sets the plan (creating the user if needed), audited under `actor` when given; runs
@@ -147,7 +122,7 @@ pub fn reset(
     actor: &str,
 ) -> Result<ResetReport, AppError> {
     if let Some(metric) = metric {
-        known_metric(rules, metric)?;
+        check_metric(rules, metric)?;
     }
     let rules = Arc::clone(rules);
     let (target, metric, actor) = (user_id.to_owned(), metric.map(str::to_owned), actor.to_owned());

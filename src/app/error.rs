@@ -8,8 +8,8 @@ pub enum AppError {
     /// Input a caller can correct (the message says how).
     #[error("{0}")]
     Invalid(String),
-    #[error("metric {metric:?} is not configured")]
-    UnknownMetric { metric: String },
+    #[error("metric {metric:?} is not configured; known: {known}")]
+    UnknownMetric { metric: String, known: String },
     #[error("plan {plan:?} is not configured; known: {known}")]
     UnknownPlan { plan: String, known: String },
     #[error("no user {0:?} has been seen")]

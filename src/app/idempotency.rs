@@ -75,6 +75,8 @@ pub struct IdempotentWrite<T> {
 }
 
 impl<T: Send + 'static> IdempotentWrite<T> {
+    /// The answer, waited for on this thread (the use-case tests; HTTP awaits `answer`).
+    #[cfg(test)]
     pub fn wait(self) -> Result<Answered<T>, AppError> {
         finish(self.pending.wait()?, self.render)
     }

@@ -20,7 +20,10 @@ pub fn run_startup_maintenance(store: &Store, rules: &Arc<Rules>) {
     match maintenance::resume_erasures(store, rules) {
         Ok(0) => {}
         Ok(count) => log::info!("finished {count} erasure(s) interrupted by a stop"),
-        Err(error) => log::warn!("cannot finish interrupted erasures, retrying at the next start: {error}"),
+        Err(error) => log::warn!(
+            "cannot finish interrupted erasures, retrying at the next start: {error}",
+            error = crate::logging::Chain(&error)
+        ),
     }
     run_cleanup(store, rules);
 }
@@ -34,7 +37,10 @@ pub fn run_cleanup(store: &Store, rules: &Arc<Rules>) {
             report.oldest_period_kept,
             report.pruned_idempotency_keys
         ),
-        Err(error) => log::warn!("scheduled cleanup failed, retrying at the next run: {error}"),
+        Err(error) => log::warn!(
+            "scheduled cleanup failed, retrying at the next run: {error}",
+            error = crate::logging::Chain(&error)
+        ),
     }
 }
 
@@ -52,7 +58,10 @@ pub fn spawn_cleanup(store: Store, rules: Arc<Rules>) -> std::io::Result<()> {
             }
             // An erasure a database outage cut short is finished now, not at the next start.
             if let Err(error) = maintenance::resume_erasures(&store, &rules) {
-                log::warn!("cannot finish interrupted erasures, retrying at the next run: {error}");
+                log::warn!(
+                    "cannot finish interrupted erasures, retrying at the next run: {error}",
+                    error = crate::logging::Chain(&error)
+                );
             }
             run_cleanup(&store, &rules);
         }

@@ -71,7 +71,7 @@ fn run_cleanup(
             break;
         }
         if !renew()? {
-            return Err(StoreError::Backend("the cleanup lease was lost (this node stalled past it)".into()));
+            return Err(StoreError::backend("the cleanup lease was lost (this node stalled past it)"));
         }
     }
     let (rules, actor, finished) = (Arc::clone(rules), actor.to_owned(), report.clone());

@@ -16,6 +16,7 @@ mod tests;
 
 pub use error::AppError;
 
+use crate::domain::Rules;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub fn node_id() -> &'static str {
     static NODE_ID: OnceLock<String> = OnceLock::new();
     NODE_ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// `metric` if the catalog has it; else the one refusal every route gives for it.
+pub fn check_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
+    if rules.catalog.has_metric(metric) {
+        return Ok(());
+    }
+    let known: Vec<&str> = rules.catalog.metrics().map(|metric| metric.name.as_str()).collect();
+    Err(AppError::UnknownMetric { metric: metric.to_owned(), known: known.join(", ") })
+}
+
+/// `plan` if the catalog has it; else the refusal that lists the plans there are.
+pub fn check_plan(rules: &Rules, plan: &str) -> Result<(), AppError> {
+    if rules.catalog.find_plan(plan).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = rules.catalog.plans().iter().map(|plan| plan.name.as_str()).collect();
+    Err(AppError::UnknownPlan { plan: plan.to_owned(), known: known.join(", ") })
 }
 
 /// The clock, read once per use case and passed down as unix milliseconds.

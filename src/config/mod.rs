@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The built-in config, also the documented example.
-pub const DEFAULT_CONFIG: &str = include_str!("../../config.example.toml");
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config.example.toml");
 
 /// Plain keys shorter than this are refused: a short key falls to guessing.
-pub const MIN_KEY_CHARS: usize = 16;
+pub(crate) const MIN_KEY_CHARS: usize = 16;
 
 /// Where `serve` looks for a config when `--config` is not given.
-pub const LOCAL_CONFIG: &str = "tally.toml";
+pub(crate) const LOCAL_CONFIG: &str = "tally.toml";
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -337,17 +337,13 @@ impl Config {
         Config::from_toml_with(&source, &text, overrides, env)
     }
 
-    pub fn from_file(path: &Path, env: Env<'_>) -> Result<Config, ConfigErrors> {
-        Config::from_toml(&path.display().to_string(), &read_file(path)?, env)
-    }
-
     /// Parses `text` laid over the built-in defaults, applies the environment, validates.
     pub fn from_toml(source: &str, text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         Config::from_toml_with(source, text, &Overrides::default(), env)
     }
 
     /// As `from_toml`, with the command line's overrides on top.
-    pub fn from_toml_with(
+    pub(crate) fn from_toml_with(
         source: &str,
         text: &str,
         overrides: &Overrides,
@@ -412,10 +408,56 @@ fn shape_error(source: &str, error: toml::de::Error) -> ConfigError {
         ("is not a key".to_owned(), "write \"KEY\", \"sha256:HEX\" or { name = \"NAME\", key = \"KEY\" }".to_owned())
     } else if problem.starts_with("unknown field") {
         (problem, "remove or rename the key; config.example.toml lists every key".to_owned())
+    } else if let Some(in_words) = wrong_type_in_words(&problem, &key) {
+        in_words
     } else {
         (problem, "config.example.toml shows the expected type".to_owned())
     };
     ConfigError { source: source.to_owned(), key, problem, fix }
+}
+
+/// serde's "invalid type: integer `5`, expected struct RawServer" as the user would say it:
+/// ("must be a table of settings, not the number 5", how to write it). None for a message of
+/// another shape.
+fn wrong_type_in_words(problem: &str, key: &str) -> Option<(String, String)> {
+    let (found, expected) = problem.strip_prefix("invalid type: ")?.rsplit_once(", expected ")?;
+    let found = if let Some(number) = found.strip_prefix("integer ").or_else(|| found.strip_prefix("floating point ")) {
+        format!("the number {}", number.trim_matches('`'))
+    } else if let Some(text) = found.strip_prefix("string ") {
+        format!("the string {text}")
+    } else if let Some(flag) = found.strip_prefix("boolean ") {
+        flag.trim_matches('`').to_owned()
+    } else {
+        match found {
+            "map" => "a table".to_owned(),
+            "sequence" => "a list".to_owned(),
+            other => other.to_owned(),
+        }
+    };
+    let table = |what: &str| {
+        let fix = format!(
+            "write [{key}] on a line of its own and its `name = value` lines below it, as config.example.toml does"
+        );
+        Some((format!("must be {what}, not {found}"), fix))
+    };
+    let value = |what: &str| {
+        Some((format!("must be {what}, not {found}"), format!("write {what}; config.example.toml shows one")))
+    };
+    match expected {
+        "struct RawPlan" => table("a table of price_cents, limits and features"),
+        "struct RawMetric" => table("a table such as { unit = \"prompts\" }"),
+        "struct RawWebhook" => {
+            Some((format!("must be a table of url, events and secret, not {found}"), "write [[webhooks]] on a line of its own and its `name = value` lines below it, as config.example.toml does".to_owned()))
+        }
+        raw if raw.starts_with("struct Raw") => table("a table of settings"),
+        "a map" => table("a table"),
+        "i64" | "u64" | "i32" | "u32" | "u16" | "usize" => value("a whole number"),
+        "f64" => value("a number"),
+        "a string" => value("a string in double quotes"),
+        "a boolean" => value("true or false"),
+        "a sequence" => value("a list in square brackets"),
+        _ => None,
+    }
 }
 
 /// Checks a merged config. Each section stops at its first structural error, but refusals are
@@ -803,12 +845,12 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// The hex SHA-256 of a key, as `sha256:HEX` entries in the config hold it.
-pub fn key_digest_hex(key: &str) -> String {
+pub(crate) fn key_digest_hex(key: &str) -> String {
     crate::domain::hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// A short, stable name for an unnamed key: the first 8 hex digits of its digest.
-pub fn key_fingerprint(digest: &[u8; 32]) -> String {
+pub(crate) fn key_fingerprint(digest: &[u8; 32]) -> String {
     crate::domain::hex(&digest[..4])
 }
 

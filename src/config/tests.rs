@@ -106,6 +106,50 @@ fn malformed_limit_names_the_accepted_shapes() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_described_in_the_files_words() {
+    let cases = [
+        ("server = 5\n", "server", "must be a table of settings, not the number 5", "[server]"),
+        (
+            "[plans]\ntrial = 3\n",
+            "plans.trial",
+            "must be a table of price_cents, limits and features, not the number 3",
+            "[plans.trial]",
+        ),
+        (
+            "[server]\nmax_connections = \"many\"\n",
+            "server.max_connections",
+            "must be a whole number, not the string \"many\"",
+            "a whole number",
+        ),
+        (
+            "[server]\nlisten = 8080\n",
+            "server.listen",
+            "must be a string in double quotes, not the number 8080",
+            "double quotes",
+        ),
+        (
+            "[usage]\nalert_thresholds = 0.8\n",
+            "usage.alert_thresholds",
+            "must be a list in square brackets, not the number 0.8",
+            "square brackets",
+        ),
+        (
+            "[usage]\ntracking_enabled = \"yes\"\n",
+            "usage.tracking_enabled",
+            "must be true or false, not the string \"yes\"",
+            "true or false",
+        ),
+    ];
+    for (text, key, problem, fix) in cases {
+        let error = refusal(text);
+        assert_eq!((error.key.as_str(), error.problem.as_str()), (key, problem), "{text}");
+        assert!(error.fix.contains(fix), "{text}: {error}");
+        let shown = error.to_string();
+        assert!(!shown.contains("Raw") && !shown.contains("i64") && !shown.contains("invalid type"), "{shown}");
+    }
+}
+
+#[test]
 fn key_in_both_lists_is_refused() {
     let error = refusal("[auth]\nservice_keys = [\"key-one-of-sixteen\"]\nadmin_keys = [\"key-one-of-sixteen\"]\n");
     assert_eq!(error.key, "auth.admin_keys");

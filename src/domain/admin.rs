@@ -4,10 +4,13 @@
 
 use super::Rules;
 use super::events::{self, EventType};
+use super::feature::{self, FeatureVerdict};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
-use super::ports::{AdminRead, AdminWrite, CustomerKey, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
-use super::usage::USER_SCOPE;
+use super::ports::{
+    AdminRead, AdminWrite, CustomerKey, ErasureRecord, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord,
+};
+use super::usage::{self, Standing, USER_SCOPE};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -207,6 +210,45 @@ pub fn offenders(
 }
 
 /// The user's usage in each of the `months` periods ending with `current`, newest first.
+/// A user as the user view shows them, on the API and the dashboard alike.
+#[derive(Clone, Debug)]
+pub struct UserStanding {
+    pub user: UserRecord,
+    /// The plan the user is served on (the default plan if the stored one is gone).
+    pub plan: String,
+    pub bypass: bool,
+    pub period: Period,
+    /// Every configured metric in `period`, in catalog order.
+    pub usage: Vec<(String, Standing)>,
+    /// Every feature, now.
+    pub features: Vec<FeatureVerdict>,
+    /// The refusal counters of `period`.
+    pub refusals: Vec<RefusalCount>,
+    /// The account the user is a member of (then `usage` and `features` are the pool's).
+    pub account_id: Option<String>,
+}
+
+/// The user's standing on every metric in `period` and on every feature at `now_ms`: for a
+/// member, the account's pool under the account's terms.
+pub fn user_standing(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    user: UserRecord,
+    period: Period,
+    now_ms: i64,
+) -> Result<UserStanding, StoreError> {
+    let plan = rules.catalog.plan_or_default(&user.plan).name.clone();
+    let usage = usage::standings(store, rules, &user, period, now_ms)?;
+    let features = feature::check_all(store, rules, &user, now_ms)?;
+    let refusals = store.refusals(&user.user_id, period)?;
+    let bypass = rules.is_bypass(&user.user_id);
+    let account_id = match user.account_pk {
+        Some(account_pk) => Some(store.get_account(account_pk)?.account_id),
+        None => None,
+    };
+    Ok(UserStanding { user, plan, bypass, period, usage, features, refusals, account_id })
+}
+
 pub fn history(
     store: &(impl AdminRead + ?Sized),
     rules: &Rules,

@@ -155,7 +155,13 @@ pub enum AlertOwner<'a> {
     Account { pk: i64, account_id: &'a str },
 }
 
-/// A user's use of a metric after a recorded track (for a member, the pool's use).
+/// Whether a track that took usage from `used_before` to `used_after` reached `level` itself:
+/// only that track acts on the level, so tracks past it cost no statement.
+fn crossed(level: u64, used_before: u64, used_after: u64) -> bool {
+    used_before < level && level <= used_after
+}
+
+/// A user's (for a member, the pool's) use of a metric before and after a recorded track.
 pub struct Crossing<'a> {
     pub owner: AlertOwner<'a>,
     pub user_id: &'a str,
@@ -163,6 +169,7 @@ pub struct Crossing<'a> {
     pub metric: &'a str,
     pub period: Period,
     pub limit: Limit,
+    pub used_before: u64,
     pub used: u64,
 }
 
@@ -183,10 +190,11 @@ impl Crossing<'_> {
     }
 }
 
-/// Emits `threshold_crossed` for each configured fraction of the limit that `used` has
-/// reached and `soft_limit_exceeded` once usage is past a soft limit: each at most once per
-/// user, metric, period and threshold, however many tracks race across it (the mark and the
-/// event share the writer's transaction).
+/// Emits `threshold_crossed` for each configured fraction of the limit that this track
+/// reached and `soft_limit_exceeded` when this track went past a soft limit. The mark keeps
+/// each at most once per owner (user or account), metric, period and threshold (a reset lets
+/// usage cross again; the mark and the event share the writer's transaction); tracks that
+/// cross nothing write nothing.
 pub fn usage_alerts(
     store: &(impl EventWrite + ?Sized),
     rules: &Rules,
@@ -202,7 +210,10 @@ pub fn usage_alerts(
     let period = crossing.period.to_string();
     for &threshold in &rules.alert_thresholds {
         let level = threshold_level(threshold, limit);
-        if crossing.used >= level && level > 0 && crossing.mark(store, &period, &format!("threshold:{threshold}"))? {
+        if level > 0
+            && crossed(level, crossing.used_before, crossing.used)
+            && crossing.mark(store, &period, &format!("threshold:{threshold}"))?
+        {
             let mut data = json!({
                 "metric": crossing.metric,
                 "period": period,
@@ -217,7 +228,7 @@ pub fn usage_alerts(
         }
     }
     if let Limit::Soft(limit) = crossing.limit
-        && crossing.used > limit
+        && crossed(limit.saturating_add(1), crossing.used_before, crossing.used)
         && crossing.mark(store, &period, "soft_limit")?
     {
         let mut data = json!({
@@ -251,6 +262,18 @@ mod tests {
         assert_eq!(threshold_level(0.8, 31), 25);
         assert_eq!(threshold_level(1.0, 30), 30);
         assert_eq!(threshold_level(0.5, 0), 0);
+    }
+
+    #[test]
+    fn only_the_track_that_reaches_a_level_crosses_it() {
+        assert!(crossed(80, 79, 80), "reaching the level exactly crosses it");
+        assert!(crossed(80, 0, 100), "one large track crosses it too");
+        assert!(!crossed(80, 80, 81), "a track past the level does not");
+        assert!(!crossed(80, 90, 90), "nor does an amount of 0 above it");
+        assert!(!crossed(80, 10, 79), "nor one that stays below");
+        // A soft limit of 100 is passed by the track that goes to 101.
+        assert!(crossed(101, 100, 101));
+        assert!(!crossed(101, 101, 150));
     }
 
     #[test]

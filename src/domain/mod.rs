@@ -2,16 +2,16 @@
 //! need from storage. No SQL, no HTTP, no config, no clock: storage comes in through
 //! `ports`, time as a parameter.
 
-pub mod account;
-pub mod admin;
-pub mod events;
-pub mod feature;
+pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod events;
+pub(crate) mod feature;
 pub mod period;
-pub mod plan;
-pub mod ports;
-pub mod terms;
-pub mod usage;
-pub mod user_id;
+pub(crate) mod plan;
+pub(crate) mod ports;
+pub(crate) mod terms;
+pub(crate) mod usage;
+pub(crate) mod user_id;
 
 use plan::{Catalog, Plan};
 use ports::UserRecord;
@@ -53,7 +53,7 @@ impl Rules {
 
 /// Lowercase hex of `bytes`: the one encoder behind key digests, session digests, erased
 /// names and webhook signatures.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

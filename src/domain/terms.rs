@@ -130,11 +130,6 @@ pub struct Terms<'p> {
 }
 
 impl<'p> Terms<'p> {
-    /// The plan alone (a customer without an override).
-    pub fn of_plan(plan: &'p Plan) -> Terms<'p> {
-        Terms { plan, over: None }
-    }
-
     /// `plan` with the customer's override if it is active at `now_ms`.
     pub fn load(
         store: &(impl UsageRead + ?Sized),
@@ -182,7 +177,8 @@ pub struct ResolvedLimit {
 }
 
 impl ResolvedLimit {
-    /// A plan's limit with nothing added (a customer never seen, or no terms).
+    /// A plan's limit with nothing added.
+    #[cfg(test)]
     pub fn of_plan(limit: Limit) -> ResolvedLimit {
         ResolvedLimit { limit, source: Source::Plan, granted: 0, rollover: 0 }
     }

@@ -40,6 +40,8 @@ pub struct Standing {
 }
 
 impl Standing {
+    /// A plan's limit with nothing added (the decisions' unit tests).
+    #[cfg(test)]
     pub fn new(limit: Limit, used: u64) -> Standing {
         Standing::resolved(ResolvedLimit::of_plan(limit), used)
     }
@@ -286,6 +288,7 @@ pub fn track(
                 metric: &query.metric,
                 period: query.period,
                 limit,
+                used_before: used_after - query.amount,
                 used: used_after,
             };
             events::usage_alerts(store, rules, &crossing, now_ms)?;
@@ -341,6 +344,7 @@ fn track_member(
         metric: &query.metric,
         period: query.period,
         limit,
+        used_before: pool_after - query.amount,
         used: pool_after,
     };
     events::usage_alerts(store, rules, &crossing, now_ms)?;

@@ -2,9 +2,10 @@
 //! admin's list, details with history, plan change, reset and delete under
 //! `/v1/admin/accounts`. The account view's JSON lives here.
 
-use super::admin::{Params, actor, count_param, object, period_param};
+use super::admin::{actor, object};
 use super::error::ApiError;
 use super::features::FeatureSummaryJson;
+use super::params::{Params, count_param, period_param};
 use super::request::present;
 use super::users::{StandingJson, refused, rfc3339};
 use super::{Ctx, json_response, now_ms};

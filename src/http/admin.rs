@@ -3,59 +3,20 @@
 //! which the compatibility routes (compat.rs) call too: one implementation, two URL shapes.
 
 use super::error::ApiError;
+use super::params::{Params, before_param, count_param, metric_param, period_param};
 use super::request::{present, whole};
-use super::users::{UserView, rfc3339, user_id_param, user_not_found};
+use super::users::{PlanBody, UserView, rfc3339, user_id_param, user_not_found};
 use super::{Ctx, json_response, now_ms};
 use crate::app::admin as ops;
-use crate::domain::Rules;
 use crate::domain::admin::{self, MetricValues};
-use crate::domain::period::Period;
 use crate::domain::user_id::UserId;
 use crate::http::Body;
 use ::http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-
-/// Query parameters as given, by name.
-pub type Params = HashMap<String, String>;
 
 pub(super) fn object(values: &MetricValues) -> Value {
     Value::Object(values.iter().map(|(name, value)| (name.clone(), json!(value))).collect::<Map<_, _>>())
-}
-
-pub fn period_param(params: &Params, now_ms: i64) -> Result<Period, ApiError> {
-    match params.get("period") {
-        Some(text) => {
-            text.parse().map_err(|error: crate::domain::period::ParsePeriodError| ApiError::invalid(error.to_string()))
-        }
-        None => Ok(Period::of_unix_ms(now_ms)),
-    }
-}
-
-pub fn metric_param(rules: &Rules, params: &Params) -> Result<String, ApiError> {
-    let first = rules.catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default();
-    match params.get("metric") {
-        None => Ok(first),
-        Some(metric) if rules.catalog.has_metric(metric) => Ok(metric.clone()),
-        Some(metric) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_metric",
-            format!("metric {metric:?} is not configured"),
-        )
-        .with("metric", metric.as_str())),
-    }
-}
-
-/// A whole-number parameter within `min..=max`, `default` when absent.
-pub fn count_param(params: &Params, name: &str, default: u32, min: u32, max: u32) -> Result<u32, ApiError> {
-    let Some(text) = params.get(name) else {
-        return Ok(default);
-    };
-    match text.parse::<u32>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
-        _ => Err(ApiError::invalid(format!("{name} must be a whole number from {min} to {max}, got {text:?}"))),
-    }
 }
 
 fn plans_json(distribution: &admin::Distribution) -> Value {
@@ -133,7 +94,7 @@ pub fn user_details(ctx: &Ctx<'_>, user_id: &UserId, params: &Params) -> Result<
     let months = count_param(params, "months", 12, 1, 120)?;
     let details =
         ops::user_details(&ctx.app.store, &ctx.app.rules, user_id, months)?.ok_or_else(|| user_not_found(user_id))?;
-    let view = UserView::from_details(&details);
+    let view = UserView::new(&details.standing);
     let mut body = serde_json::to_value(view).map_err(|_| ApiError::internal())?;
     let history: Vec<Value> =
         details.history.iter().map(|(period, usage)| json!({ "period": period, "usage": object(usage) })).collect();
@@ -195,12 +156,6 @@ pub fn get_user(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     user_details(ctx, &user_id, &ctx.query)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlanBody {
-    plan: String,
-}
-
 pub fn post_plan(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
     let body: PlanBody = ctx.json_body()?;
@@ -257,12 +212,7 @@ pub fn audit_json(record: &crate::domain::ports::AuditRecord) -> Value {
 pub fn get_audit(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let params = &ctx.query;
     let limit = count_param(params, "limit", 50, 1, 500)?;
-    let before = match params.get("before") {
-        None => None,
-        Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::invalid(format!("before must be an audit row id (a positive whole number), got {text:?}"))
-        })?),
-    };
+    let before = before_param(params, "an audit row id")?;
     let rows = ops::audit_page(&ctx.app.store, limit, before)?;
     let next_before = if rows.len() as u32 == limit { rows.last().map(|row| row.id) } else { None };
     let entries: Vec<Value> = rows.iter().map(audit_json).collect();

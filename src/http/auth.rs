@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn open_access_refuses_other_origins_sites_proxies_and_bodies_a_form_can_send() {
-        let refused = |request: Head| check_open_access(&request, false).unwrap_err().status.as_u16();
+        let refused = |request: Head| check_open_access(&request, false).unwrap_err().status().as_u16();
         let host = "localhost:8080";
         for origin in ["http://evil.example", "http://localhost:3000", "null", "https://localhost:8080x"] {
             assert_eq!(refused(head(Method::POST, host, &[JSON, ("origin", origin)])), 403, "{origin}");

@@ -3,8 +3,9 @@
 //! implementation, two URL shapes. Same admin auth.
 
 use super::Ctx;
-use super::admin::{self, Params};
+use super::admin;
 use super::error::ApiError;
+use super::params::{self, Params};
 use super::request::{present, present_whole};
 use crate::domain::user_id::UserId;
 use crate::http::Body;
@@ -17,11 +18,11 @@ pub fn get_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     // Every parameter given is checked, whether or not the chosen endpoint reads it.
     let user_id =
         params.get("userId").map(|user_id| UserId::parse(user_id.as_str())).transpose().map_err(ApiError::invalid)?;
-    admin::period_param(&params, 0)?;
-    admin::metric_param(&ctx.app.rules, &params)?;
-    admin::count_param(&params, "top", 10, 0, 1000)?;
-    admin::count_param(&params, "limit", 10, 1, 1000)?;
-    admin::count_param(&params, "months", 12, 1, 120)?;
+    params::period_param(&params, 0)?;
+    params::metric_param(&ctx.app.rules, &params)?;
+    params::count_param(&params, "top", 10, 0, 1000)?;
+    params::count_param(&params, "limit", 10, 1, 1000)?;
+    params::count_param(&params, "months", 12, 1, 120)?;
     let endpoint = params.remove("endpoint");
     match endpoint.as_deref() {
         None | Some("dashboard") => admin::usage_summary(ctx, &params),
@@ -59,13 +60,11 @@ fn required<T>(value: Option<T>, action: &str, field: &str) -> Result<T, ApiErro
 pub fn post_usage(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: ActionBody = ctx.json_body()?;
     let user_id = body.user_id.clone().map(UserId::parse).transpose().map_err(ApiError::invalid)?;
-    if let Some(metric) = &body.metric
-        && !ctx.app.rules.catalog.has_metric(metric)
-    {
-        return Err(crate::app::AppError::UnknownMetric { metric: metric.to_owned() }.into());
+    if let Some(metric) = &body.metric {
+        crate::app::check_metric(&ctx.app.rules, metric)?;
     }
     if let Some(plan) = &body.plan {
-        crate::app::admin::check_plan(&ctx.app.rules, plan)?;
+        crate::app::check_plan(&ctx.app.rules, plan)?;
     }
     match body.action.as_str() {
         "cleanup" => admin::cleanup(ctx, required(body.retention_months, "cleanup", "retentionMonths")?),

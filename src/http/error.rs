@@ -11,14 +11,14 @@ use serde_json::{Map, Value, json};
 pub struct ApiError(Box<ErrorParts>);
 
 #[derive(Debug, Clone)]
-pub struct ErrorParts {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub details: Map<String, Value>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+struct ErrorParts {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Map<String, Value>,
+    headers: Vec<(HeaderName, HeaderValue)>,
     /// The connection must close after this answer (an unread body is left behind).
-    pub close_connection: bool,
+    close_connection: bool,
 }
 
 impl ApiError {
@@ -104,29 +104,44 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).with_header(header::RETRY_AFTER, "1")
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.0.code
+    }
+
+    /// The plain message the client sees (the body's `message`).
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Headers the answer carries besides the body's (`Retry-After`, `Allow`, ...).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.0.headers
+    }
+
+    /// The connection must close after this answer (an unread body is left behind).
+    pub fn closes_connection(&self) -> bool {
+        self.0.close_connection
+    }
+
     pub fn body(&self) -> Value {
-        let mut error = Map::with_capacity(self.details.len() + 2);
-        error.insert("code".into(), json!(self.code));
-        error.insert("message".into(), json!(self.message));
-        for (key, value) in &self.details {
+        let mut error = Map::with_capacity(self.0.details.len() + 2);
+        error.insert("code".into(), json!(self.0.code));
+        error.insert("message".into(), json!(self.0.message));
+        for (key, value) in &self.0.details {
             error.insert(key.clone(), value.clone());
         }
         json!({ "error": error })
     }
 }
 
-impl std::ops::Deref for ApiError {
-    type Target = ErrorParts;
-
-    fn deref(&self) -> &ErrorParts {
-        &self.0
-    }
-}
-
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         if error.is_unavailable() {
-            log::warn!("storage unavailable: {error}");
+            log::warn!("storage unavailable: {error}", error = crate::logging::Chain(&error));
             let message = match &error {
                 StoreError::Busy => "the database is locked; retry shortly",
                 StoreError::Full => "the database's disk is full; retry once space is freed",
@@ -135,7 +150,7 @@ impl From<StoreError> for ApiError {
             };
             ApiError::unavailable("storage_unavailable", message)
         } else {
-            log::error!("storage error: {error}");
+            log::error!("storage error: {error}", error = crate::logging::Chain(&error));
             ApiError::internal()
         }
     }
@@ -146,7 +161,7 @@ impl From<AppError> for ApiError {
         let message = error.to_string();
         match error {
             AppError::Invalid(message) => ApiError::invalid(message),
-            AppError::UnknownMetric { metric } => {
+            AppError::UnknownMetric { metric, .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "unknown_metric", message).with("metric", metric)
             }
             AppError::UnknownPlan { plan, .. } => {

@@ -93,7 +93,7 @@ fn produce(store: &Store, user: &UserRecord, export: &UserExport, mut writer: Wr
     match written {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Failed(error)) => {
-            log::error!("the export of a user stopped midway: {error}");
+            log::error!("the export of a user stopped midway: {error}", error = crate::logging::Chain(&error));
             writer.sender.fail(error);
         }
     }

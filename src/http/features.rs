@@ -117,15 +117,16 @@ fn window_text(seconds: u32) -> String {
 }
 
 fn render_use(outcome: &UseOutcome) -> Rendered {
-    let mut headers = Vec::new();
-    let (status, value) = match outcome {
-        UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_string(&FeatureJson::from(verdict))),
+    let error = match outcome {
+        UseOutcome::Allowed(verdict) => {
+            return idempotency::allowed(serde_json::to_string(&FeatureJson::from(verdict)), "feature");
+        }
         UseOutcome::NotInPlan(verdict) => {
             let required = match &verdict.plan_required {
                 Some(plan) => format!("; plan {plan} grants it"),
                 None => "; no plan grants it".to_owned(),
             };
-            let error = ApiError::new(
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 "feature_not_in_plan",
                 format!("plan {} does not include {}{required}", verdict.plan, verdict.feature),
@@ -133,12 +134,11 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
             .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
             .with("plan", verdict.plan.as_str())
-            .with("plan_required", verdict.plan_required.clone());
-            (error.status, Ok(error.body().to_string()))
+            .with("plan_required", verdict.plan_required.clone())
         }
         UseOutcome::RateLimited { verdict, retry_after_ms } => {
             let limit = verdict.limit.unwrap_or(0);
-            let error = ApiError::new(
+            ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
@@ -154,12 +154,11 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
             .with("plan", verdict.plan.as_str())
             .with("limit", verdict.limit)
             .with("window_secs", verdict.window_secs)
-            .with("retry_after_ms", *retry_after_ms);
-            headers.push((header::RETRY_AFTER, retry_after_ms.div_ceil(1000).max(1).to_string()));
-            (error.status, Ok(error.body().to_string()))
+            .with("retry_after_ms", *retry_after_ms)
+            .with_header(header::RETRY_AFTER, &retry_after_ms.div_ceil(1000).max(1).to_string())
         }
     };
-    idempotency::rendered(status, headers, value, "feature")
+    idempotency::refused(&error)
 }
 
 /// Queues the use; the answer is awaited once its group commits (no thread waits for it).

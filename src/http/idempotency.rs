@@ -22,27 +22,29 @@ pub fn once(ctx: &Ctx<'_>, parts: &[&dyn Display]) -> Result<Option<Once>, ApiEr
     Ok(Some(Once::new(key, parts)?))
 }
 
-/// A rendered answer: `body` is the serialized JSON, `headers` those that belong to it (they
-/// are stored with it and replayed); a body that cannot be serialized (`what` names it in
-/// the log) becomes a 500 without them.
-pub fn rendered(
-    status: StatusCode,
-    headers: Vec<(HeaderName, String)>,
-    body: serde_json::Result<String>,
-    what: &str,
-) -> Rendered {
+/// A 200 answer: `body` is the serialized JSON; a body that cannot be serialized (`what`
+/// names it in the log) becomes a 500.
+pub fn allowed(body: serde_json::Result<String>, what: &str) -> Rendered {
     match body {
-        Ok(body) => Rendered {
-            status: status.as_u16(),
-            headers: headers.into_iter().map(|(name, value)| (name.as_str().to_owned(), value)).collect(),
-            body,
-        },
+        Ok(body) => Rendered { status: StatusCode::OK.as_u16(), headers: Vec::new(), body },
         Err(error) => {
             log::error!("cannot serialize a {what} answer: {error}");
             let status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
             Rendered { status, headers: Vec::new(), body: ApiError::internal().body().to_string() }
         }
     }
+}
+
+/// A refusal (a 429 of a limit or a window, a 403 of a plan, ...) as an idempotent answer:
+/// its status, its body and the headers it carries (a 429's `Retry-After`), which are stored
+/// with it and replayed.
+pub fn refused(error: &ApiError) -> Rendered {
+    let headers = error
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .collect();
+    Rendered { status: error.status().as_u16(), headers, body: error.body().to_string() }
 }
 
 /// The answer as HTTP: the stored status, headers and body, marked when replayed.

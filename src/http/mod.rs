@@ -17,6 +17,7 @@ mod export;
 mod features;
 mod health;
 mod idempotency;
+mod params;
 mod request;
 mod routes;
 pub(crate) mod server;
@@ -25,10 +26,11 @@ mod terms;
 mod throttle;
 mod usage;
 mod users;
-pub mod webhooks;
+pub(crate) mod webhooks;
 
 pub use auth::Access;
-pub use routes::{BodyKind, Handler, Later, ROUTES, Route};
+pub(crate) use routes::{Handler, Later};
+pub use routes::{ROUTES, Route};
 
 use crate::config::Config;
 use crate::domain::Rules;
@@ -47,22 +49,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use throttle::FailureThrottle;
 
-pub use body::{Body, BodySender};
+pub use body::Body;
 
 /// A request's head (method, target, headers); the body travels beside it as bytes.
-pub type Head = ::http::Request<()>;
+pub(crate) type Head = ::http::Request<()>;
 
 /// What a handler produces.
-pub type Outcome = Result<Response<Body>, ApiError>;
+pub(crate) type Outcome = Result<Response<Body>, ApiError>;
 
 /// What every handler shares.
 pub struct App {
-    pub config: Config,
-    pub rules: Arc<Rules>,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
+    pub(crate) config: Config,
+    pub(crate) rules: Arc<Rules>,
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
     /// Dashboard logins.
-    pub sessions: dashboard::Sessions,
+    pub(crate) sessions: dashboard::Sessions,
     /// Failed authentications per client address.
     auth_failures: FailureThrottle,
     draining: AtomicBool,
@@ -86,16 +88,16 @@ impl App {
     }
 
     /// From now on new requests are refused with 503 and `Connection: close`.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 
     /// Requests between their head and their answer right now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
@@ -108,7 +110,7 @@ impl App {
     /// Answers a failed authentication from `peer`: `unauthorized` while within
     /// `auth.max_failures_per_minute`, 429 with `Retry-After` past it. Counted in
     /// `tally_auth_failures`.
-    pub fn auth_failed(&self, peer: IpAddr, unauthorized: ApiError) -> ApiError {
+    pub(crate) fn auth_failed(&self, peer: IpAddr, unauthorized: ApiError) -> ApiError {
         let (outcome, error) = match self.auth_failures.fail(peer, now_ms()) {
             throttle::Verdict::Unauthorized => ("unauthorized", unauthorized),
             throttle::Verdict::Throttled { retry_after_secs } => {
@@ -121,7 +123,7 @@ impl App {
 }
 
 /// One request on its way through a handler.
-pub struct Ctx<'r> {
+pub(crate) struct Ctx<'r> {
     pub app: &'r App,
     pub request: &'r Head,
     /// The whole body, read before the handler runs (empty for a route that takes none).
@@ -132,7 +134,6 @@ pub struct Ctx<'r> {
     pub caller: Option<Caller>,
     /// The client's address (the proxy's, behind one).
     pub peer: IpAddr,
-    pub started: Instant,
 }
 
 impl Ctx<'_> {
@@ -146,9 +147,9 @@ impl Ctx<'_> {
     }
 }
 
-pub use crate::app::now_ms;
+pub(crate) use crate::app::now_ms;
 
-pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(body) => raw_json_response(status, body),
         Err(error) => {
@@ -166,8 +167,8 @@ fn raw_json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 }
 
 fn error_response(error: &ApiError) -> Response<Body> {
-    let mut response = raw_json_response(error.status, error.body().to_string().into_bytes());
-    for (name, value) in &error.headers {
+    let mut response = raw_json_response(error.status(), error.body().to_string().into_bytes());
+    for (name, value) in error.headers() {
         response.headers_mut().append(name.clone(), value.clone());
     }
     response
@@ -183,7 +184,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// A request whose head passed every check: what its handler needs besides the body.
-pub struct Admitted {
+pub(crate) struct Admitted {
     route: &'static Route,
     params: Vec<String>,
     query: HashMap<String, String>,
@@ -199,7 +200,7 @@ impl Admitted {
 }
 
 /// A request answered from its head alone: the route pattern (for logs) and why.
-pub struct Refused {
+pub(crate) struct Refused {
     pub route: &'static str,
     /// `None`: a dashboard page without a login, sent to the login page.
     error: Option<ApiError>,
@@ -222,7 +223,7 @@ fn refuse(route: &'static str, error: ApiError) -> Refused {
 /// the open-access guards (403, 415), auth (401, 403, 429; a dashboard page without a login
 /// goes to the login page), query parameters (400), then the body's declared size and type
 /// (413, 415). `declared` is the body length the head gives (`None`: chunked, unknown).
-pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Result<Admitted, Refused> {
+pub(crate) fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Result<Admitted, Refused> {
     if app.is_draining() {
         return Err(refuse(
             "unmatched",
@@ -236,7 +237,7 @@ pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Res
     }
     let caller = match auth::authorize(auth, app.config.server.metrics_public, head, route.access) {
         Ok(caller) => caller,
-        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+        Err(error) if error.status() == StatusCode::UNAUTHORIZED => {
             return Err(refuse(route.pattern, app.auth_failed(peer, error)));
         }
         Err(error) => return Err(refuse(route.pattern, error)),
@@ -253,15 +254,15 @@ pub fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>) -> Res
 }
 
 /// What a handler gave: the answer, or the write it queued, to await.
-pub enum Dispatched {
+pub(crate) enum Dispatched {
     Now(Outcome),
     Later(Later),
 }
 
 /// Runs the admitted request's handler on its body; a panic becomes a 500.
-pub fn respond(app: &App, head: &Head, peer: IpAddr, started: Instant, admitted: Admitted, body: &[u8]) -> Dispatched {
+pub(crate) fn respond(app: &App, head: &Head, peer: IpAddr, admitted: Admitted, body: &[u8]) -> Dispatched {
     let Admitted { route, params, query, caller, .. } = admitted;
-    let mut ctx = Ctx { app, request: head, body, params, query, caller, peer, started };
+    let mut ctx = Ctx { app, request: head, body, params, query, caller, peer };
     let dispatched = catch_unwind(AssertUnwindSafe(|| match route.handler {
         Handler::Read(handler) | Handler::Blocking(handler) => Dispatched::Now(handler(&mut ctx)),
         Handler::Write(handler) => match handler(&mut ctx) {
@@ -300,7 +301,7 @@ impl std::future::Future for CatchUnwind {
 /// Runs `work` where it may block: inside `block_in_place` on the server's multi-thread
 /// runtime (the worker hands its other connections to another thread meanwhile); directly
 /// elsewhere (the fuzz target's `handle`).
-pub fn may_block<R>(work: impl FnOnce() -> R) -> R {
+pub(crate) fn may_block<R>(work: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(work)
@@ -310,7 +311,7 @@ pub fn may_block<R>(work: impl FnOnce() -> R) -> R {
 }
 
 /// What `finish` needs of a request, taken before its head goes to a handler's thread.
-pub struct Trace {
+pub(crate) struct Trace {
     method: &'static str,
     is_head: bool,
     request_id: String,
@@ -332,10 +333,10 @@ impl Trace {
 /// dashboard handler ran too), `Connection: close` when the connection must not be reused (`close`: a body was
 /// left unread, or the error says so), no body for HEAD, the request id; then the access log
 /// line and the request metrics.
-pub fn finish(app: &App, trace: Trace, route: &'static str, outcome: Outcome, close: bool) -> Response<Body> {
+pub(crate) fn finish(app: &App, trace: Trace, route: &'static str, outcome: Outcome, close: bool) -> Response<Body> {
     let (mut response, close) = match outcome {
         Ok(response) => (response, close),
-        Err(error) => (error_response(&error), close || error.close_connection),
+        Err(error) => (error_response(&error), close || error.closes_connection()),
     };
     let headers = response.headers_mut();
     if close || app.is_draining() {
@@ -378,7 +379,7 @@ pub fn handle(app: &App, request: ::http::Request<Bytes>, peer: IpAddr) -> Respo
         Ok(admitted) => {
             let route = admitted.pattern();
             let body = if admitted.read_body { body } else { Bytes::new() };
-            let outcome = match respond(app, &head, peer, started, admitted, &body) {
+            let outcome = match respond(app, &head, peer, admitted, &body) {
                 Dispatched::Now(outcome) => outcome,
                 Dispatched::Later(later) => block_on(answer_later(later)),
             };
@@ -439,4 +440,4 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// How long to wait, after draining starts, for requests already on the wire to arrive.
-pub const DRAIN_QUIET: Duration = Duration::from_millis(200);
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(200);

@@ -50,8 +50,8 @@ pub struct Route {
     /// The query parameters it accepts; any other is refused with 400 before the handler.
     pub query: &'static [&'static str],
     pub access: Access,
-    pub body: BodyKind,
-    pub handler: Handler,
+    pub(crate) body: BodyKind,
+    pub(crate) handler: Handler,
 }
 
 #[rustfmt::skip]
@@ -223,27 +223,27 @@ mod tests {
 
     #[test]
     fn unknown_path_is_404_and_wrong_method_is_405_with_allow() {
-        assert_eq!(find(&Method::GET, "/v1/nope").err().unwrap().code, "not_found");
-        assert_eq!(find(&Method::GET, "/v1/users/").err().unwrap().code, "not_found");
-        assert_eq!(find(&Method::GET, "/v1/track/").err().unwrap().code, "not_found");
+        assert_eq!(find(&Method::GET, "/v1/nope").err().unwrap().code(), "not_found");
+        assert_eq!(find(&Method::GET, "/v1/users/").err().unwrap().code(), "not_found");
+        assert_eq!(find(&Method::GET, "/v1/track/").err().unwrap().code(), "not_found");
         let error = find(&Method::DELETE, "/v1/users/x").err().unwrap();
-        assert_eq!(error.code, "method_not_allowed");
-        assert_eq!(error.headers[0].1, "GET, HEAD, PUT");
+        assert_eq!(error.code(), "method_not_allowed");
+        assert_eq!(error.headers()[0].1, "GET, HEAD, PUT");
     }
 
     #[test]
     fn head_finds_the_get_route_and_connect_and_unknown_methods_elsewhere_are_501() {
         assert_eq!(find(&Method::HEAD, "/healthz").unwrap().0.pattern, "/healthz");
-        assert_eq!(find(&Method::HEAD, "/v1/track").err().unwrap().headers[0].1, "POST");
+        assert_eq!(find(&Method::HEAD, "/v1/track").err().unwrap().headers()[0].1, "POST");
         let brew = Method::from_bytes(b"BREW").unwrap();
         for method in [Method::TRACE, Method::OPTIONS, brew.clone()] {
             let error = find(&method, "/healthz").err().unwrap();
-            assert_eq!((error.code, error.headers[0].1.to_str().unwrap()), ("method_not_allowed", "GET, HEAD"));
+            assert_eq!((error.code(), error.headers()[0].1.to_str().unwrap()), ("method_not_allowed", "GET, HEAD"));
         }
-        assert_eq!(find(&Method::TRACE, "/nowhere").err().unwrap().code, "not_found");
+        assert_eq!(find(&Method::TRACE, "/nowhere").err().unwrap().code(), "not_found");
         for (method, path) in [(Method::CONNECT, "/healthz"), (Method::CONNECT, ""), (brew, "/nowhere")] {
             let error = find(&method, path).err().unwrap();
-            assert_eq!((error.status.as_u16(), error.code), (501, "not_implemented"), "{method} {path}");
+            assert_eq!((error.status().as_u16(), error.code()), (501, "not_implemented"), "{method} {path}");
         }
     }
 

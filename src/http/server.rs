@@ -202,9 +202,9 @@ async fn exchange(
         Handler::Blocking(_) => false,
     };
     let dispatched = if inline {
-        respond(&app, &head, peer, started, admitted, &body)
+        respond(&app, &head, peer, admitted, &body)
     } else {
-        tokio::task::block_in_place(|| respond(&app, &head, peer, started, admitted, &body))
+        tokio::task::block_in_place(|| respond(&app, &head, peer, admitted, &body))
     };
     let outcome = match dispatched {
         Dispatched::Now(outcome) => outcome,

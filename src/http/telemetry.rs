@@ -1,8 +1,8 @@
 //! Monitoring routes: `GET /metrics` (Prometheus), `GET /v1/admin/events`, and the webhook
 //! outbox's deliveries with their manual retry.
 
-use super::admin::{Params, count_param};
 use super::error::ApiError;
+use super::params::{Params, before_param, count_param};
 use super::users::rfc3339;
 use super::webhooks::event_json;
 use super::{Ctx, json_response, now_ms};
@@ -90,15 +90,7 @@ pub fn deliveries(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }
     };
     let limit = count_param(params, "limit", 50, 1, 500)?;
-    let before = match params.get("before") {
-        None => None,
-        Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| ApiError::invalid(format!("before must be a delivery id, got {text:?}")))?,
-        ),
-    };
+    let before = before_param(params, "a delivery id")?;
     let rows = crate::app::events::deliveries(&ctx.app.store, status.as_deref(), limit, before)?;
     let next_before = if rows.len() as u32 == limit { rows.last().map(|row| row.id) } else { None };
     let deliveries: Vec<Value> = rows.iter().map(delivery_json).collect();

@@ -2,8 +2,9 @@
 //! `/v1/admin/accounts/{id}/...`: the bodies, their validation against the catalog, and the
 //! JSON of an override and a grant.
 
-use super::admin::{actor, period_param};
+use super::admin::actor;
 use super::error::ApiError;
+use super::params::period_param;
 use super::request::{present, present_whole};
 use super::users::rfc3339;
 use super::{Ctx, json_response, now_ms};

@@ -60,15 +60,7 @@ fn validate(
     now_ms: i64,
 ) -> Result<Valid, ApiError> {
     let user_id = UserId::parse(user_id).map_err(ApiError::invalid)?;
-    if !rules.catalog.has_metric(&metric) {
-        let known: Vec<&str> = rules.catalog.metrics().map(|metric| metric.name.as_str()).collect();
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_metric",
-            format!("metric {metric:?} is not configured; known: {}", known.join(", ")),
-        )
-        .with("metric", metric));
-    }
+    crate::app::check_metric(rules, &metric)?;
     let amount = amount.unwrap_or(1);
     if !(1..=AMOUNT_MAX).contains(&amount) {
         return Err(ApiError::invalid(format!("amount must be an integer from 1 to {AMOUNT_MAX}, got {amount}")));
@@ -177,13 +169,11 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
         tracking_enabled: !matches!(outcome, TrackOutcome::NotTracked { .. }),
         verdict,
     };
-    let (status, body) = match outcome {
+    let body = match outcome {
         TrackOutcome::Recorded { verdict, enforced } => {
-            (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), true, *enforced)))
+            serde_json::to_string(&track_json(verdict.into(), true, *enforced))
         }
-        TrackOutcome::NotTracked { verdict } => {
-            (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), false, true)))
-        }
+        TrackOutcome::NotTracked { verdict } => serde_json::to_string(&track_json(verdict.into(), false, true)),
         TrackOutcome::Refused { verdict, upgrade_to, scope } => {
             let standing = &verdict.standing;
             let whose = match &verdict.account_id {
@@ -213,7 +203,7 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             .with("scope", scope.as_str())
             .with("account_id", verdict.account_id.clone())
             .with("user_used", verdict.user_used);
-            (error.status, Ok(error.body().to_string()))
+            return idempotency::refused(&error);
         }
         TrackOutcome::Overflow { verdict } => {
             let error = ApiError::new(
@@ -223,10 +213,10 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             )
             .with("metric", verdict.metric.as_str())
             .with("used", verdict.standing.used);
-            (error.status, Ok(error.body().to_string()))
+            return idempotency::refused(&error);
         }
     };
-    idempotency::rendered(status, Vec::new(), body, "track")
+    idempotency::allowed(body, "track")
 }
 
 /// Queues the track; the answer is awaited once its group commits (no thread waits for it).
@@ -275,7 +265,7 @@ mod tests {
     #[test]
     fn timestamps_before_1970_are_refused() {
         let error = timestamp_ms("1969-12-31T23:59:59Z").unwrap_err();
-        assert!(error.message.contains("1970"), "{}", error.message);
+        assert!(error.message().contains("1970"), "{}", error.message());
         assert!(timestamp_ms("1969-12-31T23:59:59.999Z").is_err());
         assert_eq!(timestamp_ms("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(timestamp_ms("1970-01-01T01:00:00+01:00").unwrap(), 0);

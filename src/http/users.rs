@@ -5,15 +5,13 @@ use super::features::FeatureSummaryJson;
 use super::request::present;
 use super::{Ctx, json_response, now_ms};
 use crate::app::accounts;
-use crate::app::admin::{self as ops, UserDetails};
-use crate::domain::Rules;
+use crate::app::admin as ops;
+use crate::domain::admin::UserStanding;
 use crate::domain::events::EventType;
-use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
-use crate::domain::ports::{RefusalCount, StoreError, UsageRead, UserRecord};
+use crate::domain::ports::RefusalCount;
 use crate::domain::terms::Source;
-use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::UserId;
 use crate::http::Body;
@@ -83,23 +81,16 @@ pub fn rfc3339(unix_ms: i64) -> String {
 }
 
 impl UserView {
-    pub fn new(
-        user: &UserRecord,
-        (plan, account_id): (&str, Option<String>),
-        bypass: bool,
-        period: Period,
-        usage: &[(String, Standing)],
-        features: &[FeatureVerdict],
-        refusals: &[RefusalCount],
-    ) -> UserView {
+    pub fn new(standing: &UserStanding) -> UserView {
         const FEATURE_REFUSALS: [EventType; 2] = [EventType::RateLimited, EventType::FeatureDenied];
+        let UserStanding { user, plan, bypass, period, usage, features, refusals, account_id } = standing;
         UserView {
             user_id: user.user_id.clone(),
-            plan: plan.to_owned(),
-            account_id,
+            plan: plan.clone(),
+            account_id: account_id.clone(),
             created_at: rfc3339(user.created_at_ms),
-            period,
-            bypass,
+            period: *period,
+            bypass: *bypass,
             usage: usage
                 .iter()
                 .map(|(metric, standing)| {
@@ -116,38 +107,6 @@ impl UserView {
                 .collect(),
         }
     }
-
-    pub fn from_details(details: &UserDetails) -> UserView {
-        UserView::new(
-            &details.user,
-            (&details.plan, details.account_id.clone()),
-            details.bypass,
-            details.period,
-            &details.usage,
-            &details.features,
-            &details.refusals,
-        )
-    }
-}
-
-/// The user's standing on every configured metric in `period`, and on every feature now.
-pub fn user_view(
-    store: &(impl UsageRead + ?Sized),
-    rules: &Rules,
-    user: &UserRecord,
-    period: Period,
-    now_ms: i64,
-) -> Result<UserView, StoreError> {
-    let plan = rules.catalog.plan_or_default(&user.plan);
-    let usage = usage::standings(store, rules, user, period, now_ms)?;
-    let features = feature::check_all(store, rules, user, now_ms)?;
-    let refusals = store.refusals(&user.user_id, period)?;
-    let account_id = match user.account_pk {
-        Some(account_pk) => Some(store.get_account(account_pk)?.account_id),
-        None => None,
-    };
-    let bypass = rules.is_bypass(&user.user_id);
-    Ok(UserView::new(user, (&plan.name, account_id), bypass, period, &usage, &features, &refusals))
 }
 
 pub fn user_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {
@@ -161,23 +120,22 @@ pub fn user_not_found(user_id: &str) -> ApiError {
 
 pub fn get(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let parameters = &ctx.query;
     let now_ms = now_ms();
-    let period = match parameters.get("period") {
-        Some(text) => text.parse::<Period>().map_err(|error| ApiError::invalid(error.to_string()))?,
-        None => Period::of_unix_ms(now_ms),
-    };
-    let rules = &ctx.app.rules;
-    let view = ctx.app.store.read(|reader| match reader.find_user(&user_id)? {
-        Some(user) => user_view(reader, rules, &user, period, now_ms).map(Some),
-        None => Ok(None),
-    })?;
-    match view {
-        Some(view) => Ok(json_response(StatusCode::OK, &view)),
+    let period = super::params::period_param(&ctx.query, now_ms)?;
+    match ops::user_standing(&ctx.app.store, &ctx.app.rules, &user_id, period, now_ms)? {
+        Some(standing) => Ok(json_response(StatusCode::OK, &UserView::new(&standing))),
         None => Err(user_not_found(&user_id)),
     }
 }
 
+/// The body of `POST /v1/admin/users/{id}/plan`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlanBody {
+    pub(super) plan: String,
+}
+
+/// The body of `PUT /v1/users/{id}`: a plan, an account to join (null: leave), or both.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
@@ -192,8 +150,9 @@ struct PutBody {
 /// returns the view in the current period.
 pub fn set_plan(ctx: &Ctx<'_>, user_id: &UserId, plan: &str, actor: Option<&str>) -> Result<UserView, ApiError> {
     Ok(ops::change_plan(&ctx.app.store, &ctx.app.rules, user_id, plan, actor, |tx, rules, user, now_ms| {
-        user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms)
-    })?)
+        crate::domain::admin::user_standing(tx, rules, user.clone(), Period::of_unix_ms(now_ms), now_ms)
+    })
+    .map(|standing| UserView::new(&standing))?)
 }
 
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -217,7 +176,9 @@ pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         &user_id,
         change,
         &super::admin::actor(ctx),
-        |tx, rules, user, now_ms| user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms),
+        |tx, rules, user, now_ms| {
+            crate::domain::admin::user_standing(tx, rules, user.clone(), Period::of_unix_ms(now_ms), now_ms)
+        },
     )?;
-    Ok(json_response(StatusCode::OK, &view))
+    Ok(json_response(StatusCode::OK, &UserView::new(&view)))
 }

@@ -48,7 +48,7 @@ const TABLES: [(&str, Option<&str>); 22] = [
 
 /// One value read from SQLite, converted to the PostgreSQL column's type.
 fn convert(value: ValueRef<'_>, target: &Type, column: &str) -> Result<Box<dyn ToSql + Sync>, StoreError> {
-    let mismatch = || StoreError::Backend(format!("column {column}: a {value:?} does not fit PostgreSQL's {target}"));
+    let mismatch = || StoreError::backend(format!("column {column}: a {value:?} does not fit PostgreSQL's {target}"));
     Ok(match (value, target) {
         (ValueRef::Null, &Type::INT8) => Box::new(None::<i64>),
         (ValueRef::Null, &Type::TEXT) => Box::new(None::<String>),
@@ -57,7 +57,7 @@ fn convert(value: ValueRef<'_>, target: &Type, column: &str) -> Result<Box<dyn T
         (ValueRef::Integer(number), &Type::INT8) => Box::new(number),
         (ValueRef::Integer(number), &Type::BOOL) => Box::new(number != 0),
         (ValueRef::Text(text), &Type::TEXT) => Box::new(String::from_utf8(text.to_vec()).map_err(|_| {
-            StoreError::Backend(format!("column {column}: a value is not UTF-8; PostgreSQL's text needs it"))
+            StoreError::backend(format!("column {column}: a value is not UTF-8; PostgreSQL's text needs it"))
         })?),
         (ValueRef::Blob(bytes), &Type::BYTEA) => Box::new(bytes.to_vec()),
         _ => return Err(mismatch()),
@@ -75,7 +75,7 @@ fn target_columns(conn: &mut Conn, table: &str) -> Result<Vec<(String, Type)>, S
         .map(|row| {
             let oid: u32 = row.get(1);
             let kind =
-                Type::from_oid(oid).ok_or_else(|| StoreError::Backend(format!("{table}: unknown type {oid}")))?;
+                Type::from_oid(oid).ok_or_else(|| StoreError::backend(format!("{table}: unknown type {oid}")))?;
             Ok((row.get(0), kind))
         })
         .collect()
@@ -111,7 +111,7 @@ fn postgres_counts(conn: &mut Conn) -> Result<TableCounts, StoreError> {
     }
     let row = conn.client().query_one("SELECT coalesce(sum(value), 0)::text FROM usage_counters", &[])?;
     let sum: String = row.get(0);
-    counts.counter_sum = sum.parse().map_err(|_| StoreError::Backend(format!("a counter sum of {sum:?}")))?;
+    counts.counter_sum = sum.parse().map_err(|_| StoreError::backend(format!("a counter sum of {sum:?}")))?;
     Ok(counts)
 }
 
@@ -181,7 +181,7 @@ pub fn sqlite_to_postgres(source: &SqliteConfig, target: &DatabaseUrl) -> Result
     let copied = postgres_counts(&mut conn)?;
     if copied != expected {
         conn.batch("ROLLBACK")?;
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "the copy does not match the source (source {expected:?}, copy {copied:?}); nothing was committed"
         )));
     }

@@ -2,10 +2,10 @@
 //! names (a SQLite file, or a PostgreSQL URL) and hands the application a `Store` over the
 //! domain's ports. Each backend owns its SQL and its migrations folder.
 
-pub mod copy;
+pub(crate) mod copy;
 mod group;
-pub mod postgres;
-pub mod sqlite;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 
 use crate::config::{DatabaseBackend, DatabaseConfig};
 use crate::metrics::Metrics;
@@ -33,6 +33,15 @@ pub fn open(config: &DatabaseConfig, metrics: Arc<Metrics>) -> Result<Store, Sto
 pub struct SchemaReport {
     pub applied: Vec<String>,
     pub version: u32,
+}
+
+/// Recomputes the rollups from the counters and users, for a SQLite file written around the
+/// store (the scale benchmark's seed). PostgreSQL databases are only written by Tally.
+pub fn rebuild_rollups(config: &DatabaseConfig) -> Result<(), StoreError> {
+    match &config.backend {
+        DatabaseBackend::Sqlite(sqlite) => sqlite::rebuild_rollups(sqlite),
+        DatabaseBackend::Postgres(_) => Err(StoreError::backend("rollups are rebuilt only in a SQLite file")),
+    }
 }
 
 /// `tally migrate`: open, migrate, close.

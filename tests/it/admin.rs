@@ -79,6 +79,26 @@ fn usage_summary_plans_and_offenders_match_the_usage_sent() {
 }
 
 #[test]
+fn every_route_refuses_an_unknown_metric_with_one_answer() {
+    let tally = start_with_keys();
+    let mut client = admin(&tally);
+    let expected = json!({ "error": {
+        "code": "unknown_metric",
+        "message": "metric \"tokens\" is not configured; known: prompts, e2e_runs, bytes_out",
+        "metric": "tokens",
+    } });
+    let track = client.post("/v1/track", &json!({ "user_id": "ann", "metric": "tokens" }));
+    let check = client.post("/v1/check", &json!({ "user_id": "ann", "metric": "tokens" }));
+    let summary = client.get("/v1/admin/usage?metric=tokens");
+    let compat_view = client.get("/api/v1/admin/usage?metric=tokens");
+    let compat_action =
+        client.post("/api/v1/admin/usage", &json!({ "action": "reset_user", "userId": "ann", "metric": "tokens" }));
+    for reply in [track, check, summary, compat_view, compat_action] {
+        assert_eq!((reply.status, reply.json()), (400, expected.clone()));
+    }
+}
+
+#[test]
 fn compatibility_routes_give_the_same_data_and_actions() {
     let tally = start_with_keys();
     let mut client = admin(&tally);

@@ -1,8 +1,9 @@
 //! Events, webhooks, Prometheus metrics and logs, against the real server and a real local
 //! webhook receiver.
 
+use crate::backend::{count, run_sql};
 use crate::receiver::{Answer, Receiver};
-use crate::support::{Client, Setup, Tally, usage};
+use crate::support::{Client, Setup, Tally, track, usage};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -93,6 +94,31 @@ fn each_event_is_written_exactly_once_when_32_threads_race_across_the_thresholds
         assert_eq!(event["user_id"], "racer");
         assert!(event["id"].as_str().unwrap().len() == 36 && event["at"].as_str().unwrap().ends_with('Z'));
     }
+}
+
+#[test]
+fn only_the_track_that_crosses_a_threshold_marks_it() {
+    let tally = Setup::new().config(PLANS).start();
+    let mut client = tally.client();
+    let dir = tally.dir.path();
+    // 85 of 100 prompts crosses 0.8; 101 of 100 soft e2e runs cross 0.8, 1.0 and the soft limit.
+    track(&mut client, "past", "prompts", 85);
+    track(&mut client, "past", "e2e_runs", 101);
+    assert_eq!(count(dir, "SELECT count(*) FROM usage_alerts"), 4);
+    // Forget the marks: a track that still looked at every threshold at or below its usage
+    // would write them (and their events) again.
+    run_sql(dir, "DELETE FROM usage_alerts");
+    for _ in 0..5 {
+        track(&mut client, "past", "prompts", 1);
+        track(&mut client, "past", "e2e_runs", 1);
+    }
+    assert_eq!(count(dir, "SELECT count(*) FROM usage_alerts"), 0, "tracks past the thresholds mark nothing");
+    let all = events(&mut client, "&user_id=past");
+    assert_eq!((of_type(&all, "threshold_crossed").len(), of_type(&all, "soft_limit_exceeded").len()), (3, 1));
+    // Crossing the next level still marks and emits: 90 + 10 reaches the prompts' 1.0.
+    track(&mut client, "past", "prompts", 10);
+    assert_eq!(count(dir, "SELECT count(*) FROM usage_alerts"), 1);
+    assert_eq!(of_type(&events(&mut client, "&user_id=past"), "threshold_crossed").len(), 4);
 }
 
 #[test]

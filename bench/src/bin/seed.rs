@@ -59,8 +59,10 @@ fn main() -> Result<()> {
                 for period in periods.iter().rev() {
                     for (index, metric) in ["bytes_out", "e2e_runs", "prompts"].iter().enumerate() {
                         // A skewed, deterministic spread: a few heavy users, many light ones.
+                        // Never 0: the store writes no zero counters, and the active-user
+                        // rollup counts a counter row as activity.
                         let value =
-                            ((n * 7919 + index as u64 * 104_729) % 1000) * (1 + n.is_multiple_of(97) as u64 * 50);
+                            (1 + (n * 7919 + index as u64 * 104_729) % 1000) * (1 + n.is_multiple_of(97) as u64 * 50);
                         counter.execute(params![n as i64 + 1, period, metric, value as i64, now_ms])?;
                     }
                 }
@@ -70,17 +72,8 @@ fn main() -> Result<()> {
         first = last;
         eprintln!("{first} users ({:.0} s)", started.elapsed().as_secs_f64());
     }
-    db.execute_batch(
-        "DELETE FROM period_totals; DELETE FROM period_users; DELETE FROM plan_users;
-         INSERT INTO period_totals (period, metric, total)
-             SELECT period, metric, CAST(min(total(value), 9223372036854775807.0) AS INTEGER)
-             FROM usage_counters GROUP BY period, metric;
-         INSERT INTO period_users (period, active_users)
-             SELECT period, count(DISTINCT user_pk) FROM usage_counters GROUP BY period;
-         INSERT INTO plan_users (plan, users) SELECT plan, count(*) FROM users GROUP BY plan;
-         PRAGMA wal_checkpoint(TRUNCATE);",
-    )
-    .context("rollups")?;
+    drop(db);
+    tally::store::rebuild_rollups(&config.database).context("rollups")?;
     eprintln!("seeded {} users x {} months in {:.0} s", args.users, args.months, started.elapsed().as_secs_f64());
     Ok(())
 }

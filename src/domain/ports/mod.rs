@@ -22,9 +22,17 @@ mod records;
 mod store;
 
 pub use records::*;
-pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob, reply_channel};
+pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob};
+// The writer's tests answer jobs by hand; the backends get their replies through `Pending`.
+#[cfg(test)]
+pub(crate) use store::reply_channel;
 
 use super::period::Period;
+use std::sync::Arc;
+
+/// The error a backend failed with, kept as the source of `StoreError::Backend`. Shared
+/// rather than boxed: a write group's failure is handed to each of its jobs.
+pub type BackendError = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Why storage could not do what was asked. `is_unavailable` errors are conditions of the
 /// database or the machine (busy, full, read-only, unreachable) that a retry may clear:
@@ -55,11 +63,18 @@ pub enum StoreError {
     /// job never sees this error unless it calls `serialize_on` itself outside a backend).
     #[error("another transaction holds {0}; the job is run again once it is free")]
     Contended(String),
-    #[error("database error: {0}")]
-    Backend(String),
+    /// A failure no other variant names: the driver's error, or what the backend found wrong
+    /// (a row missing that the statement must return), as the source.
+    #[error("database error")]
+    Backend(#[source] BackendError),
 }
 
 impl StoreError {
+    /// `Backend` with `source`: a driver's error, or a message saying what went wrong.
+    pub fn backend(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError::Backend(Arc::from(source.into()))
+    }
+
     /// True when the failure is the storage's state, not a bug: callers should retry later.
     pub fn is_unavailable(&self) -> bool {
         matches!(

@@ -1,7 +1,6 @@
 //! The records storage hands to the domain and the application: plain values, no database
 //! types. Every backend fills them the same way.
 
-use super::StoreError;
 use crate::domain::period::Period;
 
 /// A stored user.
@@ -267,6 +266,3 @@ pub fn as_stored_integer(value: u64) -> i64 {
 pub fn from_stored_integer(value: i64) -> u64 {
     value.max(0) as u64
 }
-
-/// Helper for backends: a `Result` over the domain's error.
-pub type StoreResult<T> = Result<T, StoreError>;

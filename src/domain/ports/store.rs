@@ -216,7 +216,7 @@ impl Store {
             },
             scope,
         )?;
-        result.ok_or_else(|| StoreError::Backend("a read job did not run".into()))
+        result.ok_or_else(|| StoreError::backend("a read job did not run"))
     }
 
     pub fn is_ready(&self) -> bool {

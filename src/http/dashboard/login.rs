@@ -80,7 +80,7 @@ pub fn login(ctx: &mut Ctx<'_>) -> Handled {
     let Some(admin) = admin_key(&ctx.app.config.auth, key) else {
         log::warn!("dashboard: a sign-in with a key that is not an admin key was refused");
         let refusal = ctx.app.auth_failed(ctx.peer, ApiError::unauthorized());
-        if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+        if refusal.status() == StatusCode::TOO_MANY_REQUESTS {
             return error_page(refusal, None);
         }
         return render(ctx, StatusCode::UNAUTHORIZED, Some((false, "That is not an admin key.")));

@@ -18,13 +18,7 @@ const PAGE_SIZE: u32 = 50;
 
 pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let params = &ctx.query;
-    let before =
-        match params.get("before") {
-            None => None,
-            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                ApiError::invalid("before must be an audit row id (a positive whole number)".to_owned())
-            })?),
-        };
+    let before = crate::http::params::before_param(params, "an audit row id")?;
     let rows = ops::audit_page(&ctx.app.store, PAGE_SIZE, before)?;
     let older = if rows.len() as u32 == PAGE_SIZE { rows.last().map(|row| row.id) } else { None };
     let rules = &ctx.app.rules;

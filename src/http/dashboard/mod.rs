@@ -103,7 +103,7 @@ fn visitor_of(app: &App, head: &Head) -> Option<Visitor> {
     let token = session::cookie(head, SESSION_COOKIE)?;
     app.sessions.find(token, &app.config.auth.admin_keys, now_ms()).unwrap_or_else(|error| {
         // Storage trouble: no page can be built anyway; the login page says what it can.
-        log::warn!("cannot read a dashboard session: {error}");
+        log::warn!("cannot read a dashboard session: {error}", error = crate::logging::Chain(&error));
         None
     })
 }
@@ -131,7 +131,7 @@ fn render(status: StatusCode, page: Page, visitor: Option<&Visitor>, flash: Opti
 /// An `ApiError` as a page that says what went wrong in plain words.
 fn error_page(error: ApiError, visitor: Option<&Visitor>) -> Handled {
     let mut response = error_document(&error, visitor);
-    for (name, value) in &error.headers {
+    for (name, value) in error.headers() {
         if name == header::RETRY_AFTER {
             response.headers_mut().append(name.clone(), value.clone());
         }
@@ -140,7 +140,7 @@ fn error_page(error: ApiError, visitor: Option<&Visitor>) -> Handled {
 }
 
 fn error_document(error: &ApiError, visitor: Option<&Visitor>) -> Response<Body> {
-    let heading = match error.status.as_u16() {
+    let heading = match error.status().as_u16() {
         400 => "That request is not valid",
         401 => "Not signed in",
         403 => "Not allowed",
@@ -153,10 +153,10 @@ fn error_document(error: &ApiError, visitor: Option<&Visitor>) -> Response<Body>
         _ => "The request was refused",
     };
     let content = html! {
-        div.panel { h1 { (heading) } p { (error.message) } p { a href="/admin" { "Back to the overview" } } }
+        div.panel { h1 { (heading) } p { (error.message()) } p { a href="/admin" { "Back to the overview" } } }
     };
     let page = Page { title: heading.to_owned(), tab: Tab::None, content };
-    render(error.status, page, visitor, None)
+    render(error.status(), page, visitor, None)
 }
 
 /// A GET page: requires a session, shows the waiting flash message.
@@ -166,7 +166,7 @@ fn page(ctx: &mut Ctx<'_>, build: fn(&mut Ctx<'_>, &Visitor) -> Result<Page, Api
     };
     let built = build(ctx, &visitor);
     let flash = ctx.app.sessions.take_flash(&visitor).unwrap_or_else(|error| {
-        log::warn!("cannot read a dashboard flash message: {error}");
+        log::warn!("cannot read a dashboard flash message: {error}", error = crate::logging::Chain(&error));
         None
     });
     match built {
@@ -220,7 +220,7 @@ fn action(ctx: &mut Ctx<'_>, act: fn(&mut Ctx<'_>, &Visitor, &Form) -> Result<Do
     match act(ctx, &visitor, &form) {
         Ok(done) => {
             if let Err(error) = ctx.app.sessions.set_flash(&visitor, done.flash) {
-                log::warn!("cannot keep a dashboard flash message: {error}");
+                log::warn!("cannot keep a dashboard flash message: {error}", error = crate::logging::Chain(&error));
             }
             Ok(redirect(&done.location))
         }
@@ -233,7 +233,7 @@ fn action(ctx: &mut Ctx<'_>, act: fn(&mut Ctx<'_>, &Visitor, &Form) -> Result<Do
 fn outcome<T, E: Into<ApiError>>(result: Result<T, E>, message: impl FnOnce(T) -> String) -> Result<Flash, ApiError> {
     match result.map_err(Into::into) {
         Ok(value) => Ok(Flash::ok(message(value))),
-        Err(error) if error.status.is_client_error() => Ok(Flash::error(error.message.clone())),
+        Err(error) if error.status().is_client_error() => Ok(Flash::error(error.message().to_owned())),
         Err(error) => Err(error),
     }
 }

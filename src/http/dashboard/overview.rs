@@ -31,19 +31,15 @@ pub struct Overview {
 
 pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
     let params = &ctx.query;
-    let current = Period::of_unix_ms(now_ms());
-    let period = match params.get("period").filter(|text| !text.is_empty()) {
-        Some(text) => text.parse().map_err(|error: crate::domain::period::ParsePeriodError| {
-            ApiError::invalid(format!("{error}. Pick a month such as {current}."))
-        })?,
-        None => current,
-    };
+    let now_ms = now_ms();
+    let current = Period::of_unix_ms(now_ms);
+    // The month picker sends an empty period for "this month".
+    let period = crate::http::params::parse_period(
+        params.get("period").map(String::as_str).filter(|text| !text.is_empty()),
+        now_ms,
+    )?;
     let catalog = &ctx.app.rules.catalog;
-    let metric = match params.get("metric") {
-        Some(metric) if catalog.has_metric(metric) => metric.clone(),
-        Some(metric) => return Err(crate::app::AppError::UnknownMetric { metric: metric.clone() }.into()),
-        None => catalog.metrics().next().map(|metric| metric.name.clone()).unwrap_or_default(),
-    };
+    let metric = crate::http::params::metric_param(&ctx.app.rules, params)?;
     let read = ops::overview(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS, MONTHS)?;
     let (summary, months) = (read.summary, read.months);
     let metrics = catalog.metrics().cloned().collect();

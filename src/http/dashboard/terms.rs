@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(expiry("2026-12-31T23:59").unwrap(), 1_798_761_540_000);
         assert_eq!(expiry("2026-12-31T23:59:00Z").unwrap(), 1_798_761_540_000);
         assert_eq!(expiry("2026-12-31T23:59:00+01:00").unwrap(), 1_798_757_940_000);
-        assert!(expiry("tomorrow").unwrap_err().message.contains("2026-12-31T23:59"));
+        assert!(expiry("tomorrow").unwrap_err().message().contains("2026-12-31T23:59"));
         assert_eq!(field_time(1_798_761_540_000), "2026-12-31T23:59");
     }
 }

@@ -34,7 +34,7 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let terms = html! {
         div.grid.two {
             (terms::override_panel(&ctx.app.rules, customer, over.as_ref(), visitor, now_ms()))
-            (terms::grants_panel(&ctx.app.rules, customer, &grants, details.period, visitor))
+            (terms::grants_panel(&ctx.app.rules, customer, &grants, details.standing.period, visitor))
         }
     };
     let content = render(&details, &metrics, &plans, visitor, terms);
@@ -48,22 +48,22 @@ pub fn render(
     visitor: &Visitor,
     terms: Markup,
 ) -> Markup {
-    let user_id = &details.user.user_id;
+    let user_id = &details.standing.user.user_id;
     let path = user_path(user_id);
-    let period = details.period;
+    let period = details.standing.period;
     html! {
         div.head {
             h1 {
-                span.mono { (user_id) } " " span.badge data-plan=(details.plan) { (details.plan) }
-                @if details.bypass { " " span.badge.warn title="In admin_user_ids" { "limits bypassed" } }
+                span.mono { (user_id) } " " span.badge data-plan=(details.standing.plan) { (details.standing.plan) }
+                @if details.standing.bypass { " " span.badge.warn title="In admin_user_ids" { "limits bypassed" } }
             }
             a.button href={ (path) "/export" } download { "Export JSON" }
         }
         p.muted {
-            "First seen " (utc_minute(details.user.created_at_ms)) ". Limits are counted per UTC month; this one is "
+            "First seen " (utc_minute(details.standing.user.created_at_ms)) ". Limits are counted per UTC month; this one is "
             (period) "."
         }
-        @if let Some(account_id) = &details.account_id {
+        @if let Some(account_id) = &details.standing.account_id {
             p.member {
                 "Member of account " a.mono href=(account_path(account_id)) { (account_id) }
                 ": the account's plan and pooled counters apply; the usage below is the pool's, and an override \
@@ -72,10 +72,10 @@ pub fn render(
         }
         section.panel {
             h2 { "Usage in " (period) }
-            div.usage { @for (name, standing) in &details.usage { (usage(name, standing, metrics, &details.plan)) } }
+            div.usage { @for (name, standing) in &details.standing.usage { (usage(name, standing, metrics, &details.standing.plan)) } }
         }
         div.grid.two {
-            (features(&details.features))
+            (features(&details.standing.features))
             (actions(details, metrics, plans, visitor, &path))
         }
         (terms)
@@ -241,7 +241,7 @@ fn actions(
                                 label for="plan" { "Plan" }
                                 select #plan name="plan" {
                                     @for (plan, price_cents) in plans {
-                                        option value=(plan) selected[*plan == details.plan] {
+                                        option value=(plan) selected[*plan == details.standing.plan] {
                                             (plan) " (" (money(*price_cents)) " a month)"
                                         }
                                     }
@@ -252,7 +252,7 @@ fn actions(
                     }
                 }
                 section {
-                    h3 { "Reset " (details.period) }
+                    h3 { "Reset " (details.standing.period) }
                     form method="post" action={ (path) "/reset" } {
                         (csrf_field(visitor))
                         div.inline {
@@ -384,8 +384,8 @@ pub fn erase(ctx: &mut Ctx<'_>, visitor: &Visitor, form: &Form) -> Result<Done, 
             location: "/admin".to_owned(),
             flash: Flash::ok(format!("Erased {user_id}. The audit log now names them {hash}.")),
         }),
-        Err(error) if error.status.is_client_error() => {
-            Ok(Done { location: user_path(&user_id), flash: Flash::error(error.message.clone()) })
+        Err(error) if error.status().is_client_error() => {
+            Ok(Done { location: user_path(&user_id), flash: Flash::error(error.message().to_owned()) })
         }
         Err(error) => Err(error),
     }

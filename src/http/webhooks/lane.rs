@@ -149,7 +149,11 @@ impl Lane {
                         drop(queue);
                         self.changed.notify_all();
                     }
-                    Err(error) => log::warn!("cannot claim due webhook deliveries for {}: {error}", self.hook.url),
+                    Err(error) => log::warn!(
+                        "cannot claim due webhook deliveries for {}: {error}",
+                        self.hook.url,
+                        error = crate::logging::Chain(&error)
+                    ),
                 }
             }
             let deadline = Instant::now() + poll;

@@ -68,7 +68,10 @@ fn record(app: &App, finished: &Receiver<Finished>) {
             Ok(())
         });
         if let Err(error) = written {
-            log::warn!("cannot record webhook attempts; they are attempted again after their claim: {error}");
+            log::warn!(
+                "cannot record webhook attempts; they are attempted again after their claim: {error}",
+                error = crate::logging::Chain(&error)
+            );
         }
     }
 }
@@ -104,7 +107,7 @@ fn sweep(app: &App, urls: &[String], look_for_unconfigured: bool) {
                 "webhook deliveries marked failed: {expired} past give_up_after_secs, {dropped} to receivers no longer configured"
             );
         }
-        Err(error) => log::warn!("cannot sweep webhook deliveries: {error}"),
+        Err(error) => log::warn!("cannot sweep webhook deliveries: {error}", error = crate::logging::Chain(&error)),
     }
 }
 

@@ -30,7 +30,7 @@ pub(super) fn find_account(db: &PgDb<'_>, account_id: &str) -> Result<Option<Acc
 pub(super) fn get_account(db: &PgDb<'_>, account_pk: i64) -> Result<AccountRecord> {
     let row =
         db.conn().query_opt("SELECT id, account_id, plan, created_at FROM accounts WHERE id = $1", &[&account_pk])?;
-    row.as_ref().map(account_row).ok_or_else(|| StoreError::Backend(format!("no account with key {account_pk}")))
+    row.as_ref().map(account_row).ok_or_else(|| StoreError::backend(format!("no account with key {account_pk}")))
 }
 
 pub(super) fn account_counter(db: &PgDb<'_>, account_pk: i64, period: Period, metric: &str) -> Result<u64> {
@@ -86,8 +86,7 @@ pub(super) fn create_account(db: &PgDb<'_>, account_id: &str, plan: &str, now_ms
         "INSERT INTO accounts (account_id, plan, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
         &[&account_id, &plan, &now_ms],
     )?;
-    let pk: i64 =
-        row.map(|row| row.get(0)).ok_or_else(|| StoreError::Backend("creating an account returned no id".into()))?;
+    let pk: i64 = row.map(|row| row.get(0)).ok_or_else(|| StoreError::backend("creating an account returned no id"))?;
     Ok(AccountRecord { pk, account_id: account_id.to_owned(), plan: plan.to_owned(), created_at_ms: now_ms })
 }
 

@@ -130,7 +130,7 @@ impl From<postgres::Error> for StoreError {
             // Connection exceptions, and the server shutting down or refusing connections.
             StoreError::Unreachable(describe(&error))
         } else {
-            StoreError::Backend(describe(&error))
+            StoreError::backend(error)
         }
     }
 }

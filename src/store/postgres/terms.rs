@@ -95,7 +95,7 @@ pub(super) fn add_grant(db: &PgDb<'_>, grant: &GrantRecord) -> Result<i64> {
             &grant.created_at_ms,
         ],
     )?;
-    row.map(|row| row.get(0)).ok_or_else(|| StoreError::Backend("storing a grant returned no id".into()))
+    row.map(|row| row.get(0)).ok_or_else(|| StoreError::backend("storing a grant returned no id"))
 }
 
 pub(super) fn delete_grant(db: &PgDb<'_>, grant_id: i64) -> Result<Option<GrantRecord>> {

@@ -169,7 +169,7 @@ impl UsageWrite for PgDb<'_> {
             "INSERT INTO users (uuid, user_id, plan, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
             &[&uuid, &user_id, &plan, &now_ms],
         )?;
-        let pk: i64 = row.ok_or_else(|| StoreError::Backend("INSERT ... RETURNING gave no row".into()))?.get(0);
+        let pk: i64 = row.ok_or_else(|| StoreError::backend("INSERT ... RETURNING gave no row"))?.get(0);
         *self.rollups().plan_users.entry(plan.to_owned()).or_default() += 1;
         Ok(UserRecord {
             pk,
@@ -336,7 +336,7 @@ impl UsageWrite for PgDb<'_> {
              RETURNING count, unreported, reported_at",
                 &[&key.user_id, &key.period.to_string(), &key.kind, &key.subject],
             )?
-            .ok_or_else(|| StoreError::Backend("counting a refusal returned no row".into()))?;
+            .ok_or_else(|| StoreError::backend("counting a refusal returned no row"))?;
         Ok(RefusalTally {
             count: row.get::<_, i64>(0).max(0) as u64,
             unreported: row.get::<_, i64>(1).max(0) as u64,

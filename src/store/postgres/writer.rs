@@ -56,7 +56,9 @@ pub(super) fn spawn(
                         log::info!("the database is reachable again; writes resume");
                         conn = Some(fresh);
                     }
-                    Err(error) => log::warn!("cannot reach the database: {error}"),
+                    Err(error) => {
+                        log::warn!("cannot reach the database: {error}", error = crate::logging::Chain(&error))
+                    }
                 }
             }
         }
@@ -109,7 +111,11 @@ fn end_transaction(
                     queue.push_front(job);
                 }
             } else {
-                log::warn!("commit of a write group of {} failed: {error}", done.len());
+                log::warn!(
+                    "commit of a write group of {} failed: {error}",
+                    done.len(),
+                    error = crate::logging::Chain(&error)
+                );
                 for job in done.drain(..) {
                     job.finish(&Err(error.clone()));
                 }
@@ -142,7 +148,7 @@ fn commit_group(conn: &mut Conn, batch: &mut Vec<Pending>) -> Vec<String> {
     let mut job_retries = 0;
     let mut group_retries = 0;
     let fail_everything = |error: StoreError, done: &mut Vec<Pending>, queue: &mut VecDeque<Pending>| {
-        log::warn!("a write group failed: {error}");
+        log::warn!("a write group failed: {error}", error = crate::logging::Chain(&error));
         db.conn().abandon();
         for job in done.drain(..).chain(queue.drain(..)) {
             job.finish(&Err(error.clone()));

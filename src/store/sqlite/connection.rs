@@ -83,9 +83,10 @@ pub(super) fn open_writer(config: &SqliteConfig) -> Result<Connection, StoreErro
 
 fn describe_open_error(config: &SqliteConfig, error: rusqlite::Error) -> StoreError {
     match StoreError::from(error) {
-        StoreError::Open(message) | StoreError::Backend(message) | StoreError::ReadOnly(message) => {
+        StoreError::Open(message) | StoreError::ReadOnly(message) => {
             StoreError::Open(format!("{}: {message}", config.path.display()))
         }
+        StoreError::Backend(source) => StoreError::Open(format!("{}: {source}", config.path.display())),
         other => other,
     }
 }
@@ -205,7 +206,10 @@ pub(super) fn spawn_checkpointer(
                     break;
                 }
                 if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    log::warn!("checkpoint failed (the next one retries): {error}");
+                    log::warn!(
+                        "checkpoint failed (the next one retries): {error}",
+                        error = crate::logging::Chain(&error)
+                    );
                 }
             }
         })
@@ -253,7 +257,7 @@ pub fn backup(config: &SqliteConfig, target: &Path) -> Result<BackupReport, Stor
     let copy = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let integrity: String = copy.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
     if integrity != "ok" {
-        return Err(StoreError::Backend(format!("the backup failed its integrity check: {integrity}")));
+        return Err(StoreError::backend(format!("the backup failed its integrity check: {integrity}")));
     }
     let bytes = std::fs::metadata(target).map(|meta| meta.len()).unwrap_or(0);
     Ok(BackupReport { bytes })
@@ -263,4 +267,14 @@ pub fn backup(config: &SqliteConfig, target: &Path) -> Result<BackupReport, Stor
 pub fn migrate(config: &SqliteConfig) -> Result<SchemaReport, StoreError> {
     let mut connection = open_writer(config)?;
     migrate_connection(&mut connection)
+}
+
+/// Recomputes the rollups of a database written around the store (see `rollup::rebuild`),
+/// then truncates the WAL.
+pub fn rebuild_rollups(config: &SqliteConfig) -> Result<(), StoreError> {
+    let connection = open_writer(config)?;
+    check_current(&connection)?;
+    super::rollup::rebuild(&connection)?;
+    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    Ok(())
 }

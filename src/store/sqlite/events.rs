@@ -267,7 +267,7 @@ impl EventWrite for SqliteTx<'_> {
         error: &str,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let urls = serde_json::to_string(configured_urls).map_err(|error| StoreError::Backend(error.to_string()))?;
+        let urls = serde_json::to_string(configured_urls).map_err(StoreError::backend)?;
         let dropped = self
             .0
             .prepare_cached(

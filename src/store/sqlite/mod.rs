@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 pub(super) use connection::check_current;
-pub use connection::{BackupReport, backup, migrate};
+pub use connection::{backup, migrate, rebuild_rollups};
 
 /// A read-only connection from the pool.
 pub(super) struct SqliteReader<'c>(pub(super) &'c Connection);
@@ -58,7 +58,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::NotADatabase) => {
                 StoreError::Open(format!("{error}: the file exists but is not an SQLite database"))
             }
-            _ => StoreError::Backend(error.to_string()),
+            _ => StoreError::backend(error),
         }
     }
 }
@@ -152,7 +152,11 @@ impl Backend for SqliteBackend {
             Ok(()) => log::info!("{}: checkpointed and closed", self.config.path.display()),
             // Nothing is lost: the WAL holds every commit, and the next start replays it.
             Err(error) => {
-                log::warn!("{}: final checkpoint failed ({error}); the WAL is kept", self.config.path.display())
+                log::warn!(
+                    "{}: final checkpoint failed ({error}); the WAL is kept",
+                    self.config.path.display(),
+                    error = crate::logging::Chain(&error)
+                )
             }
         }
     }

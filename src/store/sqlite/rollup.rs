@@ -50,3 +50,19 @@ pub(super) fn has_other_counters(
     )?;
     Ok(statement.query_row(params![user_pk, period, metric], |row| row.get(0))?)
 }
+
+/// Recomputes every rollup from the counters and users. Each write keeps them in step; this
+/// is for a database written around the store (the scale benchmark's seed), which must hold
+/// no zero counters: a counter row means its user was active in the period.
+pub(super) fn rebuild(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute_batch(
+        "DELETE FROM period_totals; DELETE FROM period_users; DELETE FROM plan_users;
+         INSERT INTO period_totals (period, metric, total)
+             SELECT period, metric, CAST(min(total(value), 9223372036854775807.0) AS INTEGER)
+             FROM usage_counters GROUP BY period, metric;
+         INSERT INTO period_users (period, active_users)
+             SELECT period, count(DISTINCT user_pk) FROM usage_counters GROUP BY period;
+         INSERT INTO plan_users (plan, users) SELECT plan, count(*) FROM users GROUP BY plan;",
+    )?;
+    Ok(())
+}

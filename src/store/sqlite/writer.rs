@@ -39,7 +39,7 @@ fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
 /// types of the events the committed jobs recorded (none if the group failed).
 fn commit_group(connection: &Connection, batch: &mut Vec<Pending<SqliteJob>>) -> Vec<String> {
     if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
-        log::warn!("write group of {} refused: {error}", batch.len());
+        log::warn!("write group of {} refused: {error}", batch.len(), error = crate::logging::Chain(&error));
         fail_all(batch, &error);
         return Vec::new();
     }
@@ -50,8 +50,8 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Pending<SqliteJob>>) ->
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
             // every job of the group is undone, so none may be acknowledged.
-            let error = outcome.err().unwrap_or(StoreError::Backend("transaction rolled back".into()));
-            log::warn!("write group of {} rolled back: {error}", batch.len());
+            let error = outcome.err().unwrap_or(StoreError::backend("transaction rolled back"));
+            log::warn!("write group of {} rolled back: {error}", batch.len(), error = crate::logging::Chain(&error));
             fail_all(batch, &error);
             return Vec::new();
         }
@@ -76,7 +76,11 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Pending<SqliteJob>>) ->
             tx.1.into_inner()
         }
         Err(error) => {
-            log::warn!("commit of a write group of {} failed: {error}", batch.len());
+            log::warn!(
+                "commit of a write group of {} failed: {error}",
+                batch.len(),
+                error = crate::logging::Chain(&error)
+            );
             if !connection.is_autocommit() {
                 let _ = exec(connection, "ROLLBACK");
             }
@@ -126,7 +130,7 @@ mod tests {
         let (first, first_answer) = job(insert(1));
         let (failing, failing_answer) = job(|tx| {
             insert(2)(tx)?;
-            Err(StoreError::Backend("refused".into()))
+            Err(StoreError::backend("refused"))
         });
         let (last, last_answer) = job(insert(3));
         let mut batch = vec![first, failing, last];

@@ -3,7 +3,7 @@
 //! queued without waiting: the caller waits for or awaits its `IdempotentWrite`.
 
 use super::AppError;
-use super::idempotency::{self, IdempotentWrite, Once};
+use super::idempotency::{self, IdempotentWrite, Once, Render};
 use crate::domain::Rules;
 use crate::domain::feature::{self, FeatureVerdict, UseOutcome};
 use crate::domain::ports::Store;
@@ -24,7 +24,7 @@ pub fn track(
     enforce: bool,
     once: Option<Once>,
     now_ms: i64,
-    render: fn(&TrackOutcome) -> (u16, String),
+    render: Render<TrackOutcome>,
 ) -> IdempotentWrite<TrackOutcome> {
     // With tracking off nothing is stored, not even the key.
     let once = once.filter(|_| rules.tracking_enabled);
@@ -59,7 +59,7 @@ pub fn use_feature(
     feature_name: String,
     once: Option<Once>,
     now_ms: i64,
-    render: fn(&UseOutcome) -> (u16, String),
+    render: Render<UseOutcome>,
 ) -> IdempotentWrite<UseOutcome> {
     let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
     let key_user = user_id.to_string();

@@ -32,6 +32,9 @@ pub struct FeatureVerdict {
     /// allowed again (a verdict read without the user's window, or of a window with room,
     /// has `None`).
     pub full_window_frees_in_ms: Option<u64>,
+    /// After a use: how long until the oldest use counted in the window leaves it (when the
+    /// remaining uses grow again). `None` elsewhere.
+    pub oldest_use_leaves_in_ms: Option<u64>,
     /// The cheapest plan that grants the feature, when the user's plan does not.
     pub plan_required: Option<String>,
     pub bypass: bool,
@@ -90,6 +93,7 @@ fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_win
         window_secs,
         remaining_in_window: remaining,
         full_window_frees_in_ms: None,
+        oldest_use_leaves_in_ms: None,
         plan_required: plan_required(rules, plan, feature),
         bypass,
     }
@@ -227,7 +231,17 @@ pub fn use_feature(
     let longest_window = rules.catalog.longest_window_secs(feature).unwrap_or(window_secs);
     store.prune_feature_uses(user.pk, feature, window_start(longest_window, now_ms))?;
     store.record_feature_use(user.pk, feature, now_ms)?;
+    // The oldest use in the window is this one unless others are counted.
+    let since = window_start(window_secs, now_ms);
+    let oldest = match used {
+        0 => now_ms,
+        _ => store.nth_oldest_feature_use(user.pk, feature, since, 0)?.unwrap_or(now_ms),
+    };
     // This use was allowed; the rest of the verdict describes the window after it.
-    let after = FeatureVerdict { allowed: true, ..verdict(rules, plan, user_id, feature, used + 1) };
+    let after = FeatureVerdict {
+        allowed: true,
+        oldest_use_leaves_in_ms: Some((oldest + window_ms(window_secs) - now_ms).max(0) as u64),
+        ..verdict(rules, plan, user_id, feature, used + 1)
+    };
     Ok(UseOutcome::Allowed(after))
 }

@@ -8,6 +8,7 @@ pub mod feature;
 pub mod period;
 pub mod plan;
 pub mod ports;
+pub mod quota;
 pub mod usage;
 pub mod user_id;
 

@@ -3,10 +3,12 @@
 
 use super::error::ApiError;
 use super::idempotency::{self, Answered};
-use super::{Ctx, Later, json_response, now_ms};
+use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
+use crate::app::idempotency::Rendered;
 use crate::domain::Rules;
 use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
+use crate::domain::quota::Quota;
 use crate::domain::user_id::UserId;
 use crate::http::Body;
 use crate::metrics::FeatureLabels;
@@ -102,7 +104,14 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
 }
 
-fn render_use(outcome: &UseOutcome) -> (u16, String) {
+fn render_use(outcome: &UseOutcome) -> Rendered {
+    let quotas: Vec<Quota> = match outcome {
+        UseOutcome::Allowed(verdict) | UseOutcome::RateLimited { verdict, .. } => {
+            Quota::of_feature(verdict).into_iter().collect()
+        }
+        UseOutcome::NotInPlan(_) => Vec::new(),
+    };
+    let headers = ratelimit::lines(&quotas);
     let (status, value) = match outcome {
         UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_string(&FeatureJson::from(verdict))),
         UseOutcome::NotInPlan(verdict) => {
@@ -139,7 +148,7 @@ fn render_use(outcome: &UseOutcome) -> (u16, String) {
             (error.status, Ok(error.body().to_string()))
         }
     };
-    idempotency::rendered(status, value, "feature")
+    idempotency::rendered(status, value, headers, "feature")
 }
 
 /// Queues the use; the answer is awaited once its group commits (no thread waits for it).
@@ -150,7 +159,8 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let once = idempotency::once(ctx, &[&"feature_use", &user_id, &body.feature])?;
     let now_ms = now_ms();
     let feature_name = body.feature.clone();
-    let write = app::usage::use_feature(&ctx.app.store, &rules, user_id, body.feature, once, now_ms, render_use);
+    let render = Arc::new(render_use);
+    let write = app::usage::use_feature(&ctx.app.store, &rules, user_id, body.feature, once, now_ms, render);
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;

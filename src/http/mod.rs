@@ -16,6 +16,7 @@ mod export;
 mod features;
 mod health;
 mod idempotency;
+mod ratelimit;
 mod request;
 mod routes;
 pub(crate) mod server;

@@ -4,10 +4,12 @@
 use super::error::ApiError;
 use super::idempotency::{self, Answered};
 use super::request::{present, present_whole};
-use super::{Ctx, Later, json_response, now_ms};
+use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
+use crate::app::idempotency::Rendered;
 use crate::domain::Rules;
 use crate::domain::period::Period;
+use crate::domain::quota::Quota;
 use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
 use crate::domain::user_id::UserId;
 use crate::http::Body;
@@ -160,10 +162,22 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let rules = &ctx.app.rules;
     let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms())?;
     let verdict = app::usage::check(&ctx.app.store, rules, &valid.query)?;
-    Ok(json_response(StatusCode::OK, &VerdictJson::from(&verdict)))
+    let mut response = json_response(StatusCode::OK, &VerdictJson::from(&verdict));
+    let quotas: Vec<Quota> = Quota::of_metric(&verdict, now_ms()).into_iter().collect();
+    ratelimit::insert(response.headers_mut(), &quotas);
+    Ok(response)
 }
 
-fn render_track(outcome: &TrackOutcome) -> (u16, String) {
+/// The track answer at `now_ms` (the RateLimit headers count down to the period's end).
+fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
+    let verdict = match outcome {
+        TrackOutcome::Recorded { verdict, .. }
+        | TrackOutcome::NotTracked { verdict }
+        | TrackOutcome::Refused { verdict, .. }
+        | TrackOutcome::Overflow { verdict } => verdict,
+    };
+    let quotas: Vec<Quota> = Quota::of_metric(verdict, now_ms).into_iter().collect();
+    let headers = ratelimit::lines(&quotas);
     let track_json = |verdict, recorded, enforced| TrackJson {
         recorded,
         enforced,
@@ -212,7 +226,7 @@ fn render_track(outcome: &TrackOutcome) -> (u16, String) {
             (error.status, Ok(error.body().to_string()))
         }
     };
-    idempotency::rendered(status, body, "track")
+    idempotency::rendered(status, body, headers, "track")
 }
 
 /// Queues the track; the answer is awaited once its group commits (no thread waits for it).
@@ -229,7 +243,8 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
         None => &"",
     };
     let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?;
-    let write = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render_track);
+    let render = Arc::new(move |outcome: &TrackOutcome| render_track(outcome, now_ms));
+    let write = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render);
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;

@@ -15,6 +15,7 @@ mod maintenance;
 mod nodes;
 mod outbox;
 mod overview;
+mod ratelimit;
 mod receiver;
 mod reliability;
 mod support;

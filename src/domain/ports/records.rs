@@ -20,6 +20,8 @@ pub struct StoredAnswer {
     pub fingerprint: Vec<u8>,
     pub status: u16,
     pub body: String,
+    /// Response headers to send again with it: one `name: value` per line; empty for none.
+    pub headers: String,
 }
 
 /// One row of the audit log.

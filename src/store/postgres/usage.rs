@@ -199,24 +199,26 @@ impl UsageWrite for PgDb<'_> {
 
     fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>> {
         let row = self.conn().query_opt(
-            "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = $1 AND created_at >= $2",
+            "SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE key = $1 AND created_at >= $2",
             &[&key, &not_before_ms],
         )?;
         Ok(row.map(|row| StoredAnswer {
             fingerprint: row.get(0),
             status: u16::try_from(row.get::<_, i64>(1)).unwrap_or(500),
             body: row.get(2),
+            headers: row.get(3),
         }))
     }
 
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<()> {
         // An expired row under the same key is replaced: the key is free again.
         self.conn().execute(
-            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at, headers)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id, fingerprint = EXCLUDED.fingerprint,
-                status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at",
-            &[&key, &user_id, &answer.fingerprint, &i64::from(answer.status), &answer.body, &now_ms],
+                status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at,
+                headers = EXCLUDED.headers",
+            &[&key, &user_id, &answer.fingerprint, &i64::from(answer.status), &answer.body, &now_ms, &answer.headers],
         )?;
         Ok(())
     }

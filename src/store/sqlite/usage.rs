@@ -213,11 +213,16 @@ impl UsageWrite for SqliteTx<'_> {
 
     fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>, StoreError> {
         let mut statement = self.0.prepare_cached(
-            "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?1 AND created_at >= ?2",
+            "SELECT fingerprint, status, body, headers FROM idempotency_keys WHERE key = ?1 AND created_at >= ?2",
         )?;
         let answer = statement
             .query_row(params![key, not_before_ms], |row| {
-                Ok(StoredAnswer { fingerprint: row.get(0)?, status: row.get(1)?, body: row.get(2)? })
+                Ok(StoredAnswer {
+                    fingerprint: row.get(0)?,
+                    status: row.get(1)?,
+                    body: row.get(2)?,
+                    headers: row.get(3)?,
+                })
             })
             .optional()?;
         Ok(answer)
@@ -226,12 +231,14 @@ impl UsageWrite for SqliteTx<'_> {
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<(), StoreError> {
         // An expired row under the same key is replaced: the key is free again.
         let mut statement = self.0.prepare_cached(
-            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, fingerprint = excluded.fingerprint,
-                status = excluded.status, body = excluded.body, created_at = excluded.created_at",
+                status = excluded.status, body = excluded.body, created_at = excluded.created_at,
+                headers = excluded.headers",
         )?;
-        statement.execute(params![key, user_id, answer.fingerprint, answer.status, answer.body, now_ms])?;
+        let values = params![key, user_id, answer.fingerprint, answer.status, answer.body, now_ms, answer.headers];
+        statement.execute(values)?;
         Ok(())
     }
 

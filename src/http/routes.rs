@@ -5,10 +5,10 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Body, Ctx, admin, compat, dashboard, features, health, telemetry, usage, users};
+use super::{Body, Ctx, admin, batch, compat, dashboard, features, health, telemetry, usage, users};
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
-use BodyKind::{Form, Json, Nothing};
+use BodyKind::{Events, Form, Json, Nothing};
 use Handler::{Blocking, Read, Write};
 use percent_encoding::percent_decode_str;
 use std::future::Future;
@@ -39,6 +39,9 @@ pub enum BodyKind {
     Nothing,
     /// `application/json`; an empty body reads as `{}`.
     Json,
+    /// `application/json` or CloudEvents (`application/cloudevents+json`, or
+    /// `application/cloudevents-batch+json`), up to `max_batch_body_bytes`: the batch ingest.
+    Events,
     /// `application/x-www-form-urlencoded` (the dashboard's forms).
     Form,
 }
@@ -63,6 +66,7 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/metrics",                                 Metrics, Nothing, Blocking(telemetry::metrics),     &[]),
     route(POST,   "/v1/check",                                Service, Json,    Read(usage::check),               &[]),
     route(POST,   "/v1/track",                                Service, Json,    Write(usage::track),              &[]),
+    route(POST,   "/v1/track/batch",                          Service, Events,  Write(batch::track_batch_route),  &[]),
     route(POST,   "/v1/features/check",                       Service, Json,    Read(features::check),            &[]),
     route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),

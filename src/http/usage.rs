@@ -6,7 +6,7 @@ use super::idempotency::{self, Answered};
 use super::request::{present, present_whole};
 use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
-use crate::app::idempotency::Rendered;
+use crate::app::idempotency::{Once, Rendered};
 use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::quota::Quota;
@@ -48,12 +48,12 @@ struct TrackBody {
 }
 
 /// A validated query plus the instant it is about, for fingerprints.
-struct Valid {
-    query: UsageQuery,
-    at_ms: Option<i64>,
+pub(super) struct Valid {
+    pub query: UsageQuery,
+    pub at_ms: Option<i64>,
 }
 
-fn validate(
+pub(super) fn validate(
     rules: &Rules,
     user_id: String,
     metric: String,
@@ -169,7 +169,7 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 }
 
 /// The track answer at `now_ms` (the RateLimit headers count down to the period's end).
-fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
+pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
     let verdict = match outcome {
         TrackOutcome::Recorded { verdict, .. }
         | TrackOutcome::NotTracked { verdict }
@@ -229,6 +229,31 @@ fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
     idempotency::rendered(status, body, headers, "track")
 }
 
+/// The key a track is sent under, if any, and the fingerprint of what it asks: a batch
+/// event with the same key and fields is the same request.
+pub(super) fn once(key: Option<&str>, valid: &Valid, enforce: bool) -> Result<Option<Once>, ApiError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let query = &valid.query;
+    let at: &dyn Display = match &valid.at_ms {
+        Some(at_ms) => at_ms,
+        None => &"",
+    };
+    Ok(Some(Once::new(key, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?))
+}
+
+/// The `outcome` label of `tally_track_total`.
+pub(super) fn outcome_label(answered: &Answered<TrackOutcome>) -> &'static str {
+    match answered {
+        Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
+        Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
+        Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
+        Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
+        Answered::Replayed(_) => "replayed",
+    }
+}
+
 /// Queues the track; the answer is awaited once its group commits (no thread waits for it).
 pub fn track(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let body: TrackBody = ctx.json_body()?;
@@ -236,26 +261,16 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
     let enforce = body.enforce.unwrap_or(true);
     let valid = validate(&rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
+    let key = super::request::header_text(ctx.request, &idempotency::IDEMPOTENCY_KEY)?;
+    let once = once(key, &valid, enforce)?;
     let query = valid.query;
     let metric = query.metric.clone();
-    let at: &dyn Display = match &valid.at_ms {
-        Some(at_ms) => at_ms,
-        None => &"",
-    };
-    let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?;
     let render = Arc::new(move |outcome: &TrackOutcome| render_track(outcome, now_ms));
     let write = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render);
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;
-        let outcome = match &answered {
-            Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
-            Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
-            Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
-            Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
-            Answered::Replayed(_) => "replayed",
-        };
-        metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
+        metrics.track.get_or_create(&TrackLabels { metric, outcome: outcome_label(&answered) }).inc();
         Ok(idempotency::into_response(answered))
     }))
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod backend;
+mod batch;
 mod browser;
 mod cli;
 mod copy;

@@ -134,3 +134,29 @@ pub fn track_batch(
     });
     BatchWrite { pending, render }
 }
+
+/// Every flag OFREP serves for one user, read at one moment: the plan, and every configured
+/// feature's verdict (may they use it now), in catalog order. Changes nothing.
+pub struct Flags {
+    pub plan: String,
+    pub features: Vec<FeatureVerdict>,
+}
+
+pub fn flags(store: &Store, rules: &Rules, user_id: &UserId, now_ms: i64) -> Result<Flags, AppError> {
+    Ok(store.read_snapshot(|reader| {
+        let user = reader.find_user(user_id)?;
+        let features = match &user {
+            Some(user) => feature::check_all(reader, rules, user, now_ms)?,
+            None => {
+                let features = rules.catalog.features().iter();
+                features.map(|name| feature::check(reader, rules, user_id, name, now_ms)).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(Flags { plan: rules.plan_of(user.as_ref()).name.clone(), features })
+    })?)
+}
+
+/// The user's plan (the default plan for a user never seen).
+pub fn plan_name(store: &Store, rules: &Rules, user_id: &UserId) -> Result<String, AppError> {
+    Ok(store.read(|reader| Ok(rules.plan_of(reader.find_user(user_id)?.as_ref()).name.clone()))?)
+}

@@ -17,6 +17,7 @@ mod export;
 mod features;
 mod health;
 mod idempotency;
+mod ofrep;
 mod ratelimit;
 mod request;
 mod routes;

@@ -5,7 +5,7 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Body, Ctx, admin, batch, compat, dashboard, features, health, telemetry, usage, users};
+use super::{Body, Ctx, admin, batch, compat, dashboard, features, health, ofrep, telemetry, usage, users};
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
 use BodyKind::{Events, Form, Json, Nothing};
@@ -69,6 +69,8 @@ pub static ROUTES: &[Route] = &[
     route(POST,   "/v1/track/batch",                          Service, Events,  Write(batch::track_batch_route),  &[]),
     route(POST,   "/v1/features/check",                       Service, Json,    Read(features::check),            &[]),
     route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
+    route(POST,   "/ofrep/v1/evaluate/flags",                 Service, Json,    Read(ofrep::evaluate_all),        &[]),
+    route(POST,   "/ofrep/v1/evaluate/flags/{key}",           Service, Json,    Read(ofrep::evaluate),            &[]),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
     route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
     route(GET,    "/v1/admin/usage",                          Admin,   Nothing, Blocking(admin::get_usage),       &["period", "metric", "top"]),

@@ -14,6 +14,7 @@ mod input;
 mod lifecycle;
 mod maintenance;
 mod nodes;
+mod ofrep;
 mod outbox;
 mod overview;
 mod ratelimit;

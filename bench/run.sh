@@ -17,6 +17,11 @@
 #                                # durable track
 #   bench/run.sh batch           # durable tracks one per request, then in batches of 100
 #                                # (POST /v1/track/batch), same connections: events/s and ratio
+#   bench/run.sh webhooks        # webhook delivery (issue 13), [webhook_delivery] defaults:
+#                                # EVENTS plan changes (20,000) delivered to a receiver that
+#                                # answers 200 at once (deliveries/s, backlog drain, latency),
+#                                # then again beside a receiver that never answers; ROUNDS=3
+#                                # repeats both, interleaved; RATE=1000 emits on a schedule
 #   DURATION=5 CONNECTIONS=64 bench/run.sh
 #   TALLY_BIN=/path/to/tally bench/run.sh http   # another build of Tally (e.g. before a change)
 set -euo pipefail
@@ -254,6 +259,92 @@ run_postgres() {
     python3 bench/report.py "$RESULTS"
 }
 
+# Issue 13: webhook delivery with the defaults of [webhook_delivery] (max_in_flight = 4,
+# timeout_ms = 5000), synchronous = full, a fresh database per run. `healthy`: one receiver
+# answering 200 at once. `with-hanging`: that receiver and, listed first, one that accepts
+# and never answers; the healthy one's figures should not move. ROUNDS runs of each,
+# interleaved, so a change in the machine's load falls on both.
+run_webhooks() {
+    local events=${EVENTS:-20000} emitters=${EMITTERS:-16} rounds=${ROUNDS:-1}
+    [ -z "${RATE:-}" ] || log "emitting at $RATE events/s"
+    log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+    log "tally: ${TALLY_BIN:-$BIN/tally}"
+    local round scenario
+    for round in $(seq 1 "$rounds"); do
+        for scenario in ${SCENARIOS:-healthy with-hanging}; do
+            webhook_scenario "$scenario" "$round" "$events" "$emitters"
+        done
+    done
+    python3 - "$RESULTS" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+keys = ["deliveries_per_s", "drain_per_s", "drain_after_last_emit_s", "latency_p50_ms", "latency_p99_ms", "emitted_per_s"]
+print(f"{'run':<24}{'round':>6}{'deliv/s':>9}{'drain/s':>9}{'drain s':>8}{'p50 ms':>9}{'p99 ms':>9}{'emit/s':>8}  load")
+for row in rows:
+    print(f"{row['label']:<24}{row['round']:>6}{row['deliveries_per_s']:>9.0f}{row['drain_per_s']:>9.0f}"
+          f"{row['drain_after_last_emit_s']:>8.2f}{row['latency_p50_ms']:>9.1f}{row['latency_p99_ms']:>9.1f}"
+          f"{row['emitted_per_s']:>8.0f}  {row['load']}")
+for label in dict.fromkeys(row["label"] for row in rows):
+    mine = [row for row in rows if row["label"] == label]
+    medians = "  ".join(f"{key} {statistics.median(row[key] for row in mine):.2f}" for key in keys)
+    print(f"median of {len(mine)} {label}: {medians}")
+EOF
+}
+
+# One scenario on a fresh Tally and fresh receivers; appends its JSON line.
+webhook_scenario() {
+    local scenario=$1 round=$2 events=$3 emitters=$4
+    local dir="$WORK/webhooks-$scenario-$round" label="webhooks-$scenario" healthy hanging url pid
+    mkdir -p "$dir"
+    RECEIVER_PIDS=()
+    start_receiver "$dir/healthy"; healthy=$RECEIVER_ADDR
+    cat > "$dir/tally.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+max_connections = 1024
+[database]
+path = "$dir/tally.db"
+synchronous = "full"
+EOF
+    if [ "$scenario" = with-hanging ]; then
+        start_receiver "$dir/hanging" --hang; hanging=$RECEIVER_ADDR
+        printf '[[webhooks]]\nurl = "http://%s/hooks/hanging"\nsecret = "bench-secret-hanging"\nevents = ["plan_changed"]\n' "$hanging" >> "$dir/tally.toml"
+    fi
+    url="http://$healthy/hooks/healthy"
+    printf '[[webhooks]]\nurl = "%s"\nsecret = "bench-secret-healthy"\nevents = ["plan_changed"]\n' "$url" >> "$dir/tally.toml"
+    cat bench/plans.toml >> "$dir/tally.toml"
+    local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
+    RUST_LOG=warn "${TALLY_BIN:-$BIN/tally}" serve --config "$dir/tally.toml" > "$dir/stdout" 2> "$dir/stderr" &
+    pid=$!; PIDS+=("$pid")
+    local addr=""
+    # (The started process may not have opened its stdout yet: a sed that fails is a retry.)
+    for _ in $(seq 1 200); do addr=$(sed -n 's#^listening on http://##p' "$dir/stdout" 2>/dev/null || true); [ -n "$addr" ] && break; sleep 0.02; done
+    [ -n "$addr" ] || { log "tally did not start: $(cat "$dir/stderr")"; return 1; }
+    "$BIN/webhook_bench" --label "$label" --tally "$addr" --receiver "$healthy" --url "$url" \
+        --db "$dir/tally.db" --events "$events" --connections "$emitters" ${RATE:+--rate "$RATE"} | tee -a "$RESULTS" >&2
+    add_field "$label" round "$round"
+    add_field "$label" load "\"$load\""
+    add_field "$label" peak_rss_kib "$(peak_rss_kib "$pid")"
+    stop "$pid"
+    for pid in "${RECEIVER_PIDS[@]}"; do stop "$pid"; done
+}
+
+# Starts bin/webhook_receiver (further arguments passed on) with its output in $1.*; sets
+# RECEIVER_ADDR to its host:port.
+start_receiver() {
+    local out=$1; shift
+    "$BIN/webhook_receiver" "$@" > "$out.stdout" 2> "$out.stderr" &
+    local pid=$!
+    PIDS+=("$pid"); RECEIVER_PIDS+=("$pid")
+    RECEIVER_ADDR=""
+    for _ in $(seq 1 200); do
+        RECEIVER_ADDR=$(sed -n 's#^listening on http://##p' "$out.stdout" 2>/dev/null || true)
+        [ -n "$RECEIVER_ADDR" ] && return 0
+        sleep 0.02
+    done
+    log "the receiver did not start: $(cat "$out.stderr")"; return 1
+}
+
 run_scale() {
     local users=${USERS:-1000000}
     local dir="$WORK/scale"; mkdir -p "$dir"
@@ -289,6 +380,8 @@ case "$MODE" in
     http) run_http ;;
     scale) run_scale ;;
     postgres) run_postgres ;;
-    *) log "usage: bench/run.sh [main|http|scale|postgres|batch]"; exit 2 ;;
+    webhooks) run_webhooks ;;
+    batch) run_batch ;;
+    *) log "usage: bench/run.sh [main|http|scale|postgres|webhooks|batch]"; exit 2 ;;
 esac
 log "raw results: $RESULTS"

@@ -30,6 +30,8 @@ admin_keys = ["admin-key-schemathesis"]
 # tests/it/auth.rs tests the throttle.
 max_failures_per_minute = 1000000
 TOML
+# Created before the server starts: the loop below may read it before the child opens it.
+: > "$WORK/stdout"
 RUST_LOG=warn target/debug/tally serve --config "$WORK/tally.toml" > "$WORK/stdout" 2> "$WORK/stderr" &
 SERVER=$!
 for _ in $(seq 1 100); do

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Runs Tally's whole test suite. This is the command the README gives and CI runs (.ci/run):
 #   1. the unit tests and the integration tests that start the real binary (the dashboard's
-#      browser test drives headless Chromium, so the browser is installed first if missing),
-#      on SQLite (scripts/install-python.sh first installs the webhook verifiers and the
-#      structured-field parser the tests run: standardwebhooks, stripe and http-sf, from PyPI
-#      into target/; scripts/install-node.sh installs Node.js if missing and the OpenFeature
-#      SDK and OFREP provider from npm into target/);
+#      browser test drives headless Chromium, the metrics test runs `promtool check metrics`,
+#      the webhook tests run the standardwebhooks and stripe verifiers and the RateLimit tests
+#      the http-sf structured-field parser from PyPI, the OFREP test the OpenFeature SDK and
+#      OFREP provider from npm with Node.js, so all are installed first if missing), on SQLite;
 #   2. the integration tests again on PostgreSQL (scripts/with-postgres.sh installs Debian's
 #      postgresql if missing and runs a throwaway cluster; tests of what only SQLite has say
 #      so and do not apply there);
 #   3. a short schemathesis pass against a live server and docs/openapi.yaml (schemathesis is
-#      installed from PyPI into target/ if missing; scripts/soak.sh runs the long pass).
+#      installed from PyPI into target/ if missing; scripts/soak.sh runs the long pass);
+#   4. docs/openapi.yaml validated, linted with Spectral, and a Python client generated from
+#      it driven against a server with its own plan names (scripts/openapi.sh; the tools are
+#      installed from PyPI and npm into target/ if missing).
 # Arguments go to `cargo test` (e.g. a test name filter); the schemathesis pass then is skipped
 # only when a filter is given, so the plain command always runs everything.
 set -euo pipefail
@@ -18,6 +20,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-browser.sh
 ./scripts/install-python.sh
 ./scripts/install-node.sh
+./scripts/install-promtool.sh
 cargo test --locked "$@"
 if [ "$#" -eq 0 ]; then
     # The restart test stops the whole server: it runs alone, on a cluster of its own.
@@ -28,4 +31,5 @@ else
 fi
 if [ "$#" -eq 0 ]; then
     ./scripts/schemathesis.sh 25
+    ./scripts/openapi.sh
 fi

@@ -73,7 +73,19 @@ pub fn backup(config: &Config, path: &std::path::Path) -> anyhow::Result<ExitCod
             config.database.describe()
         );
     };
-    let report = crate::store::sqlite::backup(sqlite, path)?;
+    // Checked here, where the message can name the destination: the store's own refusals are
+    // about the database being copied.
+    if path.exists() {
+        anyhow::bail!(
+            "cannot back up to {}: the file already exists (a backup never overwrites a file; choose a new path)",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty() && !parent.is_dir()) {
+        anyhow::bail!("cannot back up to {}: the directory {} does not exist", path.display(), parent.display());
+    }
+    let report = crate::store::sqlite::backup(sqlite, path)
+        .with_context(|| format!("cannot back up {} to {}", sqlite.path.display(), path.display()))?;
     println!(
         "{}: copied {} to {} ({} bytes, integrity ok)",
         config.source,

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tally::config::{Config, LogFormat, process_env};
+use tally::config::{Config, LogFormat, Overrides, process_env};
 
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Usage metering and plan-gating server on SQLite")]
@@ -11,6 +11,13 @@ struct Cli {
     /// The config file (default: ./tally.toml if present, else the built-in default).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The address to listen on, e.g. 127.0.0.1:9090 (default: $TALLY_LISTEN, else server.listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// A SQLite file, or a postgres:// URL (default: $TALLY_DATABASE, else $TALLY_DATABASE_URL,
+    /// else [database] path or url).
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    database: Option<String>,
     /// Log lines as plain text or one JSON object each (default: server.log_format).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -55,7 +62,8 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         });
     }
-    let mut config = match Config::load(cli.config.as_deref(), &process_env) {
+    let overrides = Overrides { listen: cli.listen, database: cli.database };
+    let mut config = match Config::load(cli.config.as_deref(), &overrides, &process_env) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("tally: config refused: {error}");

@@ -1,5 +1,7 @@
 //! Prometheus metrics (prometheus-client): one `Metrics` per server, shared by the HTTP
-//! layer, the writer and the webhook sender, encoded as OpenMetrics text by `GET /metrics`.
+//! layer, the writer and the webhook sender, encoded by `GET /metrics` as the classic
+//! Prometheus text format (0.0.4), or as OpenMetrics text when the scraper's `Accept` asks for
+//! it (`Format::negotiate`).
 //! Labels are route patterns, metric, feature and event names from the config: never raw
 //! paths or user ids, so cardinality stays bounded.
 
@@ -142,12 +144,88 @@ impl Metrics {
         }
     }
 
-    /// The OpenMetrics text of every metric.
-    pub fn encode(&self) -> String {
+    /// Every metric, in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut text = String::with_capacity(8192);
-        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+        let encoded = match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
+            Format::Classic => prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry),
+        };
+        if let Err(error) = encoded {
             log::error!("cannot encode metrics: {error}");
         }
         text
+    }
+}
+
+/// The two text formats a scraper may get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4: what `promtool check metrics`, older scrapers and most
+    /// tools read; counters are named with their `_total` in `# HELP` and `# TYPE`.
+    Classic,
+    /// OpenMetrics 1.0.0 text, ending in `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics only when it lists
+    /// `application/openmetrics-text` with a quality above zero and at least that of any
+    /// range matching `text/plain`; the classic format otherwise, a missing header included.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else { return Format::Classic };
+        let mut openmetrics = 0.0_f32;
+        let mut classic = 0.0_f32;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media_type = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|parameter| parameter.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, value)| value.trim().parse::<f32>().unwrap_or(0.0));
+            match media_type.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(quality),
+                "text/plain" | "text/*" | "*/*" => classic = classic.max(quality),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= classic { Format::OpenMetrics } else { Format::Classic }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Classic => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn classic_format_without_an_accept_header_or_for_text_plain() {
+        assert_eq!(Format::negotiate(None), Format::Classic);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
+        assert_eq!(Format::negotiate(Some("text/plain; version=0.0.4")), Format::Classic);
+        assert_eq!(Format::negotiate(Some("application/json")), Format::Classic);
+    }
+
+    #[test]
+    fn openmetrics_when_the_scraper_prefers_it() {
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text")), Format::OpenMetrics);
+        // What Prometheus 2.x and 3.x send by default.
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,\
+                          application/openmetrics-text;version=0.0.1;q=0.4,\
+                          text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn classic_format_when_openmetrics_is_refused_or_ranked_lower() {
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0")), Format::Classic);
+        let lower = "text/plain;version=0.0.4;q=0.9, application/openmetrics-text;q=0.5";
+        assert_eq!(Format::negotiate(Some(lower)), Format::Classic);
     }
 }

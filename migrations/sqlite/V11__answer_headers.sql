@@ -1,4 +1,4 @@
--- Response headers kept with an idempotent answer (RateLimit and RateLimit-Policy), so a
--- replay carries the first answer's headers as well as its status and body. One
--- `name: value` per line; '' for none (and for every answer stored before this column).
+-- The headers that belong to a remembered answer (e.g. a 429's Retry-After), so a replay
+-- sends them too: one "name: value" per line. Answers saved before this are replayed
+-- without headers, as they were before.
 ALTER TABLE idempotency_keys ADD COLUMN headers TEXT NOT NULL DEFAULT '';

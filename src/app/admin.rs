@@ -12,7 +12,7 @@ use crate::domain::usage::{self, Standing};
 use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
-fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
+pub(super) fn known_metric(rules: &Rules, metric: &str) -> Result<(), AppError> {
     if rules.catalog.has_metric(metric) { Ok(()) } else { Err(AppError::UnknownMetric { metric: metric.to_owned() }) }
 }
 
@@ -65,6 +65,8 @@ pub struct UserDetails {
     pub features: Vec<FeatureVerdict>,
     /// The refusal counters of the period.
     pub refusals: Vec<RefusalCount>,
+    /// The account the user is a member of.
+    pub account_id: Option<String>,
     /// Newest first, one entry per month.
     pub history: Vec<(Period, MetricValues)>,
 }
@@ -83,12 +85,17 @@ pub fn user_details(
             return Ok(None);
         };
         let plan = rules.catalog.plan_or_default(&user.plan);
-        let usage = usage::standings(reader, rules, &user, period)?;
+        let usage = usage::standings(reader, rules, &user, period, now_ms)?;
         let features = feature::check_all(reader, rules, &user, now_ms)?;
         let history = admin::history(reader, rules, &user, period, months)?;
         let refusals = reader.refusals(&user.user_id, period)?;
+        let account_id = match user.account_pk {
+            Some(account_pk) => Some(reader.get_account(account_pk)?.account_id),
+            None => None,
+        };
         Ok(Some(UserDetails {
             refusals,
+            account_id,
             plan: plan.name.clone(),
             bypass: rules.is_bypass(&user.user_id),
             period,

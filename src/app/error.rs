@@ -14,12 +14,22 @@ pub enum AppError {
     UnknownPlan { plan: String, known: String },
     #[error("no user {0:?} has been seen")]
     UserNotFound(String),
+    #[error("no account {0:?} exists; create it with PUT /v1/accounts/{0}")]
+    AccountNotFound(String),
+    #[error("account {account_id:?} is full: its plan allows {max_members} members")]
+    AccountFull { account_id: String, max_members: u32 },
     #[error("this Idempotency-Key was used with a different request; use a new key for a new request")]
     IdempotencyKeyReused,
     #[error("a cleanup is already running (on this node or another); retry once it has finished")]
     CleanupInProgress,
     #[error("after names no event (it may have been pruned); page again from the start or from a later event")]
     EventNotFound,
+    #[error("no grant {0}")]
+    GrantNotFound(i64),
+    #[error("{0}")]
+    GrantHasNoEffect(String),
+    #[error("{0} has no override")]
+    OverrideNotFound(String),
     #[error("no delivery {0}")]
     DeliveryNotFound(i64),
     #[error("delivery {0} has not failed; only failed deliveries are retried by hand")]

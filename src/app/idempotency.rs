@@ -1,7 +1,8 @@
 //! Idempotent writes: a write sent again with the same key gets the first answer back and
 //! changes nothing. The lookup, the write and the saved answer share one writer job that is
 //! serialized on the key, so two concurrent requests with one key cannot both write, on one
-//! node or several. What an answer looks like is the caller's (`render`).
+//! node or several. What an answer looks like is the caller's (`render`): its status, the
+//! headers that belong to it and its body, all three stored and all three replayed.
 
 use super::AppError;
 use crate::domain::ports::{Pending, Store, StoreError, StoredAnswer, WriteTx};
@@ -37,12 +38,20 @@ impl Once {
     }
 }
 
-/// An answer as the caller renders it: status, body, and extra response headers (one
-/// `name: value` per line; empty for none), all kept with the key so a replay is the same.
+/// An answer as the caller renders it: status, body, and the headers that belong to it and
+/// must come back on a replay (`Retry-After`, `RateLimit`, `RateLimit-Policy`), all kept with
+/// the key so a replay is the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
-    pub headers: String,
+}
+
+impl Rendered {
+    fn stored(self, fingerprint: Vec<u8>) -> StoredAnswer {
+        StoredAnswer { fingerprint, status: self.status, headers: self.headers, body: self.body }
+    }
 }
 
 /// How a use case's result becomes its answer (captures what it needs, such as the time).
@@ -127,8 +136,7 @@ pub fn run_once<T>(
         return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
     }
     let value = job(tx)?;
-    let Rendered { status, body, headers } = render(&value);
-    let answer = StoredAnswer { fingerprint: once.fingerprint.clone(), status, body, headers };
+    let answer = render(&value).stored(once.fingerprint.clone());
     tx.save_answer(&once.key, user_id, &answer, now_ms)?;
     Ok(Lookup::Fresh(value, Some(answer)))
 }
@@ -138,10 +146,7 @@ pub fn run_once<T>(
 pub fn finish<T>(lookup: Lookup<T>, render: &dyn Fn(&T) -> Rendered) -> Result<Answered<T>, AppError> {
     match lookup {
         Lookup::Fresh(value, answer) => {
-            let answer = answer.unwrap_or_else(|| {
-                let Rendered { status, body, headers } = render(&value);
-                StoredAnswer { fingerprint: Vec::new(), status, body, headers }
-            });
+            let answer = answer.unwrap_or_else(|| render(&value).stored(Vec::new()));
             Ok(Answered::Fresh { answer, value })
         }
         Lookup::Replayed(answer) => Ok(Answered::Replayed(answer)),

@@ -1,12 +1,14 @@
 //! The application layer: use cases over the domain's ports, called by http/ and by the
 //! background jobs. It knows no SQL, no HTTP and no backend.
 
+pub mod accounts;
 pub mod admin;
 mod error;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod maintenance;
+pub mod terms;
 pub mod usage;
 
 #[cfg(test)]

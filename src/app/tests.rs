@@ -33,7 +33,7 @@ fn query(user_id: &str, amount: u64) -> UsageQuery {
 fn status() -> Render<TrackOutcome> {
     Arc::new(|outcome: &TrackOutcome| {
         let status = if matches!(outcome, TrackOutcome::Refused { .. }) { 429 } else { 200 };
-        Rendered { status, body: format!("{outcome:?}"), headers: String::new() }
+        Rendered { status, headers: Vec::new(), body: format!("{outcome:?}") }
     })
 }
 
@@ -49,11 +49,11 @@ fn a_track_past_the_trial_limit_is_refused_and_changes_nothing() {
         Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. }
     ));
     let refused = track(&store, &rules, "ann", 1, None);
-    let Answered::Fresh { value: TrackOutcome::Refused { verdict, upgrade_to }, .. } = refused else {
+    let Answered::Fresh { value: TrackOutcome::Refused { verdict, upgrade_to, .. }, .. } = refused else {
         panic!("the 31st prompt on trial is refused");
     };
     assert_eq!((verdict.standing.used, upgrade_to.as_deref()), (30, Some("solo")));
-    assert_eq!(usage::check(&store, &rules, &query("ann", 1)).unwrap().standing.used, 30);
+    assert_eq!(usage::check(&store, &rules, &query("ann", 1), 0).unwrap().standing.used, 30);
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
     let other = Some(Once::new("key-1", &[&"track", &"bob", &2]).unwrap());
     let reused = usage::track(&store, &rules, query("bob", 2), true, other, NOW, status()).wait();
     assert!(matches!(reused, Err(AppError::IdempotencyKeyReused)));
-    assert_eq!(usage::check(&store, &rules, &query("bob", 1)).unwrap().standing.used, 1);
+    assert_eq!(usage::check(&store, &rules, &query("bob", 1), 0).unwrap().standing.used, 1);
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn a_rate_limited_feature_allows_its_window_and_then_says_when() {
     let (store, rules, _dir) = setup();
     admin::change_plan(&store, &rules, &id("sol"), "solo", None, |_, _, _, _| Ok(())).unwrap();
     let render: Render<UseOutcome> =
-        Arc::new(|_: &UseOutcome| Rendered { status: 200, body: String::new(), headers: String::new() });
+        Arc::new(|_: &UseOutcome| Rendered { status: 200, headers: Vec::new(), body: String::new() });
     let use_it = |at: i64| {
         usage::use_feature(&store, &rules, id("sol"), "active_project_snapshots".into(), None, at, Arc::clone(&render))
             .wait()

@@ -13,8 +13,8 @@ use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
 /// May the user use `query.amount` more? Changes nothing.
-pub fn check(store: &Store, rules: &Rules, query: &UsageQuery) -> Result<Verdict, AppError> {
-    Ok(store.read(|reader| usage::check(reader, rules, query))?)
+pub fn check(store: &Store, rules: &Rules, query: &UsageQuery, now_ms: i64) -> Result<Verdict, AppError> {
+    Ok(store.read(|reader| usage::check(reader, rules, query, now_ms))?)
 }
 
 /// Checks and records, at most once per `once` key; `render` makes the answer kept for it.
@@ -135,8 +135,9 @@ pub fn track_batch(
     BatchWrite { pending, render }
 }
 
-/// Every flag OFREP serves for one user, read at one moment: the plan, and every configured
-/// feature's verdict (may they use it now), in catalog order. Changes nothing.
+/// Every flag OFREP serves for one user, read at one moment: the plan that applies (a
+/// member's is their account's), and every configured feature's verdict (may they use it
+/// now), in catalog order. Changes nothing.
 pub struct Flags {
     pub plan: String,
     pub features: Vec<FeatureVerdict>,
@@ -152,11 +153,17 @@ pub fn flags(store: &Store, rules: &Rules, user_id: &UserId, now_ms: i64) -> Res
                 features.map(|name| feature::check(reader, rules, user_id, name, now_ms)).collect::<Result<_, _>>()?
             }
         };
-        Ok(Flags { plan: rules.plan_of(user.as_ref()).name.clone(), features })
+        let (terms, _, _) = feature::feature_standpoint(reader, rules, user.as_ref(), user_id.as_str(), now_ms)?;
+        Ok(Flags { plan: terms.plan.name.clone(), features })
     })?)
 }
 
-/// The user's plan (the default plan for a user never seen).
-pub fn plan_name(store: &Store, rules: &Rules, user_id: &UserId) -> Result<String, AppError> {
-    Ok(store.read(|reader| Ok(rules.plan_of(reader.find_user(user_id)?.as_ref()).name.clone()))?)
+/// The plan that applies to the user: a member's account's, else their own (the default
+/// plan for a user never seen).
+pub fn plan_name(store: &Store, rules: &Rules, user_id: &UserId, now_ms: i64) -> Result<String, AppError> {
+    Ok(store.read(|reader| {
+        let user = reader.find_user(user_id)?;
+        let (terms, _, _) = feature::feature_standpoint(reader, rules, user.as_ref(), user_id.as_str(), now_ms)?;
+        Ok(terms.plan.name.clone())
+    })?)
 }

@@ -1,6 +1,8 @@
 //! Configuration: the only reader of TOML files and environment variables. A user's file is
 //! laid over the built-in defaults (config.example.toml, embedded), checked, and turned into
-//! `Config`. Every refusal names the file, the key and the fix.
+//! `Config`; the listen address and the database may be overridden from the command line
+//! (`Overrides`) or the environment: a flag wins over a variable, a variable over the file.
+//! Every refusal names the file, the key and the fix, and one run reports all of them.
 
 mod plans;
 mod raw;
@@ -11,6 +13,7 @@ use crate::domain::events::EventFilter;
 use raw::{RawConfig, RawKey};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -182,7 +185,7 @@ pub struct PostgresConfig {
     pub url: DatabaseUrl,
     /// Connections per node (the writer's one, plus a pool for reads and background work).
     pub pool_size: u32,
-    /// Test builds only, as for SQLite.
+    /// Test-hook builds only, as for SQLite.
     pub writer_panic_after: Option<u64>,
 }
 
@@ -194,8 +197,9 @@ pub struct SqliteConfig {
     pub read_connections: u32,
     /// Cap on the database file's size; `None` for no cap.
     pub max_size_mb: Option<u64>,
-    /// Test builds only: the writer thread panics after this many write groups
-    /// (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead writer is noticed.
+    /// Builds with the `test-hooks` feature only (the integration tests'): the writer thread
+    /// panics after this many write groups (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead
+    /// writer is noticed.
     pub writer_panic_after: Option<u64>,
 }
 
@@ -248,6 +252,73 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every refusal found in one config (at least one), in the order of the checks. A file that
+/// is not valid TOML, or has a key of the wrong shape, stops at that first error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [only] = self.errors.as_slice() {
+            return write!(f, "{only}");
+        }
+        write!(f, "{} problems", self.errors.len())?;
+        for error in &self.errors {
+            write!(f, "\n{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors { errors: vec![error] }
+    }
+}
+
+/// What the command line sets over the file and the environment (`--listen`, `--database`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    /// A SQLite path, or a `postgres://` URL.
+    pub database: Option<String>,
+}
+
+/// A value that replaces a file's key, and where it came from, for messages.
+struct Override {
+    value: String,
+    /// "--listen", "TALLY_LISTEN", ...
+    name: &'static str,
+}
+
+impl Override {
+    /// The flag if given, else the environment variable if set and not empty.
+    fn resolve(flag: Option<&str>, flag_name: &'static str, env: Env<'_>, env_name: &'static str) -> Option<Override> {
+        match flag {
+            Some(value) => Some(Override { value: value.to_owned(), name: flag_name }),
+            None => {
+                env(env_name).filter(|value| !value.trim().is_empty()).map(|value| Override { value, name: env_name })
+            }
+        }
+    }
+
+    fn source(&self) -> String {
+        if self.name.starts_with("--") {
+            "command line".to_owned()
+        } else {
+            format!("environment variable {}", self.name)
+        }
+    }
+}
+
+fn is_postgres_url(value: &str) -> bool {
+    value.starts_with("postgres://") || value.starts_with("postgresql://")
+}
+
 /// Environment variables the config reads; a function so tests can pass their own.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -258,28 +329,32 @@ pub fn process_env(name: &str) -> Option<String> {
 
 impl Config {
     /// `--config FILE` if given, else ./tally.toml if present, else the built-in default.
-    pub fn load(path: Option<&Path>, env: Env<'_>) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&Path>, overrides: &Overrides, env: Env<'_>) -> Result<Config, ConfigErrors> {
         let local = Path::new(LOCAL_CONFIG);
-        match path {
-            Some(path) => Config::from_file(path, env),
-            None if local.is_file() => Config::from_file(local, env),
-            None => Config::from_toml("built-in default", "", env),
-        }
+        let (source, text) = match path {
+            Some(path) => (path.display().to_string(), read_file(path)?),
+            None if local.is_file() => (LOCAL_CONFIG.to_owned(), read_file(local)?),
+            None => ("built-in default".to_owned(), String::new()),
+        };
+        Config::from_toml_with(&source, &text, overrides, env)
     }
 
-    pub fn from_file(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
-        let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            source: source.clone(),
-            key: "(file)".into(),
-            problem: format!("cannot read the file: {error}"),
-            fix: "pass an existing, readable file to --config".into(),
-        })?;
-        Config::from_toml(&source, &text, env)
+    pub fn from_file(path: &Path, env: Env<'_>) -> Result<Config, ConfigErrors> {
+        Config::from_toml(&path.display().to_string(), &read_file(path)?, env)
     }
 
     /// Parses `text` laid over the built-in defaults, applies the environment, validates.
-    pub fn from_toml(source: &str, text: &str, env: Env<'_>) -> Result<Config, ConfigError> {
+    pub fn from_toml(source: &str, text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
+        Config::from_toml_with(source, text, &Overrides::default(), env)
+    }
+
+    /// As `from_toml`, with the command line's overrides on top.
+    pub fn from_toml_with(
+        source: &str,
+        text: &str,
+        overrides: &Overrides,
+        env: Env<'_>,
+    ) -> Result<Config, ConfigErrors> {
         let parse_error = |error: toml::de::Error| ConfigError {
             source: source.to_owned(),
             key: "(syntax)".into(),
@@ -292,8 +367,23 @@ impl Config {
         let raw = RawConfig::deserialize(merged).map_err(|error| shape_error(source, error))?;
         // The defaults always name a path; only the user's own `path` conflicts with `url`.
         let user_set_path = user.get("database").and_then(|database| database.get("path")).is_some();
-        Validator { source }.validate(raw, user_set_path, env)
+        let validator = Validator { source, refused: RefCell::new(Vec::new()) };
+        let config = validator.validate(raw, user_set_path, overrides, env);
+        let errors = validator.refused.into_inner();
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors { errors }),
+        }
     }
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError {
+        source: path.display().to_string(),
+        key: "(file)".into(),
+        problem: format!("cannot read the file: {error}"),
+        fix: "pass an existing, readable file to --config".into(),
+    })
 }
 
 /// Turns serde's message ("unknown field `x`, expected ... in `server`") into a ConfigError
@@ -330,8 +420,12 @@ fn shape_error(source: &str, error: toml::de::Error) -> ConfigError {
     ConfigError { source: source.to_owned(), key, problem, fix }
 }
 
+/// Checks a merged config. Each section stops at its first structural error, but refusals are
+/// collected across sections (and every out-of-range number and bad list entry is recorded
+/// where it is found), so one run of `check-config` names every key to fix.
 struct Validator<'a> {
     source: &'a str,
+    refused: RefCell<Vec<ConfigError>>,
 }
 
 impl Validator<'_> {
@@ -339,51 +433,83 @@ impl Validator<'_> {
         ConfigError { source: self.source.to_owned(), key: key.into(), problem: problem.into(), fix: fix.into() }
     }
 
-    fn in_range(&self, key: &str, value: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-        if (min..=max).contains(&value) {
-            Ok(value)
-        } else {
-            Err(self.error(key, format!("{value} is out of range"), format!("use a whole number from {min} to {max}")))
-        }
+    /// Records a refusal; validation goes on, and the config is refused at the end.
+    fn refuse(&self, error: ConfigError) {
+        self.refused.borrow_mut().push(error);
     }
 
-    fn validate(&self, raw: RawConfig, user_set_path: bool, env: Env<'_>) -> Result<Config, ConfigError> {
-        let server = self.server(&raw)?;
-        let database = self.database(&raw, user_set_path, env)?;
-        let auth = self.auth(&raw)?;
-        if auth.is_open() && !server.listen.ip().is_loopback() {
-            return Err(self.error(
-                "server.listen",
-                format!(
+    /// The value, or None with its refusal recorded.
+    fn keep<T>(&self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.refuse(error)).ok()
+    }
+
+    /// `value` if within `min..=max`; else the refusal is recorded and validation goes on with
+    /// `min` in its place (the config is refused anyway), so later keys are still checked.
+    fn in_range(&self, key: &str, value: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+        if !(min..=max).contains(&value) {
+            self.refuse(self.error(
+                key,
+                format!("{value} is out of range"),
+                format!("use a whole number from {min} to {max}"),
+            ));
+            return Ok(min);
+        }
+        Ok(value)
+    }
+
+    fn validate(&self, raw: RawConfig, user_set_path: bool, overrides: &Overrides, env: Env<'_>) -> Option<Config> {
+        let listen = Override::resolve(overrides.listen.as_deref(), "--listen", env, "TALLY_LISTEN");
+        let server = self.keep(self.server(&raw, listen.as_ref()));
+        let database = self.keep(self.database(&raw, user_set_path, overrides, env));
+        let auth = self.keep(self.auth(&raw));
+        let webhooks = self.keep(self.webhooks(&raw));
+        let rules = self.keep(self.rules(&raw, env));
+        let delivery = self.keep(self.delivery(&raw));
+        let (server, mut database, auth, (webhooks, routes), mut rules, delivery) =
+            (server?, database?, auth?, webhooks?, rules?, delivery?);
+        // Only once every key is accepted: a refused key would make auth look open.
+        if self.refused.borrow().is_empty() && auth.is_open() && !server.listen.ip().is_loopback() {
+            let (source, key) = match &listen {
+                Some(listen) => (listen.source(), listen.name.to_owned()),
+                None => (self.source.to_owned(), "server.listen".to_owned()),
+            };
+            self.refuse(ConfigError {
+                source,
+                key,
+                problem: format!(
                     "{} is not a loopback address and auth.service_keys and auth.admin_keys are both empty",
                     server.listen
                 ),
-                "add keys under [auth], or listen on 127.0.0.1 / [::1]",
-            ));
+                fix: "add keys under [auth], or listen on 127.0.0.1 / [::1]".into(),
+            });
+            return None;
         }
-        let mut database = database;
-        if cfg!(debug_assertions) {
+        // Compiled only into the builds the integration tests run (Cargo.toml's `test-hooks`),
+        // never into a build of the server, debug or release: no variable can make it panic.
+        if cfg!(feature = "test-hooks") {
             let panic_after = env("TALLY_TEST_WRITER_PANIC_AFTER").and_then(|groups| groups.parse().ok());
             match &mut database.backend {
                 DatabaseBackend::Sqlite(sqlite) => sqlite.writer_panic_after = panic_after,
                 DatabaseBackend::Postgres(postgres) => postgres.writer_panic_after = panic_after,
             }
         }
-        let (webhooks, routes) = self.webhooks(&raw)?;
-        let mut rules = self.rules(&raw, env)?;
         rules.webhooks = routes;
-        let delivery = self.delivery(&raw)?;
-        Ok(Config { source: self.source.to_owned(), server, database, auth, rules, webhooks, delivery })
+        Some(Config { source: self.source.to_owned(), server, database, auth, rules, webhooks, delivery })
     }
 
-    fn server(&self, raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
-        let listen = raw.server.listen.parse::<SocketAddr>().map_err(|_| {
-            self.error(
-                "server.listen",
-                format!("{:?} is not an IP address and port", raw.server.listen),
-                "write it as \"127.0.0.1:8080\", \"[::1]:8080\" or \"0.0.0.0:8080\"",
-            )
-        })?;
+    fn server(&self, raw: &RawConfig, listen: Option<&Override>) -> Result<ServerConfig, ConfigError> {
+        let fix = "write it as \"127.0.0.1:8080\", \"[::1]:8080\" or \"0.0.0.0:8080\"";
+        let listen = match listen {
+            Some(listen) => listen.value.trim().parse::<SocketAddr>().map_err(|_| ConfigError {
+                source: listen.source(),
+                key: listen.name.to_owned(),
+                problem: format!("{:?} is not an IP address and port", listen.value),
+                fix: fix.to_owned(),
+            })?,
+            None => raw.server.listen.parse::<SocketAddr>().map_err(|_| {
+                self.error("server.listen", format!("{:?} is not an IP address and port", raw.server.listen), fix)
+            })?,
+        };
         Ok(ServerConfig {
             listen,
             max_connections: self.in_range("server.max_connections", raw.server.max_connections, 1, 65_536)? as usize,
@@ -421,24 +547,71 @@ impl Validator<'_> {
         })
     }
 
-    fn database(&self, raw: &RawConfig, user_set_path: bool, env: Env<'_>) -> Result<DatabaseConfig, ConfigError> {
-        let url = match env("TALLY_DATABASE_URL").filter(|url| !url.trim().is_empty()) {
-            Some(url) => Some(url),
-            None => raw.database.url.clone(),
+    /// The database the command line or the environment names, if any: `--database`, else
+    /// `TALLY_DATABASE`, else `TALLY_DATABASE_URL` (the older, PostgreSQL-only spelling; both
+    /// variables at once are refused).
+    fn database_override(&self, overrides: &Overrides, env: Env<'_>) -> Result<Option<Override>, ConfigError> {
+        if let Some(database) = &overrides.database {
+            return Ok(Some(Override { value: database.clone(), name: "--database" }));
+        }
+        let general = Override::resolve(None, "", env, "TALLY_DATABASE");
+        let url = Override::resolve(None, "", env, "TALLY_DATABASE_URL");
+        match (general, url) {
+            (Some(_), Some(_)) => Err(ConfigError {
+                source: "environment variables TALLY_DATABASE and TALLY_DATABASE_URL".into(),
+                key: "TALLY_DATABASE_URL".into(),
+                problem: "both are set".into(),
+                fix: "unset one: TALLY_DATABASE takes a SQLite path or a postgres:// URL".into(),
+            }),
+            (Some(general), None) => Ok(Some(general)),
+            (None, Some(url)) if !is_postgres_url(&url.value) => Err(ConfigError {
+                source: url.source(),
+                key: url.name.into(),
+                problem: format!("{} is not a PostgreSQL URL", redact_url(&url.value)),
+                fix: "write it as postgres://USER:PASSWORD@HOST:5432/DATABASE, or set TALLY_DATABASE to a SQLite path"
+                    .into(),
+            }),
+            (None, url) => Ok(url),
+        }
+    }
+
+    fn database(
+        &self,
+        raw: &RawConfig,
+        user_set_path: bool,
+        overrides: &Overrides,
+        env: Env<'_>,
+    ) -> Result<DatabaseConfig, ConfigError> {
+        // An override replaces the file's choice whole: a URL selects PostgreSQL, anything
+        // else is a SQLite path; the file's other database keys still apply.
+        let (url, path) = match self.database_override(overrides, env)? {
+            Some(database) if database.value.trim().is_empty() => {
+                return Err(ConfigError {
+                    source: database.source(),
+                    key: database.name.into(),
+                    problem: "is empty".into(),
+                    fix: "give a SQLite file, e.g. tally.db, or a postgres:// URL".into(),
+                });
+            }
+            Some(database) if is_postgres_url(&database.value) => (Some(database.value), String::new()),
+            Some(database) => (None, database.value),
+            None => {
+                if raw.database.url.is_some() && user_set_path {
+                    return Err(self.error(
+                        "database.url",
+                        "is set together with database.path",
+                        "keep one: url selects PostgreSQL, path a SQLite file",
+                    ));
+                }
+                (raw.database.url.clone(), raw.database.path.clone())
+            }
         };
         if let Some(url) = url {
-            if user_set_path {
-                return Err(self.error(
-                    "database.url",
-                    "is set together with database.path",
-                    "keep one: url selects PostgreSQL, path a SQLite file",
-                ));
-            }
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if !is_postgres_url(&url) {
                 return Err(self.error(
                     "database.url",
                     format!("{} is not a PostgreSQL URL", redact_url(&url)),
-                    "write it as \"postgres://USER:PASSWORD@HOST:5432/DATABASE\" (or set TALLY_DATABASE_URL)",
+                    "write it as \"postgres://USER:PASSWORD@HOST:5432/DATABASE\" (or set TALLY_DATABASE)",
                 ));
             }
             let pool_size = self.in_range("database.pool_size", raw.database.pool_size, 2, 512)? as u32;
@@ -450,7 +623,7 @@ impl Validator<'_> {
                 }),
             });
         }
-        if raw.database.path.trim().is_empty() {
+        if path.trim().is_empty() {
             return Err(self.error("database.path", "is empty", "name the SQLite file, e.g. \"tally.db\""));
         }
         let synchronous = match raw.database.synchronous.as_str() {
@@ -466,7 +639,7 @@ impl Validator<'_> {
         };
         Ok(DatabaseConfig {
             backend: DatabaseBackend::Sqlite(SqliteConfig {
-                path: PathBuf::from(&raw.database.path),
+                path: PathBuf::from(path),
                 synchronous,
                 busy_timeout: Duration::from_millis(self.in_range(
                     "database.busy_timeout_ms",
@@ -485,47 +658,54 @@ impl Validator<'_> {
         })
     }
 
+    /// Every entry is checked: a refused one is recorded and left out (the config is refused).
     fn keys(&self, list: &str, entries: &[RawKey]) -> Result<Vec<ApiKey>, ConfigError> {
         let mut keys = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
-            let key_path = format!("auth.{list}[{index}]");
-            let (name, secret) = match entry {
-                RawKey::Plain(secret) => (None, secret),
-                RawKey::Named(named) => (Some(&named.name), &named.key),
-            };
-            if secret.trim().is_empty() {
-                return Err(self.error(
-                    key_path,
-                    "is an empty key",
-                    "use a long random string, e.g. from `openssl rand -hex 32`",
-                ));
+            if let Some(key) = self.keep(self.key(list, index, entry)) {
+                keys.push(key);
             }
-            // Counted in characters; the value itself is never repeated in the message.
-            if !secret.starts_with("sha256:") && secret.chars().count() < MIN_KEY_CHARS {
-                return Err(self.error(
-                    key_path,
-                    format!("is shorter than {MIN_KEY_CHARS} characters, so it can be guessed"),
-                    "use a long random string, e.g. from `openssl rand -hex 32`",
-                ));
-            }
-            let digest = match secret.strip_prefix("sha256:") {
-                Some(hex) => parse_digest(hex).ok_or_else(|| {
-                    self.error(
-                        &key_path,
-                        "is not a SHA-256 digest",
-                        "write sha256: followed by 64 hex digits (`tally hash-key` prints them)",
-                    )
-                })?,
-                None => Sha256::digest(secret.as_bytes()).into(),
-            };
-            let name = match name {
-                Some(name) if !name.trim().is_empty() => name.clone(),
-                Some(_) => return Err(self.error(key_path, "has an empty name", "name the key, e.g. name = \"ops\"")),
-                None => key_fingerprint(&digest),
-            };
-            keys.push(ApiKey { name, digest });
         }
         Ok(keys)
+    }
+
+    fn key(&self, list: &str, index: usize, entry: &RawKey) -> Result<ApiKey, ConfigError> {
+        let key_path = format!("auth.{list}[{index}]");
+        let (name, secret) = match entry {
+            RawKey::Plain(secret) => (None, secret),
+            RawKey::Named(named) => (Some(&named.name), &named.key),
+        };
+        if secret.trim().is_empty() {
+            return Err(self.error(
+                key_path,
+                "is an empty key",
+                "use a long random string, e.g. from `openssl rand -hex 32`",
+            ));
+        }
+        // Counted in characters; the value itself is never repeated in the message.
+        if !secret.starts_with("sha256:") && secret.chars().count() < MIN_KEY_CHARS {
+            return Err(self.error(
+                key_path,
+                format!("is shorter than {MIN_KEY_CHARS} characters, so it can be guessed"),
+                "use a long random string, e.g. from `openssl rand -hex 32`",
+            ));
+        }
+        let digest = match secret.strip_prefix("sha256:") {
+            Some(hex) => parse_digest(hex).ok_or_else(|| {
+                self.error(
+                    &key_path,
+                    "is not a SHA-256 digest",
+                    "write sha256: followed by 64 hex digits (`tally hash-key` prints them)",
+                )
+            })?,
+            None => Sha256::digest(secret.as_bytes()).into(),
+        };
+        let name = match name {
+            Some(name) if !name.trim().is_empty() => name.clone(),
+            Some(_) => return Err(self.error(key_path, "has an empty name", "name the key, e.g. name = \"ops\"")),
+            None => key_fingerprint(&digest),
+        };
+        Ok(ApiKey { name, digest })
     }
 
     fn auth(&self, raw: &RawConfig) -> Result<AuthConfig, ConfigError> {
@@ -571,40 +751,49 @@ impl Validator<'_> {
     }
 
     fn rules(&self, raw: &RawConfig, env: Env<'_>) -> Result<Rules, ConfigError> {
-        let catalog = self.catalog(raw)?;
+        // A refused catalog is returned last, after the other keys here have been checked.
+        let catalog = self.catalog(raw);
         let mut admin_user_ids = HashSet::new();
         for (index, user_id) in raw.usage.admin_user_ids.iter().enumerate() {
-            crate::domain::user_id::validate_user_id(user_id).map_err(|problem| {
-                self.error(format!("usage.admin_user_ids[{index}]"), problem, "list valid user ids")
-            })?;
-            admin_user_ids.insert(user_id.clone());
+            match crate::domain::user_id::validate_user_id(user_id) {
+                Ok(()) => _ = admin_user_ids.insert(user_id.clone()),
+                Err(problem) => {
+                    self.refuse(self.error(format!("usage.admin_user_ids[{index}]"), problem, "list valid user ids"))
+                }
+            }
         }
         if let Some(list) = env("ADMIN_USER_IDS") {
             for user_id in list.split(',').map(str::trim).filter(|id| !id.is_empty()) {
-                crate::domain::user_id::validate_user_id(user_id).map_err(|problem| ConfigError {
-                    source: "environment variable ADMIN_USER_IDS".into(),
-                    key: "ADMIN_USER_IDS".into(),
-                    problem,
-                    fix: "set it to user ids separated by commas, e.g. ADMIN_USER_IDS=alice,bob".into(),
-                })?;
-                admin_user_ids.insert(user_id.to_owned());
+                match crate::domain::user_id::validate_user_id(user_id) {
+                    Ok(()) => _ = admin_user_ids.insert(user_id.to_owned()),
+                    Err(problem) => self.refuse(ConfigError {
+                        source: "environment variable ADMIN_USER_IDS".into(),
+                        key: "ADMIN_USER_IDS".into(),
+                        problem,
+                        fix: "set it to user ids separated by commas, e.g. ADMIN_USER_IDS=alice,bob".into(),
+                    }),
+                }
             }
         }
+        let tracking_enabled = self.keep(self.env_bool(env, "USAGE_TRACKING_ENABLED", raw.usage.tracking_enabled));
+        let telemetry_enabled = self.keep(self.env_bool(env, "TELEMETRY_ENABLED", raw.usage.telemetry_enabled));
+        let retention_months = self.in_range("usage.retention_months", raw.usage.retention_months, 1, 1200)? as u32;
+        let idempotency_hours =
+            self.in_range("usage.idempotency_hours", raw.usage.idempotency_hours, 1, 24 * 365)? as u32;
+        let alert_thresholds = self.thresholds(&raw.usage.alert_thresholds)?;
+        let refusal_event_interval_ms =
+            self.in_range("usage.refusal_event_interval_secs", raw.usage.refusal_event_interval_secs, 0, 31 * 86_400)?
+                * 1000;
         Ok(Rules {
-            catalog,
+            catalog: catalog?,
             admin_user_ids,
-            tracking_enabled: self.env_bool(env, "USAGE_TRACKING_ENABLED", raw.usage.tracking_enabled)?,
-            telemetry_enabled: self.env_bool(env, "TELEMETRY_ENABLED", raw.usage.telemetry_enabled)?,
-            retention_months: self.in_range("usage.retention_months", raw.usage.retention_months, 1, 1200)? as u32,
-            idempotency_hours: self.in_range("usage.idempotency_hours", raw.usage.idempotency_hours, 1, 24 * 365)?
-                as u32,
-            alert_thresholds: self.thresholds(&raw.usage.alert_thresholds)?,
-            refusal_event_interval_ms: self.in_range(
-                "usage.refusal_event_interval_secs",
-                raw.usage.refusal_event_interval_secs,
-                0,
-                31 * 86_400,
-            )? * 1000,
+            // A refused switch is already recorded; the config is refused whatever stands here.
+            tracking_enabled: tracking_enabled.unwrap_or(true),
+            telemetry_enabled: telemetry_enabled.unwrap_or(true),
+            retention_months,
+            idempotency_hours,
+            alert_thresholds,
+            refusal_event_interval_ms,
             webhooks: Vec::new(),
         })
     }

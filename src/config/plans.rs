@@ -63,8 +63,17 @@ impl Validator<'_> {
             }
         }
         let mut plans = Vec::new();
+        // Every plan is checked; the caller records the last refusal after the others.
+        let mut refusals = Vec::new();
         for (plan_name, plan) in &raw.plans {
-            plans.push(self.plan(plan_name, plan, &raw.metrics, &features)?);
+            match self.plan(plan_name, plan, &raw.metrics, &features) {
+                Ok(plan) => plans.push(plan),
+                Err(refusal) => refusals.push(refusal),
+            }
+        }
+        if let Some(last) = refusals.pop() {
+            refusals.into_iter().for_each(|refusal| self.refuse(refusal));
+            return Err(last);
         }
         let default_plan = &raw.usage.default_plan;
         let plan_names: Vec<&str> = raw.plans.keys().map(String::as_str).collect();
@@ -97,6 +106,7 @@ impl Validator<'_> {
             }
         }
         let mut limits = IndexMap::new();
+        let mut rollover = IndexMap::new();
         for metric in metrics.keys() {
             let key = format!("{prefix}.limits.{metric}");
             let limit = match raw.limits.get(metric) {
@@ -115,7 +125,18 @@ impl Validator<'_> {
                         "write \"unlimited\" or { limit = N, enforcement = \"hard\" }",
                     ));
                 }
-                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement })) => {
+                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement, rollover_max })) => {
+                    if let Some(max) = rollover_max {
+                        let max = self.in_range(&format!("{key}.rollover_max"), *max, 0, i64::MAX)?;
+                        if enforcement == "unlimited" {
+                            return Err(self.error(
+                                format!("{key}.rollover_max"),
+                                "is set on an unlimited metric",
+                                "remove rollover_max: nothing is left over from an unlimited allowance",
+                            ));
+                        }
+                        rollover.insert(metric.clone(), max as u64);
+                    }
                     if *limit < 0 {
                         return Err(self.error(
                             format!("{key}.limit"),
@@ -162,7 +183,18 @@ impl Validator<'_> {
             self.name(&key, feature, "feature")?;
             grants.insert(feature.clone(), grant);
         }
-        Ok(Plan { name: plan_name.to_owned(), price_cents, limits, features: grants })
+        let max_members = match raw.max_members {
+            Some(max) => Some(self.in_range(&format!("{prefix}.max_members"), max, 1, 1_000_000)? as u32),
+            None => None,
+        };
+        Ok(Plan {
+            name: plan_name.to_owned(),
+            price_cents,
+            max_members,
+            limits,
+            features: grants,
+            rollover_max: rollover,
+        })
     }
 }
 

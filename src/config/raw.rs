@@ -111,6 +111,8 @@ pub(super) struct RawMetric {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPlan {
     pub price_cents: i64,
+    #[serde(default)]
+    pub max_members: Option<i64>,
     pub limits: IndexMap<String, RawLimit>,
     pub features: IndexMap<String, RawFeature>,
 }
@@ -127,6 +129,8 @@ pub(super) enum RawLimit {
 pub(super) struct RawCapped {
     pub limit: i64,
     pub enforcement: String,
+    #[serde(default)]
+    pub rollover_max: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,12 +7,15 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn load(text: &str) -> Result<Config, ConfigError> {
+fn load(text: &str) -> Result<Config, ConfigErrors> {
     Config::from_toml("test.toml", text, &no_env)
 }
 
+/// The first (here: the only) refusal of `text`.
 fn refusal(text: &str) -> ConfigError {
-    load(text).expect_err("the config should be refused")
+    let mut refused = load(text).expect_err("the config should be refused").errors;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    refused.remove(0)
 }
 
 #[test]
@@ -191,7 +194,7 @@ fn env_overrides_switches_and_adds_admin_users() {
 #[test]
 fn unparsable_env_override_is_refused() {
     let env = |name: &str| (name == "TELEMETRY_ENABLED").then(|| "yes".to_owned());
-    let error = Config::from_toml("t", "", &env).unwrap_err();
+    let error = Config::from_toml("t", "", &env).unwrap_err().errors.remove(0);
     assert_eq!(error.key, "TELEMETRY_ENABLED");
     assert!(error.source.contains("environment"), "{error}");
 }
@@ -281,4 +284,120 @@ fn a_database_url_never_shows_its_password() {
     }
     let config = load("[database]\nurl = \"postgres://tally:ab/cd@db/tally\"\n").unwrap();
     assert!(!format!("{:?} {}", config.database, config.database.describe()).contains("ab/cd"));
+}
+
+#[test]
+fn alert_thresholds_are_fractions_not_percentages() {
+    let error = refusal("[usage]\nalert_thresholds = [0.8, 80]\n");
+    assert_eq!(error.key, "usage.alert_thresholds[1]");
+    assert!(error.fix.contains("at most 1"), "{error}");
+    assert_eq!(refusal("[usage]\nalert_thresholds = [0]\n").key, "usage.alert_thresholds[0]");
+    let config = load("[usage]\nalert_thresholds = [1.0, 0.5]\n").unwrap();
+    assert_eq!(config.rules.alert_thresholds, [0.5, 1.0]);
+}
+
+#[test]
+fn reports_every_refusal_of_a_file_not_only_the_first() {
+    let text = "[server]\nmax_connections = 0\nheader_timeout_ms = 1\n\
+                [auth]\nservice_keys = [\"short\", \"also-short\"]\n\
+                [usage]\nalert_thresholds = [0.8, 80]\ndefault_plan = \"gold\"\n\
+                [webhook_delivery]\nmax_in_flight = 0\n";
+    let errors = load(text).unwrap_err().errors;
+    let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.max_connections",
+            "server.header_timeout_ms",
+            "auth.service_keys[0]",
+            "auth.service_keys[1]",
+            "usage.alert_thresholds[1]",
+            "usage.default_plan",
+            "webhook_delivery.max_in_flight",
+        ]
+    );
+    let shown = ConfigErrors { errors }.to_string();
+    assert!(shown.starts_with("7 problems\n"), "{shown}");
+}
+
+#[test]
+fn every_refused_plan_is_reported() {
+    let text = "[metrics]\nm = { unit = \"u\" }\n[plans.a]\nprice_cents = 0\nlimits = { m = { limit = -1, enforcement = \"hard\" } }\nfeatures = {}\n\
+                [plans.b]\nprice_cents = 1\nlimits = { m = { limit = -2, enforcement = \"hard\" } }\nfeatures = {}\n\
+                [usage]\ndefault_plan = \"a\"\n";
+    let keys: Vec<String> = load(text).unwrap_err().errors.into_iter().map(|error| error.key).collect();
+    assert_eq!(keys, ["plans.a.limits.m.limit", "plans.b.limits.m.limit"]);
+}
+
+fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned())
+}
+
+#[test]
+fn listen_flag_beats_env_beats_file() {
+    let file = "[server]\nlisten = \"127.0.0.1:1111\"\n";
+    let env = env_of(&[("TALLY_LISTEN", "127.0.0.1:2222")]);
+    let flag = Overrides { listen: Some("127.0.0.1:3333".into()), database: None };
+    let none = Overrides::default();
+    assert_eq!(Config::from_toml_with("t", file, &none, &no_env).unwrap().server.listen.port(), 1111);
+    assert_eq!(Config::from_toml_with("t", file, &none, &env).unwrap().server.listen.port(), 2222);
+    assert_eq!(Config::from_toml_with("t", file, &flag, &env).unwrap().server.listen.port(), 3333);
+
+    let bad = Overrides { listen: Some("localhost".into()), database: None };
+    let error = Config::from_toml_with("t", file, &bad, &env).unwrap_err().errors.remove(0);
+    assert_eq!((error.key.as_str(), error.source.as_str()), ("--listen", "command line"));
+    let open = env_of(&[("TALLY_LISTEN", "0.0.0.0:8080")]);
+    let error = Config::from_toml_with("t", "", &none, &open).unwrap_err().errors.remove(0);
+    assert_eq!(error.key, "TALLY_LISTEN", "an open server off loopback names the variable that moved it: {error}");
+}
+
+#[test]
+fn database_flag_beats_env_beats_file_and_a_url_selects_postgres() {
+    let file = "[database]\npath = \"file.db\"\n";
+    let none = Overrides::default();
+    let sqlite_path = |config: Config| match config.database.backend {
+        DatabaseBackend::Sqlite(sqlite) => sqlite.path.display().to_string(),
+        DatabaseBackend::Postgres(postgres) => postgres.url.redacted(),
+    };
+    let url = "postgres://tally:secret@127.0.0.1:5432/tally";
+    assert_eq!(sqlite_path(Config::from_toml_with("t", file, &none, &no_env).unwrap()), "file.db");
+    let env = env_of(&[("TALLY_DATABASE", "env.db")]);
+    assert_eq!(sqlite_path(Config::from_toml_with("t", file, &none, &env).unwrap()), "env.db");
+    let env_url = env_of(&[("TALLY_DATABASE_URL", "postgres://tally:secret@127.0.0.1:5432/tally")]);
+    assert_eq!(
+        sqlite_path(Config::from_toml_with("t", file, &none, &env_url).unwrap()),
+        "postgres://tally:***@127.0.0.1:5432/tally",
+        "the environment overrides the file's path"
+    );
+    let flag = Overrides { listen: None, database: Some("flag.db".into()) };
+    assert_eq!(sqlite_path(Config::from_toml_with("t", file, &flag, &env_url).unwrap()), "flag.db");
+    let flag_url = Overrides { listen: None, database: Some(url.into()) };
+    assert_eq!(
+        sqlite_path(Config::from_toml_with("t", file, &flag_url, &env).unwrap()),
+        "postgres://tally:***@127.0.0.1:5432/tally"
+    );
+
+    let both = env_of(&[("TALLY_DATABASE", "env.db"), ("TALLY_DATABASE_URL", "postgres://h/d")]);
+    let error = Config::from_toml_with("t", "", &none, &both).unwrap_err().errors.remove(0);
+    assert_eq!(error.key, "TALLY_DATABASE_URL");
+    let not_url = env_of(&[("TALLY_DATABASE_URL", "tally.db")]);
+    let error = Config::from_toml_with("t", "", &none, &not_url).unwrap_err().errors.remove(0);
+    assert!(error.fix.contains("TALLY_DATABASE"), "{error}");
+}
+
+#[test]
+fn rollover_needs_a_capped_limit_and_max_members_a_positive_count() {
+    let plan = |limit: &str, extra: &str| {
+        format!(
+            "[metrics]\nprompts = {{ unit = \"prompts\" }}\n[plans.p]\nprice_cents = 0\n{extra}\
+             limits = {{ prompts = {limit} }}\nfeatures = {{}}\n[usage]\ndefault_plan = \"p\"\n"
+        )
+    };
+    let unlimited = plan("{ limit = 0, enforcement = \"unlimited\", rollover_max = 5 }", "");
+    assert_eq!(refusal(&unlimited).key, "plans.p.limits.prompts.rollover_max");
+    let config =
+        load(&plan("{ limit = 100, enforcement = \"soft\", rollover_max = 50 }", "max_members = 3\n")).unwrap();
+    let plan_p = config.rules.catalog.find_plan("p").unwrap();
+    assert_eq!((plan_p.rollover_max.get("prompts"), plan_p.max_members), (Some(&50), Some(3)));
+    assert_eq!(refusal(&plan("\"unlimited\"", "max_members = 0\n")).key, "plans.p.max_members");
 }

@@ -17,12 +17,14 @@ fn is_http_url(url: &str) -> bool {
 
 impl Validator<'_> {
     pub(super) fn thresholds(&self, raw: &[f64]) -> Result<Vec<f64>, ConfigError> {
+        // A fraction, not a percentage: 80 would be "at 80 times the limit", which no hard
+        // limit ever reaches, so a threshold written as a percentage would silently never fire.
         for (index, threshold) in raw.iter().enumerate() {
-            if !(threshold.is_finite() && *threshold > 0.0 && *threshold <= 100.0) {
-                return Err(self.error(
+            if !(threshold.is_finite() && *threshold > 0.0 && *threshold <= 1.0) {
+                self.refuse(self.error(
                     format!("usage.alert_thresholds[{index}]"),
                     format!("{threshold} is not a fraction of a limit"),
-                    "use numbers above 0 and at most 100, such as 0.8 (80%) or 1.0 (the limit itself)",
+                    "use fractions above 0 and at most 1, such as 0.8 (80%) or 1.0 (the limit itself)",
                 ));
             }
         }
@@ -136,7 +138,8 @@ impl Validator<'_> {
         };
         let retry_initial = millis("retry_initial_ms", delivery.retry_initial_ms, 1, 86_400_000)?;
         let retry_max = millis("retry_max_ms", delivery.retry_max_ms, 1, 86_400_000)?;
-        if retry_max < retry_initial {
+        // The values as written: an out-of-range one is already refused, not compared.
+        if delivery.retry_max_ms < delivery.retry_initial_ms {
             return Err(self.error(
                 "webhook_delivery.retry_max_ms",
                 "is smaller than retry_initial_ms",

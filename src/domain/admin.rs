@@ -6,7 +6,7 @@ use super::Rules;
 use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
-use super::ports::{AdminRead, AdminWrite, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AdminRead, AdminWrite, CustomerKey, ErasureRecord, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::usage::USER_SCOPE;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -18,8 +18,13 @@ pub struct PlanShare {
     pub users: u64,
     /// users / all users, 0 when there are none.
     pub share: f64,
+    /// Accounts on the plan.
+    pub accounts: u64,
+    /// Users on the plan who are members of an account (and pay through it).
+    pub members: u64,
     pub price_cents: u64,
-    /// Revenue estimate: users on the plan x its price.
+    /// Revenue estimate: (users who are not members + accounts) on the plan x its price. An
+    /// account pays its plan once; its members do not pay theirs.
     pub revenue_cents: u64,
 }
 
@@ -39,18 +44,32 @@ pub fn plan_distribution(store: &(impl AdminRead + ?Sized), rules: &Rules) -> Re
         *users_by_plan.entry(plan.name.as_str()).or_default() += users;
     }
     let users_total: u64 = users_by_plan.values().sum();
+    let (accounts, members) = store.account_plans()?;
+    let count_by_plan = |rows: Vec<(String, u64)>| {
+        let mut by_plan: HashMap<String, u64> = HashMap::new();
+        for (stored_plan, count) in rows {
+            *by_plan.entry(rules.catalog.plan_or_default(&stored_plan).name.clone()).or_default() += count;
+        }
+        by_plan
+    };
+    let (accounts, members) = (count_by_plan(accounts), count_by_plan(members));
     let plans: Vec<PlanShare> = rules
         .catalog
         .plans()
         .iter()
         .map(|plan| {
             let users = users_by_plan.get(plan.name.as_str()).copied().unwrap_or(0);
+            let accounts = accounts.get(&plan.name).copied().unwrap_or(0);
+            let members = members.get(&plan.name).copied().unwrap_or(0);
+            let paying = users.saturating_sub(members).saturating_add(accounts);
             PlanShare {
                 plan: plan.name.clone(),
                 users,
                 share: if users_total == 0 { 0.0 } else { users as f64 / users_total as f64 },
+                accounts,
+                members,
                 price_cents: plan.price_cents,
-                revenue_cents: users.saturating_mul(plan.price_cents),
+                revenue_cents: paying.saturating_mul(plan.price_cents),
             }
         })
         .collect();
@@ -61,7 +80,7 @@ pub fn plan_distribution(store: &(impl AdminRead + ?Sized), rules: &Rules) -> Re
 /// One user's usage of every configured metric in a period, in catalog order.
 pub type MetricValues = Vec<(String, u64)>;
 
-fn every_metric(rules: &Rules, values: impl IntoIterator<Item = (String, u64)>) -> MetricValues {
+pub fn every_metric(rules: &Rules, values: impl IntoIterator<Item = (String, u64)>) -> MetricValues {
     let found: HashMap<String, u64> = values.into_iter().collect();
     rules.catalog.metrics().map(|metric| (metric.name.clone(), found.get(&metric.name).copied().unwrap_or(0))).collect()
 }
@@ -195,18 +214,28 @@ pub fn history(
     current: Period,
     months: u32,
 ) -> Result<Vec<(Period, MetricValues)>, StoreError> {
-    let oldest = current.oldest_kept(months);
+    let rows = store.counters_since(user.pk, current.oldest_kept(months))?;
+    Ok(by_month(rules, rows, current, months))
+}
+
+/// (period, metric, value) rows as one entry per month, newest first, every metric in each.
+pub fn by_month(
+    rules: &Rules,
+    rows: Vec<(String, String, u64)>,
+    current: Period,
+    months: u32,
+) -> Vec<(Period, MetricValues)> {
     let mut by_period: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-    for (period, metric, value) in store.counters_since(user.pk, oldest)? {
+    for (period, metric, value) in rows {
         by_period.entry(period).or_default().push((metric, value));
     }
-    Ok((0..months)
+    (0..months)
         .map(|back| {
             let period = current.months_before(back);
             let values = by_period.remove(&period.to_string()).unwrap_or_default();
             (period, every_metric(rules, values))
         })
-        .collect())
+        .collect()
 }
 
 /// Who did it, for the audit log: a key's name, or a job's.
@@ -317,10 +346,11 @@ pub fn cleanup_step(
     let events = tx.prune_events(retention.oldest_period_kept.start_unix_ms(), CLEANUP_CHUNK)?;
     let alerts = tx.prune_alerts(&retention.oldest_period_kept.to_string(), CLEANUP_CHUNK)?;
     let refusals = tx.prune_refusals(retention.oldest_period_kept, CLEANUP_CHUNK)?;
+    let pooled = tx.delete_account_counters_before(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     report.deleted_counters += counters;
     report.pruned_idempotency_keys += answers;
     report.pruned_events += events;
-    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0 && refusals == 0)
+    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0 && refusals == 0 && pooled == 0)
 }
 
 /// The last step of a cleanup: drops the rollups of deleted periods, writes the audit row
@@ -382,7 +412,7 @@ pub fn begin_erasure(
         actor: actor.to_owned(),
         started_at_ms: now_ms,
     });
-    let refusals = tx.delete_refusals_of(user_id)?;
+    let refusals = tx.delete_refusals_of(user_id)? + tx.delete_terms_of(CustomerKey { kind: "user", id: user_id })?;
     let (answers, events) = scrub(tx, &erasure)?;
     if user.is_none() && refusals == 0 && answers == 0 && events == 0 && !tx.pending_erasures()?.contains(&erasure) {
         return Ok(None);

@@ -148,15 +148,39 @@ fn threshold_level(threshold: f64, limit: u64) -> u64 {
     (threshold * limit as f64).ceil().max(0.0) as u64
 }
 
-/// A user's use of a metric after a recorded track.
+/// Whose once-only alerts a crossing marks: a user's, or an account pool's (named in the
+/// event's data as `account_id`).
+pub enum AlertOwner<'a> {
+    User(i64),
+    Account { pk: i64, account_id: &'a str },
+}
+
+/// A user's use of a metric after a recorded track (for a member, the pool's use).
 pub struct Crossing<'a> {
-    pub user_pk: i64,
+    pub owner: AlertOwner<'a>,
     pub user_id: &'a str,
     pub plan: &'a str,
     pub metric: &'a str,
     pub period: Period,
     pub limit: Limit,
     pub used: u64,
+}
+
+impl Crossing<'_> {
+    /// Marks the alert as sent for this crossing's owner; false if it already was.
+    fn mark(&self, store: &(impl EventWrite + ?Sized), period: &str, alert: &str) -> Result<bool, StoreError> {
+        match self.owner {
+            AlertOwner::User(user_pk) => store.mark_alert(user_pk, period, self.metric, alert),
+            AlertOwner::Account { pk, .. } => store.mark_account_alert(pk, period, self.metric, alert),
+        }
+    }
+
+    /// Adds `account_id` to an event's data when the crossing is an account pool's.
+    fn name_account(&self, data: &mut Value) {
+        if let AlertOwner::Account { account_id, .. } = self.owner {
+            data["account_id"] = account_id.into();
+        }
+    }
 }
 
 /// Emits `threshold_crossed` for each configured fraction of the limit that `used` has
@@ -178,11 +202,8 @@ pub fn usage_alerts(
     let period = crossing.period.to_string();
     for &threshold in &rules.alert_thresholds {
         let level = threshold_level(threshold, limit);
-        if crossing.used >= level
-            && level > 0
-            && store.mark_alert(crossing.user_pk, &period, crossing.metric, &format!("threshold:{threshold}"))?
-        {
-            let data = json!({
+        if crossing.used >= level && level > 0 && crossing.mark(store, &period, &format!("threshold:{threshold}"))? {
+            let mut data = json!({
                 "metric": crossing.metric,
                 "period": period,
                 "plan": crossing.plan,
@@ -191,20 +212,22 @@ pub fn usage_alerts(
                 "limit": limit,
                 "enforcement": crossing.limit.enforcement(),
             });
+            crossing.name_account(&mut data);
             emit(store, rules, EventType::ThresholdCrossed, Some(crossing.user_id), data, now_ms)?;
         }
     }
     if let Limit::Soft(limit) = crossing.limit
         && crossing.used > limit
-        && store.mark_alert(crossing.user_pk, &period, crossing.metric, "soft_limit")?
+        && crossing.mark(store, &period, "soft_limit")?
     {
-        let data = json!({
+        let mut data = json!({
             "metric": crossing.metric,
             "period": period,
             "plan": crossing.plan,
             "used": crossing.used,
             "limit": limit,
         });
+        crossing.name_account(&mut data);
         emit(store, rules, EventType::SoftLimitExceeded, Some(crossing.user_id), data, now_ms)?;
     }
     Ok(())

@@ -6,7 +6,8 @@ use super::Rules;
 use super::events::{self, EventType};
 use super::period::Period;
 use super::plan::{FeatureGrant, Plan};
-use super::ports::{RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AccountRecord, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::terms::{Customer, Source, Terms};
 use serde::Serialize;
 use serde_json::json;
 
@@ -35,9 +36,11 @@ pub struct FeatureVerdict {
     /// After a use: how long until the oldest use counted in the window leaves it (when the
     /// remaining uses grow again). `None` elsewhere.
     pub oldest_use_leaves_in_ms: Option<u64>,
-    /// The cheapest plan that grants the feature, when the user's plan does not.
+    /// The cheapest plan that grants the feature, when the user's terms do not.
     pub plan_required: Option<String>,
     pub bypass: bool,
+    /// Whether the grant is the plan's or an override's.
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +63,8 @@ fn window_start(window_secs: u32, now_ms: i64) -> i64 {
     now_ms - window_ms(window_secs)
 }
 
-fn plan_required(rules: &Rules, plan: &Plan, feature: &str) -> Option<String> {
-    if plan.feature(feature).is_granted() {
+fn plan_required(rules: &Rules, plan: &Plan, grant: FeatureGrant, feature: &str) -> Option<String> {
+    if grant.is_granted() {
         return None;
     }
     rules
@@ -70,10 +73,12 @@ fn plan_required(rules: &Rules, plan: &Plan, feature: &str) -> Option<String> {
         .map(|other| other.name.clone())
 }
 
-/// The verdict for `user` (None: never seen) given `uses_in_window` counted uses.
-fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_window: u32) -> FeatureVerdict {
+/// The verdict for `user_id` under `terms` given `uses_in_window` counted uses.
+fn verdict(rules: &Rules, terms: &Terms<'_>, user_id: &str, feature: &str, uses_in_window: u32) -> FeatureVerdict {
     let bypass = rules.is_bypass(user_id);
-    let (kind, allowed, limit, window_secs, remaining) = match plan.feature(feature) {
+    let (grant, source) = terms.feature(feature);
+    let plan = terms.plan;
+    let (kind, allowed, limit, window_secs, remaining) = match grant {
         FeatureGrant::Boolean(granted) => (FeatureKind::Boolean, bypass || granted, None, None, None),
         FeatureGrant::Rate { limit, window_secs } => (
             FeatureKind::Rate,
@@ -94,23 +99,80 @@ fn verdict(rules: &Rules, plan: &Plan, user_id: &str, feature: &str, uses_in_win
         remaining_in_window: remaining,
         full_window_frees_in_ms: None,
         oldest_use_leaves_in_ms: None,
-        plan_required: plan_required(rules, plan, feature),
+        plan_required: plan_required(rules, plan, grant, feature),
         bypass,
+        source,
     }
+}
+
+/// Whose uses a rate-limited window counts: a user's own, an account's pooled uses (a
+/// member's), or nobody's (a user never seen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowOwner {
+    Nobody,
+    User(i64),
+    Account(i64),
+}
+
+impl WindowOwner {
+    fn count(self, store: &(impl UsageRead + ?Sized), feature: &str, since_ms: i64) -> Result<u32, StoreError> {
+        match self {
+            WindowOwner::Nobody => Ok(0),
+            WindowOwner::User(pk) => store.count_feature_uses(pk, feature, since_ms),
+            WindowOwner::Account(pk) => store.count_account_feature_uses(pk, feature, since_ms),
+        }
+    }
+
+    fn nth_oldest(
+        self,
+        store: &(impl UsageRead + ?Sized),
+        feature: &str,
+        since_ms: i64,
+        skip: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        match self {
+            WindowOwner::Nobody => Ok(None),
+            WindowOwner::User(pk) => store.nth_oldest_feature_use(pk, feature, since_ms, skip),
+            WindowOwner::Account(pk) => store.nth_oldest_account_feature_use(pk, feature, since_ms, skip),
+        }
+    }
+}
+
+/// The terms that apply to `user_id` (`user`: None when never seen) and whose uses its
+/// windows count: a member's account's, else the user's own.
+pub fn feature_standpoint<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: Option<&UserRecord>,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<(Terms<'r>, WindowOwner, Option<AccountRecord>), StoreError> {
+    Ok(match user {
+        Some(user) if user.account_pk.is_some() => {
+            let account = store.get_account(user.account_pk.unwrap_or_default())?;
+            let plan = rules.catalog.plan_or_default(&account.plan);
+            let terms = Terms::load(store, plan, Customer::Account(&account.account_id), now_ms)?;
+            (terms, WindowOwner::Account(account.pk), Some(account))
+        }
+        _ => {
+            let plan = rules.plan_of(user);
+            let terms = Terms::load(store, plan, Customer::User(user_id), now_ms)?;
+            let owner = user.map_or(WindowOwner::Nobody, |user| WindowOwner::User(user.pk));
+            (terms, owner, None)
+        }
+    })
 }
 
 fn uses_in_window(
     store: &(impl UsageRead + ?Sized),
-    user: Option<&UserRecord>,
+    owner: WindowOwner,
     grant: FeatureGrant,
     feature: &str,
     now_ms: i64,
 ) -> Result<u32, StoreError> {
-    match (user, grant) {
-        (Some(user), FeatureGrant::Rate { window_secs, .. }) => {
-            store.count_feature_uses(user.pk, feature, window_start(window_secs, now_ms))
-        }
-        _ => Ok(0),
+    match grant {
+        FeatureGrant::Rate { window_secs, .. } => owner.count(store, feature, window_start(window_secs, now_ms)),
+        FeatureGrant::Boolean(_) => Ok(0),
     }
 }
 
@@ -118,34 +180,34 @@ fn uses_in_window(
 /// (used - limit + 1)-th oldest counted use must leave it first.
 fn frees_in_ms(
     store: &(impl UsageRead + ?Sized),
-    user: &UserRecord,
+    owner: WindowOwner,
     feature: &str,
     (limit, window_secs, used): (u32, u32, u32),
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let since = window_start(window_secs, now_ms);
-    let oldest = store.nth_oldest_feature_use(user.pk, feature, since, used - limit)?.unwrap_or(now_ms);
+    let oldest = owner.nth_oldest(store, feature, since, used - limit)?.unwrap_or(now_ms);
     Ok((oldest + window_ms(window_secs) - now_ms).max(1) as u64)
 }
 
-/// Where `user` (None: never seen, named `user_id`) stands with `feature` at `now_ms`.
-fn standing(
+/// Where `user_id` stands with `feature` at `now_ms` under `terms`, its windows counting
+/// `owner`'s uses.
+pub fn standing(
     store: &(impl UsageRead + ?Sized),
     rules: &Rules,
-    user: Option<&UserRecord>,
+    (terms, owner): (&Terms<'_>, WindowOwner),
     user_id: &str,
     feature: &str,
     now_ms: i64,
 ) -> Result<FeatureVerdict, StoreError> {
-    let plan = rules.plan_of(user);
-    let grant = plan.feature(feature);
-    let used = uses_in_window(store, user, grant, feature, now_ms)?;
-    let mut verdict = verdict(rules, plan, user_id, feature, used);
-    if let (Some(user), FeatureGrant::Rate { limit, window_secs }) = (user, grant)
+    let (grant, _) = terms.feature(feature);
+    let used = uses_in_window(store, owner, grant, feature, now_ms)?;
+    let mut verdict = verdict(rules, terms, user_id, feature, used);
+    if let FeatureGrant::Rate { limit, window_secs } = grant
         && limit > 0
         && used >= limit
     {
-        verdict.full_window_frees_in_ms = Some(frees_in_ms(store, user, feature, (limit, window_secs, used), now_ms)?);
+        verdict.full_window_frees_in_ms = Some(frees_in_ms(store, owner, feature, (limit, window_secs, used), now_ms)?);
     }
     Ok(verdict)
 }
@@ -159,7 +221,8 @@ pub fn check(
     now_ms: i64,
 ) -> Result<FeatureVerdict, StoreError> {
     let user = store.find_user(user_id)?;
-    standing(store, rules, user.as_ref(), user_id, feature, now_ms)
+    let (terms, owner, _) = feature_standpoint(store, rules, user.as_ref(), user_id, now_ms)?;
+    standing(store, rules, (&terms, owner), user_id, feature, now_ms)
 }
 
 /// The verdict of every configured feature for a known user.
@@ -169,8 +232,9 @@ pub fn check_all(
     user: &UserRecord,
     now_ms: i64,
 ) -> Result<Vec<FeatureVerdict>, StoreError> {
+    let (terms, owner, _) = feature_standpoint(store, rules, Some(user), &user.user_id, now_ms)?;
     let features = rules.catalog.features().iter();
-    features.map(|feature| standing(store, rules, Some(user), &user.user_id, feature, now_ms)).collect()
+    features.map(|feature| standing(store, rules, (&terms, owner), &user.user_id, feature, now_ms)).collect()
 }
 
 /// The counter a feature refusal of `kind` at `now_ms` adds to: per feature and UTC month.
@@ -190,36 +254,46 @@ pub fn use_feature(
 ) -> Result<UseOutcome, StoreError> {
     store.serialize_on(super::usage::USER_SCOPE, user_id)?;
     let user = store.find_user(user_id)?;
-    let plan = rules.plan_of(user.as_ref());
-    let grant = plan.feature(feature);
+    let (terms, owner, account) = feature_standpoint(store, rules, user.as_ref(), user_id, now_ms)?;
+    let plan = terms.plan;
+    if let Some(account) = &account {
+        store.serialize_on(super::usage::ACCOUNT_SCOPE, &account.account_id)?;
+    }
+    let name_account = |data: &mut serde_json::Value| {
+        if let Some(account) = &account {
+            data["account_id"] = account.account_id.clone().into();
+        }
+    };
+    let (grant, _) = terms.feature(feature);
     let bypass = rules.is_bypass(user_id);
     if !bypass && !grant.is_granted() {
-        let verdict = verdict(rules, plan, user_id, feature, 0);
-        let data = json!({ "feature": feature, "plan": plan.name, "plan_required": verdict.plan_required });
+        let verdict = verdict(rules, &terms, user_id, feature, 0);
+        let mut data = json!({ "feature": feature, "plan": plan.name, "plan_required": verdict.plan_required });
+        name_account(&mut data);
         let key = refusal_key(user_id, EventType::FeatureDenied, feature, now_ms);
         events::refusal(store, rules, EventType::FeatureDenied, &key, data, now_ms)?;
         return Ok(UseOutcome::NotInPlan(verdict));
     }
     let FeatureGrant::Rate { limit, window_secs } = grant else {
         // A boolean feature: allowed, and nothing to record.
-        return Ok(UseOutcome::Allowed(verdict(rules, plan, user_id, feature, 0)));
+        return Ok(UseOutcome::Allowed(verdict(rules, &terms, user_id, feature, 0)));
     };
-    let used = uses_in_window(store, user.as_ref(), grant, feature, now_ms)?;
+    let used = uses_in_window(store, owner, grant, feature, now_ms)?;
     if !bypass && used >= limit {
-        let user = user.as_ref().expect("a user with counted uses exists");
-        let retry_after_ms = frees_in_ms(store, user, feature, (limit, window_secs, used), now_ms)?;
-        let data = json!({
+        let retry_after_ms = frees_in_ms(store, owner, feature, (limit, window_secs, used), now_ms)?;
+        let mut data = json!({
             "feature": feature,
             "plan": plan.name,
             "limit": limit,
             "window_secs": window_secs,
             "retry_after_ms": retry_after_ms,
         });
+        name_account(&mut data);
         let key = refusal_key(user_id, EventType::RateLimited, feature, now_ms);
         events::refusal(store, rules, EventType::RateLimited, &key, data, now_ms)?;
         let verdict = FeatureVerdict {
             full_window_frees_in_ms: Some(retry_after_ms),
-            ..verdict(rules, plan, user_id, feature, used)
+            ..verdict(rules, &terms, user_id, feature, used)
         };
         return Ok(UseOutcome::RateLimited { verdict, retry_after_ms });
     }
@@ -229,19 +303,27 @@ pub fn use_feature(
     };
     // Uses older than the longest window any plan has for this feature count for nobody.
     let longest_window = rules.catalog.longest_window_secs(feature).unwrap_or(window_secs);
-    store.prune_feature_uses(user.pk, feature, window_start(longest_window, now_ms))?;
+    let forgotten = window_start(longest_window, now_ms);
+    store.prune_feature_uses(user.pk, feature, forgotten)?;
     store.record_feature_use(user.pk, feature, now_ms)?;
-    // The oldest use in the window is this one unless others are counted.
+    if let Some(account) = &account {
+        // A member's use counts in the pool's window (the user's own record is kept for
+        // when they leave).
+        store.prune_account_feature_uses(account.pk, feature, forgotten)?;
+        store.record_account_feature_use(account.pk, feature, now_ms)?;
+    }
+    // The oldest use in the window that counted (the pool's for a member) is this one
+    // unless others are counted.
     let since = window_start(window_secs, now_ms);
     let oldest = match used {
         0 => now_ms,
-        _ => store.nth_oldest_feature_use(user.pk, feature, since, 0)?.unwrap_or(now_ms),
+        _ => owner.nth_oldest(store, feature, since, 0)?.unwrap_or(now_ms),
     };
     // This use was allowed; the rest of the verdict describes the window after it.
     let after = FeatureVerdict {
         allowed: true,
         oldest_use_leaves_in_ms: Some((oldest + window_ms(window_secs) - now_ms).max(0) as u64),
-        ..verdict(rules, plan, user_id, feature, used + 1)
+        ..verdict(rules, &terms, user_id, feature, used + 1)
     };
     Ok(UseOutcome::Allowed(after))
 }

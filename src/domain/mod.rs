@@ -2,6 +2,7 @@
 //! need from storage. No SQL, no HTTP, no config, no clock: storage comes in through
 //! `ports`, time as a parameter.
 
+pub mod account;
 pub mod admin;
 pub mod events;
 pub mod feature;
@@ -9,6 +10,7 @@ pub mod period;
 pub mod plan;
 pub mod ports;
 pub mod quota;
+pub mod terms;
 pub mod usage;
 pub mod user_id;
 

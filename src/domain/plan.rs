@@ -70,10 +70,15 @@ pub struct Metric {
 pub struct Plan {
     pub name: String,
     pub price_cents: u64,
+    /// How many users an account on this plan may have; None: no cap.
+    pub max_members: Option<u32>,
     /// One entry per configured metric, in the catalog's metric order.
     pub limits: IndexMap<String, Limit>,
     /// One entry per configured feature, in the catalog's feature order.
     pub features: IndexMap<String, FeatureGrant>,
+    /// The metrics whose unused allowance rolls over to the next period, with the most that
+    /// may roll over (`rollover_max`).
+    pub rollover_max: IndexMap<String, u64>,
 }
 
 impl Plan {
@@ -175,8 +180,10 @@ pub(crate) mod tests {
         Plan {
             name: name.to_owned(),
             price_cents,
+            max_members: None,
             limits: [("prompts".to_owned(), prompts)].into_iter().collect(),
             features: IndexMap::new(),
+            rollover_max: IndexMap::new(),
         }
     }
 

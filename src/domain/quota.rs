@@ -76,6 +76,8 @@ mod tests {
             amount: 1,
             bypass: false,
             standing: Standing::new(limit, used),
+            account_id: None,
+            user_used: used,
         }
     }
 

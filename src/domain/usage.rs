@@ -3,15 +3,20 @@
 //! unchanged on any storage that implements those traits.
 
 use super::Rules;
-use super::events::{self, Crossing, EventType};
+use super::events::{self, AlertOwner, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use super::ports::{RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AccountRecord, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::terms::{self, Counter, Customer, ResolvedLimit, Source, Terms};
 use super::user_id::UserId;
 use serde_json::json;
 
 /// The `serialize_on` scope of everything that reads then changes one user's state.
 pub const USER_SCOPE: &str = "user";
+
+/// The `serialize_on` scope of everything that reads then changes an account's pool. Taken
+/// after the user's scope when both are needed, never before.
+pub const ACCOUNT_SCOPE: &str = "account";
 
 /// Counters are stored as signed 64-bit integers: they stop at i64::MAX rather than wrap.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
@@ -20,7 +25,8 @@ pub const COUNTER_MAX: u64 = i64::MAX as u64;
 /// client can represent exactly.
 pub const AMOUNT_MAX: u64 = (1 << 53) - 1;
 
-/// Where a user stands against one metric's limit.
+/// Where a user stands against one metric's limit. `limit` includes `granted` and
+/// `rollover`; `source` says whether its base is the plan's or an override's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub used: u64,
@@ -28,16 +34,27 @@ pub struct Standing {
     pub remaining: Option<u64>,
     pub enforcement: Enforcement,
     pub over_soft_limit: bool,
+    pub source: Source,
+    pub granted: u64,
+    pub rollover: u64,
 }
 
 impl Standing {
     pub fn new(limit: Limit, used: u64) -> Standing {
+        Standing::resolved(ResolvedLimit::of_plan(limit), used)
+    }
+
+    pub fn resolved(resolved: ResolvedLimit, used: u64) -> Standing {
+        let limit = resolved.limit;
         Standing {
             used,
             limit: limit.value(),
             remaining: limit.value().map(|limit| limit.saturating_sub(used)),
             enforcement: limit.enforcement(),
             over_soft_limit: matches!(limit, Limit::Soft(limit) if used > limit),
+            source: resolved.source,
+            granted: resolved.granted,
+            rollover: resolved.rollover,
         }
     }
 }
@@ -68,7 +85,8 @@ pub struct UsageQuery {
     pub period: Period,
 }
 
-/// The answer to a check, and the body of every track answer.
+/// The answer to a check, and the body of every track answer. For a member of an account,
+/// `standing` is the account's pooled counter against the account's plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
@@ -79,6 +97,26 @@ pub struct Verdict {
     pub amount: u64,
     pub bypass: bool,
     pub standing: Standing,
+    /// The account whose pool `standing` is; None for a user on their own.
+    pub account_id: Option<String>,
+    /// The user's own counter (a member's own part of the pool; else `standing.used`).
+    pub user_used: u64,
+}
+
+/// Whose counter a limit refused: the user's own, or their account's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Account,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Account => "account",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,41 +125,117 @@ pub enum TrackOutcome {
     /// `enforced` is false for usage recorded with `enforce: false`.
     Recorded { verdict: Verdict, enforced: bool },
     /// A hard limit refused it; nothing changed.
-    Refused { verdict: Verdict, upgrade_to: Option<String> },
+    Refused { verdict: Verdict, upgrade_to: Option<String>, scope: Scope },
     /// The counter would pass `COUNTER_MAX`; nothing changed.
     Overflow { verdict: Verdict },
     /// Tracking is switched off: nothing was stored; the verdict is a check's.
     NotTracked { verdict: Verdict },
 }
 
-fn verdict(rules: &Rules, plan: &Plan, query: &UsageQuery, used: u64) -> Verdict {
+/// Where the use is decided: the plan that applies, the limit resolved for the counter it is
+/// enforced on (`used` before this use), `account` for a member, and a member's own cap.
+struct Standpoint<'p> {
+    plan: &'p Plan,
+    limit: ResolvedLimit,
+    used: u64,
+    account: Option<AccountRecord>,
+    user_used: u64,
+    cap: Option<ResolvedLimit>,
+}
+
+fn verdict(rules: &Rules, query: &UsageQuery, at: &Standpoint<'_>) -> Verdict {
     let bypass = rules.is_bypass(&query.user_id);
-    let limit = plan.limit(&query.metric);
+    let within_cap = at.cap.is_none_or(|cap| admits(cap.limit, bypass, at.user_used, query.amount));
     Verdict {
-        allowed: admits(limit, bypass, used, query.amount),
+        allowed: admits(at.limit.limit, bypass, at.used, query.amount) && within_cap,
         user_id: query.user_id.clone(),
-        plan: plan.name.clone(),
+        plan: at.plan.name.clone(),
         metric: query.metric.clone(),
         period: query.period,
         amount: query.amount,
         bypass,
-        standing: Standing::new(limit, used),
+        standing: Standing::resolved(at.limit, at.used),
+        account_id: at.account.as_ref().map(|account| account.account_id.clone()),
+        user_used: at.user_used,
     }
 }
 
-/// Answers "may this user use `amount` more?" without changing anything. A user never seen
-/// is on the default plan with nothing used.
-pub fn check(store: &(impl UsageRead + ?Sized), rules: &Rules, query: &UsageQuery) -> Result<Verdict, StoreError> {
-    let (plan, used) = match store.find_user(&query.user_id)? {
-        Some(user) => (rules.catalog.plan_or_default(&user.plan), store.counter(user.pk, query.period, &query.metric)?),
-        None => (rules.catalog.default_plan(), 0),
+/// The plan and the resolved limit of `query.metric` for a user on their own (None: never
+/// seen; overrides and grants may still name them).
+fn own_limit<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: Option<&UserRecord>,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<(&'r Plan, ResolvedLimit), StoreError> {
+    let plan = rules.plan_of(user);
+    let customer = Customer::User(&query.user_id);
+    let counter = user.map_or(Counter::None, |user| Counter::User { pk: user.pk, created_at_ms: user.created_at_ms });
+    let terms = Terms::load(store, plan, customer, now_ms)?;
+    Ok((plan, terms::resolve(store, &terms, (customer, counter), &query.metric, query.period, now_ms)?))
+}
+
+/// The plan and the resolved pool limit of `query.metric` for a member of `account`, and the
+/// member's own cap.
+fn pool_limit<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: &UserRecord,
+    account: &AccountRecord,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<(&'r Plan, ResolvedLimit, Option<ResolvedLimit>), StoreError> {
+    let plan = rules.catalog.plan_or_default(&account.plan);
+    let customer = Customer::Account(&account.account_id);
+    let counter = Counter::Account { pk: account.pk, created_at_ms: account.created_at_ms };
+    let terms = Terms::load(store, plan, customer, now_ms)?;
+    let limit = terms::resolve(store, &terms, (customer, counter), &query.metric, query.period, now_ms)?;
+    let cap = terms::member_cap(store, rules, &user.user_id, &user.plan, &query.metric, query.period, now_ms)?;
+    Ok((plan, limit, cap))
+}
+
+/// The standpoint of `user` (None: never seen, nothing used).
+fn standpoint<'r>(
+    store: &(impl UsageRead + ?Sized),
+    rules: &'r Rules,
+    user: Option<&UserRecord>,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<Standpoint<'r>, StoreError> {
+    let user_used = match user {
+        Some(user) => store.counter(user.pk, query.period, &query.metric)?,
+        None => 0,
     };
-    Ok(verdict(rules, plan, query, used))
+    if let Some(user) = user
+        && let Some(account_pk) = user.account_pk
+    {
+        let account = store.get_account(account_pk)?;
+        let (plan, limit, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
+        let used = store.account_counter(account_pk, query.period, &query.metric)?;
+        return Ok(Standpoint { plan, limit, used, account: Some(account), user_used, cap });
+    }
+    let (plan, limit) = own_limit(store, rules, user, query, now_ms)?;
+    Ok(Standpoint { plan, limit, used: user_used, account: None, user_used, cap: None })
+}
+
+/// Answers "may this user use `amount` more?" without changing anything. A user never seen
+/// is on the default plan with nothing used; a member is asked about the account's pool (and
+/// their own cap, if an override gives them one).
+pub fn check(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<Verdict, StoreError> {
+    let user = store.find_user(&query.user_id)?;
+    Ok(verdict(rules, query, &standpoint(store, rules, user.as_ref(), query, now_ms)?))
 }
 
 /// Checks and records in one step, inside one write transaction serialized on the user (the
 /// user's creation, the add and the once-only alerts), so no concurrent track can slip
-/// between the check and the add, on any node.
+/// between the check and the add, on any node. A member's track is serialized on the account
+/// too, and adds to the pool and to the member's own counter in the same transaction.
 pub fn track(
     store: &(impl UsageWrite + ?Sized),
     rules: &Rules,
@@ -130,14 +244,18 @@ pub fn track(
     now_ms: i64,
 ) -> Result<TrackOutcome, StoreError> {
     if !rules.tracking_enabled {
-        return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query)? });
+        return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query, now_ms)? });
     }
     store.serialize_on(USER_SCOPE, &query.user_id)?;
     let user = store.find_user(&query.user_id)?;
-    let plan = rules.plan_of(user.as_ref());
-    let bypass = rules.is_bypass(&query.user_id);
-    let limit = plan.limit(&query.metric);
-    let ceiling = ceiling(limit, bypass, enforce);
+    if let Some(user) = &user
+        && let Some(account_pk) = user.account_pk
+    {
+        return track_member(store, rules, query, enforce, user, account_pk, now_ms);
+    }
+    let (plan, resolved) = own_limit(store, rules, user.as_ref(), query, now_ms)?;
+    let limit = resolved.limit;
+    let ceiling = ceiling(limit, rules.is_bypass(&query.user_id), enforce);
 
     let user_pk = match &user {
         Some(user) => Some(user.pk),
@@ -151,11 +269,18 @@ pub fn track(
     };
     Ok(match (added, user_pk) {
         (Some(used_after), Some(user_pk)) => {
-            let used_before = used_after - query.amount;
-            let mut verdict = verdict(rules, plan, query, used_before);
-            verdict.standing = Standing::new(limit, used_after);
+            let at = Standpoint {
+                plan,
+                limit: resolved,
+                used: used_after - query.amount,
+                account: None,
+                user_used: used_after,
+                cap: None,
+            };
+            let mut verdict = verdict(rules, query, &at);
+            verdict.standing = Standing::resolved(resolved, used_after);
             let crossing = Crossing {
-                user_pk,
+                owner: AlertOwner::User(user_pk),
                 user_id: &query.user_id,
                 plan: &plan.name,
                 metric: &query.metric,
@@ -171,54 +296,172 @@ pub fn track(
                 Some(user) => store.counter(user.pk, query.period, &query.metric)?,
                 None => 0,
             };
-            let verdict = verdict(rules, plan, query, used);
-            if verdict.allowed || !enforce {
-                TrackOutcome::Overflow { verdict }
-            } else {
-                let upgrade_to = rules
-                    .catalog
-                    .cheapest_plan_where(&plan.name, |other| {
-                        admits(other.limit(&query.metric), false, used, query.amount)
-                    })
-                    .map(|other| other.name.clone());
-                let data = json!({
-                    "metric": query.metric,
-                    "period": query.period.to_string(),
-                    "plan": plan.name,
-                    "used": used,
-                    "limit": limit.value(),
-                    "amount": query.amount,
-                });
-                let key = RefusalKey {
-                    user_id: &query.user_id,
-                    period: query.period,
-                    kind: EventType::LimitExceeded.as_str(),
-                    subject: &query.metric,
-                };
-                events::refusal(store, rules, EventType::LimitExceeded, &key, data, now_ms)?;
-                TrackOutcome::Refused { verdict, upgrade_to }
-            }
+            let at = Standpoint { plan, limit: resolved, used, account: None, user_used: used, cap: None };
+            not_recorded(store, rules, query, enforce, &at, now_ms)?
         }
     })
 }
 
-/// The user's standing on every configured metric in `period`, in catalog order.
+/// A member's track: the account's plan applies and its pooled counter is the one enforced;
+/// the member's own counter grows with it.
+fn track_member(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    enforce: bool,
+    user: &UserRecord,
+    account_pk: i64,
+    now_ms: i64,
+) -> Result<TrackOutcome, StoreError> {
+    let account = store.get_account(account_pk)?;
+    store.serialize_on(ACCOUNT_SCOPE, &account.account_id)?;
+    let (plan, resolved, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
+    let bypass = rules.is_bypass(&query.user_id);
+    let limit = resolved.limit;
+    let user_used = store.counter(user.pk, query.period, &query.metric)?;
+    let user_fits = user_used.checked_add(query.amount).is_some_and(|total| total <= COUNTER_MAX);
+    // The member's own cap first: the user is serialized, so their counter cannot move.
+    let within_cap = cap.is_none_or(|cap| !enforce || admits(cap.limit, bypass, user_used, query.amount));
+    let ceiling = if user_fits && within_cap { ceiling(limit, bypass, enforce) } else { 0 };
+    let added =
+        store.increment_account_within(account.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?;
+    let Some(pool_after) = added else {
+        let used = store.account_counter(account.pk, query.period, &query.metric)?;
+        let at = Standpoint { plan, limit: resolved, used, account: Some(account), user_used, cap };
+        return not_recorded(store, rules, query, enforce && user_fits, &at, now_ms);
+    };
+    // The member's own counter cannot refuse: it was checked to fit above.
+    let user_after = store
+        .increment_within(user.pk, query.period, &query.metric, query.amount, COUNTER_MAX, now_ms)?
+        .unwrap_or(user_used);
+    let crossing = Crossing {
+        owner: AlertOwner::Account { pk: account.pk, account_id: &account.account_id },
+        user_id: &query.user_id,
+        plan: &plan.name,
+        metric: &query.metric,
+        period: query.period,
+        limit,
+        used: pool_after,
+    };
+    events::usage_alerts(store, rules, &crossing, now_ms)?;
+    let at = Standpoint {
+        plan,
+        limit: resolved,
+        used: pool_after - query.amount,
+        account: Some(account.clone()),
+        user_used: user_after,
+        cap,
+    };
+    let mut verdict = verdict(rules, query, &at);
+    verdict.standing = Standing::resolved(resolved, pool_after);
+    Ok(TrackOutcome::Recorded { verdict, enforced: enforce })
+}
+
+/// The outcome of a track whose add did not happen: a refusal by the hard limit (counted,
+/// its event written when due, naming the account for a member), or an overflow.
+fn not_recorded(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    enforce: bool,
+    at: &Standpoint<'_>,
+    now_ms: i64,
+) -> Result<TrackOutcome, StoreError> {
+    let verdict = verdict(rules, query, at);
+    if verdict.allowed || !enforce {
+        return Ok(TrackOutcome::Overflow { verdict });
+    }
+    let limit = at.limit.limit;
+    let upgrade_to = rules
+        .catalog
+        .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, at.used, query.amount))
+        .map(|other| other.name.clone());
+    let mut data = json!({
+        "metric": query.metric,
+        "period": query.period.to_string(),
+        "plan": at.plan.name,
+        "used": at.used,
+        "limit": limit.value(),
+        "amount": query.amount,
+    });
+    if let Some(account) = &at.account {
+        data["account_id"] = account.account_id.clone().into();
+    }
+    // A member refused by their own cap (the pool would have taken it) is a user refusal.
+    let pool_admits = admits(limit, verdict.bypass, at.used, query.amount);
+    let scope = match &at.account {
+        Some(_) if !pool_admits => Scope::Account,
+        _ => Scope::User,
+    };
+    let key = RefusalKey {
+        user_id: &query.user_id,
+        period: query.period,
+        kind: EventType::LimitExceeded.as_str(),
+        subject: &query.metric,
+    };
+    events::refusal(store, rules, EventType::LimitExceeded, &key, data, now_ms)?;
+    Ok(TrackOutcome::Refused { verdict, upgrade_to, scope })
+}
+
+/// The user's standing on every configured metric in `period`, in catalog order, with
+/// limits resolved at `now_ms`: for a member, the account's pool under the account's terms.
 pub fn standings(
     store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     user: &UserRecord,
     period: Period,
+    now_ms: i64,
 ) -> Result<Vec<(String, Standing)>, StoreError> {
-    let plan = rules.catalog.plan_or_default(&user.plan);
-    let counters = store.counters(user.pk, period)?;
-    Ok(rules
+    match user.account_pk {
+        Some(account_pk) => {
+            let account = store.get_account(account_pk)?;
+            account_standings(store, rules, &account, period, now_ms)
+        }
+        None => {
+            let plan = rules.catalog.plan_or_default(&user.plan);
+            let customer = Customer::User(&user.user_id);
+            let terms = Terms::load(store, plan, customer, now_ms)?;
+            let counter = Counter::User { pk: user.pk, created_at_ms: user.created_at_ms };
+            let counters = store.counters(user.pk, period)?;
+            customer_standings(store, rules, &terms, (customer, counter), &counters, period, now_ms)
+        }
+    }
+}
+
+/// The account's pool on every configured metric in `period`, against its terms.
+pub fn account_standings(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    account: &AccountRecord,
+    period: Period,
+    now_ms: i64,
+) -> Result<Vec<(String, Standing)>, StoreError> {
+    let plan = rules.catalog.plan_or_default(&account.plan);
+    let customer = Customer::Account(&account.account_id);
+    let terms = Terms::load(store, plan, customer, now_ms)?;
+    let counter = Counter::Account { pk: account.pk, created_at_ms: account.created_at_ms };
+    let counters = store.account_counters(account.pk, period)?;
+    customer_standings(store, rules, &terms, (customer, counter), &counters, period, now_ms)
+}
+
+fn customer_standings(
+    store: &(impl UsageRead + ?Sized),
+    rules: &Rules,
+    terms: &Terms<'_>,
+    whose: (Customer<'_>, Counter),
+    counters: &[(String, u64)],
+    period: Period,
+    now_ms: i64,
+) -> Result<Vec<(String, Standing)>, StoreError> {
+    rules
         .catalog
         .metrics()
         .map(|metric| {
             let used = counters.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, used)| *used);
-            (metric.name.clone(), Standing::new(plan.limit(&metric.name), used))
+            let resolved = terms::resolve(store, terms, whose, &metric.name, period, now_ms)?;
+            Ok((metric.name.clone(), Standing::resolved(resolved, used)))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 /// Query parameters as given, by name.
 pub type Params = HashMap<String, String>;
 
-fn object(values: &MetricValues) -> Value {
+pub(super) fn object(values: &MetricValues) -> Value {
     Value::Object(values.iter().map(|(name, value)| (name.clone(), json!(value))).collect::<Map<_, _>>())
 }
 
@@ -67,6 +67,8 @@ fn plans_json(distribution: &admin::Distribution) -> Value {
                 "plan": plan.plan,
                 "users": plan.users,
                 "share": plan.share,
+                "accounts": plan.accounts,
+                "members": plan.members,
                 "price_cents": plan.price_cents,
                 "revenue_cents": plan.revenue_cents,
             })

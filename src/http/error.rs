@@ -155,6 +155,19 @@ impl From<AppError> for ApiError {
             AppError::UserNotFound(user_id) => {
                 ApiError::new(StatusCode::NOT_FOUND, "user_not_found", message).with("user_id", user_id)
             }
+            AppError::AccountNotFound(account_id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "account_not_found", message).with("account_id", account_id)
+            }
+            AppError::AccountFull { account_id, max_members } => {
+                ApiError::new(StatusCode::CONFLICT, "account_full", message)
+                    .with("account_id", account_id)
+                    .with("max_members", max_members)
+            }
+            AppError::GrantNotFound(grant_id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "grant_not_found", message).with("grant_id", grant_id)
+            }
+            AppError::GrantHasNoEffect(_) => ApiError::new(StatusCode::CONFLICT, "grant_has_no_effect", message),
+            AppError::OverrideNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "override_not_found", message),
             AppError::IdempotencyKeyReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
             }

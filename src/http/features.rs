@@ -2,17 +2,16 @@
 //! rate-limited uses recorded atomically with their window test.
 
 use super::error::ApiError;
-use super::idempotency::{self, Answered};
+use super::idempotency::{self, Answered, Rendered};
 use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
-use crate::app::idempotency::Rendered;
 use crate::domain::Rules;
 use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
 use crate::domain::quota::Quota;
 use crate::domain::user_id::UserId;
 use crate::http::Body;
 use crate::metrics::FeatureLabels;
-use ::http::{HeaderValue, Response, StatusCode, header};
+use ::http::{Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -66,6 +65,8 @@ pub struct FeatureSummaryJson {
     window_secs: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     remaining_in_window: Option<u32>,
+    /// Whether the grant is the plan's or an override's.
+    source: crate::domain::terms::Source,
 }
 
 impl FeatureSummaryJson {
@@ -76,6 +77,7 @@ impl FeatureSummaryJson {
             limit: verdict.limit,
             window_secs: verdict.window_secs,
             remaining_in_window: verdict.remaining_in_window,
+            source: verdict.source,
         }
     }
 }
@@ -104,6 +106,17 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &FeatureJson::from(&verdict)))
 }
 
+/// A rolling window in words: "minute", "hour", "day", else "N seconds".
+fn window_text(seconds: u32) -> String {
+    match seconds {
+        1 => "second".to_owned(),
+        60 => "minute".to_owned(),
+        3600 => "hour".to_owned(),
+        86_400 => "day".to_owned(),
+        seconds => format!("{seconds} seconds"),
+    }
+}
+
 fn render_use(outcome: &UseOutcome) -> Rendered {
     let quotas: Vec<Quota> = match outcome {
         UseOutcome::Allowed(verdict) | UseOutcome::RateLimited { verdict, .. } => {
@@ -111,7 +124,7 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
         }
         UseOutcome::NotInPlan(_) => Vec::new(),
     };
-    let headers = ratelimit::lines(&quotas);
+    let mut headers = ratelimit::pairs(&quotas);
     let (status, value) = match outcome {
         UseOutcome::Allowed(verdict) => (StatusCode::OK, serde_json::to_string(&FeatureJson::from(verdict))),
         UseOutcome::NotInPlan(verdict) => {
@@ -124,31 +137,36 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
                 "feature_not_in_plan",
                 format!("plan {} does not include {}{required}", verdict.plan, verdict.feature),
             )
+            .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
             .with("plan", verdict.plan.as_str())
             .with("plan_required", verdict.plan_required.clone());
             (error.status, Ok(error.body().to_string()))
         }
         UseOutcome::RateLimited { verdict, retry_after_ms } => {
+            let limit = verdict.limit.unwrap_or(0);
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
-                    "{} allows {} uses per {} seconds on plan {}; retry in {retry_after_ms} ms",
+                    "plan {} allows {limit} {} of {} per {}; retry in {retry_after_ms} ms",
+                    verdict.plan,
+                    if limit == 1 { "use" } else { "uses" },
                     verdict.feature,
-                    verdict.limit.unwrap_or(0),
-                    verdict.window_secs.unwrap_or(0),
-                    verdict.plan
+                    window_text(verdict.window_secs.unwrap_or(0)),
                 ),
             )
+            .with("user_id", verdict.user_id.as_str())
             .with("feature", verdict.feature.as_str())
+            .with("plan", verdict.plan.as_str())
             .with("limit", verdict.limit)
             .with("window_secs", verdict.window_secs)
             .with("retry_after_ms", *retry_after_ms);
+            headers.push((header::RETRY_AFTER, retry_after_ms.div_ceil(1000).max(1).to_string()));
             (error.status, Ok(error.body().to_string()))
         }
     };
-    idempotency::rendered(status, value, headers, "feature")
+    idempotency::rendered(status, headers, value, "feature")
 }
 
 /// Queues the use; the answer is awaited once its group commits (no thread waits for it).
@@ -164,20 +182,26 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;
-        let (outcome, retry_after_ms) = match &answered {
-            Answered::Fresh { value: UseOutcome::Allowed(_), .. } => ("allowed", None),
-            Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => ("not_in_plan", None),
-            Answered::Fresh { value: UseOutcome::RateLimited { retry_after_ms, .. }, .. } => {
-                ("rate_limited", Some(*retry_after_ms))
-            }
-            Answered::Replayed(_) => ("replayed", None),
+        let outcome = match &answered {
+            Answered::Fresh { value: UseOutcome::Allowed(_), .. } => "allowed",
+            Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => "not_in_plan",
+            Answered::Fresh { value: UseOutcome::RateLimited { .. }, .. } => "rate_limited",
+            Answered::Replayed(_) => "replayed",
         };
         metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
-        let mut response = idempotency::into_response(answered);
-        if let Some(retry_after_ms) = retry_after_ms {
-            let seconds = retry_after_ms.div_ceil(1000).max(1);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        Ok(response)
+        Ok(idempotency::into_response(answered))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_text;
+
+    #[test]
+    fn windows_read_as_words() {
+        assert_eq!(window_text(60), "minute");
+        assert_eq!(window_text(3600), "hour");
+        assert_eq!(window_text(90), "90 seconds");
+        assert_eq!(window_text(1), "second");
+    }
 }

@@ -1,10 +1,11 @@
-//! The `Idempotency-Key` header and how an idempotent answer goes out; the mechanism (one
-//! serialized writer job per key) is `app::idempotency`.
+//! The `Idempotency-Key` header and how an idempotent answer goes out, fresh or replayed:
+//! the same status, body and headers either way; the mechanism (one serialized writer job
+//! per key, the answer stored with the change) is `app::idempotency`.
 
 use super::error::ApiError;
 use super::{Ctx, raw_json_response};
-pub use crate::app::idempotency::Answered;
-use crate::app::idempotency::{Once, Rendered};
+use crate::app::idempotency::Once;
+pub use crate::app::idempotency::{Answered, Rendered};
 use crate::http::Body;
 use ::http::{HeaderName, HeaderValue, Response, StatusCode};
 use std::fmt::Display;
@@ -21,20 +22,30 @@ pub fn once(ctx: &Ctx<'_>, parts: &[&dyn Display]) -> Result<Option<Once>, ApiEr
     Ok(Some(Once::new(key, parts)?))
 }
 
-/// A rendered answer: `body` is the serialized JSON, `headers` are `name: value` lines; a
-/// body that cannot be serialized (`what` names it in the log) becomes a 500.
-pub fn rendered(status: StatusCode, body: serde_json::Result<String>, headers: String, what: &str) -> Rendered {
+/// A rendered answer: `body` is the serialized JSON, `headers` those that belong to it (they
+/// are stored with it and replayed); a body that cannot be serialized (`what` names it in
+/// the log) becomes a 500 without them.
+pub fn rendered(
+    status: StatusCode,
+    headers: Vec<(HeaderName, String)>,
+    body: serde_json::Result<String>,
+    what: &str,
+) -> Rendered {
     match body {
-        Ok(body) => Rendered { status: status.as_u16(), body, headers },
+        Ok(body) => Rendered {
+            status: status.as_u16(),
+            headers: headers.into_iter().map(|(name, value)| (name.as_str().to_owned(), value)).collect(),
+            body,
+        },
         Err(error) => {
             log::error!("cannot serialize a {what} answer: {error}");
-            let body = ApiError::internal().body().to_string();
-            Rendered { status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(), body, headers: String::new() }
+            let status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
+            Rendered { status, headers: Vec::new(), body: ApiError::internal().body().to_string() }
         }
     }
 }
 
-/// The answer as HTTP: the stored status, body and headers, marked when replayed.
+/// The answer as HTTP: the stored status, headers and body, marked when replayed.
 pub fn into_response<T>(answered: Answered<T>) -> Response<Body> {
     let (answer, replayed) = match answered {
         Answered::Fresh { answer, .. } => (answer, false),
@@ -43,15 +54,12 @@ pub fn into_response<T>(answered: Answered<T>) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let mut response = raw_json_response(status, answer.body.into_bytes());
     let headers = response.headers_mut();
-    for line in answer.headers.lines() {
-        let parsed = line
-            .split_once(": ")
-            .map(|(name, value)| (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)));
-        match parsed {
-            Some((Ok(name), Ok(value))) => {
-                headers.append(name, value);
-            }
-            _ => log::warn!("a stored answer has a header line that is not one: {line:?}"),
+    for (name, value) in &answer.headers {
+        // Written by `rendered` from valid names and values; a row that does not parse is
+        // left out rather than failing the replay.
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            (Ok(name), Ok(value)) => _ = headers.append(name, value),
+            _ => log::warn!("a stored answer has an invalid header {name:?}; replayed without it"),
         }
     }
     if replayed {

@@ -6,6 +6,7 @@
 //! access log and metrics. `server.rs` calls them from the sockets; `handle` calls them on an
 //! in-memory request (the fuzzer).
 
+mod accounts;
 mod admin;
 mod auth;
 mod batch;
@@ -23,6 +24,7 @@ mod request;
 mod routes;
 pub(crate) mod server;
 mod telemetry;
+mod terms;
 mod throttle;
 mod usage;
 mod users;

@@ -131,7 +131,7 @@ pub fn evaluate(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         Err(failure) => return Ok(failure.response(Some(key))),
     };
     if key == PLAN_FLAG {
-        let plan = app::usage::plan_name(&ctx.app.store, rules, &user_id)?;
+        let plan = app::usage::plan_name(&ctx.app.store, rules, &user_id, now_ms())?;
         return Ok(json_response(StatusCode::OK, &plan_evaluation(&plan)));
     }
     let verdict = app::usage::check_feature(&ctx.app.store, rules, &user_id, key, now_ms())?;

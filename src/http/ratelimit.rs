@@ -46,11 +46,11 @@ pub fn values(quotas: &[Quota]) -> Option<(String, String)> {
     Some((policy, state))
 }
 
-/// The headers as `name: value` lines, the form an idempotent answer keeps them in.
-pub fn lines(quotas: &[Quota]) -> String {
+/// The headers as (name, value) pairs, as an idempotent answer keeps them.
+pub fn pairs(quotas: &[Quota]) -> Vec<(HeaderName, String)> {
     match values(quotas) {
-        Some((policy, state)) => format!("{RATELIMIT_POLICY}: {policy}\n{RATELIMIT}: {state}"),
-        None => String::new(),
+        Some((policy, state)) => vec![(RATELIMIT_POLICY, policy), (RATELIMIT, state)],
+        None => Vec::new(),
     }
 }
 
@@ -78,7 +78,7 @@ mod tests {
         assert_eq!(policy, r#""prompts";q=30, "snapshots";q=30;w=60"#);
         assert_eq!(state, r#""prompts";r=18;t=60, "snapshots";r=18;t=60"#);
         assert_eq!(values(&[]), None);
-        assert_eq!(lines(&[]), "");
+        assert!(pairs(&[]).is_empty());
     }
 
     #[test]

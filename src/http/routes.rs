@@ -5,7 +5,9 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Body, Ctx, admin, batch, compat, dashboard, features, health, ofrep, telemetry, usage, users};
+use super::{
+    Body, Ctx, accounts, admin, batch, compat, dashboard, features, health, ofrep, telemetry, terms, usage, users,
+};
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
 use BodyKind::{Events, Form, Json, Nothing};
@@ -73,6 +75,24 @@ pub static ROUTES: &[Route] = &[
     route(POST,   "/ofrep/v1/evaluate/flags/{key}",           Service, Json,    Read(ofrep::evaluate),            &[]),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
     route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
+    route(GET,    "/v1/accounts/{account_id}",                Service, Nothing, Blocking(accounts::get),          &["period"]),
+    route(PUT,    "/v1/accounts/{account_id}",                Service, Json,    Blocking(accounts::put),          &[]),
+    route(GET,    "/v1/admin/accounts",                       Admin,   Nothing, Blocking(accounts::list),         &["limit", "before"]),
+    route(GET,    "/v1/admin/accounts/{account_id}",          Admin,   Nothing, Blocking(accounts::admin_get),    &["months"]),
+    route(DELETE, "/v1/admin/accounts/{account_id}",          Admin,   Nothing, Blocking(accounts::admin_delete), &[]),
+    route(POST,   "/v1/admin/accounts/{account_id}/plan",     Admin,   Json,    Blocking(accounts::admin_plan),   &[]),
+    route(POST,   "/v1/admin/accounts/{account_id}/reset",    Admin,   Json,    Blocking(accounts::admin_reset),  &[]),
+    route(GET,    "/v1/admin/users/{user_id}/overrides",      Admin,   Nothing, Blocking(terms::get_override),    &[]),
+    route(PUT,    "/v1/admin/users/{user_id}/overrides",      Admin,   Json,    Blocking(terms::put_override),    &[]),
+    route(DELETE, "/v1/admin/users/{user_id}/overrides",      Admin,   Nothing, Blocking(terms::delete_override), &[]),
+    route(GET,    "/v1/admin/users/{user_id}/grants",         Admin,   Nothing, Blocking(terms::get_grants),      &[]),
+    route(POST,   "/v1/admin/users/{user_id}/grants",         Admin,   Json,    Blocking(terms::post_grant),      &[]),
+    route(GET,    "/v1/admin/accounts/{account_id}/overrides", Admin,  Nothing, Blocking(terms::get_override),    &[]),
+    route(PUT,    "/v1/admin/accounts/{account_id}/overrides", Admin,  Json,    Blocking(terms::put_override),    &[]),
+    route(DELETE, "/v1/admin/accounts/{account_id}/overrides", Admin,  Nothing, Blocking(terms::delete_override), &[]),
+    route(GET,    "/v1/admin/accounts/{account_id}/grants",   Admin,   Nothing, Blocking(terms::get_grants),      &[]),
+    route(POST,   "/v1/admin/accounts/{account_id}/grants",   Admin,   Json,    Blocking(terms::post_grant),      &[]),
+    route(DELETE, "/v1/admin/grants/{grant_id}",              Admin,   Nothing, Blocking(terms::delete_grant),    &[]),
     route(GET,    "/v1/admin/usage",                          Admin,   Nothing, Blocking(admin::get_usage),       &["period", "metric", "top"]),
     route(GET,    "/v1/admin/offenders",                      Admin,   Nothing, Blocking(admin::get_offenders),   &["period", "metric", "limit"]),
     route(GET,    "/v1/admin/plans",                          Admin,   Nothing, Blocking(admin::get_plans),       &[]),

@@ -9,6 +9,7 @@ use super::{Ctx, json_response, now_ms};
 use crate::domain::events::EventType;
 use crate::domain::ports::{DeliveryRecord, EventQuery};
 use crate::http::Body;
+use crate::metrics::Format;
 use ::http::{HeaderValue, Response, StatusCode, header};
 use chrono::DateTime;
 use serde_json::{Value, json};
@@ -19,11 +20,13 @@ pub fn metrics(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     if let Some(bytes) = ctx.app.store.size_bytes() {
         metrics.database_bytes.set(bytes);
     }
-    let mut response = Response::new(Body::from(metrics.encode()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    let accept = ctx.request.headers().get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    let format = Format::negotiate(accept);
+    let mut response = Response::new(Body::from(metrics.encode(format)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    // A cache in front must not hand one format's answer to a client that asked for the other.
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     Ok(response)
 }
 

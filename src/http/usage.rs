@@ -2,11 +2,11 @@
 //! of a verdict. The decisions themselves are domain::usage's.
 
 use super::error::ApiError;
-use super::idempotency::{self, Answered};
+use super::idempotency::{self, Answered, Rendered};
 use super::request::{present, present_whole};
 use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
-use crate::app::idempotency::{Once, Rendered};
+use crate::app::idempotency::Once;
 use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::quota::Quota;
@@ -127,6 +127,10 @@ struct VerdictJson<'v> {
     enforcement: crate::domain::plan::Enforcement,
     over_soft_limit: bool,
     bypass: bool,
+    /// The account whose pool `used`, `limit` and `remaining` are; null on one's own.
+    account_id: Option<&'v str>,
+    /// The user's own counter.
+    user_used: u64,
 }
 
 impl<'v> From<&'v Verdict> for VerdictJson<'v> {
@@ -144,6 +148,8 @@ impl<'v> From<&'v Verdict> for VerdictJson<'v> {
             enforcement: verdict.standing.enforcement,
             over_soft_limit: verdict.standing.over_soft_limit,
             bypass: verdict.bypass,
+            account_id: verdict.account_id.as_deref(),
+            user_used: verdict.user_used,
         }
     }
 }
@@ -160,10 +166,11 @@ struct TrackJson<'v> {
 pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body: CheckBody = ctx.json_body()?;
     let rules = &ctx.app.rules;
-    let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms())?;
-    let verdict = app::usage::check(&ctx.app.store, rules, &valid.query)?;
+    let now_ms = now_ms();
+    let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
+    let verdict = app::usage::check(&ctx.app.store, rules, &valid.query, now_ms)?;
     let mut response = json_response(StatusCode::OK, &VerdictJson::from(&verdict));
-    let quotas: Vec<Quota> = Quota::of_metric(&verdict, now_ms()).into_iter().collect();
+    let quotas: Vec<Quota> = Quota::of_metric(&verdict, now_ms).into_iter().collect();
     ratelimit::insert(response.headers_mut(), &quotas);
     Ok(response)
 }
@@ -177,7 +184,7 @@ pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
         | TrackOutcome::Overflow { verdict } => verdict,
     };
     let quotas: Vec<Quota> = Quota::of_metric(verdict, now_ms).into_iter().collect();
-    let headers = ratelimit::lines(&quotas);
+    let headers = ratelimit::pairs(&quotas);
     let track_json = |verdict, recorded, enforced| TrackJson {
         recorded,
         enforced,
@@ -191,13 +198,17 @@ pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
         TrackOutcome::NotTracked { verdict } => {
             (StatusCode::OK, serde_json::to_string(&track_json(verdict.into(), false, true)))
         }
-        TrackOutcome::Refused { verdict, upgrade_to } => {
+        TrackOutcome::Refused { verdict, upgrade_to, scope } => {
             let standing = &verdict.standing;
+            let whose = match &verdict.account_id {
+                Some(account_id) => format!("account {account_id}'s plan"),
+                None => "plan".to_owned(),
+            };
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "limit_exceeded",
                 format!(
-                    "plan {} allows {} {} per month; {} used",
+                    "{whose} {} allows {} {} per month; {} used",
                     verdict.plan,
                     standing.limit.unwrap_or(0),
                     verdict.metric,
@@ -212,7 +223,10 @@ pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
             .with("amount", verdict.amount)
             .with("limit", standing.limit)
             .with("remaining", standing.remaining)
-            .with("upgrade_to", upgrade_to.clone());
+            .with("upgrade_to", upgrade_to.clone())
+            .with("scope", scope.as_str())
+            .with("account_id", verdict.account_id.clone())
+            .with("user_used", verdict.user_used);
             (error.status, Ok(error.body().to_string()))
         }
         TrackOutcome::Overflow { verdict } => {
@@ -226,7 +240,7 @@ pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
             (error.status, Ok(error.body().to_string()))
         }
     };
-    idempotency::rendered(status, body, headers, "track")
+    idempotency::rendered(status, headers, body, "track")
 }
 
 /// The key a track is sent under, if any, and the fingerprint of what it asks: a batch

@@ -2,7 +2,9 @@
 
 use super::error::ApiError;
 use super::features::FeatureSummaryJson;
+use super::request::present;
 use super::{Ctx, json_response, now_ms};
+use crate::app::accounts;
 use crate::app::admin::{self as ops, UserDetails};
 use crate::domain::Rules;
 use crate::domain::events::EventType;
@@ -10,6 +12,7 @@ use crate::domain::feature::{self, FeatureVerdict};
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
 use crate::domain::ports::{RefusalCount, StoreError, UsageRead, UserRecord};
+use crate::domain::terms::Source;
 use crate::domain::usage;
 use crate::domain::usage::Standing;
 use crate::domain::user_id::UserId;
@@ -22,7 +25,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize)]
 pub struct UserView {
     user_id: String,
+    /// The user's own plan; while a member, the account's plan applies instead.
     plan: String,
+    /// The account the user is a member of; `usage` is then the account's pool.
+    account_id: Option<String>,
     created_at: String,
     period: Period,
     bypass: bool,
@@ -36,27 +42,35 @@ pub struct UserView {
 pub struct StandingJson {
     used: u64,
     refused: u64,
+    /// Includes `granted` and `rollover`.
     limit: Option<u64>,
+    granted: u64,
+    rollover: u64,
     remaining: Option<u64>,
     enforcement: Enforcement,
     over_soft_limit: bool,
+    /// Whether the limit's base is the plan's or an override's.
+    source: Source,
 }
 
 impl StandingJson {
-    fn new(standing: &Standing, refused: u64) -> StandingJson {
+    pub(super) fn new(standing: &Standing, refused: u64) -> StandingJson {
         StandingJson {
             used: standing.used,
             refused,
             limit: standing.limit,
+            granted: standing.granted,
+            rollover: standing.rollover,
             remaining: standing.remaining,
             enforcement: standing.enforcement,
             over_soft_limit: standing.over_soft_limit,
+            source: standing.source,
         }
     }
 }
 
 /// The refusals of `subject` in the period, of any of `kinds`.
-fn refused(refusals: &[RefusalCount], kinds: &[EventType], subject: &str) -> u64 {
+pub(super) fn refused(refusals: &[RefusalCount], kinds: &[EventType], subject: &str) -> u64 {
     refusals
         .iter()
         .filter(|refusal| refusal.subject == subject && kinds.iter().any(|kind| kind.as_str() == refusal.kind))
@@ -71,7 +85,7 @@ pub fn rfc3339(unix_ms: i64) -> String {
 impl UserView {
     pub fn new(
         user: &UserRecord,
-        plan: &str,
+        (plan, account_id): (&str, Option<String>),
         bypass: bool,
         period: Period,
         usage: &[(String, Standing)],
@@ -82,6 +96,7 @@ impl UserView {
         UserView {
             user_id: user.user_id.clone(),
             plan: plan.to_owned(),
+            account_id,
             created_at: rfc3339(user.created_at_ms),
             period,
             bypass,
@@ -105,7 +120,7 @@ impl UserView {
     pub fn from_details(details: &UserDetails) -> UserView {
         UserView::new(
             &details.user,
-            &details.plan,
+            (&details.plan, details.account_id.clone()),
             details.bypass,
             details.period,
             &details.usage,
@@ -124,10 +139,15 @@ pub fn user_view(
     now_ms: i64,
 ) -> Result<UserView, StoreError> {
     let plan = rules.catalog.plan_or_default(&user.plan);
-    let usage = usage::standings(store, rules, user, period)?;
+    let usage = usage::standings(store, rules, user, period, now_ms)?;
     let features = feature::check_all(store, rules, user, now_ms)?;
     let refusals = store.refusals(&user.user_id, period)?;
-    Ok(UserView::new(user, &plan.name, rules.is_bypass(&user.user_id), period, &usage, &features, &refusals))
+    let account_id = match user.account_pk {
+        Some(account_pk) => Some(store.get_account(account_pk)?.account_id),
+        None => None,
+    };
+    let bypass = rules.is_bypass(&user.user_id);
+    Ok(UserView::new(user, (&plan.name, account_id), bypass, period, &usage, &features, &refusals))
 }
 
 pub fn user_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {
@@ -160,8 +180,12 @@ pub fn get(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlanBody {
-    plan: String,
+struct PutBody {
+    #[serde(default, deserialize_with = "present")]
+    plan: Option<String>,
+    /// Absent: membership unchanged; null: leave the account; an id: join it.
+    #[serde(default, deserialize_with = "present")]
+    account_id: Option<Option<String>>,
 }
 
 /// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
@@ -174,8 +198,26 @@ pub fn set_plan(ctx: &Ctx<'_>, user_id: &UserId, plan: &str, actor: Option<&str>
 
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
-    let body: PlanBody = ctx.json_body()?;
-    // Every plan change is audited, under the calling key's name.
-    let view = set_plan(ctx, &user_id, &body.plan, Some(&super::admin::actor(ctx)))?;
+    let body: PutBody = ctx.json_body()?;
+    if body.plan.is_none() && body.account_id.is_none() {
+        return Err(ApiError::invalid("give plan, account_id (null to leave the account), or both"));
+    }
+    let account_id = match body.account_id {
+        Some(Some(text)) => Some(Some(
+            UserId::parse(text).map_err(|problem| ApiError::invalid(format!("account_id: {problem}")))?.to_string(),
+        )),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let change = accounts::UserChange { plan: body.plan, account_id };
+    // Every change is audited, under the calling key's name.
+    let view = accounts::change_user(
+        &ctx.app.store,
+        &ctx.app.rules,
+        &user_id,
+        change,
+        &super::admin::actor(ctx),
+        |tx, rules, user, now_ms| user_view(tx, rules, user, Period::of_unix_ms(now_ms), now_ms),
+    )?;
     Ok(json_response(StatusCode::OK, &view))
 }

@@ -21,7 +21,8 @@ pub struct TableCounts {
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
-const TABLES: [(&str, Option<&str>); 16] = [
+const TABLES: [(&str, Option<&str>); 22] = [
+    ("accounts", Some("id")),
     ("users", Some("id")),
     ("usage_counters", None),
     ("idempotency_keys", None),
@@ -35,6 +36,11 @@ const TABLES: [(&str, Option<&str>); 16] = [
     ("webhook_deliveries", Some("id")),
     ("webhook_attempts", None),
     ("refusals", None),
+    ("account_counters", None),
+    ("account_feature_uses", None),
+    ("account_alerts", None),
+    ("overrides", None),
+    ("grants", Some("id")),
     ("dashboard_sessions", None),
     ("leases", None),
     ("erasures", None),

@@ -37,9 +37,9 @@ fn usage_summary_plans_and_offenders_match_the_usage_sent() {
     assert_eq!(
         summary["plans"],
         json!([
-            { "plan": "trial", "users": 3, "share": 0.5, "price_cents": 0, "revenue_cents": 0 },
-            { "plan": "solo", "users": 1, "share": 1.0 / 6.0, "price_cents": 1900, "revenue_cents": 1900 },
-            { "plan": "teams", "users": 2, "share": 2.0 / 6.0, "price_cents": 4900, "revenue_cents": 9800 },
+            { "plan": "trial", "users": 3, "share": 0.5, "accounts": 0, "members": 0, "price_cents": 0, "revenue_cents": 0 },
+            { "plan": "solo", "users": 1, "share": 1.0 / 6.0, "accounts": 0, "members": 0, "price_cents": 1900, "revenue_cents": 1900 },
+            { "plan": "teams", "users": 2, "share": 2.0 / 6.0, "accounts": 0, "members": 0, "price_cents": 4900, "revenue_cents": 9800 },
         ])
     );
     assert_eq!(summary["revenue_cents_total"], 11_700);

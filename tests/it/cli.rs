@@ -1,7 +1,10 @@
-//! The command line: `check-config` refusals exit 2 and name the key; `--version`; the
-//! built-in default config.
+//! The command line: `check-config` refusals exit 2 and name every key; `--version`; the
+//! built-in default config; `--listen` and `--database` over the environment over the file;
+//! `backup`'s refusal to overwrite.
 
-use crate::support::run_tally;
+use crate::support::{BIN, Setup, Tally, run_tally};
+use std::process::Command;
+use std::sync::Arc;
 
 fn check_config(text: &str, env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -9,7 +12,7 @@ fn check_config(text: &str, env: &[(&str, &str)]) -> (i32, String) {
     std::fs::write(&path, text).unwrap();
     let mut command = std::process::Command::new(crate::support::BIN);
     command.args(["check-config", "--config"]).arg(&path).current_dir(dir.path());
-    command.env_remove("ADMIN_USER_IDS").env_remove("USAGE_TRACKING_ENABLED").env_remove("TELEMETRY_ENABLED");
+    crate::support::without_settings_env(&mut command);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -43,6 +46,9 @@ fn each_refusal_exits_2_and_names_the_file_and_key() {
         ("[server]\nlisten = \"0.0.0.0:8080\"\n", &[], "server.listen"),
         ("", &[("USAGE_TRACKING_ENABLED", "maybe")], "USAGE_TRACKING_ENABLED"),
         ("", &[("ADMIN_USER_IDS", "ok,not ok")], "ADMIN_USER_IDS"),
+        ("[usage]\nalert_thresholds = [0.8, 80]\n", &[], "usage.alert_thresholds[1]"),
+        ("", &[("TALLY_LISTEN", "0.0.0.0:8080")], "TALLY_LISTEN"),
+        ("", &[("TALLY_DATABASE", "a.db"), ("TALLY_DATABASE_URL", "postgres://h/d")], "TALLY_DATABASE_URL"),
     ];
     for (text, env, key) in cases {
         let (code, stderr) = check_config(text, env);
@@ -77,4 +83,82 @@ fn a_missing_config_file_is_a_clear_refusal() {
     let (status, _, stderr) = run_tally(&["check-config", "--config", "nope.toml"], dir.path());
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("nope.toml"), "{stderr}");
+}
+
+#[test]
+fn check_config_reports_every_refusal_of_a_file() {
+    let text = "[server]\nmax_connections = 0\n[auth]\nadmin_keys = [\"tiny-key\"]\n\
+                [usage]\nalert_thresholds = [0.8, 80]\ndefault_plan = \"gold\"\n";
+    let (code, stderr) = check_config(text, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("4 problems"), "{stderr}");
+    for key in ["server.max_connections", "auth.admin_keys[0]", "usage.alert_thresholds[1]", "usage.default_plan"] {
+        assert!(stderr.contains(&format!("`{key}`")), "stderr should name {key}: {stderr}");
+    }
+    assert_eq!(stderr.matches("fix:").count(), 4, "each refusal says how to fix it: {stderr}");
+}
+
+/// Starts `tally [ARGS] serve --config FILE` on a SQLite file named `tally.db` by the file.
+fn serve_with(args: &[&str], setup: Setup, dir: &Arc<tempfile::TempDir>) -> Tally {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    Tally::start_with_command(setup.sqlite(), Arc::clone(dir), command)
+}
+
+#[test]
+fn listen_and_database_come_from_the_flag_over_the_environment_over_the_file() {
+    // The file says 127.0.0.1:0 and tally.db; every address in 127/8 is loopback, so the
+    // address on the first line shows which setting won.
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let file_db = dir.path().join("tally.db");
+    let env_db = dir.path().join("env.db");
+    let flag_db = dir.path().join("flag.db");
+    let env = || Setup::new().env("TALLY_LISTEN", "127.0.0.3:0").env("TALLY_DATABASE", env_db.to_str().unwrap());
+
+    let mut from_env = serve_with(&[], env(), &dir);
+    assert_eq!(from_env.addr.ip().to_string(), "127.0.0.3");
+    assert_eq!(from_env.client().get("/readyz").status, 200);
+    assert!(env_db.is_file() && !file_db.exists(), "TALLY_DATABASE replaces the file's path");
+    assert!(from_env.signal_and_wait("TERM").success());
+
+    let flags = ["--listen", "127.0.0.2:0", "--database", flag_db.to_str().unwrap()];
+    let mut from_flags = serve_with(&flags, env(), &dir);
+    assert_eq!(from_flags.addr.ip().to_string(), "127.0.0.2", "--listen beats TALLY_LISTEN");
+    assert_eq!(from_flags.client().get("/readyz").status, 200);
+    assert!(flag_db.is_file(), "--database beats TALLY_DATABASE");
+    assert!(from_flags.signal_and_wait("TERM").success());
+    assert!(!file_db.exists());
+
+    // The subcommands that open the database take the flag too.
+    let (status, stdout, stderr) = run_tally(&["migrate", "--database", "other.db"], dir.path());
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("other.db"), "{stdout}");
+    assert!(dir.path().join("other.db").is_file());
+}
+
+#[test]
+fn a_bad_listen_flag_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_tally(&["check-config", "--listen", "localhost"], dir.path());
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("command line: `--listen`"), "{stderr}");
+}
+
+#[test]
+fn backup_to_an_existing_file_names_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_tally(&["migrate", "--database", "live.db"], dir.path());
+    assert!(status.success(), "{stderr}");
+    let existing = dir.path().join("bk.db");
+    std::fs::write(&existing, b"").unwrap();
+    let (status, _, stderr) = run_tally(&["backup", "--database", "live.db", existing.to_str().unwrap()], dir.path());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot back up to {}", existing.display())), "{stderr}");
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert!(!stderr.contains("cannot open the database"), "the live database is fine: {stderr}");
+    assert_eq!(std::fs::read(&existing).unwrap(), b"", "the existing file is untouched");
+
+    let (status, stdout, stderr) = run_tally(&["backup", "--database", "live.db", "new.db"], dir.path());
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("integrity ok"), "{stdout}");
 }

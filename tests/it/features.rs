@@ -66,6 +66,7 @@ fn default_plans_grant_features_as_the_design_says() {
             let error = &used.json()["error"];
             assert_eq!(error["code"], "feature_not_in_plan");
             assert_eq!((error["feature"].as_str(), error["plan"].as_str()), (Some(name), Some(plan)));
+            assert_eq!(error["user_id"].as_str(), Some(user.as_str()), "like limit_exceeded");
             assert_eq!(error["plan_required"].as_str(), required);
         }
     }
@@ -74,11 +75,11 @@ fn default_plans_grant_features_as_the_design_says() {
     assert_eq!((second.status, second.code().as_str()), (429, "rate_limited"));
     // The user view lists every feature.
     let view = client.get("/v1/users/solo-active_project_snapshots").json();
-    assert_eq!(view["features"]["git_export"], json!({ "allowed": true, "refused": 0 }));
-    assert_eq!(view["features"]["multi_user"], json!({ "allowed": false, "refused": 0 }));
+    assert_eq!(view["features"]["git_export"], json!({ "allowed": true, "refused": 0, "source": "plan" }));
+    assert_eq!(view["features"]["multi_user"], json!({ "allowed": false, "refused": 0, "source": "plan" }));
     assert_eq!(
         view["features"]["active_project_snapshots"],
-        json!({ "allowed": false, "refused": 1, "limit": 1, "window_secs": 60, "remaining_in_window": 0 })
+        json!({ "allowed": false, "refused": 1, "limit": 1, "window_secs": 60, "remaining_in_window": 0, "source": "plan" })
     );
 }
 
@@ -102,6 +103,13 @@ fn fifty_concurrent_uses_against_a_limit_of_ten_pass_exactly_ten() {
     let error = &eleventh.json()["error"];
     assert_eq!(error["code"], "rate_limited");
     assert_eq!((error["limit"].as_u64(), error["window_secs"].as_u64()), (Some(10), Some(60)));
+    assert_eq!(
+        (error["user_id"].as_str(), error["plan"].as_str()),
+        (Some("racer"), Some("trial")),
+        "like limit_exceeded"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("plan trial allows 10 uses of export per minute; retry in "), "{message}");
     let retry_after_ms = error["retry_after_ms"].as_u64().unwrap();
     assert_eq!(retry_after_ms.div_ceil(1000), retry_after, "header and body agree");
 }
@@ -192,4 +200,44 @@ fn a_use_is_idempotent_under_its_key() {
     }
     let fresh = send(&mut client, "snap-2");
     assert_eq!(fresh.json()["remaining_in_window"], 3, "the replays counted nothing");
+}
+
+#[test]
+fn a_replayed_refusal_keeps_its_status_body_and_retry_after() {
+    let tally = Setup::new().config(&window_config(1, 3600)).start();
+    let mut client = tally.client();
+    let body = feature("retrier", "export").to_string();
+    let send = |client: &mut Client, key: &str| {
+        client.request(
+            "POST",
+            "/v1/features/use",
+            &[("Content-Type", "application/json"), ("Idempotency-Key", key)],
+            Some(body.as_bytes()),
+        )
+    };
+    let allowed = send(&mut client, "use-1");
+    assert_eq!(allowed.status, 200);
+    let refused = send(&mut client, "use-2");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.code(), "rate_limited");
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("plan trial allows 1 use of export per hour; retry in "), "{message}");
+    let retry_after = refused.header("retry-after").expect("a fresh 429 carries Retry-After").to_owned();
+    assert!(retry_after.parse::<u64>().unwrap() > 3500, "about an hour: {retry_after}");
+    for _ in 0..2 {
+        let replayed = send(&mut client, "use-2");
+        assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+        assert_eq!(replayed.status, 429, "the original status");
+        assert_eq!(replayed.body, refused.body, "the original body");
+        assert_eq!(replayed.header("retry-after"), Some(retry_after.as_str()), "the original Retry-After");
+    }
+    let replayed_allowed = send(&mut client, "use-1");
+    assert_eq!((replayed_allowed.status, &replayed_allowed.body), (200, &allowed.body));
+    assert_eq!(replayed_allowed.header("retry-after"), None, "headers belong to their answer only");
+
+    // Survives a restart: the headers are stored with the answer, not recomputed.
+    let tally = tally.restart();
+    let mut client = tally.client();
+    let replayed = send(&mut client, "use-2");
+    assert_eq!((replayed.status, replayed.header("retry-after")), (429, Some(retry_after.as_str())));
 }

@@ -1,7 +1,7 @@
 //! Process lifecycle: graceful shutdown on SIGTERM and SIGINT answers what was sent and
-//! stores every 200.
+//! stores every 200, and on SQLite leaves the database file alone, without `-wal` or `-shm`.
 
-use crate::support::{Tally, raw_post, usage};
+use crate::support::{Setup, Tally, raw_post, usage};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,4 +71,36 @@ fn sigterm_drains_and_exits_zero() {
 #[test]
 fn sigint_drains_and_exits_zero() {
     graceful_shutdown_answers_everything_sent_before("INT");
+}
+
+fn clean_shutdown_leaves_only_the_database_file(signal: &str) {
+    let mut tally = Setup::new().sqlite().start();
+    let mut client = tally.client();
+    for round in 0..200 {
+        let reply = client.post("/v1/track", &usage(&format!("u{}", round % 7), "e2e_runs", json!({})));
+        assert_eq!(reply.status, 200);
+        // Reads too, so the read pool holds open connections at the signal.
+        assert_eq!(client.get(&format!("/v1/users/u{}", round % 7)).status, 200);
+    }
+    let dir = std::sync::Arc::clone(&tally.dir);
+    let file = |suffix: &str| dir.path().join(format!("tally.db{suffix}"));
+    assert!(file("-wal").exists() && file("-shm").exists(), "while serving, SQLite keeps its WAL and shared memory");
+    assert!(tally.signal_and_wait(signal).success());
+    assert!(file("").is_file());
+    assert!(!file("-wal").exists(), "the WAL is checkpointed and removed on a clean {signal}");
+    assert!(!file("-shm").exists(), "the shared-memory file is removed on a clean {signal}");
+    let connection = rusqlite::Connection::open_with_flags(file(""), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the database file alone");
+    let stored: i64 = connection.query_row("SELECT sum(value) FROM usage_counters", [], |row| row.get(0)).unwrap();
+    assert_eq!(stored, 200, "every acknowledged write is in the database file itself");
+}
+
+#[test]
+fn sigterm_on_sqlite_leaves_only_the_database_file() {
+    clean_shutdown_leaves_only_the_database_file("TERM");
+}
+
+#[test]
+fn sigint_on_sqlite_leaves_only_the_database_file() {
+    clean_shutdown_leaves_only_the_database_file("INT");
 }

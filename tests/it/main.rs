@@ -1,5 +1,6 @@
 //! Integration tests: one binary (it links once) that starts the real `tally` for each test.
 
+mod accounts;
 mod admin;
 mod auth;
 mod backend;
@@ -18,10 +19,12 @@ mod ofrep;
 mod outbox;
 mod overview;
 mod ratelimit;
+mod readme;
 mod receiver;
 mod reliability;
 mod support;
 mod telemetry;
+mod terms;
 mod transport;
 mod usage;
 mod users;

@@ -85,6 +85,61 @@ fn three_nodes_never_pass_a_hard_limit() {
 }
 
 #[test]
+fn three_nodes_never_pass_an_accounts_pooled_hard_limit() {
+    if !multi_node_only() {
+        return;
+    }
+    let nodes = three_nodes(with_keys);
+    let addrs: Vec<_> = nodes.iter().map(|node| node.addr).collect();
+    let mut admin = nodes[0].client().with_key(crate::support::ADMIN_KEY);
+    for round in 0..10 {
+        // trial: 30 prompts, hard, for the three members together.
+        let account = format!("pool-round{round}");
+        assert_eq!(admin.put(&format!("/v1/accounts/{account}"), &json!({ "plan": "trial" })).status, 200);
+        let members: Vec<String> = (0..3).map(|member| format!("{account}-member{member}")).collect();
+        for member in &members {
+            let joined = admin.put(&format!("/v1/users/{member}"), &json!({ "account_id": account }));
+            assert_eq!(joined.status, 200);
+        }
+        let accepted = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..32)
+            .map(|worker| {
+                let (addrs, members, accepted) = (addrs.clone(), members.clone(), Arc::clone(&accepted));
+                std::thread::spawn(move || {
+                    let mut clients: Vec<Client> =
+                        addrs.iter().map(|addr| Client::new(*addr).with_key(crate::support::SERVICE_KEY)).collect();
+                    for request in 0..100 {
+                        let node = (worker + request) % clients.len();
+                        let member = &members[(worker + request / 3) % members.len()];
+                        let reply = clients[node].post("/v1/track", &usage(member, "prompts", json!({})));
+                        match reply.status {
+                            200 => {
+                                accepted.fetch_add(1, Ordering::SeqCst);
+                            }
+                            429 => assert_eq!(reply.json()["error"]["scope"], "account"),
+                            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&reply.body)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 30, "round {round}: answers of 200 over three nodes");
+        let view = nodes[round % 3]
+            .client()
+            .with_key(crate::support::ADMIN_KEY)
+            .get(&format!("/v1/accounts/{account}"))
+            .json();
+        assert_eq!(view["usage"]["prompts"]["used"], 30, "round {round}: the pool stored");
+        let own: u64 =
+            view["members"].as_array().unwrap().iter().map(|m| m["usage"]["prompts"].as_u64().unwrap()).sum();
+        assert_eq!(own, 30, "round {round}: the members' own counters add up to the pool");
+    }
+}
+
+#[test]
 fn an_idempotency_key_replays_on_another_node_and_races_count_once() {
     if !multi_node_only() {
         return;

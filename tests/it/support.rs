@@ -11,6 +11,25 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tally");
 
+/// The variables the config reads: cleared for every child, so a developer's shell (or the
+/// suite's own PostgreSQL run) cannot change what a test starts. Tests set them explicitly.
+const SETTINGS_FROM_ENV: &[&str] = &[
+    "ADMIN_USER_IDS",
+    "USAGE_TRACKING_ENABLED",
+    "TELEMETRY_ENABLED",
+    "TALLY_LISTEN",
+    "TALLY_DATABASE",
+    "TALLY_DATABASE_URL",
+];
+
+/// `command` without any of `SETTINGS_FROM_ENV`.
+pub fn without_settings_env(command: &mut Command) -> &mut Command {
+    for name in SETTINGS_FROM_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// The keys of `start_with_keys`: a service key, and an admin key named "ops".
 pub const SERVICE_KEY: &str = "service-key-for-tests";
 pub const ADMIN_KEY: &str = "admin-key-for-tests";
@@ -110,12 +129,9 @@ impl Setup {
     /// and stderr.
     pub fn start_refused_in(self, dir: &Path) -> (ExitStatus, String) {
         let config_path = write_config(dir, &self);
-        let output = Command::new(BIN)
+        let output = without_settings_env(&mut Command::new(BIN))
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env_remove("ADMIN_USER_IDS")
-            .env_remove("USAGE_TRACKING_ENABLED")
-            .env_remove("TELEMETRY_ENABLED")
             .envs(self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .stdin(Stdio::null())
             .current_dir(dir)
@@ -157,12 +173,9 @@ impl Tally {
             .append(true)
             .open(dir.path().join("stderr.log"))
             .expect("stderr log");
-        command
+        without_settings_env(&mut command)
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env_remove("ADMIN_USER_IDS")
-            .env_remove("USAGE_TRACKING_ENABLED")
-            .env_remove("TELEMETRY_ENABLED")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -249,14 +262,7 @@ fn write_config(dir: &Path, setup: &Setup) -> PathBuf {
 
 /// Runs `tally ARGS` to completion.
 pub fn run_tally(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("ADMIN_USER_IDS")
-        .env_remove("USAGE_TRACKING_ENABLED")
-        .env_remove("TELEMETRY_ENABLED")
-        .output()
-        .expect("run tally");
+    let output = without_settings_env(&mut Command::new(BIN)).args(args).current_dir(cwd).output().expect("run tally");
     (output.status, String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
 }
 

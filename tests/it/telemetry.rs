@@ -337,7 +337,7 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
     assert_eq!(tally.client().get("/metrics").status, 401, "admin key by default");
     let reply = client.get("/metrics");
     assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").unwrap().contains("openmetrics-text"));
+    assert_eq!(reply.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
     let text = String::from_utf8(reply.body).unwrap();
     assert_eq!(sample(&text, "tally_track_total", &[("metric", "prompts"), ("outcome", "recorded")]), 8.0);
     assert_eq!(sample(&text, "tally_track_total", &[("metric", "e2e_runs"), ("outcome", "replayed")]), 1.0);
@@ -352,7 +352,7 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
     assert_eq!(sample(&text, "tally_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
     assert!(sample(&text, "tally_database_bytes", &[]) > 0.0);
     assert!(sample(&text, "tally_writer_batch_size_count", &[]) >= 10.0);
-    assert!(text.contains("tally_http_request_duration_seconds_bucket{le="), "{text}");
+    assert!(text.contains("tally_http_request_duration_seconds_bucket{route=\"/v1/track\",le="), "{text}");
     assert!(!text.contains("\"m\""), "no user id becomes a label");
 
     let public = Setup::new()
@@ -360,6 +360,60 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
         .config("[auth]\nadmin_keys = [\"admin-key-for-metrics\"]\n")
         .start();
     assert_eq!(public.client().get("/metrics").status, 200);
+}
+
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `promtool check metrics` on `text`: its exit status and what it printed.
+fn promtool_check(text: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {PROMTOOL} ({error}); run scripts/install-promtool.sh"));
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status, said)
+}
+
+#[test]
+fn metrics_negotiate_the_classic_text_format_unless_openmetrics_is_asked_for() {
+    let tally = Setup::new().config(PLANS).server("metrics_public = true").start();
+    let mut client = tally.client();
+    // Every kind of series: counters with labels, histograms, gauges, the event counter.
+    client.post("/v1/track", &usage("m", "prompts", json!({ "amount": 90 })));
+    client.post("/v1/track", &usage("m", "prompts", json!({ "amount": 90 })));
+    client.post("/v1/features/use", &json!({ "user_id": "m", "feature": "export" }));
+
+    let classic = client.get("/metrics");
+    assert_eq!(classic.status, 200);
+    assert_eq!(classic.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(classic.header("vary"), Some("Accept"));
+    let text = String::from_utf8(classic.body).unwrap();
+    assert!(text.contains("# TYPE tally_track_total counter\n"), "{text}");
+    assert!(text.contains("# HELP tally_track_total "), "{text}");
+    assert!(!text.contains("# EOF"), "{text}");
+    let (status, said) = promtool_check(&text);
+    assert!(status.success(), "promtool check metrics refused the classic format:\n{said}\n{text}");
+
+    let scraper_accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    for accept in ["application/openmetrics-text", scraper_accept] {
+        let open = client.request("GET", "/metrics", &[("Accept", accept)], None);
+        assert_eq!(open.status, 200);
+        assert_eq!(open.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+        let text = String::from_utf8(open.body).unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE tally_track counter\n"), "OpenMetrics names the family without _total: {text}");
+        assert!(text.contains("tally_track_total{metric=\"prompts\",outcome=\"limit_exceeded\"} 1"), "{text}");
+    }
+
+    let plain = client.request("GET", "/metrics", &[("Accept", "text/plain")], None);
+    assert_eq!(plain.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
 }
 
 #[test]

@@ -90,6 +90,29 @@ pub trait UsageRead {
     fn nth_oldest_feature_use(&self, user_pk: i64, feature: &str, since_ms: i64, skip: u32) -> Result<Option<i64>>;
     /// Every refusal counter of the user id in the period.
     fn refusals(&self, user_id: &str, period: Period) -> Result<Vec<RefusalCount>>;
+    fn find_account(&self, account_id: &str) -> Result<Option<AccountRecord>>;
+    /// The account a member's `account_pk` names (it exists: membership is a foreign key).
+    fn get_account(&self, account_pk: i64) -> Result<AccountRecord>;
+    /// The account's pooled counter.
+    fn account_counter(&self, account_pk: i64, period: Period, metric: &str) -> Result<u64>;
+    fn account_counters(&self, account_pk: i64, period: Period) -> Result<Vec<(String, u64)>>;
+    /// Uses of a rate-limited feature by the account's members strictly after `since_ms`.
+    fn count_account_feature_uses(&self, account_pk: i64, feature: &str, since_ms: i64) -> Result<u32>;
+    fn nth_oldest_account_feature_use(
+        &self,
+        account_pk: i64,
+        feature: &str,
+        since_ms: i64,
+        skip: u32,
+    ) -> Result<Option<i64>>;
+    /// The account's members, by user id.
+    fn members(&self, account_pk: i64) -> Result<Vec<UserRecord>>;
+    fn find_override(&self, customer: CustomerKey<'_>) -> Result<Option<OverrideRecord>>;
+    /// The sum of the customer's grants for `metric` in `period` still valid at `valid_at_ms`
+    /// (no expiry, or expiring after it).
+    fn sum_grants(&self, customer: CustomerKey<'_>, metric: &str, period: Period, valid_at_ms: i64) -> Result<u64>;
+    /// The customer's grants, newest first.
+    fn grants(&self, customer: CustomerKey<'_>) -> Result<Vec<GrantRecord>>;
 }
 
 /// What recording usage needs (events included); only a write transaction implements it.
@@ -120,6 +143,23 @@ pub trait UsageWrite: UsageRead + EventWrite {
     /// The answer stored under `key` if it was stored at or after `not_before_ms`.
     fn find_answer(&self, key: &str, not_before_ms: i64) -> Result<Option<StoredAnswer>>;
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<()>;
+    /// Creates the account; the caller has serialized on the account id and found none.
+    fn create_account(&self, account_id: &str, plan: &str, now_ms: i64) -> Result<AccountRecord>;
+    fn set_account_plan(&self, account_pk: i64, plan: &str, now_ms: i64) -> Result<()>;
+    /// Makes the user a member of `account_pk`, or of none.
+    fn set_membership(&self, user_pk: i64, account_pk: Option<i64>, now_ms: i64) -> Result<()>;
+    /// As `increment_within`, on the account's pooled counter.
+    fn increment_account_within(
+        &self,
+        account_pk: i64,
+        period: Period,
+        metric: &str,
+        amount: u64,
+        ceiling: u64,
+        now_ms: i64,
+    ) -> Result<Option<u64>>;
+    fn record_account_feature_use(&self, account_pk: i64, feature: &str, now_ms: i64) -> Result<()>;
+    fn prune_account_feature_uses(&self, account_pk: i64, feature: &str, until_ms: i64) -> Result<()>;
     /// Counts one more refusal; returns the counter after it. The caller has serialized on
     /// the user.
     fn count_refusal(&self, key: &RefusalKey<'_>) -> Result<RefusalTally>;
@@ -143,6 +183,14 @@ pub trait AdminRead {
     fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>>;
     /// Newest first; only rows with an id below `before` when given.
     fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>>;
+    /// Accounts by account id, descending; only ids below `before` when given; with their
+    /// member counts.
+    fn accounts_page(&self, limit: u32, before: Option<&str>) -> Result<Vec<(AccountRecord, u64)>>;
+    /// (plan, accounts on it), and (plan, members on it as users): an account pays its plan
+    /// once and its members do not pay theirs.
+    fn account_plans(&self) -> Result<(PlanCounts, PlanCounts)>;
+    /// (period, metric, value) of the account's pooled counters from `oldest` on.
+    fn account_counters_since(&self, account_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>>;
     fn export_user(&self, user: &UserRecord) -> Result<UserExport>;
     /// Erasures begun and not finished, oldest first.
     fn pending_erasures(&self) -> Result<Vec<ErasureRecord>>;
@@ -160,6 +208,29 @@ pub trait AdminWrite: AdminRead {
     fn delete_counters_before(&self, oldest_kept: Period, limit: u32) -> Result<u64>;
     /// Deletes the rollup rows of periods before `oldest_kept` (once no counter is left there).
     fn delete_rollups_before(&self, oldest_kept: Period) -> Result<()>;
+    /// Deletes the account's pooled counters of the period (of one metric, or all); returns
+    /// the values deleted.
+    fn reset_account_counters(
+        &self,
+        account_pk: i64,
+        period: Period,
+        metric: Option<&str>,
+    ) -> Result<Vec<(String, u64)>>;
+    /// Replaces the customer's override.
+    fn put_override(&self, customer: CustomerKey<'_>, record: &OverrideRecord) -> Result<()>;
+    /// Removes it; false if there was none.
+    fn delete_override(&self, customer: CustomerKey<'_>) -> Result<bool>;
+    /// Stores a grant; returns its id.
+    fn add_grant(&self, grant: &GrantRecord) -> Result<i64>;
+    /// Deletes a grant; returns it, or None if there was none.
+    fn delete_grant(&self, grant_id: i64) -> Result<Option<GrantRecord>>;
+    /// Deletes the customer's override and grants (for erasure); returns how many rows.
+    fn delete_terms_of(&self, customer: CustomerKey<'_>) -> Result<u64>;
+    /// Deletes the account; its members leave it and keep their own data.
+    fn delete_account(&self, account_pk: i64) -> Result<()>;
+    /// Deletes up to `limit` pooled counters and alert marks of periods before
+    /// `oldest_kept`; returns how many.
+    fn delete_account_counters_before(&self, oldest_kept: Period, limit: u32) -> Result<u64>;
     /// Deletes up to `limit` idempotency answers stored before `before_ms`; returns how many.
     fn prune_answers(&self, before_ms: i64, limit: u32) -> Result<u64>;
     /// Deletes the user with their counters, feature uses and alert marks, keeping the
@@ -206,6 +277,8 @@ pub trait EventWrite: EventRead {
     fn queue_delivery(&self, event_id: &str, url: &str, now_ms: i64) -> Result<()>;
     /// Marks an alert as sent; false if it already was. The caller has serialized on the user.
     fn mark_alert(&self, user_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool>;
+    /// As `mark_alert`, for an account's pool. The caller has serialized on the account.
+    fn mark_account_alert(&self, account_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool>;
     /// Claims up to `limit` due pending deliveries to `url` for this node until
     /// `lease_until_ms` (pushing their next attempt there), oldest first, skipping rows
     /// another transaction holds: each attempt is made by one node. Returns them with their

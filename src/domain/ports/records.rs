@@ -12,16 +12,77 @@ pub struct UserRecord {
     pub user_id: String,
     pub plan: String,
     pub created_at_ms: i64,
+    /// The account the user is a member of, if any.
+    pub account_pk: Option<i64>,
 }
 
-/// The first answer given under an idempotency key, replayed for repeats.
+/// Who an override or a grant is for: a user's or an account's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CustomerKey<'a> {
+    /// "user" or "account".
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+/// A stored override: its body as the domain wrote it (JSON text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverrideRecord {
+    pub body: String,
+    pub expires_at_ms: Option<i64>,
+    pub note: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// A stored grant of extra allowance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: i64,
+    pub customer_kind: String,
+    pub customer_id: String,
+    pub metric: String,
+    pub amount: u64,
+    pub period: String,
+    pub expires_at_ms: Option<i64>,
+    pub note: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// (plan, how many) rows.
+pub type PlanCounts = Vec<(String, u64)>;
+
+/// A stored account: users sharing one plan and pooled counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub pk: i64,
+    pub account_id: String,
+    pub plan: String,
+    pub created_at_ms: i64,
+}
+
+/// The first answer given under an idempotency key, replayed for repeats: its status, the
+/// headers that belong to it (a 429's `Retry-After`) and its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAnswer {
     pub fingerprint: Vec<u8>,
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
-    /// Response headers to send again with it: one `name: value` per line; empty for none.
-    pub headers: String,
+}
+
+impl StoredAnswer {
+    /// The headers as stored: one `name: value` per line (names and values never hold a
+    /// line break).
+    pub fn headers_text(&self) -> String {
+        self.headers.iter().map(|(name, value)| format!("{name}: {value}\n")).collect()
+    }
+
+    /// The headers from `headers_text`'s form.
+    pub fn parse_headers(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
 }
 
 /// One row of the audit log.

@@ -222,8 +222,24 @@ mod tests {
     #[test]
     fn plan_bars_name_users_share_and_revenue() {
         let plans = [
-            PlanShare { plan: "trial".into(), users: 2, share: 0.5, price_cents: 0, revenue_cents: 0 },
-            PlanShare { plan: "teams".into(), users: 2, share: 0.5, price_cents: 4900, revenue_cents: 9800 },
+            PlanShare {
+                plan: "trial".into(),
+                users: 2,
+                share: 0.5,
+                accounts: 0,
+                members: 0,
+                price_cents: 0,
+                revenue_cents: 0,
+            },
+            PlanShare {
+                plan: "teams".into(),
+                users: 2,
+                share: 0.5,
+                accounts: 0,
+                members: 0,
+                price_cents: 4900,
+                revenue_cents: 9800,
+            },
         ];
         let svg = plan_bars(&plans, PlanMeasure::Users).into_string();
         assert!(svg.contains("2 users</tspan> · 50%"), "{svg}");

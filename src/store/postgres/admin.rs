@@ -2,11 +2,11 @@
 //! every change keeps in step, applied at commit in one global order (see `Rollups`).
 
 use super::usage::user_row;
-use super::{PgDb, Rollups};
+use super::{PgDb, Rollups, accounts, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, StoreError, UserExport, UserRecord,
-    from_stored_integer,
+    AccountRecord, AdminRead, AdminWrite, AuditRecord, CounterRecord, CustomerKey, ErasureRecord, GrantRecord,
+    OverrideRecord, PlanCounts, StoreError, UserExport, UserRecord, from_stored_integer,
 };
 use postgres::Row;
 
@@ -81,13 +81,13 @@ impl AdminRead for PgDb<'_> {
 
     fn top_users(&self, period: Period, metric: &str, limit: u32) -> Result<Vec<(UserRecord, u64)>> {
         let rows = self.conn().query(
-            "SELECT u.id, u.uuid, u.user_id, u.plan, u.created_at, c.value
+            "SELECT u.id, u.uuid, u.user_id, u.plan, u.created_at, u.account_pk, c.value
              FROM usage_counters c JOIN users u ON u.id = c.user_pk
              WHERE c.period = $1 AND c.metric = $2
              ORDER BY c.value DESC, c.user_pk DESC LIMIT $3",
             &[&period.to_string(), &metric, &i64::from(limit)],
         )?;
-        Ok(rows.iter().map(|row| (user_row(row), from_stored_integer(row.get(5)))).collect())
+        Ok(rows.iter().map(|row| (user_row(row), from_stored_integer(row.get(6)))).collect())
     }
 
     fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>> {
@@ -96,6 +96,18 @@ impl AdminRead for PgDb<'_> {
             &[&user_pk, &oldest.to_string()],
         )?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1), from_stored_integer(row.get(2)))).collect())
+    }
+
+    fn accounts_page(&self, limit: u32, before: Option<&str>) -> Result<Vec<(AccountRecord, u64)>> {
+        accounts::accounts_page(self, limit, before)
+    }
+
+    fn account_plans(&self) -> Result<(PlanCounts, PlanCounts)> {
+        accounts::account_plans(self)
+    }
+
+    fn account_counters_since(&self, account_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>> {
+        accounts::counters_since(self, account_pk, oldest)
     }
 
     fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>> {
@@ -215,6 +227,43 @@ impl AdminWrite for PgDb<'_> {
         self.conn().execute("DELETE FROM period_totals WHERE period < $1", &[&oldest])?;
         self.conn().execute("DELETE FROM period_users WHERE period < $1", &[&oldest])?;
         Ok(())
+    }
+
+    fn reset_account_counters(
+        &self,
+        account_pk: i64,
+        period: Period,
+        metric: Option<&str>,
+    ) -> Result<Vec<(String, u64)>> {
+        accounts::reset_counters(self, account_pk, period, metric)
+    }
+
+    fn put_override(&self, customer: CustomerKey<'_>, record: &OverrideRecord) -> Result<()> {
+        terms::put_override(self, customer, record)
+    }
+
+    fn delete_override(&self, customer: CustomerKey<'_>) -> Result<bool> {
+        terms::delete_override(self, customer)
+    }
+
+    fn add_grant(&self, grant: &GrantRecord) -> Result<i64> {
+        terms::add_grant(self, grant)
+    }
+
+    fn delete_grant(&self, grant_id: i64) -> Result<Option<GrantRecord>> {
+        terms::delete_grant(self, grant_id)
+    }
+
+    fn delete_terms_of(&self, customer: CustomerKey<'_>) -> Result<u64> {
+        terms::delete_terms_of(self, customer)
+    }
+
+    fn delete_account(&self, account_pk: i64) -> Result<()> {
+        accounts::delete_account(self, account_pk)
+    }
+
+    fn delete_account_counters_before(&self, oldest_kept: Period, limit: u32) -> Result<u64> {
+        accounts::delete_counters_before(self, oldest_kept, limit)
     }
 
     fn prune_answers(&self, before_ms: i64, limit: u32) -> Result<u64> {

@@ -160,6 +160,10 @@ impl EventWrite for PgDb<'_> {
         Ok(claimed)
     }
 
+    fn mark_account_alert(&self, account_pk: i64, period: &str, metric: &str, alert: &str) -> Result<bool> {
+        super::accounts::mark_alert(self, account_pk, period, metric, alert)
+    }
+
     fn finish_attempt(&self, delivery_id: i64, outcome: &AttemptOutcome, now_ms: i64) -> Result<()> {
         let (status, next_attempt_at, error, attempted) = outcome.stored();
         // One statement: the update and, for a failed attempt, its line in the history.

@@ -10,9 +10,11 @@
 //! so every connection keeps its prepared statements (`Conn::statement`); `Client::is_closed`
 //! turns true once the server has gone; errors carry the SQLSTATE in `Error::code`.
 
+mod accounts;
 mod admin;
 mod events;
 mod migrate;
+mod terms;
 mod usage;
 mod writer;
 

@@ -1,11 +1,12 @@
 //! PostgreSQL SQL for users, counters, feature uses, idempotent answers and dashboard
 //! sessions, and `serialize_on` (a transaction-scoped advisory lock, tried; see writer.rs).
 
-use super::PgDb;
+use super::{PgDb, accounts, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    RefusalCount, RefusalKey, RefusalTally, SessionRead, SessionRecord, SessionWrite, StoreError, StoredAnswer,
-    UsageRead, UsageWrite, UserRecord, as_stored_integer, from_stored_integer,
+    AccountRecord, CustomerKey, GrantRecord, OverrideRecord, RefusalCount, RefusalKey, RefusalTally, SessionRead,
+    SessionRecord, SessionWrite, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer,
+    from_stored_integer,
 };
 use postgres::Row;
 use sha2::{Digest, Sha256};
@@ -24,7 +25,14 @@ fn lock_id(scope: &str, key: &str) -> i64 {
 }
 
 pub(super) fn user_row(row: &Row) -> UserRecord {
-    UserRecord { pk: row.get(0), uuid: row.get(1), user_id: row.get(2), plan: row.get(3), created_at_ms: row.get(4) }
+    UserRecord {
+        pk: row.get(0),
+        uuid: row.get(1),
+        user_id: row.get(2),
+        plan: row.get(3),
+        created_at_ms: row.get(4),
+        account_pk: row.get(5),
+    }
 }
 
 /// Every refusal counter of the user id, of one period or all.
@@ -47,9 +55,10 @@ pub(super) fn refusals(db: &PgDb<'_>, user_id: &str, period: Option<Period>) -> 
 
 impl UsageRead for PgDb<'_> {
     fn find_user(&self, user_id: &str) -> Result<Option<UserRecord>> {
-        let row = self
-            .conn()
-            .query_opt("SELECT id, uuid, user_id, plan, created_at FROM users WHERE user_id = $1", &[&user_id])?;
+        let row = self.conn().query_opt(
+            "SELECT id, uuid, user_id, plan, created_at, account_pk FROM users WHERE user_id = $1",
+            &[&user_id],
+        )?;
         Ok(row.as_ref().map(user_row))
     }
 
@@ -80,6 +89,52 @@ impl UsageRead for PgDb<'_> {
 
     fn refusals(&self, user_id: &str, period: Period) -> Result<Vec<RefusalCount>> {
         refusals(self, user_id, Some(period))
+    }
+
+    fn find_account(&self, account_id: &str) -> Result<Option<AccountRecord>> {
+        accounts::find_account(self, account_id)
+    }
+
+    fn get_account(&self, account_pk: i64) -> Result<AccountRecord> {
+        accounts::get_account(self, account_pk)
+    }
+
+    fn account_counter(&self, account_pk: i64, period: Period, metric: &str) -> Result<u64> {
+        accounts::account_counter(self, account_pk, period, metric)
+    }
+
+    fn account_counters(&self, account_pk: i64, period: Period) -> Result<Vec<(String, u64)>> {
+        accounts::account_counters(self, account_pk, period)
+    }
+
+    fn count_account_feature_uses(&self, account_pk: i64, feature: &str, since_ms: i64) -> Result<u32> {
+        accounts::count_feature_uses(self, account_pk, feature, since_ms)
+    }
+
+    fn nth_oldest_account_feature_use(
+        &self,
+        account_pk: i64,
+        feature: &str,
+        since_ms: i64,
+        skip: u32,
+    ) -> Result<Option<i64>> {
+        accounts::nth_oldest_feature_use(self, account_pk, feature, since_ms, skip)
+    }
+
+    fn members(&self, account_pk: i64) -> Result<Vec<UserRecord>> {
+        accounts::members(self, account_pk)
+    }
+
+    fn find_override(&self, customer: CustomerKey<'_>) -> Result<Option<OverrideRecord>> {
+        terms::find_override(self, customer)
+    }
+
+    fn sum_grants(&self, customer: CustomerKey<'_>, metric: &str, period: Period, valid_at_ms: i64) -> Result<u64> {
+        terms::sum_grants(self, customer, metric, period, valid_at_ms)
+    }
+
+    fn grants(&self, customer: CustomerKey<'_>) -> Result<Vec<GrantRecord>> {
+        terms::grants(self, customer)
     }
 
     fn nth_oldest_feature_use(&self, user_pk: i64, feature: &str, since_ms: i64, skip: u32) -> Result<Option<i64>> {
@@ -116,7 +171,14 @@ impl UsageWrite for PgDb<'_> {
         )?;
         let pk: i64 = row.ok_or_else(|| StoreError::Backend("INSERT ... RETURNING gave no row".into()))?.get(0);
         *self.rollups().plan_users.entry(plan.to_owned()).or_default() += 1;
-        Ok(UserRecord { pk, uuid, user_id: user_id.to_owned(), plan: plan.to_owned(), created_at_ms: now_ms })
+        Ok(UserRecord {
+            pk,
+            uuid,
+            user_id: user_id.to_owned(),
+            plan: plan.to_owned(),
+            created_at_ms: now_ms,
+            account_pk: None,
+        })
     }
 
     fn set_plan(&self, user_pk: i64, plan: &str, now_ms: i64) -> Result<()> {
@@ -206,21 +268,61 @@ impl UsageWrite for PgDb<'_> {
             fingerprint: row.get(0),
             status: u16::try_from(row.get::<_, i64>(1)).unwrap_or(500),
             body: row.get(2),
-            headers: row.get(3),
+            headers: StoredAnswer::parse_headers(row.get(3)),
         }))
     }
 
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<()> {
         // An expired row under the same key is replaced: the key is free again.
         self.conn().execute(
-            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at, headers)
+            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, headers, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id, fingerprint = EXCLUDED.fingerprint,
-                status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at,
-                headers = EXCLUDED.headers",
-            &[&key, &user_id, &answer.fingerprint, &i64::from(answer.status), &answer.body, &now_ms, &answer.headers],
+                status = EXCLUDED.status, body = EXCLUDED.body, headers = EXCLUDED.headers,
+                created_at = EXCLUDED.created_at",
+            &[
+                &key,
+                &user_id,
+                &answer.fingerprint,
+                &i64::from(answer.status),
+                &answer.body,
+                &answer.headers_text(),
+                &now_ms,
+            ],
         )?;
         Ok(())
+    }
+
+    fn create_account(&self, account_id: &str, plan: &str, now_ms: i64) -> Result<AccountRecord> {
+        accounts::create_account(self, account_id, plan, now_ms)
+    }
+
+    fn set_account_plan(&self, account_pk: i64, plan: &str, now_ms: i64) -> Result<()> {
+        accounts::set_account_plan(self, account_pk, plan, now_ms)
+    }
+
+    fn set_membership(&self, user_pk: i64, account_pk: Option<i64>, now_ms: i64) -> Result<()> {
+        accounts::set_membership(self, user_pk, account_pk, now_ms)
+    }
+
+    fn increment_account_within(
+        &self,
+        account_pk: i64,
+        period: Period,
+        metric: &str,
+        amount: u64,
+        ceiling: u64,
+        now_ms: i64,
+    ) -> Result<Option<u64>> {
+        accounts::increment_within(self, account_pk, period, metric, amount, ceiling, now_ms)
+    }
+
+    fn record_account_feature_use(&self, account_pk: i64, feature: &str, now_ms: i64) -> Result<()> {
+        accounts::record_feature_use(self, account_pk, feature, now_ms)
+    }
+
+    fn prune_account_feature_uses(&self, account_pk: i64, feature: &str, until_ms: i64) -> Result<()> {
+        accounts::prune_feature_uses(self, account_pk, feature, until_ms)
     }
 
     fn count_refusal(&self, key: &RefusalKey<'_>) -> Result<RefusalTally> {

@@ -1,16 +1,13 @@
 //! SQLite SQL for the admin views and actions: rollup reads, top users, history, the audit
 //! log, reset, cleanup, erasure and export. Every write keeps the rollups in step.
 
-use super::{SqliteReader, SqliteTx, rollup};
+use super::{SqliteReader, SqliteTx, accounts, rollup, terms, to_u64};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    AdminRead, AdminWrite, AuditRecord, CounterRecord, ErasureRecord, StoreError, UserExport, UserRecord,
+    AccountRecord, AdminRead, AdminWrite, AuditRecord, CounterRecord, CustomerKey, ErasureRecord, GrantRecord,
+    OverrideRecord, PlanCounts, StoreError, UserExport, UserRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
-
-fn to_u64(value: i64) -> u64 {
-    value.max(0) as u64
-}
 
 fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
@@ -62,7 +59,7 @@ fn top_users(
     limit: u32,
 ) -> Result<Vec<(UserRecord, u64)>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT u.id, u.uuid, u.user_id, u.plan, u.created_at, c.value
+        "SELECT u.id, u.uuid, u.user_id, u.plan, u.created_at, u.account_pk, c.value
          FROM usage_counters c JOIN users u ON u.id = c.user_pk
          WHERE c.period = ?1 AND c.metric = ?2
          ORDER BY c.value DESC, c.user_pk DESC LIMIT ?3",
@@ -75,8 +72,9 @@ fn top_users(
                 user_id: row.get(2)?,
                 plan: row.get(3)?,
                 created_at_ms: row.get(4)?,
+                account_pk: row.get(5)?,
             },
-            to_u64(row.get(5)?),
+            to_u64(row.get(6)?),
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -182,6 +180,19 @@ macro_rules! impl_admin_read {
             fn counters_since(&self, user_pk: i64, oldest: Period) -> Result<Vec<(String, String, u64)>, StoreError> {
                 counters_since(self.0, user_pk, oldest)
             }
+            fn accounts_page(&self, limit: u32, before: Option<&str>) -> Result<Vec<(AccountRecord, u64)>, StoreError> {
+                accounts::accounts_page(self.0, limit, before)
+            }
+            fn account_plans(&self) -> Result<(PlanCounts, PlanCounts), StoreError> {
+                accounts::account_plans(self.0)
+            }
+            fn account_counters_since(
+                &self,
+                account_pk: i64,
+                oldest: Period,
+            ) -> Result<Vec<(String, String, u64)>, StoreError> {
+                accounts::counters_since(self.0, account_pk, oldest)
+            }
             fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
                 audit_page(self.0, limit, before)
             }
@@ -248,6 +259,43 @@ impl AdminWrite for SqliteTx<'_> {
         self.0.prepare_cached("DELETE FROM period_totals WHERE period < ?1")?.execute([&oldest])?;
         self.0.prepare_cached("DELETE FROM period_users WHERE period < ?1")?.execute([&oldest])?;
         Ok(())
+    }
+
+    fn reset_account_counters(
+        &self,
+        account_pk: i64,
+        period: Period,
+        metric: Option<&str>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        accounts::reset_counters(self.0, account_pk, period, metric)
+    }
+
+    fn put_override(&self, customer: CustomerKey<'_>, record: &OverrideRecord) -> Result<(), StoreError> {
+        terms::put_override(self.0, customer, record)
+    }
+
+    fn delete_override(&self, customer: CustomerKey<'_>) -> Result<bool, StoreError> {
+        terms::delete_override(self.0, customer)
+    }
+
+    fn add_grant(&self, grant: &GrantRecord) -> Result<i64, StoreError> {
+        terms::add_grant(self.0, grant)
+    }
+
+    fn delete_grant(&self, grant_id: i64) -> Result<Option<GrantRecord>, StoreError> {
+        terms::delete_grant(self.0, grant_id)
+    }
+
+    fn delete_terms_of(&self, customer: CustomerKey<'_>) -> Result<u64, StoreError> {
+        terms::delete_terms_of(self.0, customer)
+    }
+
+    fn delete_account(&self, account_pk: i64) -> Result<(), StoreError> {
+        accounts::delete_account(self.0, account_pk)
+    }
+
+    fn delete_account_counters_before(&self, oldest_kept: Period, limit: u32) -> Result<u64, StoreError> {
+        accounts::delete_counters_before(self.0, oldest_kept, limit)
     }
 
     fn prune_answers(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {

@@ -169,28 +169,63 @@ pub(in crate::store) fn check_current(connection: &Connection) -> Result<(), Sto
 /// How often the checkpointer copies committed WAL frames into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// The checkpointer thread; `stop` ends it and closes its connection.
+pub(super) struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    pub(super) fn stop(self) {
+        drop(self.stop);
+        if self.thread.join().is_err() {
+            log::warn!("the checkpoint thread panicked");
+        }
+    }
+}
+
 /// Starts the checkpointer: a thread with its own connection that runs PASSIVE checkpoints,
 /// which never wait for the writer and never block it, so the writer's commits do not pay
-/// for copying the WAL into the database file. It stops when the writer stops.
+/// for copying the WAL into the database file. It stops when the writer stops, or at once
+/// when told to.
 pub(super) fn spawn_checkpointer(
     config: &SqliteConfig,
     writer_running: impl Fn() -> bool + Send + 'static,
-) -> Result<(), StoreError> {
+) -> Result<Checkpointer, StoreError> {
     let connection = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|error| describe_open_error(config, error))?;
     apply_pragmas(&connection, config).map_err(|error| describe_open_error(config, error))?;
-    std::thread::Builder::new()
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("tally-checkpoint".into())
         .spawn(move || {
-            while writer_running() {
-                std::thread::sleep(CHECKPOINT_EVERY);
+            // Nothing is ever sent: `stop` being dropped is the signal.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if !writer_running() {
+                    break;
+                }
                 if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     log::warn!("checkpoint failed (the next one retries): {error}");
                 }
             }
         })
         .map_err(|error| StoreError::Open(format!("cannot start the checkpoint thread: {error}")))?;
-    Ok(())
+    Ok(Checkpointer { stop, thread })
+}
+
+/// The last step of a clean shutdown, once every other connection to the file is closed:
+/// copies the whole WAL into the database file and truncates it (TRUNCATE waits for no
+/// reader because there is none), then closes; SQLite removes `-wal` and `-shm` when the last
+/// connection closes, so only the database file is left.
+pub(super) fn checkpoint_and_close(config: &SqliteConfig) -> Result<(), StoreError> {
+    let connection = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|error| describe_open_error(config, error))?;
+    connection.busy_timeout(config.busy_timeout)?;
+    let blocked: i64 = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if blocked != 0 {
+        return Err(StoreError::Busy);
+    }
+    connection.close().map_err(|(_, error)| StoreError::from(error))
 }
 
 /// What `tally backup` wrote.

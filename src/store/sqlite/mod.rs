@@ -1,24 +1,31 @@
 //! The SQLite backend: one file in WAL mode. One writer thread owns the only write connection
 //! and commits queued jobs in groups (writer.rs); reads come from a pool of read-only
-//! connections; a checkpointer thread copies the WAL into the file off the writer's path.
+//! connections; a checkpointer thread copies the WAL into the file off the writer's path. A
+//! clean shutdown closes them all and checkpoints with TRUNCATE, leaving only the file.
 //! Only this folder names rusqlite.
 
+mod accounts;
 mod admin;
 mod connection;
 mod events;
 mod rollup;
 mod sessions;
+mod terms;
 mod usage;
 mod writer;
+
+/// A stored count (never negative) as the domain holds it.
+fn to_u64(value: i64) -> u64 {
+    value.max(0) as u64
+}
 
 use crate::config::SqliteConfig;
 use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteTx};
 use crate::metrics::Metrics;
 use crate::store::group::WriterOptions;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use std::cell::RefCell;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 pub(super) use connection::check_current;
@@ -59,8 +66,12 @@ impl From<rusqlite::Error> for StoreError {
 /// The database file: a writer thread for every change, a pool of readers for the rest.
 pub struct SqliteBackend {
     writer: writer::Writer,
-    readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
-    path: PathBuf,
+    /// None once shut down: the pool's connections must be closed for the last connection
+    /// (`checkpoint_and_close`) to remove the WAL. A read holds the lock while it runs, so
+    /// shutdown waits for reads in progress.
+    readers: RwLock<Option<r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>>>,
+    checkpointer: Mutex<Option<connection::Checkpointer>>,
+    config: SqliteConfig,
 }
 
 impl SqliteBackend {
@@ -72,12 +83,30 @@ impl SqliteBackend {
         let readers = connection::reader_pool(config)?;
         let options = WriterOptions { panic_after: config.writer_panic_after, ..WriterOptions::default() };
         let writer = writer::spawn(write_connection, options, metrics)?;
-        let backend = Arc::new(SqliteBackend { writer, readers, path: config.path.clone() });
+        let backend = Arc::new(SqliteBackend {
+            writer,
+            readers: RwLock::new(Some(readers)),
+            checkpointer: Mutex::new(None),
+            config: config.clone(),
+        });
         let weak = Arc::downgrade(&backend);
-        connection::spawn_checkpointer(config, move || {
+        let checkpointer = connection::spawn_checkpointer(config, move || {
             weak.upgrade().is_some_and(|backend| backend.is_writer_running())
         })?;
+        *backend.checkpointer.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpointer);
         Ok(backend)
+    }
+
+    fn with_reader<T>(
+        &self,
+        timeout: Duration,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.read().unwrap_or_else(PoisonError::into_inner);
+        // Shut down: the writer has stopped too, and this is what callers hear of it.
+        let pool = readers.as_ref().ok_or(StoreError::WriterStopped)?;
+        let connection = pool.get_timeout(timeout)?;
+        read(&connection)
     }
 }
 
@@ -87,29 +116,45 @@ impl Backend for SqliteBackend {
     }
 
     fn read_job(&self, job: ReadJob<'_>, scope: ReadScope) -> Result<(), StoreError> {
-        let mut connection = self.readers.get_timeout(Duration::from_secs(5))?;
-        match scope {
-            ReadScope::EachStatement => job(&SqliteReader(&connection)),
+        self.with_reader(Duration::from_secs(5), |connection| match scope {
+            ReadScope::EachStatement => job(&SqliteReader(connection)),
             ReadScope::Snapshot => {
                 // A deferred transaction keeps the WAL snapshot of its first read to its end;
                 // dropping it rolls back, which for a read only ends it.
-                let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let transaction = connection.unchecked_transaction()?;
                 job(&SqliteReader(&transaction))
             }
-        }
+        })
     }
 
     fn is_ready(&self) -> bool {
         self.writer.is_running()
-            && self.readers.get_timeout(Duration::from_secs(1)).is_ok_and(|connection| usage::ping(&connection).is_ok())
+            && self
+                .with_reader(Duration::from_secs(1), |connection| Ok(usage::ping(connection).is_ok()))
+                .unwrap_or(false)
     }
 
     fn is_writer_running(&self) -> bool {
         self.writer.is_running()
     }
 
+    /// Commits what is queued and stops the writer, then closes every connection (the
+    /// writer's, the checkpointer's, the read pool's) and checkpoints the whole WAL into the
+    /// file from one last connection, whose close removes `-wal` and `-shm`.
     fn shutdown(&self) {
         self.writer.stop();
+        if let Some(checkpointer) = self.checkpointer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            checkpointer.stop();
+        }
+        let readers = self.readers.write().unwrap_or_else(PoisonError::into_inner).take();
+        drop(readers);
+        match connection::checkpoint_and_close(&self.config) {
+            Ok(()) => log::info!("{}: checkpointed and closed", self.config.path.display()),
+            // Nothing is lost: the WAL holds every commit, and the next start replays it.
+            Err(error) => {
+                log::warn!("{}: final checkpoint failed ({error}); the WAL is kept", self.config.path.display())
+            }
+        }
     }
 
     fn queue_depth(&self) -> usize {
@@ -117,9 +162,10 @@ impl Backend for SqliteBackend {
     }
 
     fn size_bytes(&self) -> Option<u64> {
-        let mut wal = self.path.as_os_str().to_owned();
+        let path = self.config.path.as_os_str();
+        let mut wal = path.to_owned();
         wal.push("-wal");
-        let files = [self.path.as_os_str().to_owned(), wal];
+        let files = [path.to_owned(), wal];
         Some(files.iter().filter_map(|file| std::fs::metadata(file).ok()).map(|meta| meta.len()).sum())
     }
 

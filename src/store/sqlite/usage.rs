@@ -1,29 +1,30 @@
 //! SQLite SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite`
 //! ports for the pool's readers and the writer's transaction. Reads are shared by both.
 
-use super::{SqliteReader, SqliteTx, rollup};
+use super::{SqliteReader, SqliteTx, accounts, rollup, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    RefusalCount, RefusalKey, RefusalTally, StoreError, StoredAnswer, UsageRead, UsageWrite, UserRecord,
-    as_stored_integer,
+    AccountRecord, CustomerKey, GrantRecord, OverrideRecord, RefusalCount, RefusalKey, RefusalTally, StoreError,
+    StoredAnswer, UsageRead, UsageWrite, UserRecord, as_stored_integer,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// A user from `SELECT id, uuid, user_id, plan, created_at, account_pk`.
+pub(super) fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        pk: row.get(0)?,
+        uuid: row.get(1)?,
+        user_id: row.get(2)?,
+        plan: row.get(3)?,
+        created_at_ms: row.get(4)?,
+        account_pk: row.get(5)?,
+    })
+}
+
 fn find_user(connection: &Connection, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
-    let mut statement =
-        connection.prepare_cached("SELECT id, uuid, user_id, plan, created_at FROM users WHERE user_id = ?1")?;
-    let user = statement
-        .query_row([user_id], |row| {
-            Ok(UserRecord {
-                pk: row.get(0)?,
-                uuid: row.get(1)?,
-                user_id: row.get(2)?,
-                plan: row.get(3)?,
-                created_at_ms: row.get(4)?,
-            })
-        })
-        .optional()?;
-    Ok(user)
+    let mut statement = connection
+        .prepare_cached("SELECT id, uuid, user_id, plan, created_at, account_pk FROM users WHERE user_id = ?1")?;
+    Ok(statement.query_row([user_id], user_row).optional()?)
 }
 
 fn counter(connection: &Connection, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
@@ -108,6 +109,53 @@ macro_rules! impl_usage_read {
             fn refusals(&self, user_id: &str, period: Period) -> Result<Vec<RefusalCount>, StoreError> {
                 refusals(self.0, user_id, Some(period))
             }
+            fn find_account(&self, account_id: &str) -> Result<Option<AccountRecord>, StoreError> {
+                accounts::find_account(self.0, account_id)
+            }
+            fn get_account(&self, account_pk: i64) -> Result<AccountRecord, StoreError> {
+                accounts::get_account(self.0, account_pk)
+            }
+            fn account_counter(&self, account_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
+                accounts::account_counter(self.0, account_pk, period, metric)
+            }
+            fn account_counters(&self, account_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
+                accounts::account_counters(self.0, account_pk, period)
+            }
+            fn count_account_feature_uses(
+                &self,
+                account_pk: i64,
+                feature: &str,
+                since_ms: i64,
+            ) -> Result<u32, StoreError> {
+                accounts::count_feature_uses(self.0, account_pk, feature, since_ms)
+            }
+            fn nth_oldest_account_feature_use(
+                &self,
+                account_pk: i64,
+                feature: &str,
+                since_ms: i64,
+                skip: u32,
+            ) -> Result<Option<i64>, StoreError> {
+                accounts::nth_oldest_feature_use(self.0, account_pk, feature, since_ms, skip)
+            }
+            fn members(&self, account_pk: i64) -> Result<Vec<UserRecord>, StoreError> {
+                accounts::members(self.0, account_pk)
+            }
+            fn find_override(&self, customer: CustomerKey<'_>) -> Result<Option<OverrideRecord>, StoreError> {
+                terms::find_override(self.0, customer)
+            }
+            fn sum_grants(
+                &self,
+                customer: CustomerKey<'_>,
+                metric: &str,
+                period: Period,
+                valid_at_ms: i64,
+            ) -> Result<u64, StoreError> {
+                terms::sum_grants(self.0, customer, metric, period, valid_at_ms)
+            }
+            fn grants(&self, customer: CustomerKey<'_>) -> Result<Vec<GrantRecord>, StoreError> {
+                terms::grants(self.0, customer)
+            }
             fn nth_oldest_feature_use(
                 &self,
                 user_pk: i64,
@@ -137,7 +185,14 @@ impl UsageWrite for SqliteTx<'_> {
         )?;
         let pk: i64 = statement.query_row(params![uuid, user_id, plan, now_ms], |row| row.get(0))?;
         rollup::add_plan_users(self.0, plan, 1)?;
-        Ok(UserRecord { pk, uuid, user_id: user_id.to_owned(), plan: plan.to_owned(), created_at_ms: now_ms })
+        Ok(UserRecord {
+            pk,
+            uuid,
+            user_id: user_id.to_owned(),
+            plan: plan.to_owned(),
+            created_at_ms: now_ms,
+            account_pk: None,
+        })
     }
 
     fn set_plan(&self, user_pk: i64, plan: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -221,7 +276,7 @@ impl UsageWrite for SqliteTx<'_> {
                     fingerprint: row.get(0)?,
                     status: row.get(1)?,
                     body: row.get(2)?,
-                    headers: row.get(3)?,
+                    headers: StoredAnswer::parse_headers(row.get_ref(3)?.as_str()?),
                 })
             })
             .optional()?;
@@ -231,15 +286,47 @@ impl UsageWrite for SqliteTx<'_> {
     fn save_answer(&self, key: &str, user_id: &str, answer: &StoredAnswer, now_ms: i64) -> Result<(), StoreError> {
         // An expired row under the same key is replaced: the key is free again.
         let mut statement = self.0.prepare_cached(
-            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, created_at, headers)
+            "INSERT INTO idempotency_keys (key, user_id, fingerprint, status, body, headers, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, fingerprint = excluded.fingerprint,
-                status = excluded.status, body = excluded.body, created_at = excluded.created_at,
-                headers = excluded.headers",
+                status = excluded.status, body = excluded.body, headers = excluded.headers,
+                created_at = excluded.created_at",
         )?;
-        let values = params![key, user_id, answer.fingerprint, answer.status, answer.body, now_ms, answer.headers];
-        statement.execute(values)?;
+        let headers = answer.headers_text();
+        statement.execute(params![key, user_id, answer.fingerprint, answer.status, answer.body, headers, now_ms])?;
         Ok(())
+    }
+
+    fn create_account(&self, account_id: &str, plan: &str, now_ms: i64) -> Result<AccountRecord, StoreError> {
+        accounts::create_account(self.0, account_id, plan, now_ms)
+    }
+
+    fn set_account_plan(&self, account_pk: i64, plan: &str, now_ms: i64) -> Result<(), StoreError> {
+        accounts::set_account_plan(self.0, account_pk, plan, now_ms)
+    }
+
+    fn set_membership(&self, user_pk: i64, account_pk: Option<i64>, now_ms: i64) -> Result<(), StoreError> {
+        accounts::set_membership(self.0, user_pk, account_pk, now_ms)
+    }
+
+    fn increment_account_within(
+        &self,
+        account_pk: i64,
+        period: Period,
+        metric: &str,
+        amount: u64,
+        ceiling: u64,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        accounts::increment_within(self.0, account_pk, period, metric, amount, ceiling, now_ms)
+    }
+
+    fn record_account_feature_use(&self, account_pk: i64, feature: &str, now_ms: i64) -> Result<(), StoreError> {
+        accounts::record_feature_use(self.0, account_pk, feature, now_ms)
+    }
+
+    fn prune_account_feature_uses(&self, account_pk: i64, feature: &str, until_ms: i64) -> Result<(), StoreError> {
+        accounts::prune_feature_uses(self.0, account_pk, feature, until_ms)
     }
 
     fn count_refusal(&self, key: &RefusalKey<'_>) -> Result<RefusalTally, StoreError> {

@@ -15,6 +15,8 @@
 #   bench/run.sh postgres        # PostgreSQL: its own conditional upsert (synchronous_commit
 #                                # on), then Tally with 1 and with 2 nodes on that server,
 #                                # durable track
+#   bench/run.sh batch           # durable tracks one per request, then in batches of 100
+#                                # (POST /v1/track/batch), same connections: events/s and ratio
 #   bench/run.sh webhooks        # webhook delivery (issue 13), [webhook_delivery] defaults:
 #                                # EVENTS plan changes (20,000) delivered to a receiver that
 #                                # answers 200 at once (deliveries/s, backlog drain, latency),
@@ -351,12 +353,35 @@ run_scale() {
     python3 bench/scale.py "$BIN" "$dir" "$users" "$DURATION" "$CONNECTIONS" | tee -a "$RESULTS"
 }
 
+# Single tracks against batches of $BATCH_SIZE (default 100), one server, the same connections,
+# synchronous = full; compares tracked events per second (every track is recorded: bench
+# plans). Wall-clock figures compare only as a ratio from one run (STYLE.md).
+run_batch() {
+    local size=${BATCH_SIZE:-100}
+    start_tally full "$WORK/tally-batch"
+    loadgen track-single --target http --op track --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+    loadgen "track-batch-$size" --target http --op batch --batch-size "$size" --addr "$TALLY_ADDR" --connections "$CONNECTIONS" --duration "$DURATION"
+    stop "$TALLY_PID"
+    add_field "track-batch-$size" stored_sum "$(stored_sum "$WORK/tally-batch/tally.db")"
+    python3 - "$RESULTS" "$size" <<'EOF'
+import json, sys
+lines = {line["label"]: line for line in map(json.loads, open(sys.argv[1]))}
+single, batch = lines["track-single"], lines["track-batch-" + sys.argv[2]]
+recorded = single["tracked_ok"] + batch["tracked_ok"]
+print(f"single tracks: {single['tracked_per_s']:,.0f} events/s (p99 {single['p99_ms']} ms)")
+print(f"batches of {sys.argv[2]}: {batch['tracked_per_s']:,.0f} events/s (p99 {batch['p99_ms']} ms per batch)")
+print(f"ratio: {batch['tracked_per_s'] / single['tracked_per_s']:.1f}x; stored {batch['stored_sum']} = answered {recorded}: {batch['stored_sum'] == recorded}")
+EOF
+}
+
 case "$MODE" in
     main) run_main ;;
+    batch) run_batch ;;
     http) run_http ;;
     scale) run_scale ;;
     postgres) run_postgres ;;
     webhooks) run_webhooks ;;
-    *) log "usage: bench/run.sh [main|http|scale|postgres|webhooks]"; exit 2 ;;
+    batch) run_batch ;;
+    *) log "usage: bench/run.sh [main|http|scale|postgres|webhooks|batch]"; exit 2 ;;
 esac
 log "raw results: $RESULTS"

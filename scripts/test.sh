@@ -2,8 +2,9 @@
 # Runs Tally's whole test suite. This is the command the README gives and CI runs (.ci/run):
 #   1. the unit tests and the integration tests that start the real binary (the dashboard's
 #      browser test drives headless Chromium, the metrics test runs `promtool check metrics`,
-#      the webhook tests run the standardwebhooks and stripe verifiers from PyPI, so all are
-#      installed first if missing), on SQLite;
+#      the webhook tests run the standardwebhooks and stripe verifiers and the RateLimit tests
+#      the http-sf structured-field parser from PyPI, the OFREP test the OpenFeature SDK and
+#      OFREP provider from npm with Node.js, so all are installed first if missing), on SQLite;
 #   2. the integration tests again on PostgreSQL (scripts/with-postgres.sh installs Debian's
 #      postgresql if missing and runs a throwaway cluster; tests of what only SQLite has say
 #      so and do not apply there);
@@ -21,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-browser.sh
 ./scripts/install-python.sh
+./scripts/install-node.sh
 ./scripts/install-promtool.sh
 cargo test --locked "$@"
 if [ "$#" -eq 0 ]; then

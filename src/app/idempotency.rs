@@ -8,6 +8,7 @@ use super::AppError;
 use crate::domain::ports::{Pending, Store, StoreError, StoredAnswer, WriteTx};
 use sha2::{Digest, Sha256};
 use std::fmt::{Display, Write};
+use std::sync::Arc;
 
 /// The `serialize_on` scope of an idempotency key.
 const IDEMPOTENCY_SCOPE: &str = "idempotency";
@@ -37,11 +38,12 @@ impl Once {
     }
 }
 
-/// An answer as the caller renders it.
+/// An answer as the caller renders it: status, body, and the headers that belong to it and
+/// must come back on a replay (`Retry-After`, `RateLimit`, `RateLimit-Policy`), all kept with
+/// the key so a replay is the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
     pub status: u16,
-    /// Headers that belong to this answer and must come back on a replay (`Retry-After`).
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -52,6 +54,9 @@ impl Rendered {
     }
 }
 
+/// How a use case's result becomes its answer (captures what it needs, such as the time).
+pub type Render<T> = Arc<dyn Fn(&T) -> Rendered + Send + Sync>;
+
 /// How a write under a key went.
 pub enum Answered<T> {
     /// Done now; `value` is what the job returned.
@@ -60,7 +65,8 @@ pub enum Answered<T> {
     Replayed(StoredAnswer),
 }
 
-enum Lookup<T> {
+/// What a write under a key found, before `finish` makes it an answer.
+pub enum Lookup<T> {
     /// Done now; the stored answer when a key asked for one.
     Fresh(T, Option<StoredAnswer>),
     Replayed(StoredAnswer),
@@ -71,24 +77,24 @@ enum Lookup<T> {
 /// it from an async task (which then holds no thread while the group commits).
 pub struct IdempotentWrite<T> {
     pending: Pending<Lookup<T>>,
-    render: fn(&T) -> Rendered,
+    render: Render<T>,
 }
 
 impl<T: Send + 'static> IdempotentWrite<T> {
     /// The answer, waited for on this thread (the use-case tests; HTTP awaits `answer`).
     #[cfg(test)]
     pub fn wait(self) -> Result<Answered<T>, AppError> {
-        finish(self.pending.wait()?, self.render)
+        finish(self.pending.wait()?, &*self.render)
     }
 
     pub async fn answer(self) -> Result<Answered<T>, AppError> {
         let render = self.render;
-        finish(self.pending.await?, render)
+        finish(self.pending.await?, &*render)
     }
 }
 
 /// Queues `job` to run at most once per key (answers kept `keep_hours`), answering with
-/// `render` of its result: a status and a body.
+/// `render` of its result: a status, a body and headers.
 pub fn submit<T, F>(
     store: &Store,
     keep_hours: u32,
@@ -96,32 +102,50 @@ pub fn submit<T, F>(
     user_id: String,
     now_ms: i64,
     mut job: F,
-    render: fn(&T) -> Rendered,
+    render: Render<T>,
 ) -> IdempotentWrite<T>
 where
     T: Send + 'static,
     F: FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
 {
-    let not_before_ms = now_ms - i64::from(keep_hours) * 3_600_000;
+    let job_render = Arc::clone(&render);
     let pending = store.submit(move |tx| {
         let Some(once) = &once else {
             // No key: nothing to store, so the answer is rendered after the commit, off the
             // writer thread.
             return Ok(Lookup::Fresh(job(tx)?, None));
         };
-        tx.serialize_on(IDEMPOTENCY_SCOPE, &once.key)?;
-        if let Some(prior) = tx.find_answer(&once.key, not_before_ms)? {
-            return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
-        }
-        let value = job(tx)?;
-        let answer = render(&value).stored(once.fingerprint.clone());
-        tx.save_answer(&once.key, &user_id, &answer, now_ms)?;
-        Ok(Lookup::Fresh(value, Some(answer)))
+        run_once(tx, keep_hours, once, &user_id, now_ms, &mut job, &*job_render)
     });
     IdempotentWrite { pending, render }
 }
 
-fn finish<T>(lookup: Lookup<T>, render: fn(&T) -> Rendered) -> Result<Answered<T>, AppError> {
+/// The job's part under a key, inside a write job the caller already holds: serialize on
+/// the key, replay the stored answer, or run `job` and store its answer. For a job that runs
+/// several keyed writes in order (a batch).
+pub fn run_once<T>(
+    tx: &dyn WriteTx,
+    keep_hours: u32,
+    once: &Once,
+    user_id: &str,
+    now_ms: i64,
+    job: &mut dyn FnMut(&dyn WriteTx) -> Result<T, StoreError>,
+    render: &dyn Fn(&T) -> Rendered,
+) -> Result<Lookup<T>, StoreError> {
+    let not_before_ms = now_ms - i64::from(keep_hours) * 3_600_000;
+    tx.serialize_on(IDEMPOTENCY_SCOPE, &once.key)?;
+    if let Some(prior) = tx.find_answer(&once.key, not_before_ms)? {
+        return Ok(if prior.fingerprint == once.fingerprint { Lookup::Replayed(prior) } else { Lookup::Reused });
+    }
+    let value = job(tx)?;
+    let answer = render(&value).stored(once.fingerprint.clone());
+    tx.save_answer(&once.key, user_id, &answer, now_ms)?;
+    Ok(Lookup::Fresh(value, Some(answer)))
+}
+
+/// The answer of a job's result: the stored one, or `render` of a fresh result run without a
+/// key.
+pub fn finish<T>(lookup: Lookup<T>, render: &dyn Fn(&T) -> Rendered) -> Result<Answered<T>, AppError> {
     match lookup {
         Lookup::Fresh(value, answer) => {
             let answer = answer.unwrap_or_else(|| render(&value).stored(Vec::new()));

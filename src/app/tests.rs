@@ -1,6 +1,6 @@
 //! The use cases on a real SQLite port, without HTTP: the decisions as the API makes them.
 
-use super::idempotency::{Answered, Once, Rendered};
+use super::idempotency::{Answered, Once, Render, Rendered};
 use super::{AppError, admin, maintenance, usage};
 use crate::config::Config;
 use crate::domain::Rules;
@@ -30,13 +30,15 @@ fn query(user_id: &str, amount: u64) -> UsageQuery {
     UsageQuery { user_id: id(user_id), metric: "prompts".into(), amount, period: Period::of_unix_ms(NOW) }
 }
 
-fn status(outcome: &TrackOutcome) -> Rendered {
-    let code = if matches!(outcome, TrackOutcome::Refused { .. }) { 429 } else { 200 };
-    Rendered { status: code, headers: Vec::new(), body: format!("{outcome:?}") }
+fn status() -> Render<TrackOutcome> {
+    Arc::new(|outcome: &TrackOutcome| {
+        let status = if matches!(outcome, TrackOutcome::Refused { .. }) { 429 } else { 200 };
+        Rendered { status, headers: Vec::new(), body: format!("{outcome:?}") }
+    })
 }
 
 fn track(store: &Store, rules: &Arc<Rules>, user_id: &str, amount: u64, once: Option<Once>) -> Answered<TrackOutcome> {
-    usage::track(store, rules, query(user_id, amount), true, once, NOW, status).wait().unwrap()
+    usage::track(store, rules, query(user_id, amount), true, once, NOW, status()).wait().unwrap()
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
     assert!(matches!(track(&store, &rules, "bob", 1, once()), Answered::Fresh { .. }));
     assert!(matches!(track(&store, &rules, "bob", 1, once()), Answered::Replayed(_)));
     let other = Some(Once::new("key-1", &[&"track", &"bob", &2]).unwrap());
-    let reused = usage::track(&store, &rules, query("bob", 2), true, other, NOW, status).wait();
+    let reused = usage::track(&store, &rules, query("bob", 2), true, other, NOW, status()).wait();
     assert!(matches!(reused, Err(AppError::IdempotencyKeyReused)));
     assert_eq!(usage::check(&store, &rules, &query("bob", 1), 0).unwrap().standing.used, 1);
 }
@@ -70,9 +72,10 @@ fn an_idempotent_track_replays_and_a_reused_key_is_refused() {
 fn a_rate_limited_feature_allows_its_window_and_then_says_when() {
     let (store, rules, _dir) = setup();
     admin::change_plan(&store, &rules, &id("sol"), "solo", None, |_, _, _, _| Ok(())).unwrap();
-    let render = |_: &UseOutcome| Rendered { status: 200, headers: Vec::new(), body: String::new() };
+    let render: Render<UseOutcome> =
+        Arc::new(|_: &UseOutcome| Rendered { status: 200, headers: Vec::new(), body: String::new() });
     let use_it = |at: i64| {
-        usage::use_feature(&store, &rules, id("sol"), "active_project_snapshots".into(), None, at, render)
+        usage::use_feature(&store, &rules, id("sol"), "active_project_snapshots".into(), None, at, Arc::clone(&render))
             .wait()
             .unwrap()
     };

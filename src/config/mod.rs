@@ -88,6 +88,8 @@ pub struct ServerConfig {
     /// Deadline for a request's whole body, counted from the end of its head.
     pub request_timeout: Duration,
     pub max_body_bytes: u64,
+    /// The body cap of `POST /v1/track/batch` (up to 1,000 events).
+    pub max_batch_body_bytes: u64,
     /// GET /metrics without a key.
     pub metrics_public: bool,
     pub log_format: LogFormat,
@@ -566,6 +568,12 @@ impl Validator<'_> {
                 3_600_000,
             )? as u64),
             max_body_bytes: self.in_range("server.max_body_bytes", raw.server.max_body_bytes, 256, 64 << 20)? as u64,
+            max_batch_body_bytes: self.in_range(
+                "server.max_batch_body_bytes",
+                raw.server.max_batch_body_bytes,
+                256,
+                64 << 20,
+            )? as u64,
             metrics_public: raw.server.metrics_public,
             log_format: match raw.server.log_format.as_str() {
                 "text" => LogFormat::Text,

@@ -42,6 +42,14 @@ impl Validator<'_> {
         let mut features: IndexMap<String, (bool, String)> = IndexMap::new();
         for (plan_name, plan) in &raw.plans {
             for (feature, grant) in &plan.features {
+                if feature == "plan" {
+                    // OFREP serves the features as flags beside the string flag `plan`.
+                    return Err(self.error(
+                        format!("plans.{plan_name}.features.{feature}"),
+                        "\"plan\" is reserved: OFREP serves the user's plan as the flag `plan`",
+                        "rename the feature",
+                    ));
+                }
                 let is_rate = !matches!(grant, RawFeature::Switch(_));
                 let (first_is_rate, first_plan) =
                     features.entry(feature.clone()).or_insert_with(|| (is_rate, plan_name.clone())).clone();

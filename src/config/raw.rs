@@ -47,6 +47,7 @@ pub(super) struct RawServer {
     pub header_timeout_ms: i64,
     pub request_timeout_ms: i64,
     pub max_body_bytes: i64,
+    pub max_batch_body_bytes: i64,
     pub metrics_public: bool,
     pub log_format: String,
 }

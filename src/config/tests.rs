@@ -69,6 +69,15 @@ fn plan_missing_a_feature_is_refused() {
 }
 
 #[test]
+fn a_feature_may_not_be_named_plan_the_ofrep_flag_of_the_plan() {
+    let error = refusal(
+        "[usage]\ndefault_plan = \"a\"\n[metrics]\nm = { unit = \"u\" }\n\
+         [plans.a]\nprice_cents = 0\nlimits = { m = \"unlimited\" }\nfeatures = { plan = true }\n",
+    );
+    assert_eq!(error.key, "plans.a.features.plan");
+}
+
+#[test]
 fn feature_kinds_must_agree_across_plans() {
     let error = refusal(
         "[usage]\ndefault_plan = \"a\"\n[metrics]\nm = { unit = \"u\" }\n\

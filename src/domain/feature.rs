@@ -33,6 +33,9 @@ pub struct FeatureVerdict {
     /// allowed again (a verdict read without the user's window, or of a window with room,
     /// has `None`).
     pub full_window_frees_in_ms: Option<u64>,
+    /// After a use: how long until the oldest use counted in the window leaves it (when the
+    /// remaining uses grow again). `None` elsewhere.
+    pub oldest_use_leaves_in_ms: Option<u64>,
     /// The cheapest plan that grants the feature, when the user's terms do not.
     pub plan_required: Option<String>,
     pub bypass: bool,
@@ -95,6 +98,7 @@ fn verdict(rules: &Rules, terms: &Terms<'_>, user_id: &str, feature: &str, uses_
         window_secs,
         remaining_in_window: remaining,
         full_window_frees_in_ms: None,
+        oldest_use_leaves_in_ms: None,
         plan_required: plan_required(rules, plan, grant, feature),
         bypass,
         source,
@@ -308,7 +312,18 @@ pub fn use_feature(
         store.prune_account_feature_uses(account.pk, feature, forgotten)?;
         store.record_account_feature_use(account.pk, feature, now_ms)?;
     }
+    // The oldest use in the window that counted (the pool's for a member) is this one
+    // unless others are counted.
+    let since = window_start(window_secs, now_ms);
+    let oldest = match used {
+        0 => now_ms,
+        _ => owner.nth_oldest(store, feature, since, 0)?.unwrap_or(now_ms),
+    };
     // This use was allowed; the rest of the verdict describes the window after it.
-    let after = FeatureVerdict { allowed: true, ..verdict(rules, &terms, user_id, feature, used + 1) };
+    let after = FeatureVerdict {
+        allowed: true,
+        oldest_use_leaves_in_ms: Some((oldest + window_ms(window_secs) - now_ms).max(0) as u64),
+        ..verdict(rules, &terms, user_id, feature, used + 1)
+    };
     Ok(UseOutcome::Allowed(after))
 }

@@ -9,6 +9,7 @@ pub(crate) mod feature;
 pub mod period;
 pub(crate) mod plan;
 pub(crate) mod ports;
+pub(crate) mod quota;
 pub(crate) mod terms;
 pub(crate) mod usage;
 pub(crate) mod user_id;

@@ -49,6 +49,14 @@ impl Period {
             .map_or(0, |start| start.and_utc().timestamp_millis())
     }
 
+    /// The first millisecond after the month, UTC: when its counters stop counting.
+    pub fn end_unix_ms(self) -> i64 {
+        match self {
+            Period { year: 9999, month: 12 } => 253_402_300_800_000,
+            _ => Period::from_index(self.index() + 1).start_unix_ms(),
+        }
+    }
+
     fn index(self) -> i64 {
         i64::from(self.year - 1970) * 12 + i64::from(self.month - 1)
     }
@@ -93,6 +101,16 @@ impl serde::Serialize for Period {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_month_ends_where_the_next_begins() {
+        let november = Period::new(2026, 11).unwrap();
+        assert_eq!(november.end_unix_ms(), Period::new(2026, 12).unwrap().start_unix_ms());
+        let december = Period::new(2026, 12).unwrap();
+        assert_eq!(december.end_unix_ms(), Period::new(2027, 1).unwrap().start_unix_ms());
+        let last = Period::new(9999, 12).unwrap();
+        assert_eq!(last.end_unix_ms() - last.start_unix_ms(), 31 * 86_400_000);
+    }
 
     #[test]
     fn parses_and_prints_year_month() {

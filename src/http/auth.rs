@@ -5,7 +5,7 @@
 
 use super::Head;
 use super::error::ApiError;
-use super::request::{content_type, is_json, unsupported_media_type};
+use super::request::{content_type, is_events, unsupported_media_type};
 use crate::config::{ApiKey, AuthConfig};
 use ::http::{HeaderName, Method, StatusCode, header, uri::Authority};
 use sha2::{Digest, Sha256};
@@ -135,7 +135,9 @@ pub fn check_open_access(request: &Head, dashboard: bool) -> Result<(), ApiError
         return Err(open_access_refusal("auth is off, so requests from a page of another origin are refused"));
     }
     let reads_only = [Method::GET, Method::HEAD].contains(request.method());
-    if !dashboard && !reads_only && !content_type(request).is_some_and(is_json) {
+    // JSON and the CloudEvents types are not CORS-safelisted: another site's page cannot send
+    // them without a preflight, which Tally never answers.
+    if !dashboard && !reads_only && !content_type(request).is_some_and(is_events) {
         return Err(unsupported_media_type(
             "sent with `Content-Type: application/json` (required with auth off, even when empty)",
         ));

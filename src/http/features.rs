@@ -3,10 +3,11 @@
 
 use super::error::ApiError;
 use super::idempotency::{self, Answered, Rendered};
-use super::{Ctx, Later, json_response, now_ms};
+use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
 use crate::domain::Rules;
 use crate::domain::feature::{FeatureKind, FeatureVerdict, UseOutcome};
+use crate::domain::quota::Quota;
 use crate::domain::user_id::UserId;
 use crate::http::Body;
 use crate::metrics::FeatureLabels;
@@ -117,9 +118,19 @@ fn window_text(seconds: u32) -> String {
 }
 
 fn render_use(outcome: &UseOutcome) -> Rendered {
+    // The window the use touched, as RateLimit headers (stored with the answer, replayed).
+    let quotas: Vec<Quota> = match outcome {
+        UseOutcome::Allowed(verdict) | UseOutcome::RateLimited { verdict, .. } => {
+            Quota::of_feature(verdict).into_iter().collect()
+        }
+        UseOutcome::NotInPlan(_) => Vec::new(),
+    };
+    let quota_headers = ratelimit::pairs(&quotas);
     let error = match outcome {
         UseOutcome::Allowed(verdict) => {
-            return idempotency::allowed(serde_json::to_string(&FeatureJson::from(verdict)), "feature");
+            let mut rendered = idempotency::allowed(serde_json::to_string(&FeatureJson::from(verdict)), "feature");
+            rendered.headers.extend(quota_headers);
+            return rendered;
         }
         UseOutcome::NotInPlan(verdict) => {
             let required = match &verdict.plan_required {
@@ -158,7 +169,9 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
             .with_header(header::RETRY_AFTER, &retry_after_ms.div_ceil(1000).max(1).to_string())
         }
     };
-    idempotency::refused(&error)
+    let mut rendered = idempotency::refused(&error);
+    rendered.headers.extend(quota_headers);
+    rendered
 }
 
 /// Queues the use; the answer is awaited once its group commits (no thread waits for it).
@@ -169,7 +182,8 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let once = idempotency::once(ctx, &[&"feature_use", &user_id, &body.feature])?;
     let now_ms = now_ms();
     let feature_name = body.feature.clone();
-    let write = app::usage::use_feature(&ctx.app.store, &rules, user_id, body.feature, once, now_ms, render_use);
+    let render = Arc::new(render_use);
+    let write = app::usage::use_feature(&ctx.app.store, &rules, user_id, body.feature, once, now_ms, render);
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;

@@ -60,7 +60,7 @@ pub fn into_response<T>(answered: Answered<T>) -> Response<Body> {
         // Written by `rendered` from valid names and values; a row that does not parse is
         // left out rather than failing the replay.
         match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-            (Ok(name), Ok(value)) => _ = headers.insert(name, value),
+            (Ok(name), Ok(value)) => _ = headers.append(name, value),
             _ => log::warn!("a stored answer has an invalid header {name:?}; replayed without it"),
         }
     }

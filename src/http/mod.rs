@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod auth;
+mod batch;
 mod body;
 mod compat;
 mod dashboard;
@@ -17,7 +18,9 @@ mod export;
 mod features;
 mod health;
 mod idempotency;
+mod ofrep;
 mod params;
+mod ratelimit;
 mod request;
 mod routes;
 pub(crate) mod server;
@@ -40,6 +43,7 @@ use ::http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use auth::Caller;
 use bytes::Bytes;
 use error::ApiError;
+use routes::BodyKind;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -191,6 +195,8 @@ pub(crate) struct Admitted {
     caller: Option<Caller>,
     /// Whether the body is to be read (the route takes one and the head declares one).
     pub read_body: bool,
+    /// The most of it that may be read.
+    pub max_body_bytes: u64,
 }
 
 impl Admitted {
@@ -247,10 +253,13 @@ pub(crate) fn admit(app: &App, head: &Head, peer: IpAddr, declared: Option<u64>)
         return Err(Refused { route: route.pattern, error: None });
     }
     let query = request::query(head, route.query).map_err(|error| refuse(route.pattern, error))?;
-    let max_bytes = app.config.server.max_body_bytes;
-    let read_body = request::check_body_head(route.body, head, declared, max_bytes)
+    let max_body_bytes = match route.body {
+        BodyKind::Events => app.config.server.max_batch_body_bytes,
+        _ => app.config.server.max_body_bytes,
+    };
+    let read_body = request::check_body_head(route.body, head, declared, max_body_bytes)
         .map_err(|error| refuse(route.pattern, error))?;
-    Ok(Admitted { route, params, query, caller, read_body })
+    Ok(Admitted { route, params, query, caller, read_body, max_body_bytes })
 }
 
 /// What a handler gave: the answer, or the write it queued, to await.

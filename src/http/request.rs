@@ -19,6 +19,20 @@ pub fn is_json(content_type: &str) -> bool {
     essence(content_type).eq_ignore_ascii_case("application/json")
 }
 
+/// JSON, or CloudEvents in structured mode: one event or a batch (an array).
+pub fn is_events(content_type: &str) -> bool {
+    let essence = essence(content_type);
+    ["application/json", CLOUDEVENT, CLOUDEVENTS_BATCH].iter().any(|accepted| essence.eq_ignore_ascii_case(accepted))
+}
+
+pub const CLOUDEVENT: &str = "application/cloudevents+json";
+pub const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
+
+/// Whether the request's body is of the media type `wanted` (parameters aside).
+pub fn is_type(head: &Head, wanted: &str) -> bool {
+    content_type(head).is_some_and(|content_type| essence(content_type).eq_ignore_ascii_case(wanted))
+}
+
 fn is_form(content_type: &str) -> bool {
     essence(content_type).eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
@@ -54,6 +68,10 @@ pub fn check_body_head(kind: BodyKind, head: &Head, declared: Option<u64>, max_b
     let (accepts, expected): (fn(&str) -> bool, &str) = match kind {
         BodyKind::Nothing => return Ok(false),
         BodyKind::Json => (is_json, "JSON, sent with `Content-Type: application/json`"),
+        BodyKind::Events => (
+            is_events,
+            "JSON (application/json), or CloudEvents (application/cloudevents+json or application/cloudevents-batch+json)",
+        ),
         BodyKind::Form => (is_form, "a form, sent as application/x-www-form-urlencoded"),
     };
     if declared == Some(0) {

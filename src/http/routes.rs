@@ -5,10 +5,12 @@
 
 use super::auth::Access;
 use super::error::ApiError;
-use super::{Body, Ctx, accounts, admin, compat, dashboard, features, health, telemetry, terms, usage, users};
+use super::{
+    Body, Ctx, accounts, admin, batch, compat, dashboard, features, health, ofrep, telemetry, terms, usage, users,
+};
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
-use BodyKind::{Form, Json, Nothing};
+use BodyKind::{Events, Form, Json, Nothing};
 use Handler::{Blocking, Read, Write};
 use percent_encoding::percent_decode_str;
 use std::future::Future;
@@ -39,6 +41,9 @@ pub enum BodyKind {
     Nothing,
     /// `application/json`; an empty body reads as `{}`.
     Json,
+    /// `application/json` or CloudEvents (`application/cloudevents+json`, or
+    /// `application/cloudevents-batch+json`), up to `max_batch_body_bytes`: the batch ingest.
+    Events,
     /// `application/x-www-form-urlencoded` (the dashboard's forms).
     Form,
 }
@@ -63,8 +68,11 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/metrics",                                 Metrics, Nothing, Blocking(telemetry::metrics),     &[]),
     route(POST,   "/v1/check",                                Service, Json,    Read(usage::check),               &[]),
     route(POST,   "/v1/track",                                Service, Json,    Write(usage::track),              &[]),
+    route(POST,   "/v1/track/batch",                          Service, Events,  Write(batch::track_batch_route),  &[]),
     route(POST,   "/v1/features/check",                       Service, Json,    Read(features::check),            &[]),
     route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
+    route(POST,   "/ofrep/v1/evaluate/flags",                 Service, Json,    Read(ofrep::evaluate_all),        &[]),
+    route(POST,   "/ofrep/v1/evaluate/flags/{key}",           Service, Json,    Read(ofrep::evaluate),            &[]),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
     route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
     route(GET,    "/v1/accounts/{account_id}",                Service, Nothing, Blocking(accounts::get),          &["period"]),

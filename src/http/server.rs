@@ -188,7 +188,7 @@ async fn exchange(
     let route = admitted.pattern();
     let (body, unread) = if admitted.read_body {
         let config = &app.config.server;
-        match read_body(incoming, config.max_body_bytes, started + config.request_timeout).await {
+        match read_body(incoming, admitted.max_body_bytes, started + config.request_timeout).await {
             Ok(body) => (body, false),
             Err(error) => return Ok(finish(&app, trace, route, Err(error), true)),
         }

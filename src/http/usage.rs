@@ -4,10 +4,12 @@
 use super::error::ApiError;
 use super::idempotency::{self, Answered, Rendered};
 use super::request::{present, present_whole};
-use super::{Ctx, Later, json_response, now_ms};
+use super::{Ctx, Later, json_response, now_ms, ratelimit};
 use crate::app;
+use crate::app::idempotency::Once;
 use crate::domain::Rules;
 use crate::domain::period::Period;
+use crate::domain::quota::Quota;
 use crate::domain::usage::{self, AMOUNT_MAX, TrackOutcome, UsageQuery, Verdict};
 use crate::domain::user_id::UserId;
 use crate::http::Body;
@@ -46,12 +48,12 @@ struct TrackBody {
 }
 
 /// A validated query plus the instant it is about, for fingerprints.
-struct Valid {
-    query: UsageQuery,
-    at_ms: Option<i64>,
+pub(super) struct Valid {
+    pub query: UsageQuery,
+    pub at_ms: Option<i64>,
 }
 
-fn validate(
+pub(super) fn validate(
     rules: &Rules,
     user_id: String,
     metric: String,
@@ -159,10 +161,22 @@ pub fn check(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let now_ms = now_ms();
     let valid = validate(rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
     let verdict = app::usage::check(&ctx.app.store, rules, &valid.query, now_ms)?;
-    Ok(json_response(StatusCode::OK, &VerdictJson::from(&verdict)))
+    let mut response = json_response(StatusCode::OK, &VerdictJson::from(&verdict));
+    let quotas: Vec<Quota> = Quota::of_metric(&verdict, now_ms).into_iter().collect();
+    ratelimit::insert(response.headers_mut(), &quotas);
+    Ok(response)
 }
 
-fn render_track(outcome: &TrackOutcome) -> Rendered {
+/// The track answer at `now_ms` (the RateLimit headers count down to the period's end).
+pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
+    let verdict = match outcome {
+        TrackOutcome::Recorded { verdict, .. }
+        | TrackOutcome::NotTracked { verdict }
+        | TrackOutcome::Refused { verdict, .. }
+        | TrackOutcome::Overflow { verdict } => verdict,
+    };
+    let quotas: Vec<Quota> = Quota::of_metric(verdict, now_ms).into_iter().collect();
+    let headers = ratelimit::pairs(&quotas);
     let track_json = |verdict, recorded, enforced| TrackJson {
         recorded,
         enforced,
@@ -203,7 +217,9 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             .with("scope", scope.as_str())
             .with("account_id", verdict.account_id.clone())
             .with("user_used", verdict.user_used);
-            return idempotency::refused(&error);
+            let mut rendered = idempotency::refused(&error);
+            rendered.headers.extend(headers);
+            return rendered;
         }
         TrackOutcome::Overflow { verdict } => {
             let error = ApiError::new(
@@ -213,10 +229,39 @@ fn render_track(outcome: &TrackOutcome) -> Rendered {
             )
             .with("metric", verdict.metric.as_str())
             .with("used", verdict.standing.used);
-            return idempotency::refused(&error);
+            let mut rendered = idempotency::refused(&error);
+            rendered.headers.extend(headers);
+            return rendered;
         }
     };
-    idempotency::allowed(body, "track")
+    let mut rendered = idempotency::allowed(body, "track");
+    rendered.headers.extend(headers);
+    rendered
+}
+
+/// The key a track is sent under, if any, and the fingerprint of what it asks: a batch
+/// event with the same key and fields is the same request.
+pub(super) fn once(key: Option<&str>, valid: &Valid, enforce: bool) -> Result<Option<Once>, ApiError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let query = &valid.query;
+    let at: &dyn Display = match &valid.at_ms {
+        Some(at_ms) => at_ms,
+        None => &"",
+    };
+    Ok(Some(Once::new(key, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?))
+}
+
+/// The `outcome` label of `tally_track_total`.
+pub(super) fn outcome_label(answered: &Answered<TrackOutcome>) -> &'static str {
+    match answered {
+        Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
+        Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
+        Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
+        Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
+        Answered::Replayed(_) => "replayed",
+    }
 }
 
 /// Queues the track; the answer is awaited once its group commits (no thread waits for it).
@@ -226,25 +271,16 @@ pub fn track(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let rules: Arc<Rules> = Arc::clone(&ctx.app.rules);
     let enforce = body.enforce.unwrap_or(true);
     let valid = validate(&rules, body.user_id, body.metric, body.amount, body.timestamp.as_deref(), now_ms)?;
+    let key = super::request::header_text(ctx.request, &idempotency::IDEMPOTENCY_KEY)?;
+    let once = once(key, &valid, enforce)?;
     let query = valid.query;
     let metric = query.metric.clone();
-    let at: &dyn Display = match &valid.at_ms {
-        Some(at_ms) => at_ms,
-        None => &"",
-    };
-    let once = idempotency::once(ctx, &[&"track", &query.user_id, &query.metric, &query.amount, at, &enforce])?;
-    let write = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render_track);
+    let render = Arc::new(move |outcome: &TrackOutcome| render_track(outcome, now_ms));
+    let write = app::usage::track(&ctx.app.store, &rules, query, enforce, once, now_ms, render);
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;
-        let outcome = match &answered {
-            Answered::Fresh { value: TrackOutcome::Recorded { .. }, .. } => "recorded",
-            Answered::Fresh { value: TrackOutcome::Refused { .. }, .. } => "limit_exceeded",
-            Answered::Fresh { value: TrackOutcome::Overflow { .. }, .. } => "overflow",
-            Answered::Fresh { value: TrackOutcome::NotTracked { .. }, .. } => "not_tracked",
-            Answered::Replayed(_) => "replayed",
-        };
-        metrics.track.get_or_create(&TrackLabels { metric, outcome }).inc();
+        metrics.track.get_or_create(&TrackLabels { metric, outcome: outcome_label(&answered) }).inc();
         Ok(idempotency::into_response(answered))
     }))
 }

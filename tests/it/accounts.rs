@@ -247,3 +247,26 @@ fn admins_list_replan_reset_and_delete_accounts_and_revenue_counts_an_account_on
         assert!(actions.contains(&action), "{action} audited: {actions:?}");
     }
 }
+
+#[test]
+fn a_members_ratelimit_headers_describe_the_pool() {
+    let tally = start();
+    let mut client = tally.client();
+    put_account(&mut client, "headers", "trial");
+    for user in ["h1", "h2"] {
+        join(&mut client, user, json!("headers"));
+    }
+    assert_eq!(client.post("/v1/track", &usage("h1", "prompts", json!({ "amount": 20 }))).status, 200);
+    let tracked = client.post("/v1/track", &usage("h2", "prompts", json!({ "amount": 4 })));
+    assert_eq!(tracked.header("ratelimit-policy"), Some(r#""prompts";q=30"#));
+    assert!(tracked.header("ratelimit").unwrap().starts_with(r#""prompts";r=6;t="#), "{:?}", tracked.headers);
+    let refused = client.post("/v1/track", &usage("h1", "prompts", json!({ "amount": 7 })));
+    assert_eq!(refused.status, 429);
+    assert!(refused.header("ratelimit").unwrap().starts_with(r#""prompts";r=6;t="#));
+    let snap = |client: &mut Client, user: &str| {
+        client.post("/v1/features/use", &json!({ "user_id": user, "feature": "snap" }))
+    };
+    assert_eq!(snap(&mut client, "h1").header("ratelimit-policy"), Some(r#""snap";q=2;w=60"#));
+    let second = snap(&mut client, "h2");
+    assert!(second.header("ratelimit").unwrap().starts_with(r#""snap";r=0;t="#), "{:?}", second.headers);
+}

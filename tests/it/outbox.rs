@@ -5,7 +5,7 @@
 
 use crate::backend::count;
 use crate::receiver::{Answer, Receiver};
-use crate::support::{Client, Setup, usage};
+use crate::support::{Client, Setup, python, usage};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
@@ -119,17 +119,6 @@ fn deliveries_past_give_up_are_failed_within_a_poll_period_while_the_receiver_ha
     assert_eq!(deliveries(&mut client, "pending").len(), 1, "the attempt in flight");
     assert_eq!(hanging.hanging(), 1);
     hanging.release();
-}
-
-/// The Python the tests run, with the verifiers installed by scripts/install-python.sh.
-fn python() -> std::path::PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./scripts/install-python.sh (./scripts/test.sh does)",
-        python.display()
-    );
-    python
 }
 
 #[test]

@@ -478,3 +478,15 @@ pub fn unique_user(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// The Python the tests run, with the packages scripts/install-python.sh installs (the
+/// webhook verifiers, http-sf).
+pub fn python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/install-python.sh (./scripts/test.sh does)",
+        python.display()
+    );
+    python
+}

@@ -322,7 +322,7 @@ fn a_failed_delivery_can_be_retried_by_hand() {
     assert_eq!(client.get("/v1/admin/webhooks/deliveries?status=lost").status, 400);
 }
 
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let lines = text.lines().map(|line| Ok(line.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text parses");
     scrape

@@ -33,6 +33,8 @@ enum Op {
     Mixed,
     /// POST / with a small JSON body to a server that answers a constant body.
     Ceiling,
+    /// POST /v1/track/batch with `--batch-size` tracks per request.
+    Batch,
 }
 
 #[derive(Parser, Debug)]
@@ -54,6 +56,9 @@ struct Args {
     rate: Option<f64>,
     #[arg(long, default_value_t = 10_000)]
     users: u64,
+    /// Tracks per request of `--op batch`.
+    #[arg(long, default_value_t = 100)]
+    batch_size: u64,
     /// A label for the result line.
     #[arg(long, default_value = "")]
     label: String,
@@ -61,8 +66,9 @@ struct Args {
 
 /// One connection to the system under test.
 trait Conn {
-    /// Performs request `n`; true when it succeeded (2xx, or the store's increment applied).
-    fn call(&mut self, n: u64, track: bool) -> Result<bool>;
+    /// Performs request `n`; returns how many operations it did that succeeded (a 2xx, the
+    /// store's increment applied, or a batch's results of 200): 0 when none did.
+    fn call(&mut self, n: u64, track: bool) -> Result<u64>;
 }
 
 struct HttpConn {
@@ -70,6 +76,7 @@ struct HttpConn {
     stream: Option<BufReader<TcpStream>>,
     op: Op,
     users: u64,
+    batch_size: u64,
     line: String,
     body: Vec<u8>,
     request: Vec<u8>,
@@ -87,9 +94,23 @@ impl HttpConn {
 }
 
 impl Conn for HttpConn {
-    fn call(&mut self, n: u64, track: bool) -> Result<bool> {
+    fn call(&mut self, n: u64, track: bool) -> Result<u64> {
         let (path, body) = match self.op {
             Op::Ceiling => ("/", "{\"user_id\":\"u0\",\"metric\":\"prompts\"}".to_owned()),
+            Op::Batch => {
+                // Request n carries tracks n * size .. (n + 1) * size, spread over the users.
+                let mut body = String::from("{\"events\":[");
+                for index in 0..self.batch_size {
+                    let user = (n * self.batch_size + index) % self.users;
+                    let comma = if index == 0 { "" } else { "," };
+                    std::fmt::Write::write_fmt(
+                        &mut body,
+                        format_args!("{comma}{{\"user_id\":\"u{user}\",\"metric\":\"prompts\"}}"),
+                    )?;
+                }
+                body.push_str("]}");
+                ("/v1/track/batch", body)
+            }
             _ => {
                 let path = if track { "/v1/track" } else { "/v1/check" };
                 (path, format!("{{\"user_id\":\"u{}\",\"metric\":\"prompts\"}}", n % self.users))
@@ -126,8 +147,19 @@ impl Conn for HttpConn {
         self.body.resize(length, 0);
         stream.read_exact(&mut self.body)?;
         self.stream = Some(stream);
-        Ok((200..300).contains(&status))
+        if !(200..300).contains(&status) {
+            return Ok(0);
+        }
+        Ok(match self.op {
+            Op::Batch => count(&self.body, b"\"status\":200,") as u64,
+            _ => 1,
+        })
     }
+}
+
+/// How often `needle` occurs in `haystack`.
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).filter(|window| *window == needle).count()
 }
 
 const LUA: &str = "local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -142,10 +174,10 @@ struct RedisConn {
 }
 
 impl Conn for RedisConn {
-    fn call(&mut self, n: u64, _track: bool) -> Result<bool> {
+    fn call(&mut self, n: u64, _track: bool) -> Result<u64> {
         let key = format!("u{}:2026-11:prompts", n % self.users);
         let value: i64 = self.script.key(key).arg(1).arg(1_000_000_000_000i64).invoke(&mut self.connection)?;
-        Ok(value >= 0)
+        Ok(u64::from(value >= 0))
     }
 }
 
@@ -161,10 +193,10 @@ pub const POSTGRES_UPSERT: &str =
      WHERE usage_counters.value + 1 <= 1000000000000 RETURNING value";
 
 impl Conn for PostgresConn {
-    fn call(&mut self, n: u64, _track: bool) -> Result<bool> {
+    fn call(&mut self, n: u64, _track: bool) -> Result<u64> {
         let user = format!("u{}", n % self.users);
         let rows = self.client.query(&self.statement, &[&user])?;
-        Ok(!rows.is_empty())
+        Ok(u64::from(!rows.is_empty()))
     }
 }
 
@@ -178,6 +210,7 @@ fn open(args: &Args, index: usize) -> Result<Box<dyn Conn>> {
             stream: None,
             op: args.op,
             users: args.users,
+            batch_size: args.batch_size,
             line: String::with_capacity(256),
             body: Vec::with_capacity(512),
             request: Vec::with_capacity(256),
@@ -238,18 +271,18 @@ fn run_connection(args: &Args, index: usize, start: Instant, deadline: Instant) 
             break;
         }
         let track = match args.op {
-            Op::Track => true,
+            Op::Track | Op::Batch => true,
             Op::Check | Op::Ceiling => false,
             Op::Mixed => n.is_multiple_of(5),
         };
         match connection.call(n, track) {
-            Ok(true) => {
+            Ok(0) => outcome.failed += 1,
+            Ok(done) => {
                 outcome.ok += 1;
                 if track || args.target != Target::Http {
-                    outcome.tracked_ok += 1;
+                    outcome.tracked_ok += done;
                 }
             }
-            Ok(false) => outcome.failed += 1,
             Err(_) => outcome.errors += 1,
         }
         let micros = intended.elapsed().as_micros().max(1) as u64;
@@ -306,6 +339,7 @@ fn main() -> Result<()> {
             "failed": failed,
             "errors": errors,
             "throughput": requests as f64 / elapsed,
+            "tracked_per_s": tracked_ok as f64 / elapsed,
             "p50_ms": ms(0.50),
             "p99_ms": ms(0.99),
             "p999_ms": ms(0.999),

@@ -131,6 +131,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/track/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record up to 1,000 tracks at once, or ingest CloudEvents
+         * @description Each event is a `POST /v1/track` body plus an optional
+         *     `idempotency_key` (the `BatchEvent` schema), validated and answered
+         *     on its own: `results[i]` is the status and body that `POST /v1/track`
+         *     would have given event `i` (200, 400, 422 or 429), in input order.
+         *     One event refused or invalid changes nothing for the others; a
+         *     user's events apply in the order sent; the valid events are one
+         *     write, committed together (a storage failure fails the whole batch,
+         *     503, with nothing recorded). An event's `idempotency_key` is the
+         *     same key as an `Idempotency-Key` on `POST /v1/track` with the same
+         *     fields; a stored answer comes back with `replayed: true`. The
+         *     request itself takes no `Idempotency-Key` header (400).
+         *
+         *     CloudEvents 1.0 in structured mode, as OpenMeter ingests them:
+         *     `application/cloudevents+json` (one event) or
+         *     `application/cloudevents-batch+json` (an array). `type` is the
+         *     metric, `subject` the user id, `source` + `id` the idempotency key,
+         *     `time` the timestamp, `data.amount` or `data.value` (a whole number,
+         *     or a string of one) the amount (default 1). Extension attributes
+         *     are ignored. The body may be up to `[server] max_batch_body_bytes`
+         *     (1 MiB by default). A batch that is not 1 to 1,000 JSON objects is
+         *     refused whole (400).
+         */
+        post: operations["trackBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/features/check": {
         parameters: {
             query?: never;
@@ -175,6 +215,61 @@ export interface paths {
          *     with `allowed: true`.
          */
         post: operations["useFeature"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ofrep/v1/evaluate/flags/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description `plan`, or a feature name from the server config; the enum lists the
+                 *     built-in default config's flags. Other names give 404 `FLAG_NOT_FOUND`.
+                 */
+                key: "plan" | "git_export" | "multi_user" | "active_project_snapshots";
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Evaluate one flag for a user (OFREP)
+         * @description A feature is a boolean flag: may the user use it now (the plan grants
+         *     it and, for a rate-limited feature, the window has room). Evaluating
+         *     records nothing and creates no user; a user never seen is on the
+         *     default plan. `plan` is a string flag: the user's plan. `reason` is
+         *     `TARGETING_MATCH`; a feature's `variant` is `on` or `off` and its
+         *     `metadata` holds `plan`, `kind`, and when they apply `limit`,
+         *     `window_secs`, `remaining_in_window` and `plan_required`.
+         */
+        post: operations["ofrepEvaluateFlag"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ofrep/v1/evaluate/flags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Evaluate every flag for a user (OFREP bulk)
+         * @description `plan` first, then every configured feature, as the single
+         *     evaluation gives them. The answer's `ETag` is a digest of it: sent
+         *     back in `If-None-Match`, it gives 304 with no body while nothing the
+         *     flags show has changed.
+         */
+        post: operations["ofrepEvaluateFlags"];
         delete?: never;
         options?: never;
         head?: never;
@@ -991,9 +1086,9 @@ export interface paths {
         };
         /**
          * Find a user
-         * @description For browsers. The user search form's target: redirects (303) to
-         *     the user's page, or shows the form (with a message when no such
-         *     user exists).
+         * @description For browsers. The search form's target: redirects (303) to the
+         *     user's page, or to the account's page when the id is an account's
+         *     and no user's.
          */
         get: operations["dashboardFindUser"];
         put?: never;
@@ -1117,6 +1212,250 @@ export interface paths {
          *     erased user's page.
          */
         post: operations["dashboardEraseUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The accounts list
+         * @description For browsers. Accounts by id, descending, 50 a page (`before`: the
+         *     last id of the previous page). With `account_id` (the list's search
+         *     field), redirects (303) to that account's page.
+         */
+        get: operations["dashboardAccounts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{user_id}/overrides": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set a user's override
+         * @description For browsers. As `PUT /v1/admin/users/{user_id}/overrides` (audited), from the override form; bad input comes back as an error message on the page and changes nothing.
+         */
+        post: operations["dashboardSetUserOverride"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{user_id}/overrides/remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Remove a user's override
+         * @description For browsers. As `DELETE /v1/admin/users/{user_id}/overrides` (audited), then back to the page.
+         */
+        post: operations["dashboardRemoveUserOverride"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{user_id}/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a grant to a user
+         * @description For browsers. As `POST /v1/admin/users/{user_id}/grants` (audited); a refusal (bad input, `grant_has_no_effect`) comes back as an error message on the page.
+         */
+        post: operations["dashboardAddUserGrant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{user_id}/grants/{grant_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+                grant_id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke one of a user's grants
+         * @description For browsers. As `DELETE /v1/admin/grants/{grant_id}` (audited), for a grant of this user only; then back to the page.
+         */
+        post: operations["dashboardRevokeUserGrant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts/{account_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * An account's page
+         * @description For browsers. The pool against the account's limits, the members and their share, plan, override, grants and history, with the forms.
+         */
+        get: operations["dashboardAccountPage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts/{account_id}/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change an account's plan
+         * @description For browsers. As `POST /v1/admin/accounts/{account_id}/plan` (audited), then back to the account's page.
+         */
+        post: operations["dashboardChangeAccountPlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts/{account_id}/overrides": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set a account's override
+         * @description For browsers. As `PUT /v1/admin/accounts/{account_id}/overrides` (audited), from the override form; bad input comes back as an error message on the page and changes nothing.
+         */
+        post: operations["dashboardSetAccountOverride"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts/{account_id}/overrides/remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Remove a account's override
+         * @description For browsers. As `DELETE /v1/admin/accounts/{account_id}/overrides` (audited), then back to the page.
+         */
+        post: operations["dashboardRemoveAccountOverride"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts/{account_id}/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a grant to a account
+         * @description For browsers. As `POST /v1/admin/accounts/{account_id}/grants` (audited); a refusal (bad input, `grant_has_no_effect`) comes back as an error message on the page.
+         */
+        post: operations["dashboardAddAccountGrant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/accounts/{account_id}/grants/{grant_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+                grant_id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke one of a account's grants
+         * @description For browsers. As `DELETE /v1/admin/grants/{grant_id}` (audited), for a grant of this account only; then back to the page.
+         */
+        post: operations["dashboardRevokeAccountGrant"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1249,6 +1588,66 @@ export interface components {
              * @default true
              */
             enforce: boolean;
+        };
+        OfrepRequest: {
+            /** @description The evaluation context; other attributes are allowed and ignored. */
+            context: {
+                targetingKey: components["schemas"]["UserId"];
+            };
+        };
+        OfrepEvaluation: {
+            key: string;
+            value: boolean | string;
+            /** @enum {string} */
+            reason: "TARGETING_MATCH";
+            variant: string;
+            metadata: {
+                [key: string]: string | number | boolean;
+            };
+        };
+        OfrepError: {
+            /** @description The flag; absent on the bulk evaluation. */
+            key?: string;
+            /** @enum {string} */
+            errorCode: "PARSE_ERROR" | "TARGETING_KEY_MISSING" | "INVALID_CONTEXT" | "FLAG_NOT_FOUND" | "GENERAL";
+            errorDetails: string;
+        };
+        TrackBatchRequest: {
+            /**
+             * @description Each item a `BatchEvent`. The items are only required to be
+             *     objects here: an object that is not a valid event is answered
+             *     400 in its own result, not by refusing the batch.
+             */
+            events: (components["schemas"]["BatchEvent"] | Record<string, never>)[];
+        };
+        BatchEvent: {
+            user_id: components["schemas"]["UserId"];
+            metric: components["schemas"]["Metric"];
+            /** @default 1 */
+            amount: components["schemas"]["Amount"];
+            timestamp?: components["schemas"]["Timestamp"];
+            /** @default true */
+            enforce: boolean;
+            /** @description As an Idempotency-Key header on POST /v1/track with the same fields. */
+            idempotency_key?: string;
+        };
+        /**
+         * @description A CloudEvents 1.0 event (structured mode): `specversion` "1.0", `id`,
+         *     `source`, `type` (the metric) and `subject` (the user id) are
+         *     needed, `time` and `data` optional. Only required to be an object
+         *     here: an object that is not a valid event is answered 400 in its
+         *     own result.
+         */
+        CloudEvent: Record<string, never>;
+        TrackBatchResult: {
+            results: {
+                /** @description What POST /v1/track would have answered: 200, 400, 422 or 429. */
+                status: number;
+                /** @description That answer's body: a TrackResult or an Error. */
+                body: Record<string, never>;
+                /** @description Present (true) when the body is the answer stored under the event's idempotency key. */
+                replayed?: boolean;
+            }[];
         };
         FeatureRequest: {
             user_id: components["schemas"]["UserId"];
@@ -1882,6 +2281,33 @@ export interface components {
             csrf: string;
             retention_months: number;
         };
+        /**
+         * @description Per metric `limit.{metric}` (hard, soft, unlimited; empty keeps the
+         *     plan's) and `value.{metric}` (the limit of a hard or soft one); per
+         *     boolean feature `feature.{feature}` (on, off; empty keeps the plan's);
+         *     per rate-limited feature `feature.{feature}` (uses) and
+         *     `window.{feature}` (60, 3600 or 86400 seconds). Any other field is
+         *     refused.
+         */
+        OverrideForm: {
+            csrf: string;
+            /** @description Optional: 2026-12-31T23:59 (UTC) or RFC 3339. */
+            expires_at?: string;
+            note?: string;
+        } & {
+            [key: string]: string;
+        };
+        GrantForm: {
+            csrf: string;
+            metric: string;
+            /** @description A whole number from 1. */
+            amount: string;
+            /** @description YYYY-MM; empty for the current period. */
+            period?: string;
+            /** @description Optional: 2026-12-31T23:59 (UTC) or RFC 3339. */
+            expires_at?: string;
+            note?: string;
+        };
         ErrorCode400: {
             error?: {
                 /** @enum {unknown} */
@@ -1957,7 +2383,7 @@ export interface components {
         ErrorCode400Admin: {
             error?: {
                 /** @enum {unknown} */
-                code?: "invalid_request" | "unknown_metric" | "unknown_plan";
+                code?: "invalid_request" | "unknown_metric" | "unknown_plan" | "unknown_feature";
             };
         };
     };
@@ -1979,7 +2405,8 @@ export interface components {
                  * @example {
                  *       "error": {
                  *         "code": "unknown_metric",
-                 *         "message": "unknown metric \"tokens\""
+                 *         "message": "metric \"tokens\" is not configured; known: prompts, e2e_runs, bytes_out",
+                 *         "metric": "tokens"
                  *       }
                  *     }
                  */
@@ -2296,6 +2723,25 @@ export interface components {
         RetryAfter: number;
         /** @description Seconds to wait before retrying. */
         RetryAfterOptional: number;
+        /**
+         * @description The quota a limited metric or rate-limited feature the request
+         *     touched is under (draft-ietf-httpapi-ratelimit-headers-10), as a
+         *     structured-field list: `"prompts";q=30` for a monthly limit (no `w`:
+         *     a calendar month has no fixed length), `"active_project_snapshots";q=10;w=60`
+         *     for a rolling window of `w` seconds. Absent for an unlimited metric
+         *     and a boolean feature. Replayed unchanged with an idempotent answer.
+         * @example "prompts";q=30
+         */
+        RateLimitPolicy: string;
+        /**
+         * @description What remains of that quota: `"prompts";r=18;t=1296000`, `r` the units
+         *     remaining and `t` the seconds until it resets (the end of the UTC
+         *     month, or when the oldest use counted leaves the window).
+         * @example "prompts";r=18;t=1296000
+         */
+        RateLimit: string;
+        /** @description A digest of the answer, for `If-None-Match`. */
+        ETag: string;
         /** @description Present (value `true`) when this answer is a stored answer replayed for a repeated Idempotency-Key. */
         IdempotentReplayed: "true";
         /** @description Authentication challenge. */
@@ -2421,6 +2867,8 @@ export interface operations {
             /** @description The decision. `allowed` may be false; this is still a 200. */
             200: {
                 headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2484,6 +2932,8 @@ export interface operations {
             200: {
                 headers: {
                     "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2547,6 +2997,8 @@ export interface operations {
                 headers: {
                     "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "Retry-After": components["headers"]["RetryAfterOptional"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2573,6 +3025,106 @@ export interface operations {
                     "application/json": components["schemas"]["LimitExceeded"] | components["schemas"]["TooManyAuthFailures"];
                 };
             };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    trackBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "events": [
+                 *         {
+                 *           "user_id": "user-42",
+                 *           "metric": "prompts",
+                 *           "amount": 2,
+                 *           "idempotency_key": "run-981"
+                 *         },
+                 *         {
+                 *           "user_id": "user-7",
+                 *           "metric": "e2e_runs"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["TrackBatchRequest"];
+                /**
+                 * @example {
+                 *       "specversion": "1.0",
+                 *       "id": "evt-1",
+                 *       "source": "my-app",
+                 *       "type": "prompts",
+                 *       "subject": "user-42",
+                 *       "time": "2026-11-14T09:30:00Z",
+                 *       "data": {
+                 *         "value": "5"
+                 *       }
+                 *     }
+                 */
+                "application/cloudevents+json": components["schemas"]["CloudEvent"];
+                "application/cloudevents-batch+json": components["schemas"]["CloudEvent"][];
+            };
+        };
+        responses: {
+            /** @description One result per event, in input order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "results": [
+                     *         {
+                     *           "status": 200,
+                     *           "body": {
+                     *             "allowed": true,
+                     *             "user_id": "user-42",
+                     *             "plan": "trial",
+                     *             "metric": "prompts",
+                     *             "period": "2026-11",
+                     *             "used": 14,
+                     *             "amount": 2,
+                     *             "limit": 30,
+                     *             "remaining": 16,
+                     *             "enforcement": "hard",
+                     *             "over_soft_limit": false,
+                     *             "bypass": false,
+                     *             "recorded": true,
+                     *             "enforced": true,
+                     *             "tracking_enabled": true
+                     *           }
+                     *         },
+                     *         {
+                     *           "status": 400,
+                     *           "body": {
+                     *             "error": {
+                     *               "code": "unknown_metric",
+                     *               "message": "metric \"e2e\" is not configured; known: prompts, e2e_runs, bytes_out",
+                     *               "metric": "e2e"
+                     *             }
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TrackBatchResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyAuthFailures"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
@@ -2656,6 +3208,8 @@ export interface operations {
             200: {
                 headers: {
                     "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2713,6 +3267,8 @@ export interface operations {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
                     "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2733,6 +3289,161 @@ export interface operations {
                     "application/json": components["schemas"]["RateLimited"] | components["schemas"]["TooManyAuthFailures"];
                 };
             };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    ofrepEvaluateFlag: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description `plan`, or a feature name from the server config; the enum lists the
+                 *     built-in default config's flags. Other names give 404 `FLAG_NOT_FOUND`.
+                 */
+                key: "plan" | "git_export" | "multi_user" | "active_project_snapshots";
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "context": {
+                 *         "targetingKey": "user-42"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["OfrepRequest"];
+            };
+        };
+        responses: {
+            /** @description The flag's value for the user. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key": "git_export",
+                     *       "value": false,
+                     *       "reason": "TARGETING_MATCH",
+                     *       "variant": "off",
+                     *       "metadata": {
+                     *         "plan": "trial",
+                     *         "kind": "boolean",
+                     *         "plan_required": "solo"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OfrepEvaluation"];
+                };
+            };
+            /**
+             * @description `TARGETING_KEY_MISSING` (no `context.targetingKey`),
+             *     `INVALID_CONTEXT` (it is not a valid user id) or `PARSE_ERROR`.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key": "git_export",
+                     *       "errorCode": "TARGETING_KEY_MISSING",
+                     *       "errorDetails": "context.targetingKey (the user id) is required"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OfrepError"] | components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description `FLAG_NOT_FOUND`: no such flag. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key": "nope",
+                     *       "errorCode": "FLAG_NOT_FOUND",
+                     *       "errorDetails": "no flag \"nope\"; the flags are plan and the features: git_export, multi_user, active_project_snapshots"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OfrepError"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    ofrepEvaluateFlags: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An `ETag` of an earlier answer (or a list of them, or `*`). */
+                "If-None-Match"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "context": {
+                 *         "targetingKey": "user-42"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["OfrepRequest"];
+            };
+        };
+        responses: {
+            /** @description Every flag's value for the user. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        flags: components["schemas"]["OfrepEvaluation"][];
+                    };
+                };
+            };
+            /** @description The flags are as in the answer whose `ETag` the client sent. */
+            304: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `TARGETING_KEY_MISSING`, `INVALID_CONTEXT` or `PARSE_ERROR`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OfrepError"] | components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyAuthFailures"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
@@ -3135,7 +3846,8 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description Without a body, an empty override (nothing replaced). */
+        requestBody?: {
             content: {
                 /**
                  * @example {
@@ -3374,7 +4086,8 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description Without a body, an empty override (nothing replaced). */
+        requestBody?: {
             content: {
                 /**
                  * @example {
@@ -4563,6 +5276,292 @@ export interface operations {
         requestBody: {
             content: {
                 "application/x-www-form-urlencoded": components["schemas"]["EraseForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardAccounts: {
+        parameters: {
+            query?: {
+                /** @description The last account id of the previous page. */
+                before?: string;
+                /** @description The account to open. */
+                account_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            404: components["responses"]["HtmlNotFound"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardSetUserOverride: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["OverrideForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardRemoveUserOverride: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["CsrfForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardAddUserGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["GrantForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardRevokeUserGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+                grant_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["CsrfForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardAccountPage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            404: components["responses"]["HtmlNotFound"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardChangeAccountPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["PlanForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardSetAccountOverride: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["OverrideForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardRemoveAccountOverride: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["CsrfForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardAddAccountGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["GrantForm"];
+            };
+        };
+        responses: {
+            200: components["responses"]["HtmlPage"];
+            303: components["responses"]["SeeOther"];
+            400: components["responses"]["HtmlBadRequest"];
+            403: components["responses"]["HtmlForbidden"];
+            404: components["responses"]["HtmlNotFound"];
+            408: components["responses"]["HtmlRequestTimeout"];
+            413: components["responses"]["HtmlPayloadTooLarge"];
+            415: components["responses"]["HtmlUnsupportedMediaType"];
+            500: components["responses"]["HtmlInternalError"];
+            503: components["responses"]["HtmlUnavailable"];
+        };
+    };
+    dashboardRevokeAccountGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+                grant_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["CsrfForm"];
             };
         };
         responses: {

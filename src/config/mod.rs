@@ -4,6 +4,7 @@
 //! (`Overrides`) or the environment: a flag wins over a variable, a variable over the file.
 //! Every refusal names the file, the key and the fix, and one run reports all of them.
 
+mod gateway;
 mod plans;
 mod raw;
 mod webhooks;
@@ -39,6 +40,7 @@ pub struct Config {
     pub rules: Rules,
     pub webhooks: Vec<WebhookConfig>,
     pub delivery: DeliveryConfig,
+    pub gateway: crate::domain::gateway::Gateway,
 }
 
 /// A webhook receiver; each of its secrets signs every body sent to it (more than one while
@@ -507,8 +509,9 @@ impl Validator<'_> {
         let webhooks = self.keep(self.webhooks(&raw));
         let rules = self.keep(self.rules(&raw, env));
         let delivery = self.keep(self.delivery(&raw));
-        let (server, mut database, auth, (webhooks, routes), mut rules, delivery) =
-            (server?, database?, auth?, webhooks?, rules?, delivery?);
+        let gateway = self.keep(self.gateway(&raw));
+        let (server, mut database, auth, (webhooks, routes), mut rules, delivery, gateway) =
+            (server?, database?, auth?, webhooks?, rules?, delivery?, gateway?);
         // Only once every key is accepted: a refused key would make auth look open.
         if self.refused.borrow().is_empty() && auth.is_open() && !server.listen.ip().is_loopback() {
             let (source, key) = match &listen {
@@ -536,7 +539,7 @@ impl Validator<'_> {
             }
         }
         rules.webhooks = routes;
-        Some(Config { source: self.source.to_owned(), server, database, auth, rules, webhooks, delivery })
+        Some(Config { source: self.source.to_owned(), server, database, auth, rules, webhooks, delivery, gateway })
     }
 
     fn server(&self, raw: &RawConfig, listen: Option<&Override>) -> Result<ServerConfig, ConfigError> {

@@ -16,6 +16,30 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
     pub webhook_delivery: RawDelivery,
+    pub gateway: RawGateway,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGateway {
+    pub user_header: String,
+    pub default: String,
+    #[serde(default)]
+    pub rules: Vec<RawGatewayRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGatewayRule {
+    #[serde(default)]
+    pub method: Option<String>,
+    pub path_prefix: String,
+    #[serde(default)]
+    pub metric: Option<String>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub feature: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,7 +180,7 @@ pub(super) struct RawWindow {
 
 /// Sections whose keys merge one by one over the defaults; any other section a user's file
 /// states replaces the default section whole.
-const MERGED_SECTIONS: [&str; 5] = ["server", "database", "auth", "usage", "webhook_delivery"];
+const MERGED_SECTIONS: [&str; 6] = ["server", "database", "auth", "usage", "webhook_delivery", "gateway"];
 
 /// Lays `user` over `defaults`.
 pub(super) fn merge(mut defaults: toml::Table, user: toml::Table) -> toml::Table {

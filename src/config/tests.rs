@@ -445,3 +445,55 @@ fn rollover_needs_a_capped_limit_and_max_members_a_positive_count() {
     assert_eq!((plan_p.rollover_max.get("prompts"), plan_p.max_members), (Some(&50), Some(3)));
     assert_eq!(refusal(&plan("\"unlimited\"", "max_members = 0\n")).key, "plans.p.max_members");
 }
+
+#[test]
+fn gateway_rules_load_in_order_and_default_to_allow() {
+    let config = load(
+        "[gateway]\nuser_header = \"X-Tenant-User\"\n\
+         [[gateway.rules]]\nmethod = \"POST\"\npath_prefix = \"/api/prompts\"\nmetric = \"prompts\"\namount = 2\n\
+         [[gateway.rules]]\npath_prefix = \"/api/export\"\nfeature = \"git_export\"\n",
+    )
+    .unwrap();
+    let gateway = &config.gateway;
+    assert_eq!((gateway.user_header.as_str(), gateway.allow_unmatched), ("x-tenant-user", true));
+    use crate::domain::gateway::GatewayAction;
+    assert_eq!(gateway.rules[0].action, GatewayAction::Track { metric: "prompts".into(), amount: 2 });
+    assert_eq!(gateway.rules[0].method.as_deref(), Some("POST"));
+    assert_eq!(gateway.rules[1].action, GatewayAction::Feature { feature: "git_export".into() });
+    assert_eq!(gateway.rules[1].method, None);
+    assert!(load("").unwrap().gateway.rules.is_empty());
+}
+
+#[test]
+fn every_bad_gateway_rule_is_named_with_its_fix() {
+    let refused = load("[gateway]\ndefault = \"maybe\"\n").expect_err("refused").errors;
+    assert_eq!(refused[0].key, "gateway.default");
+    let refused = load(
+        "[[gateway.rules]]\npath_prefix = \"/a\"\nmetric = \"nope\"\n\
+         [[gateway.rules]]\npath_prefix = \"/b\"\nfeature = \"nope\"\n\
+         [[gateway.rules]]\npath_prefix = \"/c\"\nmetric = \"prompts\"\nfeature = \"git_export\"\n\
+         [[gateway.rules]]\npath_prefix = \"/d\"\n\
+         [[gateway.rules]]\nmethod = \"post\"\npath_prefix = \"/e\"\nmetric = \"prompts\"\n\
+         [[gateway.rules]]\npath_prefix = \"\"\nmetric = \"prompts\"\n\
+         [[gateway.rules]]\npath_prefix = \"/g\"\nfeature = \"git_export\"\namount = 2\n\
+         [[gateway.rules]]\npath_prefix = \"/h\"\nmetric = \"prompts\"\namount = 0\n",
+    )
+    .expect_err("refused")
+    .errors;
+    let keys: Vec<&str> = refused.iter().map(|error| error.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "gateway.rules[0].metric",
+            "gateway.rules[1].feature",
+            "gateway.rules[2]",
+            "gateway.rules[3]",
+            "gateway.rules[4].method",
+            "gateway.rules[5].path_prefix",
+            "gateway.rules[6].amount",
+            "gateway.rules[7].amount",
+        ]
+    );
+    assert!(refused[0].fix.contains("prompts"), "{}", refused[0]);
+    assert!(refused.iter().all(|error| !error.fix.is_empty()));
+}

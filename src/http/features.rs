@@ -117,7 +117,7 @@ fn window_text(seconds: u32) -> String {
     }
 }
 
-fn render_use(outcome: &UseOutcome) -> Rendered {
+pub(super) fn render_use(outcome: &UseOutcome) -> Rendered {
     // The window the use touched, as RateLimit headers (stored with the answer, replayed).
     let quotas: Vec<Quota> = match outcome {
         UseOutcome::Allowed(verdict) | UseOutcome::RateLimited { verdict, .. } => {
@@ -174,6 +174,16 @@ fn render_use(outcome: &UseOutcome) -> Rendered {
     rendered
 }
 
+/// The `outcome` label of `tally_feature_use_total`.
+pub(super) fn outcome_label(answered: &Answered<UseOutcome>) -> &'static str {
+    match answered {
+        Answered::Fresh { value: UseOutcome::Allowed(_), .. } => "allowed",
+        Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => "not_in_plan",
+        Answered::Fresh { value: UseOutcome::RateLimited { .. }, .. } => "rate_limited",
+        Answered::Replayed(_) => "replayed",
+    }
+}
+
 /// Queues the use; the answer is awaited once its group commits (no thread waits for it).
 pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let body: FeatureBody = ctx.json_body()?;
@@ -187,12 +197,7 @@ pub fn use_feature(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let metrics = Arc::clone(&ctx.app.metrics);
     Ok(Box::pin(async move {
         let answered = write.answer().await?;
-        let outcome = match &answered {
-            Answered::Fresh { value: UseOutcome::Allowed(_), .. } => "allowed",
-            Answered::Fresh { value: UseOutcome::NotInPlan(_), .. } => "not_in_plan",
-            Answered::Fresh { value: UseOutcome::RateLimited { .. }, .. } => "rate_limited",
-            Answered::Replayed(_) => "replayed",
-        };
+        let outcome = outcome_label(&answered);
         metrics.feature_use.get_or_create(&FeatureLabels { feature: feature_name, outcome }).inc();
         Ok(idempotency::into_response(answered))
     }))

@@ -108,6 +108,10 @@ pub fn query(request: &Head, allowed: &[&str]) -> Result<HashMap<String, String>
     let Some(query) = request.uri().query() else {
         return Ok(parameters);
     };
+    if allowed == super::routes::ANY_QUERY {
+        // The gateway's query is the proxied request's, not a parameter of Tally's.
+        return Ok(parameters);
+    }
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if !allowed.contains(&name.as_ref()) {
             let accepted = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };

@@ -6,7 +6,8 @@
 use super::auth::Access;
 use super::error::ApiError;
 use super::{
-    Body, Ctx, accounts, admin, batch, compat, dashboard, features, health, ofrep, telemetry, terms, usage, users,
+    Body, Ctx, accounts, admin, batch, compat, dashboard, features, gateway, health, ofrep, telemetry, terms, usage,
+    users,
 };
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
@@ -50,7 +51,8 @@ pub enum BodyKind {
 
 pub struct Route {
     pub method: Method,
-    /// `/v1/users/{user_id}`: literal segments and `{name}` parameters.
+    /// `/v1/users/{user_id}`: literal segments and `{name}` parameters; a last segment
+    /// `{*name}` takes the rest of the path, as sent (`/v1/gateway/authz/{*path}`).
     pub pattern: &'static str,
     /// The query parameters it accepts; any other is refused with 400 before the handler.
     pub query: &'static [&'static str],
@@ -73,6 +75,18 @@ pub static ROUTES: &[Route] = &[
     route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
     route(POST,   "/ofrep/v1/evaluate/flags",                 Service, Json,    Read(ofrep::evaluate_all),        &[]),
     route(POST,   "/ofrep/v1/evaluate/flags/{key}",           Service, Json,    Read(ofrep::evaluate),            &[]),
+    route(GET,    "/v1/gateway/authz",                        Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(POST,   "/v1/gateway/authz",                        Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(PUT,    "/v1/gateway/authz",                        Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(PATCH,  "/v1/gateway/authz",                        Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(DELETE, "/v1/gateway/authz",                        Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(OPTIONS, "/v1/gateway/authz",                        Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(GET,    "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(POST,   "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(PUT,    "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(PATCH,  "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(DELETE, "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
+    route(OPTIONS, "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
     route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
     route(GET,    "/v1/accounts/{account_id}",                Service, Nothing, Blocking(accounts::get),          &["period"]),
@@ -146,10 +160,15 @@ const fn route(
     Route { method, pattern, query, access, body, handler }
 }
 
+/// The query list of a route that takes any query: the gateway's is the proxied request's.
+pub const ANY_QUERY: &[&str] = &["*"];
+
 const GET: Method = Method::GET;
 const POST: Method = Method::POST;
 const PUT: Method = Method::PUT;
 const DELETE: Method = Method::DELETE;
+const PATCH: Method = Method::PATCH;
+const OPTIONS: Method = Method::OPTIONS;
 
 /// Matches `path` against `pattern`; returns the decoded parameters.
 fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<String>, ApiError>> {
@@ -159,6 +178,13 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<String>, ApiErr
     loop {
         match (pattern_segments.next(), path_segments.next()) {
             (None, None) => return Some(Ok(params)),
+            (Some(expected), Some(actual)) if expected.starts_with("{*") => {
+                // A tail: the rest of the path as sent, slashes and escapes kept (its one
+                // user, the gateway, normalizes it the way it matches rules).
+                let rest: Vec<&str> = std::iter::once(actual).chain(path_segments).collect();
+                params.push(rest.join("/"));
+                return pattern_segments.next().is_none().then_some(Ok(params));
+            }
             (Some(expected), Some(actual)) if expected.starts_with('{') => {
                 if actual.is_empty() {
                     return None;
@@ -227,6 +253,18 @@ mod tests {
         assert_eq!(route.pattern, "/v1/users/{user_id}");
         assert_eq!(params, ["auth0|42"]);
         assert_eq!(find(&Method::POST, "/v1/track").unwrap().0.pattern, "/v1/track");
+    }
+
+    #[test]
+    fn a_tail_parameter_takes_the_rest_of_the_path_as_sent() {
+        let (route, params) = find(&Method::POST, "/v1/gateway/authz/api/prompts/%41/7").unwrap();
+        assert_eq!(route.pattern, "/v1/gateway/authz/{*path}");
+        assert_eq!(params, ["api/prompts/%41/7"]);
+        assert_eq!(find(&Method::DELETE, "/v1/gateway/authz/").unwrap().1, [""]);
+        let (route, params) = find(&Method::OPTIONS, "/v1/gateway/authz").unwrap();
+        assert_eq!((route.pattern, params.len()), ("/v1/gateway/authz", 0));
+        assert_eq!(find(&Method::HEAD, "/v1/gateway/authz/x").unwrap().0.method, Method::GET);
+        assert_eq!(find(&Method::GET, "/v1/gateway/authzx").err().unwrap().code(), "not_found");
     }
 
     #[test]

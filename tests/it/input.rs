@@ -132,7 +132,8 @@ fn health_and_readiness_and_the_spec_are_served() {
 #[test]
 fn every_route_refuses_a_query_parameter_it_does_not_take() {
     let tally = Tally::start_default();
-    for route in tally::http::ROUTES {
+    // The gateway takes any query: it is the proxied request's (tests/it/gateway.rs).
+    for route in tally::http::ROUTES.iter().filter(|route| route.query != ["*"]) {
         let path = route
             .pattern
             .split('/')

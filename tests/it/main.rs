@@ -11,6 +11,7 @@ mod copy;
 mod crash;
 mod dashboard;
 mod features;
+mod gateway;
 mod input;
 mod lifecycle;
 mod maintenance;

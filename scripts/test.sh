@@ -4,7 +4,8 @@
 #      browser test drives headless Chromium, the metrics test runs `promtool check metrics`,
 #      the webhook tests run the standardwebhooks and stripe verifiers and the RateLimit tests
 #      the http-sf structured-field parser from PyPI, the OFREP test the OpenFeature SDK and
-#      OFREP provider from npm with Node.js, so all are installed first if missing), on SQLite;
+#      OFREP provider from npm with Node.js, the gateway test Debian's nginx in front of a test
+#      application, so all are installed first if missing), on SQLite;
 #   2. the integration tests again on PostgreSQL (scripts/with-postgres.sh installs Debian's
 #      postgresql if missing and runs a throwaway cluster; tests of what only SQLite has say
 #      so and do not apply there);
@@ -24,6 +25,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-python.sh
 ./scripts/install-node.sh
 ./scripts/install-promtool.sh
+./scripts/install-nginx.sh
 cargo test --locked "$@"
 if [ "$#" -eq 0 ]; then
     # The restart test stops the whole server: it runs alone, on a cluster of its own.

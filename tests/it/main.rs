@@ -12,6 +12,7 @@ mod crash;
 mod dashboard;
 mod features;
 mod gateway;
+mod gateway_nginx;
 mod input;
 mod lifecycle;
 mod maintenance;

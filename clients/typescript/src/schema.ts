@@ -589,6 +589,137 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/gateway/authz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Authorize a proxied request (GET)
+         * @description nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) or Traefik `forwardAuth` (`X-Forwarded-Method`, `X-Forwarded-Uri`). Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        get: operations["gatewayGet"];
+        /**
+         * Authorize a proxied request (PUT)
+         * @description nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) or Traefik `forwardAuth` (`X-Forwarded-Method`, `X-Forwarded-Uri`). Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        put: operations["gatewayPut"];
+        /**
+         * Authorize a proxied request (POST)
+         * @description nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) or Traefik `forwardAuth` (`X-Forwarded-Method`, `X-Forwarded-Uri`). Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        post: operations["gatewayPost"];
+        /**
+         * Authorize a proxied request (DELETE)
+         * @description nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) or Traefik `forwardAuth` (`X-Forwarded-Method`, `X-Forwarded-Uri`). Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        delete: operations["gatewayDelete"];
+        /**
+         * Authorize a proxied request (OPTIONS)
+         * @description nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) or Traefik `forwardAuth` (`X-Forwarded-Method`, `X-Forwarded-Uri`). Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        options: operations["gatewayOptions"];
+        head?: never;
+        /**
+         * Authorize a proxied request (PATCH)
+         * @description nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) or Traefik `forwardAuth` (`X-Forwarded-Method`, `X-Forwarded-Uri`). Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        patch: operations["gatewayPatch"];
+        trace?: never;
+    };
+    "/v1/gateway/authz/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * Authorize a proxied request (GET)
+         * @description Envoy HTTP ext_authz: the proxied request's path follows `/v1/gateway/authz`, its method is this request's method. Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        get: operations["gatewayTailGet"];
+        /**
+         * Authorize a proxied request (PUT)
+         * @description Envoy HTTP ext_authz: the proxied request's path follows `/v1/gateway/authz`, its method is this request's method. Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        put: operations["gatewayTailPut"];
+        /**
+         * Authorize a proxied request (POST)
+         * @description Envoy HTTP ext_authz: the proxied request's path follows `/v1/gateway/authz`, its method is this request's method. Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        post: operations["gatewayTailPost"];
+        /**
+         * Authorize a proxied request (DELETE)
+         * @description Envoy HTTP ext_authz: the proxied request's path follows `/v1/gateway/authz`, its method is this request's method. Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        delete: operations["gatewayTailDelete"];
+        /**
+         * Authorize a proxied request (OPTIONS)
+         * @description Envoy HTTP ext_authz: the proxied request's path follows `/v1/gateway/authz`, its method is this request's method. Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        options: operations["gatewayTailOptions"];
+        head?: never;
+        /**
+         * Authorize a proxied request (PATCH)
+         * @description Envoy HTTP ext_authz: the proxied request's path follows `/v1/gateway/authz`, its method is this request's method. Exactly one source of the original request (400 otherwise).
+         *     The first `[[gateway.rules]]` matching it decides: a metric rule
+         *     tracks, a feature rule uses the feature; no rule: 200 or 403 per
+         *     `[gateway] default`. Any query parameters belong to the proxied
+         *     request.
+         */
+        patch: operations["gatewayTailPatch"];
+        trace?: never;
+    };
     "/v1/admin/usage": {
         parameters: {
             query?: never;
@@ -4319,6 +4450,684 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayGet: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayPut: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayPost: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayDelete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayOptions: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayPatch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayTailGet: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayTailPut: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayTailPost: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayTailDelete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayTailOptions: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    gatewayTailPatch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description nginx auth_request: the proxied request's method. */
+                "X-Original-Method"?: string;
+                /** @description nginx auth_request: the proxied request's URI. */
+                "X-Original-URI"?: string;
+                /** @description Traefik forwardAuth: the proxied request's method. */
+                "X-Forwarded-Method"?: string;
+                /** @description Traefik forwardAuth: the proxied request's URI. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The user (the header named by [gateway] user_header). */
+                "X-User-Id"?: string;
+            };
+            path: {
+                /** @description The proxied request's path (Envoy's ext_authz appends it), as sent. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed (with the RateLimit headers of what it touched). */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The feature is not in the plan (`feature_not_in_plan`), or no rule matched under `default = "deny"` (`gateway_denied`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /** @description A limit or a window refused it (`limit_exceeded`, `rate_limited`), with `Retry-After`; or too many failed authentications. */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };

@@ -381,7 +381,6 @@ case "$MODE" in
     scale) run_scale ;;
     postgres) run_postgres ;;
     webhooks) run_webhooks ;;
-    batch) run_batch ;;
     *) log "usage: bench/run.sh [main|http|scale|postgres|webhooks|batch]"; exit 2 ;;
 esac
 log "raw results: $RESULTS"

@@ -151,13 +151,27 @@ pub fn erase(store: &Store, rules: &Arc<Rules>, user_id: &UserId, actor: &str) -
     maintenance::erase(store, rules, user_id, actor, now_ms())?.ok_or_else(|| user_not_found(user_id))
 }
 
-pub fn export(store: &Store, user_id: &UserId) -> Result<(UserRecord, UserExport), AppError> {
+/// A user's terms beyond the plan, for the export: their override and their grants.
+pub struct UserTerms {
+    pub override_set: Option<crate::domain::terms::Override>,
+    pub grants: Vec<crate::domain::ports::GrantRecord>,
+}
+
+pub fn export(store: &Store, user_id: &UserId) -> Result<(UserRecord, UserExport, UserTerms), AppError> {
+    let customer = crate::domain::terms::Customer::User(user_id);
     store
         .read(|reader| match reader.find_user(user_id)? {
-            Some(user) => Ok(Some((reader.export_user(&user)?, user))),
+            Some(user) => {
+                let override_set = reader
+                    .find_override(customer.key())?
+                    .as_ref()
+                    .and_then(crate::domain::terms::Override::from_record);
+                let terms = UserTerms { override_set, grants: reader.grants(customer.key())? };
+                Ok(Some((reader.export_user(&user)?, user, terms)))
+            }
             None => Ok(None),
         })?
-        .map(|(export, user)| (user, export))
+        .map(|(export, user, terms)| (user, export, terms))
         .ok_or_else(|| user_not_found(user_id))
 }
 

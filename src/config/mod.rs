@@ -829,8 +829,17 @@ impl Validator<'_> {
         let refusal_event_interval_ms =
             self.in_range("usage.refusal_event_interval_secs", raw.usage.refusal_event_interval_secs, 0, 31 * 86_400)?
                 * 1000;
+        let catalog = catalog?;
+        // Rollover reads the previous period's counter: cleanup must keep it.
+        if retention_months < 2 && catalog.plans().iter().any(|plan| !plan.rollover_max.is_empty()) {
+            return Err(self.error(
+                "usage.retention_months",
+                "is 1, but a plan rolls unused allowance over (rollover_max), which needs the previous month kept",
+                "keep at least 2 months, or remove rollover_max",
+            ));
+        }
         Ok(Rules {
-            catalog: catalog?,
+            catalog,
             admin_user_ids,
             // A refused switch is already recorded; the config is refused whatever stands here.
             tracking_enabled: tracking_enabled.unwrap_or(true),

@@ -444,6 +444,9 @@ fn rollover_needs_a_capped_limit_and_max_members_a_positive_count() {
     let plan_p = config.rules.catalog.find_plan("p").unwrap();
     assert_eq!((plan_p.rollover_max.get("prompts"), plan_p.max_members), (Some(&50), Some(3)));
     assert_eq!(refusal(&plan("\"unlimited\"", "max_members = 0\n")).key, "plans.p.max_members");
+    let short = plan("{ limit = 100, enforcement = \"soft\", rollover_max = 50 }", "")
+        .replace("[usage]\n", "[usage]\nretention_months = 1\n");
+    assert_eq!(refusal(&short).key, "usage.retention_months", "rollover needs the previous month kept");
 }
 
 #[test]

@@ -8,7 +8,9 @@ use super::admin::{Actor, MetricValues, by_month, every_metric};
 use super::events::{self, EventType};
 use super::feature::{self, FeatureVerdict, WindowOwner};
 use super::period::Period;
-use super::ports::{AccountRecord, AdminRead, AdminWrite, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{
+    AccountRecord, AdminRead, AdminWrite, CustomerKey, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord,
+};
 use super::terms::{Customer, Terms};
 use super::usage::{ACCOUNT_SCOPE, Standing, account_standings};
 use serde_json::json;
@@ -205,6 +207,8 @@ pub fn delete(
         return Ok(false);
     };
     let members: Vec<String> = tx.members(account.pk)?.into_iter().map(|member| member.user_id).collect();
+    // Its override and grants go too: an account created again with this id starts clean.
+    tx.delete_terms_of(CustomerKey { kind: "account", id: account_id })?;
     tx.delete_account(account.pk)?;
     let details = json!({ "account_id": account_id, "plan": account.plan, "members": members });
     tx.append_audit(now_ms, actor, "account_deleted", Some(&audit_target(account_id)), &details.to_string())?;

@@ -53,27 +53,35 @@ fn under_prefix(prefix: &str, path: &str) -> bool {
 }
 
 /// The path a rule is matched against, as the application behind the proxy would read it:
-/// the query dropped, percent-escapes decoded, empty and `.` segments dropped and `..`
-/// applied. Without this, `/api/%70rompts` or `/x/../api/prompts` would reach the
-/// application's prompts route past a rule for `/api/prompts`. `None` when the decoded path
-/// is not UTF-8.
+/// the query dropped, then segment by segment (split on the raw `/` first, so an encoded
+/// `%2F` never becomes a separator) percent-escapes decoded, empty and `.` segments dropped
+/// and `..` applied. Without this, `/api/%70rompts` or `/x/../api/prompts` would reach the
+/// application's prompts route past a rule for `/api/prompts`. `None` (the caller refuses the
+/// request) when a segment is not UTF-8 once decoded, decodes to hold `/` or `\`, is an
+/// encoded `.` or `..`, or carries `;` parameters: paths an application may read differently
+/// from this function.
 pub fn normalize_path(uri: &str) -> Option<String> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
+    let mut segments: Vec<String> = Vec::new();
+    for raw in path.split('/') {
+        let segment = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+        let ambiguous =
+            segment.contains(['/', '\\', ';']) || (segment != raw && matches!(segment.as_ref(), "." | ".."));
+        if ambiguous {
+            return None;
+        }
+        match segment.as_ref() {
             "" | "." => {}
             ".." => _ = segments.pop(),
-            segment => segments.push(segment),
+            _ => segments.push(segment.into_owned()),
         }
     }
-    let mut normalized = String::with_capacity(decoded.len() + 1);
+    let mut normalized = String::with_capacity(path.len() + 1);
     for segment in &segments {
         normalized.push('/');
         normalized.push_str(segment);
     }
-    if normalized.is_empty() || decoded.ends_with('/') {
+    if normalized.is_empty() || path.ends_with('/') {
         normalized.push('/');
     }
     Some(normalized)
@@ -136,6 +144,13 @@ mod tests {
             );
         }
         assert_eq!(normalize_path("/api/%ff"), None);
+        // An encoded separator or dot segment, or `;` parameters, would be read differently
+        // by the application behind the proxy: refused.
+        assert_eq!(normalize_path("/api/prompts/x%2F..%2F.."), None);
+        assert_eq!(normalize_path("/api/prompts/%2e%2e"), None);
+        assert_eq!(normalize_path("/api/prompts/a%5Cb"), None);
+        assert_eq!(normalize_path("/api/prompts;v=1"), None);
+        assert_eq!(normalize_path("/api/%70rompts/7").as_deref(), Some("/api/prompts/7"));
         assert_eq!(normalize_path("").as_deref(), Some("/"));
         assert_eq!(normalize_path("/a/b/?q").as_deref(), Some("/a/b/"));
     }

@@ -348,16 +348,19 @@ fn track_member(
         used: pool_after,
     };
     events::usage_alerts(store, rules, &crossing, now_ms)?;
+    // The verdict is of the use before it was added (as for a user on their own), then shows
+    // the counters after it.
     let at = Standpoint {
         plan,
         limit: resolved,
         used: pool_after - query.amount,
         account: Some(account.clone()),
-        user_used: user_after,
+        user_used,
         cap,
     };
     let mut verdict = verdict(rules, query, &at);
     verdict.standing = Standing::resolved(resolved, pool_after);
+    verdict.user_used = user_after;
     Ok(TrackOutcome::Recorded { verdict, enforced: enforce })
 }
 
@@ -371,32 +374,40 @@ fn not_recorded(
     at: &Standpoint<'_>,
     now_ms: i64,
 ) -> Result<TrackOutcome, StoreError> {
-    let verdict = verdict(rules, query, at);
+    let mut verdict = verdict(rules, query, at);
     if verdict.allowed || !enforce {
         return Ok(TrackOutcome::Overflow { verdict });
     }
-    let limit = at.limit.limit;
-    let upgrade_to = rules
-        .catalog
-        .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, at.used, query.amount))
-        .map(|other| other.name.clone());
+    // A member refused by their own cap (the pool would have taken it) is a user refusal,
+    // told in the cap's numbers.
+    let pool_admits = admits(at.limit.limit, verdict.bypass, at.used, query.amount);
+    let (scope, limit, used) = match (&at.account, at.cap) {
+        (Some(_), Some(cap)) if pool_admits => {
+            verdict.standing = Standing::resolved(cap, at.user_used);
+            (Scope::User, cap.limit, at.user_used)
+        }
+        (Some(_), _) => (Scope::Account, at.limit.limit, at.used),
+        (None, _) => (Scope::User, at.limit.limit, at.used),
+    };
+    // A plan can only help when the plan's own limit refused it (not an override or a cap).
+    let upgrade_to = match (at.limit.source, scope, &at.account) {
+        (Source::Plan, Scope::Account, _) | (Source::Plan, Scope::User, None) => rules
+            .catalog
+            .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, used, query.amount))
+            .map(|other| other.name.clone()),
+        _ => None,
+    };
     let mut data = json!({
         "metric": query.metric,
         "period": query.period.to_string(),
         "plan": at.plan.name,
-        "used": at.used,
+        "used": used,
         "limit": limit.value(),
         "amount": query.amount,
     });
     if let Some(account) = &at.account {
         data["account_id"] = account.account_id.clone().into();
     }
-    // A member refused by their own cap (the pool would have taken it) is a user refusal.
-    let pool_admits = admits(limit, verdict.bypass, at.used, query.amount);
-    let scope = match &at.account {
-        Some(_) if !pool_admits => Scope::Account,
-        _ => Scope::User,
-    };
     let key = RefusalKey {
         user_id: &query.user_id,
         period: query.period,

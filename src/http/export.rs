@@ -11,8 +11,9 @@ use super::error::ApiError;
 use super::users::rfc3339;
 use super::webhooks::event_json;
 use super::{Ctx, now_ms};
-use crate::app::admin as ops;
+use crate::app::admin::{self as ops, UserTerms};
 use crate::domain::ports::{EventQuery, Store, UserExport, UserRecord};
+use crate::domain::terms::{feature_json, limit_json};
 use crate::domain::user_id::UserId;
 use ::http::{HeaderValue, Response, StatusCode, header};
 use bytes::Bytes;
@@ -51,12 +52,12 @@ impl Format {
 /// The streamed export of `user_id`, or the error (404 for an unknown user) before anything
 /// is sent.
 pub fn response(ctx: &Ctx<'_>, user_id: &UserId, format: Format) -> Result<Response<Body>, ApiError> {
-    let (user, export) = ops::export(&ctx.app.store, user_id)?;
+    let (user, export, terms) = ops::export(&ctx.app.store, user_id)?;
     let (sender, body) = Body::channel();
     let store = Store::clone(&ctx.app.store);
     std::thread::Builder::new()
         .name("tally-export".into())
-        .spawn(move || produce(&store, &user, &export, Writer::new(sender, format)))
+        .spawn(move || produce(&store, &user, &export, &terms, Writer::new(sender, format)))
         .map_err(|error| {
             log::error!("cannot start the export thread: {error}");
             ApiError::internal()
@@ -68,8 +69,8 @@ pub fn response(ctx: &Ctx<'_>, user_id: &UserId, format: Format) -> Result<Respo
 }
 
 /// Writes the export, then pages through the events; stops when the client goes.
-fn produce(store: &Store, user: &UserRecord, export: &UserExport, mut writer: Writer) {
-    let written = write_small_parts(&mut writer, user, export).and_then(|()| {
+fn produce(store: &Store, user: &UserRecord, export: &UserExport, terms: &UserTerms, mut writer: Writer) {
+    let written = write_small_parts(&mut writer, user, export, terms).and_then(|()| {
         writer.section("events")?;
         let mut after_seq = None;
         loop {
@@ -99,7 +100,12 @@ fn produce(store: &Store, user: &UserRecord, export: &UserExport, mut writer: Wr
     }
 }
 
-fn write_small_parts(writer: &mut Writer, user: &UserRecord, export: &UserExport) -> Result<(), Stop> {
+fn write_small_parts(
+    writer: &mut Writer,
+    user: &UserRecord,
+    export: &UserExport,
+    terms: &UserTerms,
+) -> Result<(), Stop> {
     writer.start(&json!({
         "exported_at": rfc3339(now_ms()),
         "user": {
@@ -148,6 +154,34 @@ fn write_small_parts(writer: &mut Writer, user: &UserRecord, export: &UserExport
             "count": refusal.count,
         });
         writer.item("refusal", &value)?;
+    }
+    // The terms beyond the plan: the override (if any) and the grants, notes included.
+    writer.section("overrides")?;
+    if let Some(over) = &terms.override_set {
+        let limits: serde_json::Map<String, Value> =
+            over.limits.iter().map(|(name, limit)| (name.clone(), limit_json(*limit))).collect();
+        let features: serde_json::Map<String, Value> =
+            over.features.iter().map(|(name, grant)| (name.clone(), feature_json(*grant))).collect();
+        let value = json!({
+            "limits": limits,
+            "features": features,
+            "expires_at": over.expires_at_ms.map(rfc3339),
+            "note": over.note,
+        });
+        writer.item("override", &value)?;
+    }
+    writer.section("grants")?;
+    for grant in &terms.grants {
+        let value = json!({
+            "grant_id": grant.id,
+            "metric": grant.metric,
+            "amount": grant.amount,
+            "period": grant.period,
+            "expires_at": grant.expires_at_ms.map(rfc3339),
+            "note": grant.note,
+            "created_at": rfc3339(grant.created_at_ms),
+        });
+        writer.item("grant", &value)?;
     }
     Ok(())
 }

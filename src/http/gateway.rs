@@ -86,8 +86,12 @@ fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
 pub fn authz(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let gateway = &ctx.app.config.gateway;
     let (method, uri) = original(ctx)?;
-    let path = normalize_path(&uri)
-        .ok_or_else(|| ApiError::invalid("the original URI's path is not valid UTF-8 once percent-decoded"))?;
+    let path = normalize_path(&uri).ok_or_else(|| {
+        ApiError::invalid(
+            "the original URI's path is ambiguous: a segment that is not UTF-8 once percent-decoded, an encoded \
+                 '/', '\\', '.' or '..', or ';' parameters (the application could read it differently)",
+        )
+    })?;
     let Some(rule) = gateway.find_rule(method, &path) else {
         if gateway.allow_unmatched {
             return Ok(ready(Ok(json_response(StatusCode::OK, &json!({"allowed": true, "rule": null})))));

@@ -140,9 +140,18 @@ fn a_members_own_override_caps_them_inside_the_pool_and_grants_go_to_the_pool() 
         "/v1/admin/users/m1/overrides",
         &json!({ "limits": { "prompts": { "limit": 5, "enforcement": "hard" } } }),
     );
-    assert_eq!(track(&mut client, "m1", 5), 200);
+    let recorded = client.post("/v1/track", &usage("m1", "prompts", json!({ "amount": 5 })));
+    assert_eq!(recorded.status, 200);
+    let recorded = recorded.json();
+    assert_eq!((recorded["allowed"].as_bool(), recorded["user_used"].as_u64()), (Some(true), Some(5)), "{recorded}");
     let capped = client.post("/v1/track", &usage("m1", "prompts", json!({})));
-    assert_eq!((capped.status, capped.json()["error"]["scope"].as_str()), (429, Some("user")));
+    assert_eq!(capped.status, 429);
+    let error = &capped.json()["error"];
+    assert_eq!(
+        (error["scope"].as_str(), error["limit"].as_u64(), error["used"].as_u64()),
+        (Some("user"), Some(5), Some(5))
+    );
+    assert_eq!(error["upgrade_to"], Value::Null, "no plan lifts a member's own cap");
     assert_eq!(track(&mut client, "m2", 25), 200, "the pool still had 25");
     let full = client.post("/v1/track", &usage("m2", "prompts", json!({})));
     assert_eq!(full.json()["error"]["scope"], "account");
@@ -183,4 +192,34 @@ fn unused_allowance_rolls_over_up_to_rollover_max_without_compounding() {
     assert_eq!(prompts(&mut client, "newcomer")["rollover"], 0, "nothing rolls over from before a customer existed");
     assert_eq!(track(&mut client, "heavy", 120), 200);
     assert_eq!(track(&mut client, "heavy", 1), 429);
+}
+
+#[test]
+fn terms_go_with_a_deleted_account_and_come_out_in_a_users_export() {
+    let tally = start();
+    let mut client = tally.client();
+    client.put("/v1/accounts/gone", &json!({ "plan": "trial" }));
+    client.put("/v1/admin/accounts/gone/overrides", &json!({ "limits": { "prompts": "unlimited" } }));
+    let json_header = [("Content-Type", "application/json")];
+    assert_eq!(client.request("DELETE", "/v1/admin/accounts/gone", &json_header, None).status, 200);
+    client.put("/v1/accounts/gone", &json!({ "plan": "trial" }));
+    let again = client.get("/v1/accounts/gone").json();
+    assert_eq!(
+        (again["usage"]["prompts"]["limit"].as_u64(), again["usage"]["prompts"]["source"].as_str()),
+        (Some(30), Some("plan"))
+    );
+    assert_eq!(client.get("/v1/admin/accounts/gone/overrides").code(), "override_not_found");
+
+    assert_eq!(track(&mut client, "exported", 1), 200);
+    client.put(
+        "/v1/admin/users/exported/overrides",
+        &json!({ "limits": { "prompts": { "limit": 40, "enforcement": "hard" } }, "note": "vip" }),
+    );
+    client.post("/v1/admin/users/exported/grants", &json!({ "metric": "prompts", "amount": 5, "note": "ticket 7" }));
+    let export = client.get("/v1/admin/users/exported/export").json();
+    assert_eq!(export["overrides"][0]["note"], "vip");
+    assert_eq!(
+        (export["grants"][0]["amount"].as_u64(), export["grants"][0]["note"].as_str()),
+        (Some(5), Some("ticket 7"))
+    );
 }

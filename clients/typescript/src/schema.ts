@@ -901,7 +901,7 @@ export interface paths {
          *     midway cuts the connection, so a truncated export never looks
          *     complete. With `Accept: application/x-ndjson`, one record a line:
          *     `{"kind": "user" | "counter" | "feature_use" | "idempotency_key" |
-         *     "audit" | "alert" | "refusal" | "event", "data": {...}}`, the `user`
+         *     "audit" | "alert" | "refusal" | "override" | "grant" | "event", "data": {...}}`, the `user`
          *     line first (its data holds `exported_at` and `user`). Takes no query
          *     parameters (any gives 400).
          */
@@ -2350,6 +2350,10 @@ export interface components {
                 /** @description `threshold:<fraction>` or `soft_limit`. */
                 alert: string;
             }[];
+            /** @description The user's override, if any (at most one item). */
+            overrides: components["schemas"]["Override"][];
+            /** @description The user's grants, newest first. */
+            grants: components["schemas"]["Grant"][];
             /** @description Refusal counters, newest period first. */
             refusals: {
                 period: components["schemas"]["Period"];

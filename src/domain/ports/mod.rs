@@ -312,15 +312,6 @@ pub trait EventWrite: EventRead {
     /// at `now_ms`) and whose retry window started at or before `window_started_by_ms`;
     /// returns how many.
     fn expire_deliveries(&self, now_ms: i64, window_started_by_ms: i64, error: &str, limit: u32) -> Result<u64>;
-    /// Marks failed, with `error`, up to `limit` pending deliveries to URLs not in
-    /// `configured_urls` that no node holds; returns how many.
-    fn drop_unconfigured_deliveries(
-        &self,
-        now_ms: i64,
-        configured_urls: &[String],
-        error: &str,
-        limit: u32,
-    ) -> Result<u64>;
     /// Puts a failed delivery back in the queue with a fresh retry window.
     fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue>;
     /// Deletes up to `limit` events (and their deliveries) older than `before_ms` that wait

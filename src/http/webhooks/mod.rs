@@ -79,34 +79,20 @@ fn record(app: &App, finished: &Receiver<Finished>) {
 /// The most deliveries one sweep marks failed; the next poll takes the rest.
 const SWEEP_LIMIT: u32 = 1_000;
 
-/// How many sweeps pass between two looks for deliveries to receivers no longer configured
-/// (that only changes with the config, and the look walks every due row).
-const UNCONFIGURED_EVERY: u32 = 240;
-
-/// Marks failed the pending deliveries no lane will attempt: past `give_up_after` without a
-/// success (every sweep), or to a receiver this node no longer has configured (when
-/// `look_for_unconfigured`).
-fn sweep(app: &App, urls: &[String], look_for_unconfigured: bool) {
+/// Marks failed the pending deliveries no lane will attempt any more: past `give_up_after`
+/// without a success. A delivery to a receiver this node does not have configured (removed,
+/// or added on another node not yet restarted here) is left to the nodes that have it, and
+/// failed by this same expiry if none does.
+fn sweep(app: &App) {
     let give_up = app.config.delivery.give_up_after;
-    let urls = urls.to_vec();
     let swept = app.store.write(move |tx| {
         let now = now_ms();
         let error = gave_up_error(give_up);
-        let expired = tx.expire_deliveries(now, now - give_up.as_millis() as i64, &error, SWEEP_LIMIT)?;
-        let dropped = if look_for_unconfigured {
-            tx.drop_unconfigured_deliveries(now, &urls, "this webhook is no longer configured", SWEEP_LIMIT)?
-        } else {
-            0
-        };
-        Ok((expired, dropped))
+        tx.expire_deliveries(now, now - give_up.as_millis() as i64, &error, SWEEP_LIMIT)
     });
     match swept {
-        Ok((0, 0)) => {}
-        Ok((expired, dropped)) => {
-            log::warn!(
-                "webhook deliveries marked failed: {expired} past give_up_after_secs, {dropped} to receivers no longer configured"
-            );
-        }
+        Ok(0) => {}
+        Ok(expired) => log::warn!("webhook deliveries marked failed: {expired} past give_up_after_secs"),
         Err(error) => log::warn!("cannot sweep webhook deliveries: {error}", error = crate::logging::Chain(&error)),
     }
 }
@@ -135,12 +121,9 @@ pub fn spawn(app: Arc<App>) -> std::io::Result<()> {
     drop(finish);
     let recorder = Arc::clone(&app);
     std::thread::Builder::new().name("tally-webhook-recorder".into()).spawn(move || record(&recorder, &finished))?;
-    let urls: Vec<String> = app.config.webhooks.iter().map(|hook| hook.url.clone()).collect();
     std::thread::Builder::new().name("tally-webhook-sweeper".into()).spawn(move || {
-        let mut sweeps: u32 = 0;
         while app.store.is_writer_running() {
-            sweep(&app, &urls, sweeps.is_multiple_of(UNCONFIGURED_EVERY));
-            sweeps = sweeps.wrapping_add(1);
+            sweep(&app);
             std::thread::sleep(poll);
         }
     })?;

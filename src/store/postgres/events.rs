@@ -190,22 +190,6 @@ impl EventWrite for PgDb<'_> {
         )
     }
 
-    fn drop_unconfigured_deliveries(
-        &self,
-        now_ms: i64,
-        configured_urls: &[String],
-        error: &str,
-        limit: u32,
-    ) -> Result<u64> {
-        self.conn().execute(
-            "UPDATE webhook_deliveries SET status = 'failed', last_error = $3, updated_at = $1
-             WHERE id IN (SELECT id FROM webhook_deliveries
-                          WHERE status = 'pending' AND next_attempt_at <= $1 AND url <> ALL($2)
-                          LIMIT $4 FOR UPDATE SKIP LOCKED)",
-            &[&now_ms, &configured_urls, &error, &i64::from(limit)],
-        )
-    }
-
     fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue> {
         let requeued = self.conn().execute(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, window_start = $2, updated_at = $2

@@ -260,26 +260,6 @@ impl EventWrite for SqliteTx<'_> {
         Ok(expired as u64)
     }
 
-    fn drop_unconfigured_deliveries(
-        &self,
-        now_ms: i64,
-        configured_urls: &[String],
-        error: &str,
-        limit: u32,
-    ) -> Result<u64, StoreError> {
-        let urls = serde_json::to_string(configured_urls).map_err(StoreError::backend)?;
-        let dropped = self
-            .0
-            .prepare_cached(
-                "UPDATE webhook_deliveries SET status = 'failed', last_error = ?3, updated_at = ?1
-                 WHERE id IN (SELECT id FROM webhook_deliveries
-                              WHERE status = 'pending' AND next_attempt_at <= ?1
-                                AND url NOT IN (SELECT value FROM json_each(?2)) LIMIT ?4)",
-            )?
-            .execute(params![now_ms, urls, error, limit])?;
-        Ok(dropped as u64)
-    }
-
     fn requeue_delivery(&self, delivery_id: i64, now_ms: i64) -> Result<Requeue, StoreError> {
         let status: Option<String> = self
             .0

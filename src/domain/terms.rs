@@ -47,6 +47,9 @@ pub struct Override {
     pub features: IndexMap<String, FeatureGrant>,
     pub expires_at_ms: Option<i64>,
     pub note: Option<String>,
+    /// When it was stored (None before it is): an override set during a period did not
+    /// decide the period before it, which rollover reads.
+    pub set_at_ms: Option<i64>,
 }
 
 impl Override {
@@ -82,7 +85,13 @@ impl Override {
         for (name, value) in body.get("features")?.as_object()? {
             features.insert(name.clone(), feature_from_json(value)?);
         }
-        Some(Override { limits, features, expires_at_ms: record.expires_at_ms, note: record.note.clone() })
+        Some(Override {
+            limits,
+            features,
+            expires_at_ms: record.expires_at_ms,
+            note: record.note.clone(),
+            set_at_ms: Some(record.updated_at_ms),
+        })
     }
 }
 
@@ -242,7 +251,14 @@ pub fn resolve(
             let previous = period.months_before(1);
             // Grants of the previous period as they stood at its end.
             let previous_grants = store.sum_grants(customer.key(), metric, previous, period.start_unix_ms() - 1)?;
-            let previous_limit = base_value.saturating_add(previous_grants);
+            // The previous period's base: the override's only if it was already set then.
+            let override_then =
+                terms.over.as_ref().and_then(|over| over.set_at_ms).is_some_and(|at| at < period.start_unix_ms());
+            let previous_base = match source {
+                Source::Override if !override_then => terms.plan.limit(metric).value().unwrap_or(base_value),
+                _ => base_value,
+            };
+            let previous_limit = previous_base.saturating_add(previous_grants);
             let previous_used = counter.used(store, previous, metric)?;
             max.min(previous_limit.saturating_sub(previous_used))
         }

@@ -190,6 +190,12 @@ fn unused_allowance_rolls_over_up_to_rollover_max_without_compounding() {
     let heavy = prompts(&mut client, "heavy");
     assert_eq!((heavy["limit"].as_u64(), heavy["rollover"].as_u64()), (Some(120), Some(20)));
     assert_eq!(prompts(&mut client, "newcomer")["rollover"], 0, "nothing rolls over from before a customer existed");
+    // An override set this month did not decide last month: the leftover is still the plan's.
+    let boost = json!({ "limits": { "prompts": { "limit": 1000, "enforcement": "hard" } } });
+    assert_eq!(client.put("/v1/admin/users/heavy/overrides", &boost).status, 200);
+    let boosted = prompts(&mut client, "heavy");
+    assert_eq!((boosted["limit"].as_u64(), boosted["rollover"].as_u64()), (Some(1020), Some(20)));
+    client.request("DELETE", "/v1/admin/users/heavy/overrides", &[("Content-Type", "application/json")], None);
     assert_eq!(track(&mut client, "heavy", 120), 200);
     assert_eq!(track(&mut client, "heavy", 1), 429);
 }

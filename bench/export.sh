@@ -8,6 +8,8 @@
 # server's allocation. Usage: bench/export.sh [N] (default 1,000,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/serve.sh
+source scripts/lib/serve.sh
 N=${1:-1000000}
 cargo build --release --locked --quiet
 WORK=$(mktemp -d /tmp/tally-export.XXXXXX)
@@ -36,14 +38,7 @@ db.executemany(
      for i in range(n)))
 db.commit()
 PY
-target/release/tally serve --config "$WORK/tally.toml" > "$WORK/stdout" 2> "$WORK/stderr" &
-SERVER=$!
-for _ in $(seq 1 100); do
-    ADDR=$(sed -n 's#^listening on http://##p' "$WORK/stdout")
-    [ -n "$ADDR" ] && break
-    sleep 0.05
-done
-[ -n "${ADDR:-}" ] || { echo "tally did not start"; cat "$WORK/stderr"; exit 1; }
+start_tally "$WORK/tally.toml" "$WORK" target/release/tally
 kib() { awk -v key="$1:" '$1 == key { print $2 }' "/proc/$SERVER/status"; }
 echo "events: $N; server before any export: RssAnon $(kib RssAnon) KiB, RssFile $(kib RssFile) KiB"
 for accept in application/json application/x-ndjson; do

@@ -10,6 +10,8 @@
 # Any failure, a failed install included, fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/serve.sh
+source scripts/lib/serve.sh
 VENV=${OPENAPI_VENV:-target/openapi-venv}
 NPM_PREFIX=${OPENAPI_NPM_PREFIX:-$PWD/target/npm}
 if [ ! -x "$VENV/bin/openapi-python-client" ] || [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
@@ -67,14 +69,5 @@ price_cents = 4900
 limits = { tokens = "unlimited", builds = { limit = 100, enforcement = "soft" } }
 features = { sso = true, exports = { limit = 1, window_secs = 3600 } }
 TOML
-# Created before the server starts: the loop below may read it before the child opens it.
-: > "$WORK/stdout"
-RUST_LOG=warn target/debug/tally serve --config "$WORK/tally.toml" > "$WORK/stdout" 2> "$WORK/stderr" &
-SERVER=$!
-for _ in $(seq 1 100); do
-    ADDR=$(sed -n 's#^listening on http://##p' "$WORK/stdout")
-    [ -n "$ADDR" ] && break
-    sleep 0.05
-done
-[ -n "${ADDR:-}" ] || { echo "tally did not start"; cat "$WORK/stderr"; exit 1; }
+start_tally "$WORK/tally.toml" "$WORK"
 "$VENV/bin/python" scripts/openapi_client_check.py "$WORK/tally_client" "http://$ADDR" admin-key-openapi-client

@@ -7,6 +7,8 @@
 # and tests/it/dashboard.rs covers them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/serve.sh
+source scripts/lib/serve.sh
 CASES=${1:-25}
 VENV=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
 if [ ! -x "$VENV/bin/schemathesis" ]; then
@@ -30,16 +32,7 @@ admin_keys = ["admin-key-schemathesis"]
 # tests/it/auth.rs tests the throttle.
 max_failures_per_minute = 1000000
 TOML
-# Created before the server starts: the loop below may read it before the child opens it.
-: > "$WORK/stdout"
-RUST_LOG=warn target/debug/tally serve --config "$WORK/tally.toml" > "$WORK/stdout" 2> "$WORK/stderr" &
-SERVER=$!
-for _ in $(seq 1 100); do
-    ADDR=$(sed -n 's#^listening on http://##p' "$WORK/stdout")
-    [ -n "$ADDR" ] && break
-    sleep 0.05
-done
-[ -n "${ADDR:-}" ] || { echo "tally did not start"; cat "$WORK/stderr"; exit 1; }
+start_tally "$WORK/tally.toml" "$WORK"
 "$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run docs/openapi.yaml \
     --url "http://$ADDR" \
     -H "Authorization: Bearer admin-key-schemathesis" \

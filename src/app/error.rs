@@ -34,6 +34,8 @@ pub enum AppError {
     DeliveryNotFound(i64),
     #[error("delivery {0} has not failed; only failed deliveries are retried by hand")]
     DeliveryNotFailed(i64),
+    #[error("no reservation {0:?}")]
+    ReservationNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

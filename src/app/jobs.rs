@@ -4,7 +4,7 @@
 //! audit log starts in a known order), then every 24 hours, through the writer like any
 //! other change, and is audited.
 
-use super::{maintenance, now_ms};
+use super::{maintenance, now_ms, reservations};
 use crate::domain::Rules;
 use crate::domain::ports::Store;
 use std::sync::Arc;
@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub const CLEANUP_ACTOR: &str = "scheduled-cleanup";
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often expired reservations are marked so. Their holds stop counting at `expires_at`
+/// whether or not they are marked yet: the mark is bookkeeping.
+const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 
 /// Finishes erasures a crash interrupted, then cleans up; the startup runs it before serving.
 pub fn run_startup_maintenance(store: &Store, rules: &Arc<Rules>) {
@@ -44,15 +48,32 @@ pub fn run_cleanup(store: &Store, rules: &Arc<Rules>) {
     }
 }
 
-/// Starts the thread that runs the cleanup every 24 hours (the startup run is the caller's).
+fn expire_reservations(store: &Store) {
+    match reservations::expire_due(store, now_ms()) {
+        Ok(0) => {}
+        Ok(count) => log::debug!("marked {count} reservation(s) expired"),
+        Err(error) => log::warn!(
+            "cannot mark expired reservations, retrying shortly: {error}",
+            error = crate::logging::Chain(&error)
+        ),
+    }
+}
+
+/// Starts the thread that runs the cleanup every 24 hours and marks expired reservations every
+/// 10 seconds (the startup run is the caller's).
 /// It stops when the writer stops.
 pub fn spawn_cleanup(store: Store, rules: Arc<Rules>) -> std::io::Result<()> {
     std::thread::Builder::new().name("tally-cleanup".into()).spawn(move || {
         loop {
             let next = Instant::now() + CLEANUP_EVERY;
+            let mut next_expiry = Instant::now();
             while Instant::now() < next {
                 if !store.is_writer_running() {
                     return;
+                }
+                if Instant::now() >= next_expiry {
+                    expire_reservations(&store);
+                    next_expiry = Instant::now() + EXPIRE_EVERY;
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }

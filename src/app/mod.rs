@@ -8,6 +8,7 @@ pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod maintenance;
+pub mod reservations;
 pub mod terms;
 pub mod usage;
 

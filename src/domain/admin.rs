@@ -389,10 +389,11 @@ pub fn cleanup_step(
     let alerts = tx.prune_alerts(&retention.oldest_period_kept.to_string(), CLEANUP_CHUNK)?;
     let refusals = tx.prune_refusals(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     let pooled = tx.delete_account_counters_before(retention.oldest_period_kept, CLEANUP_CHUNK)?;
+    let holds = tx.prune_reservations(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     report.deleted_counters += counters;
     report.pruned_idempotency_keys += answers;
     report.pruned_events += events;
-    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0 && refusals == 0 && pooled == 0)
+    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0 && refusals == 0 && pooled == 0 && holds == 0)
 }
 
 /// The last step of a cleanup: drops the rollups of deleted periods, writes the audit row

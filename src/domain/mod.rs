@@ -11,6 +11,7 @@ pub mod period;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub(crate) mod quota;
+pub(crate) mod reservation;
 pub(crate) mod terms;
 pub(crate) mod usage;
 pub(crate) mod user_id;

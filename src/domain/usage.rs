@@ -6,7 +6,7 @@ use super::Rules;
 use super::events::{self, AlertOwner, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use super::ports::{AccountRecord, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AccountRecord, HoldOwner, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::terms::{self, Counter, Customer, ResolvedLimit, Source, Terms};
 use super::user_id::UserId;
 use serde_json::json;
@@ -26,10 +26,12 @@ pub const COUNTER_MAX: u64 = i64::MAX as u64;
 pub const AMOUNT_MAX: u64 = (1 << 53) - 1;
 
 /// Where a user stands against one metric's limit. `limit` includes `granted` and
-/// `rollover`; `source` says whether its base is the plan's or an override's.
+/// `rollover`; `source` says whether its base is the plan's or an override's; `reserved` is
+/// held by open reservations and counts against the limit like `used`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub used: u64,
+    pub reserved: u64,
     pub limit: Option<u64>,
     pub remaining: Option<u64>,
     pub enforcement: Enforcement,
@@ -47,11 +49,17 @@ impl Standing {
     }
 
     pub fn resolved(resolved: ResolvedLimit, used: u64) -> Standing {
+        Standing::held(resolved, used, 0)
+    }
+
+    /// With `reserved` held: `remaining` is what neither use nor holds have taken.
+    pub fn held(resolved: ResolvedLimit, used: u64, reserved: u64) -> Standing {
         let limit = resolved.limit;
         Standing {
             used,
+            reserved,
             limit: limit.value(),
-            remaining: limit.value().map(|limit| limit.saturating_sub(used)),
+            remaining: limit.value().map(|limit| limit.saturating_sub(used).saturating_sub(reserved)),
             enforcement: limit.enforcement(),
             over_soft_limit: matches!(limit, Limit::Soft(limit) if used > limit),
             source: resolved.source,
@@ -70,11 +78,28 @@ pub fn admits(limit: Limit, bypass: bool, used: u64, amount: u64) -> bool {
     }
 }
 
-/// The highest value the counter may reach when this use is recorded.
-pub fn ceiling(limit: Limit, bypass: bool, enforce: bool) -> u64 {
+/// The highest value the counter may reach when this use is recorded, with `reserved` held
+/// on it by other uses.
+pub fn ceiling(limit: Limit, bypass: bool, enforce: bool, reserved: u64) -> u64 {
     match limit {
-        Limit::Hard(limit) if enforce && !bypass => limit.min(COUNTER_MAX),
+        Limit::Hard(limit) if enforce && !bypass => limit.min(COUNTER_MAX).saturating_sub(reserved),
         _ => COUNTER_MAX,
+    }
+}
+
+/// The hold a use is drawn from (a reservation being committed): the counter it is on and
+/// the amount it holds. Up to that amount the use was admitted when it was reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub owner: HoldOwner,
+    pub amount: u64,
+}
+
+impl Hold {
+    /// What this hold has on `owner`'s counter (nothing when it is on another: the user
+    /// joined or left an account since).
+    fn on(hold: Option<Hold>, owner: HoldOwner) -> u64 {
+        hold.filter(|hold| hold.owner == owner).map_or(0, |hold| hold.amount)
     }
 }
 
@@ -135,28 +160,42 @@ pub enum TrackOutcome {
 }
 
 /// Where the use is decided: the plan that applies, the limit resolved for the counter it is
-/// enforced on (`used` before this use), `account` for a member, and a member's own cap.
-struct Standpoint<'p> {
-    plan: &'p Plan,
-    limit: ResolvedLimit,
-    used: u64,
-    account: Option<AccountRecord>,
-    user_used: u64,
-    cap: Option<ResolvedLimit>,
+/// enforced on (`used` before this use, `reserved` by other uses' holds on it), `account`
+/// for a member, and a member's own cap.
+pub(super) struct Standpoint<'p> {
+    pub(super) plan: &'p Plan,
+    pub(super) limit: ResolvedLimit,
+    pub(super) used: u64,
+    pub(super) reserved: u64,
+    pub(super) account: Option<AccountRecord>,
+    pub(super) user_used: u64,
+    pub(super) cap: Option<ResolvedLimit>,
 }
 
-fn verdict(rules: &Rules, query: &UsageQuery, at: &Standpoint<'_>) -> Verdict {
+impl Standpoint<'_> {
+    /// What counts against the limit before this use: used and held.
+    pub(super) fn taken(&self) -> u64 {
+        self.used.saturating_add(self.reserved)
+    }
+
+    /// The counter the limit is enforced on, which holds are kept on.
+    pub(super) fn owner(&self, user_pk: i64) -> HoldOwner {
+        self.account.as_ref().map_or(HoldOwner::User(user_pk), |account| HoldOwner::Account(account.pk))
+    }
+}
+
+pub(super) fn verdict(rules: &Rules, query: &UsageQuery, at: &Standpoint<'_>) -> Verdict {
     let bypass = rules.is_bypass(&query.user_id);
     let within_cap = at.cap.is_none_or(|cap| admits(cap.limit, bypass, at.user_used, query.amount));
     Verdict {
-        allowed: admits(at.limit.limit, bypass, at.used, query.amount) && within_cap,
+        allowed: admits(at.limit.limit, bypass, at.taken(), query.amount) && within_cap,
         user_id: query.user_id.clone(),
         plan: at.plan.name.clone(),
         metric: query.metric.clone(),
         period: query.period,
         amount: query.amount,
         bypass,
-        standing: Standing::resolved(at.limit, at.used),
+        standing: Standing::held(at.limit, at.used, at.reserved),
         account_id: at.account.as_ref().map(|account| account.account_id.clone()),
         user_used: at.user_used,
     }
@@ -215,10 +254,33 @@ fn standpoint<'r>(
         let account = store.get_account(account_pk)?;
         let (plan, limit, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
         let used = store.account_counter(account_pk, query.period, &query.metric)?;
-        return Ok(Standpoint { plan, limit, used, account: Some(account), user_used, cap });
+        let reserved = store.reserved(HoldOwner::Account(account_pk), query.period, &query.metric, now_ms)?;
+        return Ok(Standpoint { plan, limit, used, reserved, account: Some(account), user_used, cap });
     }
     let (plan, limit) = own_limit(store, rules, user, query, now_ms)?;
-    Ok(Standpoint { plan, limit, used: user_used, account: None, user_used, cap: None })
+    let reserved = match user {
+        Some(user) => store.reserved(HoldOwner::User(user.pk), query.period, &query.metric, now_ms)?,
+        None => 0,
+    };
+    Ok(Standpoint { plan, limit, used: user_used, reserved, account: None, user_used, cap: None })
+}
+
+/// The standpoint of `user` for a write: serialized on the user (and the account for a
+/// member) by the caller, so nothing it read can move before the write.
+pub(super) fn write_standpoint<'r>(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &'r Rules,
+    user: Option<&UserRecord>,
+    query: &UsageQuery,
+    now_ms: i64,
+) -> Result<Standpoint<'r>, StoreError> {
+    if let Some(user) = user
+        && let Some(account_pk) = user.account_pk
+    {
+        let account = store.get_account(account_pk)?;
+        store.serialize_on(ACCOUNT_SCOPE, &account.account_id)?;
+    }
+    standpoint(store, rules, user, query, now_ms)
 }
 
 /// Answers "may this user use `amount` more?" without changing anything. A user never seen
@@ -245,6 +307,20 @@ pub fn track(
     enforce: bool,
     now_ms: i64,
 ) -> Result<TrackOutcome, StoreError> {
+    track_from(store, rules, query, enforce, None, now_ms)
+}
+
+/// `track`, drawing on `hold`: the hold's own amount does not count against the limit (the
+/// other holds on the counter do), and a use within it is recorded whatever the limit says
+/// now (it was admitted when reserved). The caller frees the hold once this records.
+pub(super) fn track_from(
+    store: &(impl UsageWrite + ?Sized),
+    rules: &Rules,
+    query: &UsageQuery,
+    enforce: bool,
+    hold: Option<Hold>,
+    now_ms: i64,
+) -> Result<TrackOutcome, StoreError> {
     if !rules.tracking_enabled {
         return Ok(TrackOutcome::NotTracked { verdict: check(store, rules, query, now_ms)? });
     }
@@ -253,11 +329,20 @@ pub fn track(
     if let Some(user) = &user
         && let Some(account_pk) = user.account_pk
     {
-        return track_member(store, rules, query, enforce, user, account_pk, now_ms);
+        return track_member(store, rules, query, enforce, hold, user, account_pk, now_ms);
     }
     let (plan, resolved) = own_limit(store, rules, user.as_ref(), query, now_ms)?;
     let limit = resolved.limit;
-    let ceiling = ceiling(limit, rules.is_bypass(&query.user_id), enforce);
+    let (reserved, held) = match &user {
+        Some(user) => {
+            let owner = HoldOwner::User(user.pk);
+            let held = Hold::on(hold, owner);
+            (store.reserved(owner, query.period, &query.metric, now_ms)?.saturating_sub(held), held)
+        }
+        None => (0, 0),
+    };
+    let enforce_limit = enforce && query.amount > held;
+    let ceiling = ceiling(limit, rules.is_bypass(&query.user_id), enforce_limit, reserved);
 
     let user_pk = match &user {
         Some(user) => Some(user.pk),
@@ -275,12 +360,13 @@ pub fn track(
                 plan,
                 limit: resolved,
                 used: used_after - query.amount,
+                reserved,
                 account: None,
                 user_used: used_after,
                 cap: None,
             };
             let mut verdict = verdict(rules, query, &at);
-            verdict.standing = Standing::resolved(resolved, used_after);
+            verdict.standing = Standing::held(resolved, used_after, reserved);
             let crossing = Crossing {
                 owner: AlertOwner::User(user_pk),
                 user_id: &query.user_id,
@@ -299,19 +385,21 @@ pub fn track(
                 Some(user) => store.counter(user.pk, query.period, &query.metric)?,
                 None => 0,
             };
-            let at = Standpoint { plan, limit: resolved, used, account: None, user_used: used, cap: None };
-            not_recorded(store, rules, query, enforce, &at, now_ms)?
+            let at = Standpoint { plan, limit: resolved, used, reserved, account: None, user_used: used, cap: None };
+            not_recorded(store, rules, query, enforce_limit, &at, now_ms)?
         }
     })
 }
 
 /// A member's track: the account's plan applies and its pooled counter is the one enforced;
 /// the member's own counter grows with it.
+#[allow(clippy::too_many_arguments)]
 fn track_member(
     store: &(impl UsageWrite + ?Sized),
     rules: &Rules,
     query: &UsageQuery,
     enforce: bool,
+    hold: Option<Hold>,
     user: &UserRecord,
     account_pk: i64,
     now_ms: i64,
@@ -323,15 +411,19 @@ fn track_member(
     let limit = resolved.limit;
     let user_used = store.counter(user.pk, query.period, &query.metric)?;
     let user_fits = user_used.checked_add(query.amount).is_some_and(|total| total <= COUNTER_MAX);
+    let owner = HoldOwner::Account(account.pk);
+    let held = Hold::on(hold, owner);
+    let reserved = store.reserved(owner, query.period, &query.metric, now_ms)?.saturating_sub(held);
+    let enforce_limit = enforce && query.amount > held;
     // The member's own cap first: the user is serialized, so their counter cannot move.
-    let within_cap = cap.is_none_or(|cap| !enforce || admits(cap.limit, bypass, user_used, query.amount));
-    let ceiling = if user_fits && within_cap { ceiling(limit, bypass, enforce) } else { 0 };
+    let within_cap = cap.is_none_or(|cap| !enforce_limit || admits(cap.limit, bypass, user_used, query.amount));
+    let ceiling = if user_fits && within_cap { ceiling(limit, bypass, enforce_limit, reserved) } else { 0 };
     let added =
         store.increment_account_within(account.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?;
     let Some(pool_after) = added else {
         let used = store.account_counter(account.pk, query.period, &query.metric)?;
-        let at = Standpoint { plan, limit: resolved, used, account: Some(account), user_used, cap };
-        return not_recorded(store, rules, query, enforce && user_fits, &at, now_ms);
+        let at = Standpoint { plan, limit: resolved, used, reserved, account: Some(account), user_used, cap };
+        return not_recorded(store, rules, query, enforce_limit && user_fits, &at, now_ms);
     };
     // The member's own counter cannot refuse: it was checked to fit above.
     let user_after = store
@@ -354,19 +446,20 @@ fn track_member(
         plan,
         limit: resolved,
         used: pool_after - query.amount,
+        reserved,
         account: Some(account.clone()),
         user_used,
         cap,
     };
     let mut verdict = verdict(rules, query, &at);
-    verdict.standing = Standing::resolved(resolved, pool_after);
+    verdict.standing = Standing::held(resolved, pool_after, reserved);
     verdict.user_used = user_after;
     Ok(TrackOutcome::Recorded { verdict, enforced: enforce })
 }
 
 /// The outcome of a track whose add did not happen: a refusal by the hard limit (counted,
 /// its event written when due, naming the account for a member), or an overflow.
-fn not_recorded(
+pub(super) fn not_recorded(
     store: &(impl UsageWrite + ?Sized),
     rules: &Rules,
     query: &UsageQuery,
@@ -380,7 +473,7 @@ fn not_recorded(
     }
     // A member refused by their own cap (the pool would have taken it) is a user refusal,
     // told in the cap's numbers.
-    let pool_admits = admits(at.limit.limit, verdict.bypass, at.used, query.amount);
+    let pool_admits = admits(at.limit.limit, verdict.bypass, at.taken(), query.amount);
     let (scope, limit, used) = match (&at.account, at.cap) {
         (Some(_), Some(cap)) if pool_admits => {
             verdict.standing = Standing::resolved(cap, at.user_used);
@@ -389,11 +482,13 @@ fn not_recorded(
         (Some(_), _) => (Scope::Account, at.limit.limit, at.used),
         (None, _) => (Scope::User, at.limit.limit, at.used),
     };
+    // What the other plan would have to admit: this use on top of what is used and held.
+    let taken = if scope == Scope::User && at.account.is_some() { used } else { at.taken() };
     // A plan can only help when the plan's own limit refused it (not an override or a cap).
     let upgrade_to = match (at.limit.source, scope, &at.account) {
         (Source::Plan, Scope::Account, _) | (Source::Plan, Scope::User, None) => rules
             .catalog
-            .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, used, query.amount))
+            .cheapest_plan_where(&at.plan.name, |other| admits(other.limit(&query.metric), false, taken, query.amount))
             .map(|other| other.name.clone()),
         _ => None,
     };
@@ -438,7 +533,8 @@ pub fn standings(
             let terms = Terms::load(store, plan, customer, now_ms)?;
             let counter = Counter::User { pk: user.pk, created_at_ms: user.created_at_ms };
             let counters = store.counters(user.pk, period)?;
-            customer_standings(store, rules, &terms, (customer, counter), &counters, period, now_ms)
+            let reserved = store.reserved_by_metric(HoldOwner::User(user.pk), period, now_ms)?;
+            customer_standings(store, rules, &terms, (customer, counter), (&counters, &reserved), period, now_ms)
         }
     }
 }
@@ -456,25 +552,32 @@ pub fn account_standings(
     let terms = Terms::load(store, plan, customer, now_ms)?;
     let counter = Counter::Account { pk: account.pk, created_at_ms: account.created_at_ms };
     let counters = store.account_counters(account.pk, period)?;
-    customer_standings(store, rules, &terms, (customer, counter), &counters, period, now_ms)
+    let reserved = store.reserved_by_metric(HoldOwner::Account(account.pk), period, now_ms)?;
+    customer_standings(store, rules, &terms, (customer, counter), (&counters, &reserved), period, now_ms)
 }
+
+/// (metric, value) rows.
+type ByMetric<'a> = &'a [(String, u64)];
 
 fn customer_standings(
     store: &(impl UsageRead + ?Sized),
     rules: &Rules,
     terms: &Terms<'_>,
     whose: (Customer<'_>, Counter),
-    counters: &[(String, u64)],
+    (counters, reserved): (ByMetric<'_>, ByMetric<'_>),
     period: Period,
     now_ms: i64,
 ) -> Result<Vec<(String, Standing)>, StoreError> {
+    let of = |values: &[(String, u64)], metric: &str| {
+        values.iter().find(|(name, _)| name == metric).map_or(0, |(_, value)| *value)
+    };
     rules
         .catalog
         .metrics()
         .map(|metric| {
-            let used = counters.iter().find(|(name, _)| *name == metric.name).map_or(0, |(_, used)| *used);
             let resolved = terms::resolve(store, terms, whose, &metric.name, period, now_ms)?;
-            Ok((metric.name.clone(), Standing::resolved(resolved, used)))
+            let standing = Standing::held(resolved, of(counters, &metric.name), of(reserved, &metric.name));
+            Ok((metric.name.clone(), standing))
         })
         .collect()
 }
@@ -504,10 +607,18 @@ mod tests {
 
     #[test]
     fn ceiling_is_the_limit_only_when_enforced_and_hard() {
-        assert_eq!(ceiling(Limit::Hard(30), false, true), 30);
-        assert_eq!(ceiling(Limit::Hard(30), false, false), COUNTER_MAX);
-        assert_eq!(ceiling(Limit::Hard(30), true, true), COUNTER_MAX);
-        assert_eq!(ceiling(Limit::Soft(30), false, true), COUNTER_MAX);
+        assert_eq!(ceiling(Limit::Hard(30), false, true, 0), 30);
+        assert_eq!(ceiling(Limit::Hard(30), false, false, 0), COUNTER_MAX);
+        assert_eq!(ceiling(Limit::Hard(30), true, true, 0), COUNTER_MAX);
+        assert_eq!(ceiling(Limit::Soft(30), false, true, 0), COUNTER_MAX);
+    }
+
+    #[test]
+    fn holds_lower_the_ceiling_of_a_hard_limit_only() {
+        assert_eq!(ceiling(Limit::Hard(30), false, true, 12), 18);
+        assert_eq!(ceiling(Limit::Hard(30), false, true, 40), 0);
+        assert_eq!(ceiling(Limit::Soft(30), false, true, 12), COUNTER_MAX);
+        assert_eq!(ceiling(Limit::Hard(30), true, true, 12), COUNTER_MAX);
     }
 
     #[test]
@@ -520,5 +631,9 @@ mod tests {
         let unlimited = Standing::new(Limit::Unlimited, 7);
         assert_eq!((unlimited.limit, unlimited.remaining), (None, None));
         assert_eq!(Standing::new(Limit::Hard(30), 12).remaining, Some(18));
+        let held = Standing::held(ResolvedLimit::of_plan(Limit::Hard(30)), 12, 10);
+        assert_eq!((held.reserved, held.remaining), (10, Some(8)));
+        let overheld = Standing::held(ResolvedLimit::of_plan(Limit::Hard(30)), 25, 10);
+        assert_eq!(overheld.remaining, Some(0));
     }
 }

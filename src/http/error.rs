@@ -190,6 +190,7 @@ impl From<AppError> for ApiError {
             AppError::EventNotFound => ApiError::new(StatusCode::NOT_FOUND, "event_not_found", message),
             AppError::DeliveryNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", message),
             AppError::DeliveryNotFailed(_) => ApiError::new(StatusCode::CONFLICT, "delivery_not_failed", message),
+            AppError::ReservationNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "reservation_not_found", message),
             AppError::Store(error) => error.into(),
         }
     }

@@ -23,6 +23,7 @@ mod ofrep;
 mod params;
 mod ratelimit;
 mod request;
+mod reservations;
 mod routes;
 pub(crate) mod server;
 mod telemetry;

@@ -6,8 +6,8 @@
 use super::auth::Access;
 use super::error::ApiError;
 use super::{
-    Body, Ctx, accounts, admin, batch, compat, dashboard, features, gateway, health, ofrep, telemetry, terms, usage,
-    users,
+    Body, Ctx, accounts, admin, batch, compat, dashboard, features, gateway, health, ofrep, reservations, telemetry,
+    terms, usage, users,
 };
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
@@ -71,6 +71,9 @@ pub static ROUTES: &[Route] = &[
     route(POST,   "/v1/check",                                Service, Json,    Read(usage::check),               &[]),
     route(POST,   "/v1/track",                                Service, Json,    Write(usage::track),              &[]),
     route(POST,   "/v1/track/batch",                          Service, Events,  Write(batch::track_batch_route),  &[]),
+    route(POST,   "/v1/reservations",                         Service, Json,    Write(reservations::reserve),     &[]),
+    route(POST,   "/v1/reservations/{id}/commit",             Service, Json,    Write(reservations::commit),      &[]),
+    route(POST,   "/v1/reservations/{id}/release",            Service, Json,    Write(reservations::release),     &[]),
     route(POST,   "/v1/features/check",                       Service, Json,    Read(features::check),            &[]),
     route(POST,   "/v1/features/use",                         Service, Json,    Write(features::use_feature),     &[]),
     route(POST,   "/ofrep/v1/evaluate/flags",                 Service, Json,    Read(ofrep::evaluate_all),        &[]),

@@ -113,6 +113,8 @@ struct VerdictJson<'v> {
     metric: &'v str,
     period: Period,
     used: u64,
+    /// Held by open reservations: counts against the limit like `used`.
+    reserved: u64,
     amount: u64,
     limit: Option<u64>,
     remaining: Option<u64>,
@@ -134,6 +136,7 @@ impl<'v> From<&'v Verdict> for VerdictJson<'v> {
             metric: &verdict.metric,
             period: verdict.period,
             used: verdict.standing.used,
+            reserved: verdict.standing.reserved,
             amount: verdict.amount,
             limit: verdict.standing.limit,
             remaining: verdict.standing.remaining,
@@ -210,6 +213,7 @@ pub(super) fn render_track(outcome: &TrackOutcome, now_ms: i64) -> Rendered {
             .with("period", verdict.period.to_string())
             .with("plan", verdict.plan.as_str())
             .with("used", standing.used)
+            .with("reserved", standing.reserved)
             .with("amount", verdict.amount)
             .with("limit", standing.limit)
             .with("remaining", standing.remaining)

@@ -39,6 +39,8 @@ pub struct UserView {
 #[derive(Serialize)]
 pub struct StandingJson {
     used: u64,
+    /// Held by open reservations: counts against the limit like `used`.
+    reserved: u64,
     refused: u64,
     /// Includes `granted` and `rollover`.
     limit: Option<u64>,
@@ -55,6 +57,7 @@ impl StandingJson {
     pub(super) fn new(standing: &Standing, refused: u64) -> StandingJson {
         StandingJson {
             used: standing.used,
+            reserved: standing.reserved,
             refused,
             limit: standing.limit,
             granted: standing.granted,

@@ -24,6 +24,7 @@ mod ratelimit;
 mod readme;
 mod receiver;
 mod reliability;
+mod reservations;
 mod support;
 mod telemetry;
 mod terms;

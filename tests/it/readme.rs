@@ -196,6 +196,9 @@ fn differences(at: &str, shown: &Value, actual: &Value, found: &mut Vec<String>)
             }
         }
         (Value::String(shown), Value::String(actual)) if masked(shown) == masked(actual) => {}
+        // An id the server makes up: the README shows one run's.
+        (Value::String(shown), Value::String(actual))
+            if at.ends_with(".reservation_id") && is_reservation_id(shown) && is_reservation_id(actual) => {}
         // Milliseconds until a window frees up: the README shows one run's.
         (Value::Number(_), Value::Number(_)) if at.ends_with(".retry_after_ms") => {}
         (shown, actual) if shown == actual => {}
@@ -203,9 +206,16 @@ fn differences(at: &str, shown: &Value, actual: &Value, found: &mut Vec<String>)
     }
 }
 
-fn send(client: &mut crate::support::Client, step: &Step) -> Reply {
+fn is_reservation_id(text: &str) -> bool {
+    text.strip_prefix("res_").is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
+}
+
+/// Sends the step; a reservation id the README shows in the path is replaced by the one the
+/// server answered where the README showed it (`ids`: shown -> answered).
+fn send(client: &mut crate::support::Client, step: &Step, ids: &[(String, String)]) -> Reply {
     let headers: Vec<(&str, &str)> = step.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-    client.request(&step.method, &step.path, &headers, step.body.as_deref().map(str::as_bytes))
+    let path = ids.iter().fold(step.path.clone(), |path, (shown, answered)| path.replace(shown, answered));
+    client.request(&step.method, &path, &headers, step.body.as_deref().map(str::as_bytes))
 }
 
 #[test]
@@ -216,13 +226,14 @@ fn the_readme_walkthrough_prints_what_a_fresh_server_answers() {
     let tally = Tally::start_default();
     let mut client = tally.client();
     let mut found = Vec::new();
+    let mut ids = Vec::new();
     for step in &steps {
         let where_ = format!("README.md:{} ({} {})", step.line, step.method, step.path);
         for _ in 1..step.times {
-            let reply = send(&mut client, step);
+            let reply = send(&mut client, step, &ids);
             assert!((200..300).contains(&reply.status), "{where_}: {}", String::from_utf8_lossy(&reply.body));
         }
-        let reply = send(&mut client, step);
+        let reply = send(&mut client, step, &ids);
         match step.expected.status {
             Some(status) if status != reply.status => {
                 found.push(format!("{where_}: the README shows status {status}, the server answers {}", reply.status))
@@ -236,7 +247,12 @@ fn the_readme_walkthrough_prints_what_a_fresh_server_answers() {
             }
         }
         if let Some(shown) = &step.expected.json {
-            differences(&where_, shown, &reply.json(), &mut found);
+            let actual = reply.json();
+            if let (Some(shown), Some(answered)) = (shown["reservation_id"].as_str(), actual["reservation_id"].as_str())
+            {
+                ids.push((shown.to_owned(), answered.to_owned()));
+            }
+            differences(&where_, shown, &actual, &mut found);
         }
     }
     assert!(found.is_empty(), "the README and the server disagree:\n{}", found.join("\n"));

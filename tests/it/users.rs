@@ -16,12 +16,12 @@ fn user_view_lists_every_metric_and_plan_changes_apply_at_once() {
     assert_eq!(view["plan"], "trial");
     assert_eq!(
         view["usage"]["prompts"],
-        json!({ "used": 30, "refused": 0, "limit": 30, "granted": 0, "rollover": 0, "remaining": 0, "enforcement": "hard", "over_soft_limit": false, "source": "plan" })
+        json!({ "used": 30, "reserved": 0, "refused": 0, "limit": 30, "granted": 0, "rollover": 0, "remaining": 0, "enforcement": "hard", "over_soft_limit": false, "source": "plan" })
     );
     assert_eq!(view["usage"]["bytes_out"]["used"], 2048);
     assert_eq!(
         view["usage"]["e2e_runs"],
-        json!({ "used": 0, "refused": 0, "limit": null, "granted": 0, "rollover": 0, "remaining": null, "enforcement": "unlimited", "over_soft_limit": false, "source": "plan" })
+        json!({ "used": 0, "reserved": 0, "refused": 0, "limit": null, "granted": 0, "rollover": 0, "remaining": null, "enforcement": "unlimited", "over_soft_limit": false, "source": "plan" })
     );
     assert!(view["created_at"].as_str().unwrap().ends_with('Z'));
 

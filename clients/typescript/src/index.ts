@@ -13,6 +13,23 @@ export type TrackResult = Schemas["TrackResult"];
 export type FeatureResult = Schemas["FeatureResult"];
 export type UserView = Schemas["UserView"];
 export type AccountView = Schemas["AccountView"];
+export type Reservation = Schemas["Reservation"];
+
+export interface ReserveInput {
+  amount?: number;
+  /** How long the hold lasts; default 300, at most 86,400. */
+  ttlSecs?: number;
+  /** Reused across this call's retries; generated when not given. */
+  idempotencyKey?: string;
+}
+
+export interface CommitInput {
+  /** What was used; default the held amount (0 records nothing). */
+  amount?: number;
+  /** false records the part above the hold even past a hard limit. */
+  enforce?: boolean;
+  idempotencyKey?: string;
+}
 
 export interface TallyOptions {
   /** e.g. "http://127.0.0.1:8080" */
@@ -146,6 +163,40 @@ export class Tally {
   /** Up to 1,000 tracks in one request; each is answered in `results`, in order. */
   trackBatch(events: BatchEvent[]): Promise<{ results: { status: number; body: unknown }[] }> {
     return this.request({ method: "POST", path: "/v1/track/batch", body: { events } });
+  }
+
+  // ---- reservations ----
+
+  /** Holds `amount` against the limit; throws LimitExceededError when it does not fit. */
+  reserve(userId: string, metric: string, input: ReserveInput = {}): Promise<Reservation> {
+    const { idempotencyKey, ttlSecs, amount } = input;
+    return this.request({
+      method: "POST",
+      path: "/v1/reservations",
+      body: { user_id: userId, metric, amount, ttl_secs: ttlSecs },
+      idempotencyKey: Tally.key(idempotencyKey),
+    });
+  }
+
+  /** Records what was used and frees the hold; a retry gets the first answer, not 409. */
+  commitReservation(reservationId: string, input: CommitInput = {}): Promise<Reservation> {
+    const { idempotencyKey, ...fields } = input;
+    return this.request({
+      method: "POST",
+      path: `/v1/reservations/${encodeURIComponent(reservationId)}/commit`,
+      body: fields,
+      idempotencyKey: Tally.key(idempotencyKey),
+    });
+  }
+
+  /** Frees the hold, recording nothing. */
+  releaseReservation(reservationId: string, idempotencyKey?: string): Promise<Reservation> {
+    return this.request({
+      method: "POST",
+      path: `/v1/reservations/${encodeURIComponent(reservationId)}/release`,
+      body: {},
+      idempotencyKey: Tally.key(idempotencyKey),
+    });
   }
 
   // ---- features ----

@@ -171,6 +171,81 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/reservations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hold an amount against a limit
+         * @description Holds `amount` of `metric` for `ttl_secs` (default 300, at most
+         *     86400) on the counter the limit is enforced on: the user's own, or
+         *     the account's pool for a member. Refused with 429 `limit_exceeded`
+         *     when `used + reserved + amount` would pass a hard limit (nothing is
+         *     held). A hold counts against the limit for every check, track and
+         *     reservation until it is committed, released or reaches
+         *     `expires_at`. An unknown user is created on the default plan.
+         */
+        post: operations["reserve"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reservations/{reservation_id}/commit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                reservation_id: components["parameters"]["ReservationId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record what was used and free the hold
+         * @description Records `amount` (default: the held amount; 0 records nothing) in
+         *     the reservation's period and frees the hold. Up to the held amount
+         *     it is recorded whatever the limit says now; the part above it is
+         *     checked like a track, other holds counting (429, and the
+         *     reservation stays open), unless `enforce` is false. The body may be
+         *     empty.
+         */
+        post: operations["commitReservation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reservations/{reservation_id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                reservation_id: components["parameters"]["ReservationId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Free the hold, recording nothing
+         * @description Frees the hold. The body may be empty or `{}`.
+         */
+        post: operations["releaseReservation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/features/check": {
         parameters: {
             query?: never;
@@ -1913,6 +1988,8 @@ export interface components {
             period: components["schemas"]["Period"];
             /** @description Usage in the period (for track */
             used: number;
+            /** @description Held by open reservations; counts against the limit like `used` (`remaining = limit - used - reserved`). */
+            reserved: number;
             amount: components["schemas"]["Amount"];
             limit: components["schemas"]["NullableCount"];
             remaining: components["schemas"]["NullableCount"];
@@ -1933,8 +2010,68 @@ export interface components {
             /** @description False when tracking is disabled in the server config; nothing is stored then. */
             tracking_enabled: boolean;
         };
+        ReserveRequest: {
+            user_id: components["schemas"]["UserId"];
+            metric: components["schemas"]["Metric"];
+            amount?: components["schemas"]["Amount"];
+            /**
+             * @description How long the hold lasts.
+             * @default 300
+             */
+            ttl_secs: number;
+        };
+        CommitRequest: {
+            /** @description What was used; default the held amount. */
+            amount?: number;
+            /**
+             * @description False records the part above the hold even past a hard limit.
+             * @default true
+             */
+            enforce: boolean;
+        };
+        /**
+         * @example {
+         *       "reservation_id": "res_6f1c0e2b9d8a4c7e8b5a3f2d1c0b9a87",
+         *       "user_id": "user-42",
+         *       "metric": "prompts",
+         *       "amount": 25,
+         *       "expires_at": "2026-12-01T12:48:53.179Z",
+         *       "state": "open",
+         *       "committed": null,
+         *       "used": 0,
+         *       "reserved": 25,
+         *       "limit": 30,
+         *       "remaining": 5,
+         *       "period": "2026-12",
+         *       "account_id": null
+         *     }
+         */
+        Reservation: {
+            reservation_id: string;
+            user_id: components["schemas"]["UserId"];
+            metric: components["schemas"]["Metric"];
+            /** @description The amount held. */
+            amount: number;
+            /** Format: date-time */
+            expires_at: string;
+            /** @enum {string} */
+            state: "open" | "committed" | "released" | "expired";
+            /** @description What the commit recorded; null until committed. */
+            committed: number | null;
+            /** @description The counter the hold is on */
+            used: number;
+            /** @description Everything held on that counter now (this hold included while open). */
+            reserved: number;
+            limit: components["schemas"]["NullableCount"];
+            remaining: components["schemas"]["NullableCount"];
+            period: components["schemas"]["Period"];
+            /** @description The account whose pool holds it; null on one's own. */
+            account_id: string | null;
+        };
         UsageEntry: {
             used: number;
+            /** @description Held by open reservations; counts against the limit like `used`. */
+            reserved: number;
             /** @description Tracks the hard limit refused in the period. */
             refused: number;
             /** @description What valid grants add to the limit this period (included in `limit`). */
@@ -1962,6 +2099,7 @@ export interface components {
          *       "usage": {
          *         "prompts": {
          *           "used": 121,
+         *           "reserved": 0,
          *           "refused": 0,
          *           "limit": 10000,
          *           "granted": 0,
@@ -1973,6 +2111,7 @@ export interface components {
          *         },
          *         "bytes_out": {
          *           "used": 0,
+         *           "reserved": 0,
          *           "refused": 0,
          *           "limit": null,
          *           "granted": 0,
@@ -2041,6 +2180,10 @@ export interface components {
                 period: components["schemas"]["Period"];
                 plan: components["schemas"]["Plan"];
                 used: number;
+                /** @description Held by open reservations of the counter refused. */
+                reserved: number;
+                /** @description On a refused commit - the reservation */
+                reservation_id?: string;
                 amount: components["schemas"]["Amount"];
                 limit: number;
                 remaining: number;
@@ -2616,6 +2759,109 @@ export interface components {
                 "application/json": components["schemas"]["TooManyAuthFailures"];
             };
         };
+        /**
+         * @description A hard limit would be passed, other holds counting; nothing changed
+         *     (`limit_exceeded`; on a commit the reservation stays open and the
+         *     error names it). Or, with no valid key, too many failed
+         *     authentications from this address (`too_many_auth_failures`).
+         */
+        LimitExceededOrThrottled: {
+            headers: {
+                "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                "Retry-After": components["headers"]["RetryAfterOptional"];
+                "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                RateLimit: components["headers"]["RateLimit"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["LimitExceeded"] | components["schemas"]["TooManyAuthFailures"];
+            };
+        };
+        /**
+         * @description `idempotency_key_reused`: the Idempotency-Key was already used with
+         *     a different request. `counter_overflow`: the counter would pass
+         *     2^63-1. Nothing changed.
+         */
+        Unprocessable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & components["schemas"]["ErrorCode422"];
+            };
+        };
+        /** @description Tracking is switched off in the config (`tracking_disabled`); nothing is held or recorded. */
+        TrackingDisabled: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & {
+                    error?: {
+                        /** @constant */
+                        code?: "tracking_disabled";
+                    };
+                };
+            };
+        };
+        /** @description No reservation has this id (`reservation_not_found`). */
+        ReservationNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & {
+                    error?: {
+                        /** @constant */
+                        code?: "reservation_not_found";
+                    };
+                };
+            };
+        };
+        /**
+         * @description The reservation was already committed, released or expired
+         *     (`reservation_closed`, with its `state`); or tracking is switched off
+         *     (`tracking_disabled`). Nothing changed.
+         */
+        ReservationClosed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "reservation_closed",
+                 *         "message": "the reservation is already committed",
+                 *         "reservation_id": "res_6f1c0e2b9d8a4c7e8b5a3f2d1c0b9a87",
+                 *         "state": "committed",
+                 *         "committed": 18
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"] & {
+                    error?: {
+                        /** @enum {unknown} */
+                        code?: "reservation_closed" | "tracking_disabled";
+                        state?: string;
+                    };
+                };
+            };
+        };
+        /** @description The reservation's `expires_at` has passed (`reservation_expired`); its hold is freed and nothing was recorded. */
+        ReservationExpired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & {
+                    error?: {
+                        /** @constant */
+                        code?: "reservation_expired";
+                    };
+                };
+            };
+        };
         /** @description Too many failed sign-ins from this address; a page saying when to retry. */
         HtmlTooManyAuthFailures: {
             headers: {
@@ -2845,6 +3091,7 @@ export interface components {
     parameters: {
         UserId: components["schemas"]["UserId"];
         AccountId: components["schemas"]["UserId"];
+        ReservationId: string;
         /** @description Makes retries safe; see the Idempotency-Key section of the API description. */
         IdempotencyKey: string;
         /** @description Month to report, `YYYY-MM` (UTC). Defaults to the current month. */
@@ -3015,6 +3262,7 @@ export interface operations {
                      *       "metric": "prompts",
                      *       "period": "2026-11",
                      *       "used": 12,
+                     *       "reserved": 0,
                      *       "amount": 1,
                      *       "limit": 30,
                      *       "remaining": 18,
@@ -3080,6 +3328,7 @@ export interface operations {
                      *       "metric": "prompts",
                      *       "period": "2026-11",
                      *       "used": 13,
+                     *       "reserved": 0,
                      *       "amount": 1,
                      *       "limit": 30,
                      *       "remaining": 17,
@@ -3147,6 +3396,7 @@ export interface operations {
                      *         "period": "2026-11",
                      *         "plan": "trial",
                      *         "used": 30,
+                     *         "reserved": 0,
                      *         "amount": 1,
                      *         "limit": 30,
                      *         "remaining": 0,
@@ -3226,6 +3476,7 @@ export interface operations {
                      *             "metric": "prompts",
                      *             "period": "2026-11",
                      *             "used": 14,
+                     *             "reserved": 0,
                      *             "amount": 2,
                      *             "limit": 30,
                      *             "remaining": 16,
@@ -3259,6 +3510,150 @@ export interface operations {
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    reserve: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes retries safe; see the Idempotency-Key section of the API description. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "user_id": "user-42",
+                 *       "metric": "prompts",
+                 *       "amount": 25,
+                 *       "ttl_secs": 600
+                 *     }
+                 */
+                "application/json": components["schemas"]["ReserveRequest"];
+            };
+        };
+        responses: {
+            /** @description Held. */
+            201: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reservation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["TrackingDisabled"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["LimitExceededOrThrottled"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    commitReservation: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes retries safe; see the Idempotency-Key section of the API description. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                reservation_id: components["parameters"]["ReservationId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "amount": 18
+                 *     }
+                 */
+                "application/json": components["schemas"]["CommitRequest"];
+            };
+        };
+        responses: {
+            /** @description Committed. */
+            200: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reservation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["ReservationNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["ReservationClosed"];
+            410: components["responses"]["ReservationExpired"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["LimitExceededOrThrottled"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    releaseReservation: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes retries safe; see the Idempotency-Key section of the API description. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                reservation_id: components["parameters"]["ReservationId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Released. */
+            200: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reservation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["ReservationNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["ReservationClosed"];
+            410: components["responses"]["ReservationExpired"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
             429: components["responses"]["TooManyAuthFailures"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

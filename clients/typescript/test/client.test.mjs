@@ -28,6 +28,32 @@ test("check and track answer typed results, and the hard limit throws LimitExcee
   });
 });
 
+test("a reservation holds against the limit, commits once through a retry, and a second commit is refused", async () => {
+  const tally = new Tally({ baseUrl: server.url, apiKey: SERVICE_KEY });
+  const held = await tally.reserve("ts-res", "prompts", { amount: 25, ttlSecs: 600 });
+  assert.equal(held.state, "open");
+  assert.equal(held.reserved, 25);
+  assert.equal((await tally.check("ts-res", "prompts", { amount: 6 })).allowed, false);
+  await assert.rejects(tally.reserve("ts-res", "prompts", { amount: 6 }), LimitExceededError);
+  let calls = 0;
+  const flaky = async (url, init) => {
+    calls += 1;
+    const response = await fetch(url, init);
+    if (calls === 1) throw new TypeError("fetch failed: the connection dropped after the request was sent");
+    return response;
+  };
+  const retrying = new Tally({ baseUrl: server.url, apiKey: SERVICE_KEY, fetch: flaky });
+  const committed = await retrying.commitReservation(held.reservation_id, { amount: 18 });
+  assert.equal(calls, 2, "the commit was sent twice");
+  assert.equal(committed.state, "committed");
+  assert.equal(committed.used, 18, "and recorded once");
+  await assert.rejects(tally.releaseReservation(held.reservation_id), (error) => {
+    assert.equal(error.status, 409);
+    assert.equal(error.code, "reservation_closed");
+    return true;
+  });
+});
+
 test("a network failure after the server answered is retried with the same key and counts once", async () => {
   let calls = 0;
   const keys = [];

@@ -19,9 +19,11 @@
 //!   it in one read transaction, so a view that adds up several reads sees one moment.
 
 mod records;
+mod reservations;
 mod store;
 
 pub use records::*;
+pub use reservations::*;
 pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob};
 // The writer's tests answer jobs by hand; the backends get their replies through `Pending`.
 #[cfg(test)]
@@ -94,7 +96,7 @@ impl StoreError {
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// What reading usage needs.
-pub trait UsageRead {
+pub trait UsageRead: ReservationRead {
     fn find_user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     fn counter(&self, user_pk: i64, period: Period, metric: &str) -> Result<u64>;
     /// Every counter of the user in the period, by metric.
@@ -131,7 +133,7 @@ pub trait UsageRead {
 }
 
 /// What recording usage needs (events included); only a write transaction implements it.
-pub trait UsageWrite: UsageRead + EventWrite {
+pub trait UsageWrite: UsageRead + ReservationWrite + EventWrite {
     /// Serializes this transaction with every other one (on any node) that calls it with the
     /// same `scope` and `key`, until this transaction ends. Call it before reading what the
     /// job will decide on: the user before `find_user`, an idempotency key before

@@ -14,6 +14,7 @@ mod accounts;
 mod admin;
 mod events;
 mod migrate;
+mod reservations;
 mod terms;
 mod usage;
 mod writer;

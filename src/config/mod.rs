@@ -4,10 +4,13 @@
 //! (`Overrides`) or the environment: a flag wins over a variable, a variable over the file.
 //! Every refusal names the file, the key and the fix, and one run reports all of them.
 
+mod email;
 mod gateway;
 mod plans;
 mod raw;
 mod webhooks;
+
+pub use email::{EmailAlert, EmailConfig, Recipient};
 
 use crate::domain::Rules;
 use crate::domain::events::EventFilter;
@@ -41,6 +44,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     pub delivery: DeliveryConfig,
     pub gateway: crate::domain::gateway::Gateway,
+    /// `[email]`: the relay and the alert rules, if mail is configured.
+    pub email: Option<EmailConfig>,
 }
 
 /// A webhook receiver; each of its secrets signs every body sent to it (more than one while
@@ -510,8 +515,10 @@ impl Validator<'_> {
         let rules = self.keep(self.rules(&raw, env));
         let delivery = self.keep(self.delivery(&raw));
         let gateway = self.keep(self.gateway(&raw));
-        let (server, mut database, auth, (webhooks, routes), mut rules, delivery, gateway) =
-            (server?, database?, auth?, webhooks?, rules?, delivery?, gateway?);
+        let email = self.keep(self.email(&raw));
+        let (server, mut database, auth, (webhooks, mut routes), mut rules, delivery, gateway, (email, mail_routes)) =
+            (server?, database?, auth?, webhooks?, rules?, delivery?, gateway?, email?);
+        routes.extend(mail_routes);
         // Only once every key is accepted: a refused key would make auth look open.
         if self.refused.borrow().is_empty() && auth.is_open() && !server.listen.ip().is_loopback() {
             let (source, key) = match &listen {
@@ -539,7 +546,17 @@ impl Validator<'_> {
             }
         }
         rules.webhooks = routes;
-        Some(Config { source: self.source.to_owned(), server, database, auth, rules, webhooks, delivery, gateway })
+        Some(Config {
+            source: self.source.to_owned(),
+            server,
+            database,
+            auth,
+            rules,
+            webhooks,
+            delivery,
+            gateway,
+            email,
+        })
     }
 
     fn server(&self, raw: &RawConfig, listen: Option<&Override>) -> Result<ServerConfig, ConfigError> {

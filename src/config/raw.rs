@@ -17,6 +17,24 @@ pub(super) struct RawConfig {
     pub webhooks: Vec<RawWebhook>,
     pub webhook_delivery: RawDelivery,
     pub gateway: RawGateway,
+    #[serde(default)]
+    pub email: Option<RawEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmail {
+    pub smtp_url: String,
+    pub from: String,
+    #[serde(default)]
+    pub alerts: Vec<RawEmailAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmailAlert {
+    pub events: Vec<String>,
+    pub to: String,
 }
 
 #[derive(Debug, Deserialize)]

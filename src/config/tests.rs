@@ -500,3 +500,30 @@ fn every_bad_gateway_rule_is_named_with_its_fix() {
     assert!(refused[0].fix.contains("prompts"), "{}", refused[0]);
     assert!(refused.iter().all(|error| !error.fix.is_empty()));
 }
+
+#[test]
+fn email_needs_an_smtp_url_a_mailbox_and_rules_with_recipients_and_known_events() {
+    let email =
+        |url: &str, from: &str, rules: &str| format!("[email]\nsmtp_url = \"{url}\"\nfrom = \"{from}\"\n{rules}");
+    let rule = |events: &str, to: &str| format!("[[email.alerts]]\nevents = {events}\nto = \"{to}\"\n");
+    let ok = "smtps://alerts:s3cret@smtp.example.com:465";
+    assert_eq!(refusal(&email("http://smtp.example.com", "a@example.com", "")).key, "email.smtp_url");
+    assert_eq!(refusal(&email(ok, "not an address", "")).key, "email.from");
+    let bad_to = rule("[\"threshold_crossed\"]", "nobody");
+    assert_eq!(refusal(&email(ok, "a@example.com", &bad_to)).key, "email.alerts[0].to");
+    let bad_event = rule("[\"limit_exceded\"]", "ops@example.com");
+    assert_eq!(refusal(&email(ok, "a@example.com", &bad_event)).key, "email.alerts[0].events[0]");
+    assert_eq!(refusal(&email(ok, "a@example.com", &rule("[]", "customer"))).key, "email.alerts[0].events");
+    let twice = rule("[\"limit_exceeded\"]", "customer") + &rule("[\"threshold_crossed\"]", "customer");
+    assert_eq!(refusal(&email(ok, "a@example.com", &twice)).key, "email.alerts[1].to");
+
+    let rules = rule("[\"threshold_crossed\", \"forecast_exceeds_limit\"]", "customer")
+        + &rule("[\"limit_exceeded\"]", "ops@example.com");
+    let config = load(&email(ok, "Tally <alerts@example.com>", &rules)).unwrap();
+    let mail = config.email.as_ref().unwrap();
+    assert_eq!(mail.alerts[0].to, Recipient::Customer);
+    assert_eq!(mail.alerts[1].to, Recipient::Address("ops@example.com".into()));
+    let routes: Vec<&str> = config.rules.webhooks.iter().map(|route| route.url.as_str()).collect();
+    assert_eq!(routes, ["mailto:customer", "mailto:ops@example.com"], "each rule is an outbox route");
+    assert!(!format!("{config:?}").contains("s3cret"), "the relay's password stays out of Debug output");
+}

@@ -21,10 +21,11 @@ pub enum EventType {
     UsageReset,
     Cleanup,
     UserErased,
+    ForecastExceedsLimit,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::LimitExceeded,
         EventType::ThresholdCrossed,
         EventType::SoftLimitExceeded,
@@ -34,6 +35,7 @@ impl EventType {
         EventType::UsageReset,
         EventType::Cleanup,
         EventType::UserErased,
+        EventType::ForecastExceedsLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +49,7 @@ impl EventType {
             EventType::UsageReset => "usage_reset",
             EventType::Cleanup => "cleanup",
             EventType::UserErased => "user_erased",
+            EventType::ForecastExceedsLimit => "forecast_exceeds_limit",
         }
     }
 }

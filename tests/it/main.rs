@@ -10,6 +10,7 @@ mod cli;
 mod copy;
 mod crash;
 mod dashboard;
+mod email;
 mod features;
 mod gateway;
 mod gateway_nginx;

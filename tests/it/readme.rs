@@ -266,3 +266,20 @@ fn shell_words_keep_quoted_json_whole() {
         ["curl", "-s", "localhost:8080/v1/check", "-H", "Content-Type: application/json", "-d", "{\"a\": 1}"]
     );
 }
+
+/// The first ```toml block after `heading` in the README.
+fn toml_after(heading: &str) -> &'static str {
+    let start = README.find(heading).unwrap_or_else(|| panic!("the README has {heading:?}"));
+    let rest = &README[start..];
+    let open = rest.find("```toml\n").expect("a toml block follows") + "```toml\n".len();
+    let close = rest[open..].find("```").expect("the block ends");
+    &rest[open..open + close]
+}
+
+#[test]
+fn the_readmes_email_config_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("email.toml"), toml_after("### Email alerts")).unwrap();
+    let (status, stdout, stderr) = crate::support::run_tally(&["check-config", "--config", "email.toml"], dir.path());
+    assert!(status.success(), "{stdout}{stderr}");
+}

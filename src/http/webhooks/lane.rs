@@ -1,8 +1,9 @@
 //! One receiver's lane: a dispatcher thread claims that receiver's due deliveries into a
-//! bounded in-memory queue, and `max_in_flight` workers POST them. Nothing here is shared
-//! with another receiver's lane, so a receiver that hangs, trickles or refuses holds only
-//! its own workers.
+//! bounded in-memory queue, and `max_in_flight` workers send them (a POST to a webhook, or a
+//! mail through the SMTP relay). Nothing here is shared with another receiver's lane, so a
+//! receiver that hangs, trickles or refuses holds only its own workers.
 
+use super::mail::Mailer;
 use super::{App, Finished, backoff, event_json, now_ms, standard_signature, tally_signature};
 use crate::config::WebhookConfig;
 use crate::domain::ports::{AttemptOutcome, DeliveryRecord, EventRecord};
@@ -39,9 +40,32 @@ struct Queue {
     stopped: bool,
 }
 
+/// Where a lane sends: a webhook receiver, or the mail relay for one alert rule.
+pub(super) enum Target {
+    Webhook(WebhookConfig),
+    Mail(Box<Mailer>),
+}
+
+/// Why an attempt failed: worth retrying, or never going to work (a mail without an address,
+/// a relay's permanent refusal), which fails the delivery now.
+pub(super) enum Failure {
+    Retry(String),
+    Permanent(String),
+}
+
+impl Target {
+    /// The outbox route its deliveries are queued under.
+    fn route(&self) -> &str {
+        match self {
+            Target::Webhook(hook) => &hook.url,
+            Target::Mail(mailer) => mailer.route(),
+        }
+    }
+}
+
 pub(super) struct Lane {
     app: Arc<App>,
-    hook: WebhookConfig,
+    target: Target,
     agent: ureq::Agent,
     finish: Sender<Finished>,
     queue: Mutex<Queue>,
@@ -54,7 +78,7 @@ impl Lane {
     /// Starts the lane's dispatcher and workers.
     pub(super) fn start(
         app: Arc<App>,
-        hook: WebhookConfig,
+        target: Target,
         index: usize,
         finish: Sender<Finished>,
         poll: Duration,
@@ -71,7 +95,7 @@ impl Lane {
             .build()
             .into();
         let lane = Arc::new(Lane {
-            hook,
+            target,
             agent,
             finish,
             queue: Mutex::new(Queue::default()),
@@ -99,11 +123,11 @@ impl Lane {
         let label = match &outcome {
             AttemptOutcome::Delivered => "delivered",
             AttemptOutcome::Retry { error, .. } => {
-                log::info!("webhook delivery {} to {} will be retried: {error}", delivery.id, delivery.url);
+                log::info!("delivery {} to {} will be retried: {error}", delivery.id, delivery.url);
                 "retry"
             }
             AttemptOutcome::Failed { error } | AttemptOutcome::Expired { error } => {
-                log::warn!("webhook delivery {} to {} failed for good: {error}", delivery.id, delivery.url);
+                log::warn!("delivery {} to {} failed for good: {error}", delivery.id, delivery.url);
                 "failed"
             }
         };
@@ -133,7 +157,7 @@ impl Lane {
             };
             let mut filled = false;
             if room > 0 {
-                let url = self.hook.url.clone();
+                let url = self.target.route().to_owned();
                 let claimed = self.app.store.write(move |tx| {
                     let now = now_ms();
                     tx.claim_deliveries(&url, now, now + lease_ms, room as u32)
@@ -150,8 +174,8 @@ impl Lane {
                         self.changed.notify_all();
                     }
                     Err(error) => log::warn!(
-                        "cannot claim due webhook deliveries for {}: {error}",
-                        self.hook.url,
+                        "cannot claim due deliveries for {}: {error}",
+                        self.target.route(),
                         error = crate::logging::Chain(&error)
                     ),
                 }
@@ -229,9 +253,14 @@ impl Lane {
         if now + config.timeout.as_millis() as i64 > claim.lease_until_ms {
             return;
         }
-        let error = match self.attempt(&claim.event) {
+        let attempted = match &self.target {
+            Target::Webhook(hook) => self.post(hook, &claim.event).map_err(Failure::Retry),
+            Target::Mail(mailer) => mailer.send(&self.app, &claim.event),
+        };
+        let error = match attempted {
             Ok(()) => return self.report(delivery, AttemptOutcome::Delivered),
-            Err(error) => error,
+            Err(Failure::Permanent(error)) => return self.report(delivery, AttemptOutcome::Failed { error }),
+            Err(Failure::Retry(error)) => error,
         };
         let now = now_ms();
         let outcome = if now >= give_up_at {
@@ -245,13 +274,13 @@ impl Lane {
     }
 
     /// One POST, its answer read to the end, all within `timeout_ms`; Ok on a 2xx.
-    fn attempt(&self, event: &EventRecord) -> Result<(), String> {
+    fn post(&self, hook: &WebhookConfig, event: &EventRecord) -> Result<(), String> {
         let body = event_json(event).to_string();
         let unix_secs = now_ms() / 1000;
-        let secrets = &self.hook.secrets;
+        let secrets = &hook.secrets;
         let sent = self
             .agent
-            .post(&self.hook.url)
+            .post(&hook.url)
             .header("content-type", "application/json")
             .header("tally-event-id", &event.id)
             .header("tally-signature", tally_signature(secrets, unix_secs, &body))

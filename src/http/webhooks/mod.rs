@@ -8,6 +8,7 @@
 //! is at least once, and receivers deduplicate on the event id.
 
 mod lane;
+mod mail;
 mod signing;
 
 pub use signing::{standard_signature, tally_signature};
@@ -15,7 +16,8 @@ pub use signing::{standard_signature, tally_signature};
 use super::{App, now_ms};
 use crate::config::DeliveryConfig;
 use crate::domain::ports::{AttemptOutcome, EventRecord};
-use lane::Lane;
+use lane::{Lane, Target};
+use mail::Mailer;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -107,16 +109,24 @@ fn poll_period(config: &DeliveryConfig) -> Duration {
     config.retry_initial.min(Duration::from_millis(250))
 }
 
-/// Starts a lane per receiver, the recorder and the sweeper; nothing when no webhook is
-/// configured. They stop when the writer stops.
+/// Starts a lane per receiver (each webhook, each mail alert rule), the recorder and the
+/// sweeper; nothing when neither is configured. They stop when the writer stops.
 pub fn spawn(app: Arc<App>) -> std::io::Result<()> {
-    if app.config.webhooks.is_empty() {
+    let mut targets: Vec<Target> = app.config.webhooks.iter().cloned().map(Target::Webhook).collect();
+    if let Some(email) = &app.config.email {
+        for alert in &email.alerts {
+            let mailer = Mailer::new(email, alert.clone(), app.config.delivery.timeout)
+                .map_err(|error| std::io::Error::other(format!("cannot set up mail to {}: {error}", alert.route)))?;
+            targets.push(Target::Mail(Box::new(mailer)));
+        }
+    }
+    if targets.is_empty() {
         return Ok(());
     }
     let (finish, finished): (Sender<Finished>, Receiver<Finished>) = channel();
     let poll = poll_period(&app.config.delivery);
-    for (index, hook) in app.config.webhooks.iter().enumerate() {
-        Lane::start(Arc::clone(&app), hook.clone(), index, finish.clone(), poll)?;
+    for (index, target) in targets.into_iter().enumerate() {
+        Lane::start(Arc::clone(&app), target, index, finish.clone(), poll)?;
     }
     drop(finish);
     let recorder = Arc::clone(&app);

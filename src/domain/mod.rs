@@ -37,6 +37,8 @@ pub struct Rules {
     pub refusal_event_interval_ms: i64,
     /// Where events are queued for delivery.
     pub webhooks: Vec<events::WebhookRoute>,
+    /// The ISO 4217 code of every amount (plan prices, overage prices): `[billing] currency`.
+    pub currency: String,
 }
 
 impl Rules {

@@ -34,6 +34,10 @@ pub enum AppError {
     DeliveryNotFound(i64),
     #[error("delivery {0} has not failed; only failed deliveries are retried by hand")]
     DeliveryNotFailed(i64),
+    #[error(
+        "period {period} has not ended: meter events are sent once a period has ended ({current} is still running)"
+    )]
+    PeriodNotEnded { period: String, current: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

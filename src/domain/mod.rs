@@ -4,6 +4,8 @@
 
 pub(crate) mod account;
 pub(crate) mod admin;
+pub(crate) mod billing;
+pub(crate) mod customer;
 pub(crate) mod events;
 pub(crate) mod feature;
 pub(crate) mod gateway;

@@ -14,9 +14,10 @@ pub const EMAIL_MAX: usize = 254;
 pub const STRIPE_ID_MAX: usize = 255;
 
 /// Checks an email address: ASCII `local@domain`, at most `EMAIL_MAX` characters, a local
-/// part of at most 64 characters with no spaces, quotes or brackets (dots only between
-/// others), and a domain of dot-separated labels (letters, digits, inner hyphens) whose
-/// last is at least two letters. Internationalized addresses are not accepted.
+/// part with no spaces, quotes or brackets (dots only between others), and a domain of
+/// dot-separated labels (letters, digits, inner hyphens; at most 63 each) whose last is at
+/// least two letters. Internationalized addresses are not accepted. docs/openapi.yaml's
+/// `Email` pattern says the same (schemathesis holds the two together).
 pub fn validate_email(text: &str) -> Result<(), String> {
     let problem = |what: &str| Err(format!("email {text:?} {what}; write an address such as ops@example.com"));
     if text.is_empty() || text.len() > EMAIL_MAX {
@@ -25,7 +26,7 @@ pub fn validate_email(text: &str) -> Result<(), String> {
     let Some((local, domain)) = text.rsplit_once('@') else {
         return problem("has no @");
     };
-    let local_ok = (1..=64).contains(&local.len())
+    let local_ok = !local.is_empty()
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
@@ -121,8 +122,9 @@ mod tests {
         for good in ["ops@example.com", "a.b+tag@mail.example.co", "x_y@a-b.io", "o'neil@example.org"] {
             assert_eq!(validate_email(good), Ok(()), "{good}");
         }
-        let long_local = format!("{}@example.com", "a".repeat(65));
         let long = format!("{}@{}.com", "a".repeat(60), "b".repeat(200));
+        let long_label = format!("ops@{}.com", "b".repeat(64));
+        assert_eq!(validate_email(&format!("{}@example.com", "a".repeat(200))), Ok(()), "only the whole is bounded");
         for bad in [
             "",
             "ops",
@@ -139,7 +141,7 @@ mod tests {
             "ops@@example.com",
             "\"ops\"@example.com",
             "opé@example.com",
-            &long_local,
+            &long_label,
             &long,
         ] {
             assert!(validate_email(bad).is_err(), "{bad:?}");

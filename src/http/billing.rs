@@ -52,8 +52,9 @@ pub fn report(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
 /// `GET /v1/admin/billing/stripe-meter-events?period=YYYY-MM` (the previous month when
 /// absent): one meter event a line per customer with a Stripe id and metric with use.
 pub fn stripe_meter_events(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let previous = Period::of_unix_ms(now_ms()).months_before(1).to_string();
-    let period = parse_period(Some(ctx.query.get("period").map_or(previous.as_str(), String::as_str)), now_ms())?;
+    let now_ms = now_ms();
+    let previous = Period::of_unix_ms(now_ms).months_before(1).to_string();
+    let period = parse_period(Some(ctx.query.get("period").map_or(previous.as_str(), String::as_str)), now_ms)?;
     let mut pager = ops::stripe_events(&ctx.app.store, &ctx.app.rules, period, &actor(ctx))?;
     stream("application/x-ndjson", move |out| {
         while let Some(events) = pager.next_events().map_err(Stop::Failed)? {

@@ -1943,9 +1943,10 @@ export interface components {
          */
         StripeCustomerId: string;
         /**
-         * @description An ASCII address `local@domain`: a local part of at most 64 letters,
-         *     digits and ``.!#$%&'*+/=?^_`{|}~-`` (dots only between others), a
-         *     domain of dot-separated labels whose last is two letters or more.
+         * @description An ASCII address `local@domain`: a local part of letters, digits and
+         *     ``!#$%&'*+/=?^_`{|}~-``, with dots only between them; a domain of
+         *     dot-separated labels (letters, digits, inner hyphens) whose last is
+         *     two letters or more.
          * @example billing@example.com
          */
         Email: string;

@@ -31,11 +31,13 @@ fi
 WORK=$(mktemp -d)
 SERVER=""
 trap '[ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }; rm -rf "$WORK"' EXIT
-# The YAML route answers text; everything else is JSON, which the generator supports.
+# The YAML route and the Stripe export (NDJSON) answer text; everything else is JSON, which
+# the generator supports.
 cat > "$WORK/generator.yaml" <<YAML
 post_hooks: []
 content_type_overrides:
   application/yaml: text/plain
+  application/x-ndjson: text/plain
 YAML
 "$VENV/bin/openapi-python-client" generate --path docs/openapi.yaml --output-path "$WORK/tally_client" \
     --meta none --config "$WORK/generator.yaml" > "$WORK/generate.log" 2>&1 \

@@ -72,6 +72,10 @@ call("admin", "admin_get_user", 200, models.AdminUserDetails, user_id="ada")
 summary = call("admin", "admin_usage_summary", 200, models.UsageSummary, metric="tokens")
 call("admin", "admin_plans", 200, list)
 call("admin", "admin_offenders", 200, models.OffendersReport, metric="tokens")
+report = call("billing", "admin_billing", 200, models.BillingReport)
+line = report.customers[0]
+assert (line.customer_id, line.plan, line.total_cents) == ("ada", "gold", 4900), report
+assert set(line.metrics.additional_properties) == {"tokens", "builds"}, line.metrics
 call("monitoring", "admin_events", 200, models.EventPage)
 call("admin", "admin_change_plan", 200, models.UserView, user_id="ada", body=models.PutUserRequest(plan="free"))
 

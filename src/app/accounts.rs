@@ -1,5 +1,5 @@
-//! Accounts as the API and the dashboard use them: create or re-plan one, read its standing,
-//! join and leave, and the admin's list, history, reset and delete. Each change is one writer
+//! Accounts as the API and the dashboard use them: create or re-plan one (and set its billing
+//! fields), read its standing, join and leave, and the admin's list, history, reset and delete. Each change is one writer
 //! job; each read one read job.
 
 use super::check_plan;
@@ -8,9 +8,11 @@ use crate::domain::Rules;
 use crate::domain::account::{self, AccountDetails, JoinRefusal};
 use crate::domain::admin;
 use crate::domain::admin::{Actor, MetricValues};
+use crate::domain::customer::{self, FieldsChange};
 use crate::domain::period::Period;
 use crate::domain::ports::{AccountRecord, Store, StoreError, UserRecord, WriteTx};
-use crate::domain::usage::USER_SCOPE;
+use crate::domain::terms::Customer;
+use crate::domain::usage::{ACCOUNT_SCOPE, USER_SCOPE};
 use crate::domain::user_id::UserId;
 use std::sync::Arc;
 
@@ -18,16 +20,41 @@ fn not_found(account_id: &str) -> AppError {
     AppError::AccountNotFound(account_id.to_owned())
 }
 
-/// Creates the account on `plan` or moves it there (audited); its details in the current
-/// period.
+/// What `PUT /v1/accounts/{id}` changes: the plan, the account's billing fields, or both.
+pub struct AccountChange {
+    pub plan: Option<String>,
+    pub fields: FieldsChange,
+}
+
+/// Creates the account (on `plan`, else the default plan) or changes its plan and fields, in
+/// one job, audited; its details in the current period. A refusal changes nothing.
 pub fn put(
     store: &Store,
     rules: &Arc<Rules>,
     account_id: &UserId,
-    plan: &str,
+    change: AccountChange,
     actor: &str,
 ) -> Result<AccountDetails, AppError> {
-    set_plan(store, rules, account_id, plan, actor, true)
+    if let Some(plan) = &change.plan {
+        check_plan(rules, plan)?;
+    }
+    let rules = Arc::clone(rules);
+    let (id, actor) = (account_id.to_string(), actor.to_owned());
+    let now_ms = now_ms();
+    Ok(store.write(move |tx| {
+        tx.serialize_on(ACCOUNT_SCOPE, &id)?;
+        let account = match (&change.plan, tx.find_account(&id)?) {
+            (None, Some(account)) => account,
+            (plan, _) => {
+                let plan = plan.as_deref().unwrap_or(&rules.catalog.default_plan().name);
+                account::put_account(tx, &rules, &id, plan, &actor, now_ms)?
+            }
+        };
+        if !change.fields.is_empty() {
+            customer::set_fields(tx, Customer::Account(&id), &change.fields, &actor, now_ms)?;
+        }
+        account::details(tx, &rules, account, Period::of_unix_ms(now_ms), now_ms)
+    })?)
 }
 
 /// Moves an existing account to `plan` (the admin route: 404 for an unknown account).
@@ -38,23 +65,23 @@ pub fn change_plan(
     plan: &str,
     actor: &str,
 ) -> Result<AccountDetails, AppError> {
-    set_plan(store, rules, account_id, plan, actor, false)
+    set_plan(store, rules, account_id, plan, actor)
 }
 
+/// Moves an existing account to `plan`.
 fn set_plan(
     store: &Store,
     rules: &Arc<Rules>,
     account_id: &UserId,
     plan: &str,
     actor: &str,
-    create: bool,
 ) -> Result<AccountDetails, AppError> {
     check_plan(rules, plan)?;
     let rules = Arc::clone(rules);
     let (id, plan, actor) = (account_id.to_string(), plan.to_owned(), actor.to_owned());
     let now_ms = now_ms();
     let changed = store.write(move |tx| {
-        if !create && tx.find_account(&id)?.is_none() {
+        if tx.find_account(&id)?.is_none() {
             return Ok(None);
         }
         let account = account::put_account(tx, &rules, &id, &plan, &actor, now_ms)?;
@@ -128,11 +155,13 @@ pub fn delete(store: &Store, account_id: &UserId, actor: &str) -> Result<(), App
     if store.write(move |tx| account::delete(tx, &id, &actor, now_ms))? { Ok(()) } else { Err(not_found(account_id)) }
 }
 
-/// What `PUT /v1/users/{id}` changes: the user's own plan, their account, or both.
+/// What `PUT /v1/users/{id}` changes: the user's own plan, their account, their billing
+/// fields, or any of them.
 pub struct UserChange {
     pub plan: Option<String>,
     /// `Some(Some(id))` joins that account, `Some(None)` leaves, `None` leaves it as it is.
     pub account_id: Option<Option<String>>,
+    pub fields: FieldsChange,
 }
 
 /// Applies a `UserChange` in one job (the user is created if needed, on `plan` or the
@@ -174,6 +203,9 @@ where
         };
         if let Some(account) = &account {
             account::set_membership(tx, &mut user, account.as_ref(), &actor, now_ms)?;
+        }
+        if !change.fields.is_empty() {
+            customer::set_fields(tx, Customer::User(&user_id), &change.fields, &actor, now_ms)?;
         }
         then(tx, &rules, &user, now_ms).map(Ok)
     })?

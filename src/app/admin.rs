@@ -151,10 +151,12 @@ pub fn erase(store: &Store, rules: &Arc<Rules>, user_id: &UserId, actor: &str) -
     maintenance::erase(store, rules, user_id, actor, now_ms())?.ok_or_else(|| user_not_found(user_id))
 }
 
-/// A user's terms beyond the plan, for the export: their override and their grants.
+/// A user's terms beyond the plan, for the export: their override and their grants, and the
+/// billing fields they carry.
 pub struct UserTerms {
     pub override_set: Option<crate::domain::terms::Override>,
     pub grants: Vec<crate::domain::ports::GrantRecord>,
+    pub fields: crate::domain::ports::CustomerFields,
 }
 
 pub fn export(store: &Store, user_id: &UserId) -> Result<(UserRecord, UserExport, UserTerms), AppError> {
@@ -166,7 +168,11 @@ pub fn export(store: &Store, user_id: &UserId) -> Result<(UserRecord, UserExport
                     .find_override(customer.key())?
                     .as_ref()
                     .and_then(crate::domain::terms::Override::from_record);
-                let terms = UserTerms { override_set, grants: reader.grants(customer.key())? };
+                let terms = UserTerms {
+                    override_set,
+                    grants: reader.grants(customer.key())?,
+                    fields: reader.customer_fields(customer.key())?,
+                };
                 Ok(Some((reader.export_user(&user)?, user, terms)))
             }
             None => Ok(None),

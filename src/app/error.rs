@@ -36,6 +36,10 @@ pub enum AppError {
     DeliveryNotFailed(i64),
     #[error("no reservation {0:?}")]
     ReservationNotFound(String),
+    #[error(
+        "period {period} has not ended: meter events are sent once a period has ended ({current} is still running)"
+    )]
+    PeriodNotEnded { period: String, current: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

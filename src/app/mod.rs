@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod billing;
 mod error;
 pub mod events;
 pub mod idempotency;

@@ -4,6 +4,7 @@
 //! (`Overrides`) or the environment: a flag wins over a variable, a variable over the file.
 //! Every refusal names the file, the key and the fix, and one run reports all of them.
 
+mod billing;
 mod email;
 mod gateway;
 mod plans;
@@ -406,7 +407,9 @@ fn shape_error(source: &str, error: toml::de::Error) -> ConfigError {
     let (problem, fix) = if problem.contains("untagged enum RawLimit") {
         (
             "is not a limit".to_owned(),
-            "write \"unlimited\" or { limit = N, enforcement = \"hard\" } (or \"soft\")".to_owned(),
+            "write \"unlimited\" or { limit = N, enforcement = \"hard\" } (or \"soft\"), optionally with \
+             rollover_max = N and overage = { price_cents = N, per_units = N }"
+                .to_owned(),
         )
     } else if problem.contains("untagged enum RawFeature") {
         (
@@ -815,6 +818,7 @@ impl Validator<'_> {
     fn rules(&self, raw: &RawConfig, env: Env<'_>) -> Result<Rules, ConfigError> {
         // A refused catalog is returned last, after the other keys here have been checked.
         let catalog = self.catalog(raw);
+        let currency = self.keep(self.currency(raw));
         let mut admin_user_ids = HashSet::new();
         for (index, user_id) in raw.usage.admin_user_ids.iter().enumerate() {
             match crate::domain::user_id::validate_user_id(user_id) {
@@ -866,6 +870,8 @@ impl Validator<'_> {
             alert_thresholds,
             refusal_event_interval_ms,
             webhooks: Vec::new(),
+            // A refused code is already recorded.
+            currency: currency.unwrap_or_default(),
         })
     }
 }

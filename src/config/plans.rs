@@ -107,6 +107,7 @@ impl Validator<'_> {
         }
         let mut limits = IndexMap::new();
         let mut rollover = IndexMap::new();
+        let mut overage = IndexMap::new();
         for metric in metrics.keys() {
             let key = format!("{prefix}.limits.{metric}");
             let limit = match raw.limits.get(metric) {
@@ -125,7 +126,12 @@ impl Validator<'_> {
                         "write \"unlimited\" or { limit = N, enforcement = \"hard\" }",
                     ));
                 }
-                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement, rollover_max })) => {
+                Some(RawLimit::Capped(raw::RawCapped { limit, enforcement, rollover_max, overage: raw_overage })) => {
+                    if let Some(raw_overage) = raw_overage
+                        && let Some(price) = self.keep(self.overage(&key, enforcement, raw_overage))
+                    {
+                        overage.insert(metric.clone(), price);
+                    }
                     if let Some(max) = rollover_max {
                         let max = self.in_range(&format!("{key}.rollover_max"), *max, 0, i64::MAX)?;
                         if enforcement == "unlimited" {
@@ -194,6 +200,7 @@ impl Validator<'_> {
             limits,
             features: grants,
             rollover_max: rollover,
+            overage,
         })
     }
 }

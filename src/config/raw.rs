@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub gateway: RawGateway,
     #[serde(default)]
     pub email: Option<RawEmail>,
+    pub billing: RawBilling,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,12 @@ pub(super) struct RawEmail {
 pub(super) struct RawEmailAlert {
     pub events: Vec<String>,
     pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBilling {
+    pub currency: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +180,15 @@ pub(super) struct RawCapped {
     pub enforcement: String,
     #[serde(default)]
     pub rollover_max: Option<i64>,
+    #[serde(default)]
+    pub overage: Option<RawOverage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOverage {
+    pub price_cents: i64,
+    pub per_units: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,7 +214,7 @@ pub(super) struct RawWindow {
 
 /// Sections whose keys merge one by one over the defaults; any other section a user's file
 /// states replaces the default section whole.
-const MERGED_SECTIONS: [&str; 6] = ["server", "database", "auth", "usage", "webhook_delivery", "gateway"];
+const MERGED_SECTIONS: [&str; 7] = ["server", "database", "auth", "usage", "webhook_delivery", "gateway", "billing"];
 
 /// Lays `user` over `defaults`.
 pub(super) fn merge(mut defaults: toml::Table, user: toml::Table) -> toml::Table {

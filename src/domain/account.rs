@@ -9,7 +9,8 @@ use super::events::{self, EventType};
 use super::feature::{self, FeatureVerdict, WindowOwner};
 use super::period::Period;
 use super::ports::{
-    AccountRecord, AdminRead, AdminWrite, CustomerKey, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord,
+    AccountRecord, AdminRead, AdminWrite, BillingRead, CustomerFields, CustomerKey, RefusalCount, StoreError,
+    UsageRead, UsageWrite, UserRecord,
 };
 use super::terms::{Customer, Terms};
 use super::usage::{ACCOUNT_SCOPE, Standing, account_standings};
@@ -123,12 +124,14 @@ pub struct AccountDetails {
     /// The members' refusal counters of the period (the pool's refusals are counted on the
     /// member refused).
     pub refusals: Vec<RefusalCount>,
+    /// The account's Stripe id and email.
+    pub fields: CustomerFields,
 }
 
 /// The account's pool against its plan in `period`, its pooled feature windows now, and
 /// its members' own usage.
 pub fn details(
-    store: &(impl UsageRead + ?Sized),
+    store: &(impl UsageRead + BillingRead + ?Sized),
     rules: &Rules,
     account: AccountRecord,
     period: Period,
@@ -150,7 +153,8 @@ pub fn details(
         refusals.extend(store.refusals(&member.user_id, period)?);
         members.push((member, own));
     }
-    Ok(AccountDetails { plan: plan.name.clone(), period, usage, features, members, refusals, account })
+    let fields = store.customer_fields(CustomerKey { kind: "account", id: &account.account_id })?;
+    Ok(AccountDetails { plan: plan.name.clone(), period, usage, features, members, refusals, fields, account })
 }
 
 /// The account's pooled counters, one entry per month, newest first.

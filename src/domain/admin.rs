@@ -8,7 +8,8 @@ use super::feature::{self, FeatureVerdict};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
 use super::ports::{
-    AdminRead, AdminWrite, CustomerKey, ErasureRecord, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord,
+    AdminRead, AdminWrite, BillingRead, BillingWrite, CustomerFields, CustomerKey, ErasureRecord, RefusalCount,
+    StoreError, UsageRead, UsageWrite, UserRecord,
 };
 use super::usage::{self, Standing, USER_SCOPE};
 use serde_json::json;
@@ -226,12 +227,14 @@ pub struct UserStanding {
     pub refusals: Vec<RefusalCount>,
     /// The account the user is a member of (then `usage` and `features` are the pool's).
     pub account_id: Option<String>,
+    /// The user's own Stripe id and email (a member's account has its own).
+    pub fields: CustomerFields,
 }
 
 /// The user's standing on every metric in `period` and on every feature at `now_ms`: for a
 /// member, the account's pool under the account's terms.
 pub fn user_standing(
-    store: &(impl UsageRead + ?Sized),
+    store: &(impl UsageRead + BillingRead + ?Sized),
     rules: &Rules,
     user: UserRecord,
     period: Period,
@@ -246,7 +249,8 @@ pub fn user_standing(
         Some(account_pk) => Some(store.get_account(account_pk)?.account_id),
         None => None,
     };
-    Ok(UserStanding { user, plan, bypass, period, usage, features, refusals, account_id })
+    let fields = store.customer_fields(CustomerKey { kind: "user", id: &user.user_id })?;
+    Ok(UserStanding { user, plan, bypass, period, usage, features, refusals, account_id, fields })
 }
 
 pub fn history(
@@ -435,7 +439,7 @@ pub const ERASURE_CHUNK: u32 = 2000;
 /// unreachable. `None` when nothing names the user (no row, no answer, no event, no
 /// erasure already under way).
 pub fn begin_erasure(
-    tx: &(impl UsageWrite + AdminWrite + ?Sized),
+    tx: &(impl UsageWrite + AdminWrite + BillingWrite + ?Sized),
     user_id: &str,
     actor: Actor<'_>,
     now_ms: i64,
@@ -456,8 +460,17 @@ pub fn begin_erasure(
         started_at_ms: now_ms,
     });
     let refusals = tx.delete_refusals_of(user_id)? + tx.delete_terms_of(CustomerKey { kind: "user", id: user_id })?;
+    // Closed statements keep their sums: the user's lines stay, under the hash. (Their Stripe
+    // id and email were columns of the user row, deleted above.)
+    let statement_lines = tx.redact_statement_user(user_id, &erasure.hash)?;
     let (answers, events) = scrub(tx, &erasure)?;
-    if user.is_none() && refusals == 0 && answers == 0 && events == 0 && !tx.pending_erasures()?.contains(&erasure) {
+    if user.is_none()
+        && refusals == 0
+        && statement_lines == 0
+        && answers == 0
+        && events == 0
+        && !tx.pending_erasures()?.contains(&erasure)
+    {
         return Ok(None);
     }
     tx.redact_audit_target(user_id, &erasure.hash)?;

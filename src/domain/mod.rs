@@ -4,6 +4,8 @@
 
 pub(crate) mod account;
 pub(crate) mod admin;
+pub(crate) mod billing;
+pub(crate) mod customer;
 pub(crate) mod events;
 pub(crate) mod feature;
 pub(crate) mod gateway;
@@ -38,6 +40,8 @@ pub struct Rules {
     pub refusal_event_interval_ms: i64,
     /// Where events are queued for delivery.
     pub webhooks: Vec<events::WebhookRoute>,
+    /// The ISO 4217 code of every amount (plan prices, overage prices): `[billing] currency`.
+    pub currency: String,
 }
 
 impl Rules {

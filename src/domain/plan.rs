@@ -79,6 +79,16 @@ pub struct Plan {
     /// The metrics whose unused allowance rolls over to the next period, with the most that
     /// may roll over (`rollover_max`).
     pub rollover_max: IndexMap<String, u64>,
+    /// The metrics whose use past the limit is billed, with their price.
+    pub overage: IndexMap<String, Overage>,
+}
+
+/// The price of what passes a limit: `price_cents` for every started `per_units` units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overage {
+    pub price_cents: u64,
+    /// At least 1.
+    pub per_units: u64,
 }
 
 impl Plan {
@@ -184,6 +194,7 @@ pub(crate) mod tests {
             limits: [("prompts".to_owned(), prompts)].into_iter().collect(),
             features: IndexMap::new(),
             rollover_max: IndexMap::new(),
+            overage: IndexMap::new(),
         }
     }
 

@@ -154,6 +154,25 @@ impl<'p> Terms<'p> {
         Ok(Terms { plan, over })
     }
 
+    /// `plan` with the override that decided the end of `period`, as far as it is known now:
+    /// the stored one if it was set before the period ended and was active at its last
+    /// instant (an override set later replaced whatever there was: the plan's limits
+    /// apply, as for rollover). For a closed period's statement.
+    pub fn at_end_of(
+        store: &(impl UsageRead + ?Sized),
+        plan: &'p Plan,
+        customer: Customer<'_>,
+        period: Period,
+    ) -> Result<Terms<'p>, StoreError> {
+        let last_instant = period.end_unix_ms() - 1;
+        let over = store
+            .find_override(customer.key())?
+            .as_ref()
+            .and_then(Override::from_record)
+            .filter(|over| over.is_active(last_instant) && over.set_at_ms.is_none_or(|at| at <= last_instant));
+        Ok(Terms { plan, over })
+    }
+
     /// The metric's limit before grants and rollover, and where it comes from.
     pub fn base_limit(&self, metric: &str) -> (Limit, Source) {
         match self.over.as_ref().and_then(|over| over.limits.get(metric)) {

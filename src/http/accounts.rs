@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::features::FeatureSummaryJson;
 use super::params::{Params, count_param, period_param};
 use super::request::present;
-use super::users::{StandingJson, refused, rfc3339};
+use super::users::{StandingJson, fields_change, refused, rfc3339};
 use super::{Ctx, json_response, now_ms};
 use crate::app::accounts as ops;
 use crate::domain::account::AccountDetails;
@@ -25,6 +25,9 @@ pub struct AccountView {
     account_id: String,
     plan: String,
     created_at: String,
+    /// Billing fields the account carries (set with `PUT`).
+    stripe_customer_id: Option<String>,
+    email: Option<String>,
     period: Period,
     /// The pool: what the members recorded while members, against the account's plan.
     usage: IndexMap<String, StandingJson>,
@@ -47,6 +50,8 @@ impl AccountView {
             account_id: details.account.account_id.clone(),
             plan: details.plan.clone(),
             created_at: rfc3339(details.account.created_at_ms),
+            stripe_customer_id: details.fields.stripe_customer_id.clone(),
+            email: details.fields.email.clone(),
             period: details.period,
             usage: details
                 .usage
@@ -87,11 +92,29 @@ struct PlanBody {
     plan: String,
 }
 
-/// `PUT /v1/accounts/{account_id}`: creates the account or changes its plan (audited).
+/// The body of `PUT /v1/accounts/{id}`: a plan, billing fields (null: clear), or both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    #[serde(default, deserialize_with = "present")]
+    plan: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    stripe_customer_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+}
+
+/// `PUT /v1/accounts/{account_id}`: creates the account (on `plan`, else the default plan) or
+/// changes its plan and billing fields (audited).
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let account_id = account_id_param(ctx)?;
-    let body: PlanBody = ctx.json_body()?;
-    let details = ops::put(&ctx.app.store, &ctx.app.rules, &account_id, &body.plan, &actor(ctx))?;
+    let body: PutBody = ctx.json_body()?;
+    let fields = fields_change(body.stripe_customer_id, body.email)?;
+    if body.plan.is_none() && fields.is_empty() {
+        return Err(ApiError::invalid("give plan, stripe_customer_id or email (null to clear), or several"));
+    }
+    let change = ops::AccountChange { plan: body.plan, fields };
+    let details = ops::put(&ctx.app.store, &ctx.app.rules, &account_id, change, &actor(ctx))?;
     Ok(json_response(StatusCode::OK, &AccountView::new(&details)))
 }
 

@@ -191,6 +191,9 @@ impl From<AppError> for ApiError {
             AppError::DeliveryNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", message),
             AppError::DeliveryNotFailed(_) => ApiError::new(StatusCode::CONFLICT, "delivery_not_failed", message),
             AppError::ReservationNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "reservation_not_found", message),
+            AppError::PeriodNotEnded { period, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "period_not_ended", message).with("period", period)
+            }
             AppError::Store(error) => error.into(),
         }
     }

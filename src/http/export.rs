@@ -34,11 +34,7 @@ pub enum Format {
 impl Format {
     /// NDJSON when the client's `Accept` names it, else one JSON document.
     pub fn accepted(ctx: &Ctx<'_>) -> Format {
-        let accept = ctx.request.headers().get_all(header::ACCEPT);
-        let ndjson = accept.iter().filter_map(|value| value.to_str().ok()).any(|value| {
-            value.split(',').any(|range| range.split(';').next().unwrap_or("").trim() == "application/x-ndjson")
-        });
-        if ndjson { Format::Ndjson } else { Format::Json }
+        if super::request::accepts(ctx.request, "application/x-ndjson") { Format::Ndjson } else { Format::Json }
     }
 
     fn content_type(self) -> &'static str {
@@ -114,6 +110,8 @@ fn write_small_parts(
             "plan": user.plan,
             "created_at": rfc3339(user.created_at_ms),
             "updated_at": rfc3339(export.updated_at_ms),
+            "stripe_customer_id": terms.fields.stripe_customer_id,
+            "email": terms.fields.email,
         },
     }))?;
     writer.section("counters")?;

@@ -10,6 +10,7 @@ mod accounts;
 mod admin;
 mod auth;
 mod batch;
+mod billing;
 mod body;
 mod compat;
 mod dashboard;

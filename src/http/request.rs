@@ -124,6 +124,16 @@ pub fn query(request: &Head, allowed: &[&str]) -> Result<HashMap<String, String>
     Ok(parameters)
 }
 
+/// Whether the request's `Accept` names `media_type` (parameters and quality aside).
+pub fn accepts(request: &Head, media_type: &str) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.split(',').any(|range| essence(range).eq_ignore_ascii_case(media_type)))
+}
+
 /// A header's value as text; `None` when absent; 400 when not visible ASCII.
 pub fn header_text<'r>(request: &'r Head, name: &HeaderName) -> Result<Option<&'r str>, ApiError> {
     match request.headers().get(name) {

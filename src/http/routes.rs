@@ -6,8 +6,8 @@
 use super::auth::Access;
 use super::error::ApiError;
 use super::{
-    Body, Ctx, accounts, admin, batch, compat, dashboard, features, gateway, health, ofrep, reservations, telemetry,
-    terms, usage, users,
+    Body, Ctx, accounts, admin, batch, billing, compat, dashboard, features, gateway, health, ofrep, reservations,
+    telemetry, terms, usage, users,
 };
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
@@ -114,6 +114,8 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/v1/admin/offenders",                      Admin,   Nothing, Blocking(admin::get_offenders),   &["period", "metric", "limit"]),
     route(GET,    "/v1/admin/plans",                          Admin,   Nothing, Blocking(admin::get_plans),       &[]),
     route(GET,    "/v1/admin/audit",                          Admin,   Nothing, Blocking(admin::get_audit),       &["limit", "before"]),
+    route(GET,    "/v1/admin/billing",                        Admin,   Nothing, Blocking(billing::report),        &["period", "format"]),
+    route(GET,    "/v1/admin/billing/stripe-meter-events",    Admin,   Nothing, Blocking(billing::stripe_meter_events), &["period"]),
     route(POST,   "/v1/admin/cleanup",                        Admin,   Json,    Blocking(admin::post_cleanup),    &[]),
     route(GET,    "/v1/admin/users/{user_id}",                Admin,   Nothing, Blocking(admin::get_user),        &["months"]),
     route(DELETE, "/v1/admin/users/{user_id}",                Admin,   Nothing, Blocking(admin::delete_user),     &[]),

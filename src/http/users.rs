@@ -7,6 +7,7 @@ use super::{Ctx, json_response, now_ms};
 use crate::app::accounts;
 use crate::app::admin as ops;
 use crate::domain::admin::UserStanding;
+use crate::domain::customer::{self, FieldsChange};
 use crate::domain::events::EventType;
 use crate::domain::period::Period;
 use crate::domain::plan::Enforcement;
@@ -28,6 +29,9 @@ pub struct UserView {
     /// The account the user is a member of; `usage` is then the account's pool.
     account_id: Option<String>,
     created_at: String,
+    /// Billing fields the user carries (set with `PUT`).
+    stripe_customer_id: Option<String>,
+    email: Option<String>,
     period: Period,
     bypass: bool,
     usage: IndexMap<String, StandingJson>,
@@ -86,12 +90,14 @@ pub fn rfc3339(unix_ms: i64) -> String {
 impl UserView {
     pub fn new(standing: &UserStanding) -> UserView {
         const FEATURE_REFUSALS: [EventType; 2] = [EventType::RateLimited, EventType::FeatureDenied];
-        let UserStanding { user, plan, bypass, period, usage, features, refusals, account_id } = standing;
+        let UserStanding { user, plan, bypass, period, usage, features, refusals, account_id, fields } = standing;
         UserView {
             user_id: user.user_id.clone(),
             plan: plan.clone(),
             account_id: account_id.clone(),
             created_at: rfc3339(user.created_at_ms),
+            stripe_customer_id: fields.stripe_customer_id.clone(),
+            email: fields.email.clone(),
             period: *period,
             bypass: *bypass,
             usage: usage
@@ -138,7 +144,8 @@ pub(super) struct PlanBody {
     pub(super) plan: String,
 }
 
-/// The body of `PUT /v1/users/{id}`: a plan, an account to join (null: leave), or both.
+/// The body of `PUT /v1/users/{id}`: a plan, an account to join (null: leave), billing
+/// fields (null: clear), or any of them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
@@ -147,6 +154,25 @@ struct PutBody {
     /// Absent: membership unchanged; null: leave the account; an id: join it.
     #[serde(default, deserialize_with = "present")]
     account_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    stripe_customer_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+}
+
+/// The billing fields of a `PUT` body, on users and accounts alike: absent keeps a field,
+/// null clears it, a value (checked here, before anything changes) sets it.
+pub(super) fn fields_change(
+    stripe_customer_id: Option<Option<String>>,
+    email: Option<Option<String>>,
+) -> Result<FieldsChange, ApiError> {
+    if let Some(Some(id)) = &stripe_customer_id {
+        customer::validate_stripe_customer_id(id).map_err(ApiError::invalid)?;
+    }
+    if let Some(Some(email)) = &email {
+        customer::validate_email(email).map_err(ApiError::invalid)?;
+    }
+    Ok(FieldsChange { stripe_customer_id, email })
 }
 
 /// Sets `user_id`'s plan, creating the user if needed, audited under `actor` when given;
@@ -161,8 +187,11 @@ pub fn set_plan(ctx: &Ctx<'_>, user_id: &UserId, plan: &str, actor: Option<&str>
 pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let user_id = user_id_param(ctx)?;
     let body: PutBody = ctx.json_body()?;
-    if body.plan.is_none() && body.account_id.is_none() {
-        return Err(ApiError::invalid("give plan, account_id (null to leave the account), or both"));
+    let fields = fields_change(body.stripe_customer_id, body.email)?;
+    if body.plan.is_none() && body.account_id.is_none() && fields.is_empty() {
+        return Err(ApiError::invalid(
+            "give plan, account_id (null to leave the account), stripe_customer_id or email (null to clear), or several",
+        ));
     }
     let account_id = match body.account_id {
         Some(Some(text)) => Some(Some(
@@ -171,7 +200,7 @@ pub fn put(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         Some(None) => Some(None),
         None => None,
     };
-    let change = accounts::UserChange { plan: body.plan, account_id };
+    let change = accounts::UserChange { plan: body.plan, account_id, fields };
     // Every change is audited, under the calling key's name.
     let view = accounts::change_user(
         &ctx.app.store,

@@ -21,7 +21,7 @@ pub struct TableCounts {
 
 /// Tally's tables in an order that satisfies their foreign keys, with the identity column
 /// whose sequence must continue after the copied ids.
-const TABLES: [(&str, Option<&str>); 22] = [
+const TABLES: [(&str, Option<&str>); 24] = [
     ("accounts", Some("id")),
     ("users", Some("id")),
     ("usage_counters", None),
@@ -44,6 +44,8 @@ const TABLES: [(&str, Option<&str>); 22] = [
     ("dashboard_sessions", None),
     ("leases", None),
     ("erasures", None),
+    ("billing_closings", None),
+    ("billing_lines", None),
 ];
 
 /// One value read from SQLite, converted to the PostgreSQL column's type.

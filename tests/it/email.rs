@@ -1,9 +1,10 @@
 //! Email alerts through a real SMTP server (aiosmtpd, installed by scripts/install-python.sh,
 //! started here on a loopback port): a threshold crossing is mailed with a plain-text and an
 //! HTML part carrying the numbers; a mail whose relay is down is retried and delivered after
-//! a restart of Tally once the relay is back.
+//! a restart of Tally once the relay is back; mails to "customer" go to the address stored on
+//! the user.
 
-use crate::support::{Client, Setup, python, track};
+use crate::support::{Client, Setup, Tally, python, track};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -139,4 +140,33 @@ fn a_threshold_crossing_is_mailed_and_a_mail_the_relay_missed_arrives_after_a_re
         assert!(Instant::now() < deadline, "{:#?}", deliveries(&mut client));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn mail_to_the_customer_goes_to_the_address_on_file_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = free_addr();
+    let sink = Sink::start(smtp, &dir.path().join("mail"));
+    let rules = "[[email.alerts]]\nevents = [\"threshold_crossed\"]\nto = \"customer\"\n";
+    let tally: Tally = setup(smtp, rules).start();
+    let mut client = tally.client();
+    let put = client.put("/v1/users/bea", &serde_json::json!({ "email": "bea@example.org" }));
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    track(&mut client, "bea", "prompts", 24);
+    let mails = sink.wait_for(1);
+    assert_eq!(mails[0]["to"], "bea@example.org");
+
+    // No address on file: the delivery fails for good at once, with the reason.
+    track(&mut client, "cal", "prompts", 24);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let failed = client.get("/v1/admin/webhooks/deliveries?status=failed").json()["deliveries"].clone();
+        if let Some(delivery) = failed.as_array().unwrap().first() {
+            assert!(delivery["last_error"].as_str().unwrap().contains("no email address"), "{delivery}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", deliveries(&mut client));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sink.mails().len(), 1, "nothing was sent for cal");
 }

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod backend;
 mod batch;
+mod billing;
 mod browser;
 mod cli;
 mod copy;

@@ -221,8 +221,12 @@ export class Tally {
     return this.request({ method: "GET", path: `/v1/users/${encodeURIComponent(userId)}`, query: { period } });
   }
 
-  /** Creates the user, changes their plan, joins an account (null: leaves it). */
-  putUser(userId: string, change: { plan?: string; account_id?: string | null }): Promise<UserView> {
+  /** Creates the user, changes their plan, joins an account (null: leaves it), sets or clears
+   * (null) their Stripe customer id and email. */
+  putUser(
+    userId: string,
+    change: { plan?: string; account_id?: string | null; stripe_customer_id?: string | null; email?: string | null },
+  ): Promise<UserView> {
     return this.request({ method: "PUT", path: `/v1/users/${encodeURIComponent(userId)}`, body: change });
   }
 
@@ -242,6 +246,9 @@ export class Tally {
     plans: () => this.request<Schemas["PlanDistribution"]>({ method: "GET", path: "/v1/admin/plans" }),
     offenders: (query: { period?: string; metric?: string; limit?: number } = {}) =>
       this.request<Schemas["OffendersReport"]>({ method: "GET", path: "/v1/admin/offenders", query }),
+    /** What each paying customer owes for a month (JSON; a past month's statement is closed). */
+    billing: (period?: string) =>
+      this.request<Schemas["BillingReport"]>({ method: "GET", path: "/v1/admin/billing", query: { period } }),
     user: (userId: string, months?: number) =>
       this.request<Schemas["AdminUserDetails"]>({
         method: "GET",

@@ -375,10 +375,13 @@ export interface paths {
          *     to usage already recorded. `account_id` makes the user a member of
          *     that account (404 `account_not_found`; 409 `account_full` past its
          *     plan's `max_members`), or null leaves it; usage recorded before
-         *     joining stays with the user. A refusal changes nothing. Idempotent.
-         *     Returns the user as `GET` would for the current period. A service key
-         *     may call it. Audited (`plan_changed`, `membership_changed`) under the
-         *     calling key's name.
+         *     joining stays with the user. `stripe_customer_id` and `email` set
+         *     the user's billing fields (null clears one; left out, it is kept);
+         *     a malformed one is a 400 `invalid_request` naming it. A refusal
+         *     changes nothing. Idempotent. Returns the user as `GET` would for the
+         *     current period. A service key may call it. Audited (`plan_changed`,
+         *     `membership_changed`, `customer_fields_changed`, which names the
+         *     fields changed but not their values) under the calling key's name.
          */
         put: operations["putUser"];
         post?: never;
@@ -408,12 +411,16 @@ export interface paths {
          */
         get: operations["getAccount"];
         /**
-         * Create an account or set its plan
-         * @description Creates the account on `plan`, or moves it to `plan`; the pool's
-         *     counters are kept and the new limits apply at once. A service key may
-         *     call it. Audited (`account_created` or `account_plan_changed`) under
-         *     the calling key's name. Account ids follow the user id rules. Users
-         *     join with `PUT /v1/users/{user_id}` `{"account_id": ...}`.
+         * Create an account, set its plan or its billing fields
+         * @description Creates the account on `plan` (left out: the default plan), or moves
+         *     it to `plan`; the pool's counters are kept and the new limits apply
+         *     at once. `stripe_customer_id` and `email` set the account's billing
+         *     fields (null clears one; left out, it is kept); a malformed one is a
+         *     400 `invalid_request` naming it, and changes nothing. A service key
+         *     may call it. Audited (`account_created`, `account_plan_changed`,
+         *     `customer_fields_changed`) under the calling key's name. Account ids
+         *     follow the user id rules. Users join with `PUT /v1/users/{user_id}`
+         *     `{"account_id": ...}`.
          */
         put: operations["putAccount"];
         post?: never;
@@ -883,6 +890,93 @@ export interface paths {
          *     when the page was not full (there is nothing older).
          */
         get: operations["adminAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/billing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What each paying customer owes for a month
+         * @description Needs an admin key. One line per paying customer of `period`: an
+         *     account (its pool; its members are not listed), or a user in no
+         *     account. A customer pays when its plan's price or an overage amount
+         *     is above zero. Per metric: `included` (the limit with grants and
+         *     rollover; null when unlimited), `used`, `overage_units` (the use past
+         *     `included`, rounded up to a multiple of the limit's `overage.per_units`;
+         *     without an overage price, the plain excess, billed nothing) and
+         *     `overage_cents` (a started block of `per_units` costs `price_cents`).
+         *     Accounts come first, then users, each by id; `totals` sum every
+         *     line (`used` equals the sum of the listed customers' counters).
+         *
+         *     The current month is computed live (`closed: false`). A past month's
+         *     statement is closed at its first report (audited `statement_closed`)
+         *     and read back ever after (`closed: true`, `closed_at`): later plan
+         *     changes, overrides, grants, prices, a new currency and late tracks
+         *     into that month leave it as it was. Closing takes each customer's
+         *     plan and membership as they are then, the override set before the
+         *     month ended and active at its last instant, and the grants valid
+         *     then. A month that has not begun is 400.
+         *
+         *     JSON by default; CSV with `?format=csv` or `Accept: text/csv`
+         *     (`format` wins over `Accept`). CSV columns, in this order:
+         *     `period, customer_kind, customer_id, plan, plan_price_cents,
+         *     currency`, then for each metric of the statement, in config order,
+         *     `<metric>_included, <metric>_used, <metric>_overage_units,
+         *     <metric>_overage_cents`, then `overage_cents, total_cents`; an
+         *     unlimited `included` is an empty cell. The last row has
+         *     `customer_kind` `total`, the number of customers in `customer_id`,
+         *     and every column summed but the included amounts. Text cells are
+         *     quoted as RFC 4180 says; one that starts with `=`, `+`, `-` or `@`
+         *     gets a leading `'` (spreadsheet formula injection). Lines end CRLF.
+         *     The answer streams a page of customers at a time; a read failing
+         *     midway cuts the connection.
+         */
+        get: operations["adminBilling"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/billing/stripe-meter-events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A past month's use as Stripe meter events
+         * @description Needs an admin key. NDJSON, one Stripe v2 meter event a line
+         *     (`POST https://api.stripe.com/v2/billing/meter_events` takes each as
+         *     its body), for every customer of the month's closed statement (closed
+         *     now if this is its first report) that has a `stripe_customer_id`
+         *     now, and every metric it used in the month, paying or not. Use is
+         *     sent once a month has ended: the current month is 409
+         *     `period_not_ended`.
+         *
+         *     `event_name` is `tally_<metric>` (create the Stripe meter with that
+         *     name, aggregation sum); `identifier` is `tally_<period>_` and 32 hex
+         *     digits of a SHA-256 of the period, the customer and the metric, the
+         *     same on every export, so Stripe drops a resend (it deduplicates
+         *     identifiers for at least 24 hours); `payload.value` is the month's
+         *     use as a string; `timestamp` is the month's last second (Stripe
+         *     accepts events up to 35 days old: send within 35 days of the month's
+         *     end).
+         */
+        get: operations["adminStripeMeterEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1900,12 +1994,37 @@ export interface components {
                 retry_after_ms: number;
             };
         };
-        /** @description At least one of `plan` and `account_id`. */
+        /** @description At least one of `plan`, `account_id`, `stripe_customer_id` and `email`. */
         PutUserRequest: {
             plan?: components["schemas"]["Plan"];
             /** @description Join this account (404 `account_not_found`; 409 `account_full` past the plan's `max_members`), or null to leave it. */
             account_id?: components["schemas"]["UserId"] | null;
+            /** @description Set the Stripe customer id, or null to clear it. */
+            stripe_customer_id?: components["schemas"]["StripeCustomerId"] | null;
+            /** @description Set the email address, or null to clear it. */
+            email?: components["schemas"]["Email"] | null;
         };
+        /** @description At least one of `plan`, `stripe_customer_id` and `email`. */
+        PutAccountRequest: {
+            plan?: components["schemas"]["Plan"];
+            /** @description Set the Stripe customer id, or null to clear it. */
+            stripe_customer_id?: components["schemas"]["StripeCustomerId"] | null;
+            /** @description Set the email address, or null to clear it. */
+            email?: components["schemas"]["Email"] | null;
+        };
+        /**
+         * @description A Stripe customer id, as Stripe shows it.
+         * @example cus_NffrFeUfNV2Hib
+         */
+        StripeCustomerId: string;
+        /**
+         * @description An ASCII address `local@domain`: a local part of letters, digits and
+         *     ``!#$%&'*+/=?^_`{|}~-``, with dots only between them; a domain of
+         *     dot-separated labels (letters, digits, inner hyphens) whose last is
+         *     two letters or more.
+         * @example billing@example.com
+         */
+        Email: string;
         Override: {
             /** @description Per metric name, a limit that replaces the plan's. */
             limits?: {
@@ -1955,6 +2074,10 @@ export interface components {
             plan: components["schemas"]["Plan"];
             /** Format: date-time */
             created_at: string;
+            /** @description The account's Stripe customer id (the meter events carry it). */
+            stripe_customer_id: string | null;
+            /** @description The account's email address. */
+            email: string | null;
             period: components["schemas"]["Period"];
             /** @description The pool per metric name for `period`, against the account's plan. */
             usage: {
@@ -2094,6 +2217,8 @@ export interface components {
          *       "plan": "solo",
          *       "account_id": null,
          *       "created_at": "2026-10-02T10:00:00.000Z",
+         *       "stripe_customer_id": "cus_NffrFeUfNV2Hib",
+         *       "email": null,
          *       "period": "2026-11",
          *       "bypass": false,
          *       "usage": {
@@ -2151,6 +2276,10 @@ export interface components {
             account_id: string | null;
             /** Format: date-time */
             created_at: string;
+            /** @description The user's own Stripe customer id (a member is billed through the account, which has its own). */
+            stripe_customer_id: string | null;
+            /** @description The user's email address. */
+            email: string | null;
             period: components["schemas"]["Period"];
             bypass: boolean;
             /** @description Usage per metric name for `period`. */
@@ -2361,7 +2490,7 @@ export interface components {
             retention_months: number;
         };
         /** @enum {string} */
-        EventType: "limit_exceeded" | "threshold_crossed" | "soft_limit_exceeded" | "rate_limited" | "feature_denied" | "plan_changed" | "usage_reset" | "cleanup" | "user_erased";
+        EventType: "limit_exceeded" | "threshold_crossed" | "soft_limit_exceeded" | "rate_limited" | "feature_denied" | "plan_changed" | "usage_reset" | "cleanup" | "user_erased" | "forecast_exceeds_limit";
         Event: {
             /**
              * Format: uuid
@@ -2433,6 +2562,91 @@ export interface components {
             /** @description How the audit log names the erased user from now on. */
             user_id_hash: string;
         };
+        MetricCharge: {
+            included: components["schemas"]["NullableCount"];
+            used: number;
+            overage_units: number;
+            overage_cents: number;
+        };
+        BillingLine: {
+            /** @enum {string} */
+            customer_kind: "account" | "user";
+            /** @description The account's or user's id (an erased user's `sha256:` name). */
+            customer_id: string;
+            /** @description The plan billed (for a closed month */
+            plan: string;
+            plan_price_cents: number;
+            /** @description Per metric name, in the statement's metric order. */
+            metrics: {
+                [key: string]: components["schemas"]["MetricCharge"];
+            };
+            overage_cents: number;
+            /** @description plan_price_cents + overage_cents. */
+            total_cents: number;
+        };
+        /**
+         * @example {
+         *       "period": "2026-11",
+         *       "currency": "USD",
+         *       "closed": true,
+         *       "closed_at": "2026-12-01T01:00:00.000Z",
+         *       "customers": [
+         *         {
+         *           "customer_kind": "user",
+         *           "customer_id": "sol",
+         *           "plan": "solo",
+         *           "plan_price_cents": 1900,
+         *           "metrics": {
+         *             "prompts": {
+         *               "included": 10000,
+         *               "used": 12050,
+         *               "overage_units": 2100,
+         *               "overage_cents": 21
+         *             }
+         *           },
+         *           "overage_cents": 21,
+         *           "total_cents": 1921
+         *         }
+         *       ],
+         *       "totals": {
+         *         "customers": 1,
+         *         "plan_price_cents": 1900,
+         *         "metrics": {
+         *           "prompts": {
+         *             "used": 12050,
+         *             "overage_units": 2100,
+         *             "overage_cents": 21
+         *           }
+         *         },
+         *         "overage_cents": 21,
+         *         "total_cents": 1921
+         *       }
+         *     }
+         */
+        BillingReport: {
+            period: components["schemas"]["Period"];
+            /** @description The ISO 4217 code of every amount (`[billing] currency`; a closed statement keeps the one it closed with). */
+            currency: string;
+            /** @description False for the current month (live); true for a past month's closed statement. */
+            closed: boolean;
+            /** Format: date-time */
+            closed_at: string | null;
+            /** @description Paying customers, accounts first, then users, each by id. */
+            customers: components["schemas"]["BillingLine"][];
+            totals: {
+                customers: number;
+                plan_price_cents: number;
+                metrics: {
+                    [key: string]: {
+                        used: number;
+                        overage_units: number;
+                        overage_cents: number;
+                    };
+                };
+                overage_cents: number;
+                total_cents: number;
+            };
+        };
         HistoryEntry: {
             period: components["schemas"]["Period"];
             usage: components["schemas"]["MetricValues"];
@@ -2457,6 +2671,8 @@ export interface components {
                 created_at: string;
                 /** Format: date-time */
                 updated_at: string;
+                stripe_customer_id: string | null;
+                email: string | null;
             };
             /** @description Newest period first, then by metric. */
             counters: {
@@ -4123,10 +4339,11 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "plan": "teams"
+                 *       "plan": "teams",
+                 *       "stripe_customer_id": "cus_NffrFeUfNV2Hib"
                  *     }
                  */
-                "application/json": components["schemas"]["PlanRequest"];
+                "application/json": components["schemas"]["PutAccountRequest"];
             };
         };
         responses: {
@@ -5698,6 +5915,91 @@ export interface operations {
             400: components["responses"]["AdminBadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminBilling: {
+        parameters: {
+            query?: {
+                /** @description The month, `YYYY-MM` (UTC). Defaults to the current month. */
+                period?: components["schemas"]["Period"];
+                /** @description `json` or `csv`; left out, `Accept: text/csv` chooses CSV. */
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BillingReport"];
+                    /**
+                     * @example period,customer_kind,customer_id,plan,plan_price_cents,currency,prompts_included,prompts_used,prompts_overage_units,prompts_overage_cents,overage_cents,total_cents
+                     *     2026-11,user,sol,solo,1900,USD,10000,12050,100,1,1,1901
+                     *     2026-11,total,1,,1900,USD,,12050,100,1,1,1901
+                     */
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["AdminBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminStripeMeterEvents: {
+        parameters: {
+            query?: {
+                /** @description The month, `YYYY-MM` (UTC). Defaults to the previous month. */
+                period?: components["schemas"]["Period"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The events, one JSON object a line. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example {"event_name":"tally_prompts","identifier":"tally_2026-11_3f1c0de4b1a2e9d87c6b5a4f3e2d1c0b","payload":{"stripe_customer_id":"cus_NffrFeUfNV2Hib","value":"12050"},"timestamp":"2026-11-30T23:59:59Z"} */
+                    "application/x-ndjson": string;
+                };
+            };
+            400: components["responses"]["AdminBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description The month has not ended (`period_not_ended`, with `period`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "period_not_ended",
+                     *         "message": "period 2026-12 has not ended: meter events are sent once a period has ended (2026-12 is still running)",
+                     *         "period": "2026-12"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             429: components["responses"]["TooManyAuthFailures"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

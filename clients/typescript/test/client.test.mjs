@@ -110,6 +110,19 @@ test("accounts and the admin methods", async () => {
   assert.equal((await admin.getAccount("ts-team")).usage.prompts.limit, 40);
 });
 
+test("billing fields and the month's billing report", async () => {
+  const admin = new Tally({ baseUrl: server.url, apiKey: ADMIN_KEY });
+  const view = await admin.putUser("ts-payer", { plan: "solo", stripe_customer_id: "cus_Ts1", email: "ts@example.com" });
+  assert.equal(view.stripe_customer_id, "cus_Ts1");
+  assert.equal(view.email, "ts@example.com");
+  await admin.track("ts-payer", "prompts", { amount: 10_101 });
+  const report = await admin.admin.billing();
+  assert.equal(report.closed, false);
+  const line = report.customers.find((customer) => customer.customer_id === "ts-payer");
+  assert.deepEqual(line.metrics.prompts, { included: 10_000, used: 10_101, overage_units: 200, overage_cents: 2 });
+  assert.equal(line.total_cents, 1_902);
+});
+
 test("the origin design's functions keep their names and result shapes", async () => {
   configureTally({ baseUrl: server.url, apiKey: SERVICE_KEY });
   const usage = await checkUsage("ts-origin", "prompts", 5);

@@ -325,6 +325,48 @@ pub trait EventWrite: EventRead {
     fn redact_event_user(&self, user_id: &str, replacement: &str, limit: u32) -> Result<u64>;
 }
 
+/// Reads behind billing: a customer's billing fields, the customers a statement lists (in
+/// pages, with their counters of the period), and closed statements.
+pub trait BillingRead {
+    /// The customer's Stripe id and email; both None when none is set or there is no such
+    /// customer.
+    fn customer_fields(&self, customer: CustomerKey<'_>) -> Result<CustomerFields>;
+    /// Up to `limit` accounts by account id, ascending, after `after` when given, each with
+    /// its pooled counters of `period`.
+    fn billing_accounts(
+        &self,
+        period: Period,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CustomerCounters<AccountRecord>>>;
+    /// Up to `limit` users who are members of no account, by user id, ascending, after
+    /// `after` when given, each with their counters of `period`.
+    fn billing_users(
+        &self,
+        period: Period,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CustomerCounters<UserRecord>>>;
+    fn find_closing(&self, period: Period) -> Result<Option<ClosingRecord>>;
+    /// Up to `limit` stored lines of the period's statement by (customer kind, customer id),
+    /// after `after` when given, with each customer's Stripe id as it is now.
+    fn statement_lines(&self, period: Period, after: Option<CustomerKey<'_>>, limit: u32)
+    -> Result<Vec<StatementLine>>;
+}
+
+/// Billing's changes; only a write transaction implements it.
+pub trait BillingWrite: BillingRead {
+    /// Replaces the customer's Stripe id and email (None clears); false, and nothing changed,
+    /// when there is no such customer.
+    fn set_customer_fields(&self, customer: CustomerKey<'_>, fields: &CustomerFields, now_ms: i64) -> Result<bool>;
+    /// Creates or replaces the period's closing.
+    fn save_closing(&self, closing: &ClosingRecord) -> Result<()>;
+    /// Stores a customer's line of a period's statement; a line already stored is kept.
+    fn add_statement_line(&self, period: Period, customer: CustomerKey<'_>, line: &str) -> Result<()>;
+    /// Renames a user in every stored statement (for erasure); returns how many lines.
+    fn redact_statement_user(&self, user_id: &str, replacement: &str) -> Result<u64>;
+}
+
 /// Dashboard logins, shared by every node on one database.
 pub trait SessionRead {
     fn find_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<SessionRecord>>;
@@ -341,7 +383,7 @@ pub trait SessionWrite: SessionRead {
 }
 
 /// Everything a read connection offers.
-pub trait ReadTx: UsageRead + AdminRead + EventRead + SessionRead {}
+pub trait ReadTx: UsageRead + AdminRead + EventRead + SessionRead + BillingRead {}
 
 /// Everything a write transaction offers.
-pub trait WriteTx: ReadTx + UsageWrite + AdminWrite + EventWrite + SessionWrite {}
+pub trait WriteTx: ReadTx + UsageWrite + AdminWrite + EventWrite + SessionWrite + BillingWrite {}

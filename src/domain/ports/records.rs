@@ -46,6 +46,44 @@ pub struct GrantRecord {
     pub created_at_ms: i64,
 }
 
+/// What a customer carries for billing and mail; each may be unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerFields {
+    pub stripe_customer_id: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A customer (a user or an account) with their counters of one period, by metric.
+pub type CustomerCounters<C> = (C, Vec<(String, u64)>);
+
+/// A period's statement being closed (written once, in steps) or closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosingRecord {
+    pub period: String,
+    /// The currency its amounts are in, as configured when it closed.
+    pub currency: String,
+    /// Its metrics, comma-separated, in the order configured when it closed.
+    pub metrics: String,
+    /// Where the next step goes on: "account" or "user" (accounts are written first).
+    pub cursor_kind: String,
+    /// The last customer of that kind written; None before the first.
+    pub cursor_id: Option<String>,
+    pub started_at_ms: i64,
+    /// None while steps remain.
+    pub closed_at_ms: Option<i64>,
+}
+
+/// One stored line of a closed statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementLine {
+    pub customer_kind: String,
+    pub customer_id: String,
+    /// JSON, as the domain wrote it.
+    pub line: String,
+    /// The customer's Stripe id now (None: not set, or the customer is gone).
+    pub stripe_customer_id: Option<String>,
+}
+
 /// (plan, how many) rows.
 pub type PlanCounts = Vec<(String, u64)>;
 

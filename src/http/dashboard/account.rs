@@ -176,7 +176,7 @@ fn plan_form(ctx: &Ctx<'_>, details: &AccountDetails, visitor: &Visitor, path: &
                         select #account-plan name="plan" {
                             @for plan in ctx.app.rules.catalog.plans() {
                                 option value=(plan.name) selected[plan.name == details.plan] {
-                                    (plan.name) " (" (money(plan.price_cents)) " a month)"
+                                    (plan.name) " (" (money(plan.price_cents, &ctx.app.rules.currency)) " a month)"
                                 }
                             }
                         }

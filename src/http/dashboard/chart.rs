@@ -24,7 +24,8 @@ struct PlanRow {
 
 /// One labelled bar per plan: its users, or its revenue estimate, as a share of all. Percent
 /// positions keep the text at its size on any width.
-pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> Markup {
+/// Amounts are in `currency`.
+pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure, currency: &str) -> Markup {
     const ROW: usize = 46;
     let users_total: u64 = plans.iter().map(|plan| plan.users).sum();
     let revenue_total: u64 = plans.iter().map(|plan| plan.revenue_cents).fold(0, u64::saturating_add);
@@ -36,15 +37,15 @@ pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> Markup {
                 PlanMeasure::Users => PlanRow {
                     value: users,
                     share_text: percent(plan.share),
-                    note: format!("{} a month each", money(plan.price_cents)),
+                    note: format!("{} a month each", money(plan.price_cents, currency)),
                     share: plan.share,
                 },
                 PlanMeasure::Revenue => {
                     let share = if revenue_total == 0 { 0.0 } else { plan.revenue_cents as f64 / revenue_total as f64 };
                     PlanRow {
-                        value: money(plan.revenue_cents),
+                        value: money(plan.revenue_cents, currency),
                         share_text: percent(share),
-                        note: format!("{users} x {}", money(plan.price_cents)),
+                        note: format!("{users} x {}", money(plan.price_cents, currency)),
                         share,
                     }
                 }
@@ -54,7 +55,7 @@ pub fn plan_bars(plans: &[PlanShare], measure: PlanMeasure) -> Markup {
     let (what, class) = match measure {
         PlanMeasure::Users => (format!("Users per plan, {} in all", thousands(users_total)), "bar now"),
         PlanMeasure::Revenue => {
-            (format!("Revenue estimate per plan, {} a month in all", money(revenue_total)), "bar rev")
+            (format!("Revenue estimate per plan, {} a month in all", money(revenue_total, currency)), "bar rev")
         }
     };
     let described: Vec<String> = plans
@@ -241,12 +242,12 @@ mod tests {
                 revenue_cents: 9800,
             },
         ];
-        let svg = plan_bars(&plans, PlanMeasure::Users).into_string();
+        let svg = plan_bars(&plans, PlanMeasure::Users, "USD").into_string();
         assert!(svg.contains("2 users</tspan> · 50%"), "{svg}");
-        assert!(svg.contains("<title>teams: 2 users (50%), 49.00 a month each</title>"));
-        let svg = plan_bars(&plans, PlanMeasure::Revenue).into_string();
-        assert!(svg.contains("98.00</tspan> · 100%"), "{svg}");
-        assert!(svg.contains("<title>teams: 98.00 (100%), 2 users x 49.00</title>"));
-        assert!(svg.contains("<title>trial: 0.00 (0%), 2 users x 0.00</title>"));
+        assert!(svg.contains("<title>teams: 2 users (50%), 49.00 USD a month each</title>"));
+        let svg = plan_bars(&plans, PlanMeasure::Revenue, "EUR").into_string();
+        assert!(svg.contains("98.00 EUR</tspan> · 100%"), "{svg}");
+        assert!(svg.contains("<title>teams: 98.00 EUR (100%), 2 users x 49.00 EUR</title>"));
+        assert!(svg.contains("<title>trial: 0.00 EUR (0%), 2 users x 0.00 EUR</title>"));
     }
 }

@@ -132,9 +132,9 @@ pub fn metric_label(name: &str) -> String {
     }
 }
 
-/// Cents as a plain amount: `11700` as `117.00` (the config names no currency).
-pub fn money(cents: u64) -> String {
-    format!("{}.{:02}", thousands(cents / 100), cents % 100)
+/// Cents of `currency` (`[billing] currency`) as an amount: `11700` as `117.00 USD`.
+pub fn money(cents: u64, currency: &str) -> String {
+    format!("{}.{:02} {currency}", thousands(cents / 100), cents % 100)
 }
 
 /// Unix milliseconds as `2026-11-03 14:22 UTC`.
@@ -179,8 +179,8 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(12_725), "12,725");
         assert_eq!(thousands(1_500_000_000), "1,500,000,000");
-        assert_eq!(money(11_700), "117.00");
-        assert_eq!(money(1_234_505), "12,345.05");
+        assert_eq!(money(11_700, "USD"), "117.00 USD");
+        assert_eq!(money(1_234_505, "EUR"), "12,345.05 EUR");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Overview {
     pub summary: Summary,
     /// Totals of every metric per month, oldest first, ending with `period`.
     pub months: Vec<(Period, MetricValues)>,
+    /// Of every amount shown.
+    pub currency: String,
 }
 
 pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
@@ -43,7 +45,8 @@ pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
     let read = ops::overview(&ctx.app.store, &ctx.app.rules, period, &metric, TOP_USERS, MONTHS)?;
     let (summary, months) = (read.summary, read.months);
     let metrics = catalog.metrics().cloned().collect();
-    let overview = Overview { period, current, metrics, summary, months };
+    let currency = ctx.app.rules.currency.clone();
+    let overview = Overview { period, current, metrics, summary, months, currency };
     Ok(Page { title: format!("Overview {period}"), tab: Tab::Overview, content: render(&overview) })
 }
 
@@ -74,7 +77,7 @@ fn card(key: &str, label: &str, raw: u64, shown: &str, note: &str) -> Markup {
 }
 
 pub fn render(view: &Overview) -> Markup {
-    let Overview { period, current, metrics, summary, months } = view;
+    let Overview { period, current, metrics, summary, months, currency } = view;
     let first_metric = metrics.first().map_or("", |metric| metric.name.as_str());
     let users_total = summary.distribution.users_total;
     let revenue = summary.distribution.revenue_cents_total;
@@ -112,7 +115,7 @@ pub fn render(view: &Overview) -> Markup {
                 (card(name, &metric_label(name), *value, &unit.value(*value), &note))
             }
             (card("active_users", "Active users", summary.active_users, &thousands(summary.active_users), &active_note))
-            (card("revenue_cents", "Revenue estimate", revenue, &money(revenue), "a month at current prices"))
+            (card("revenue_cents", "Revenue estimate", revenue, &money(revenue, currency), "a month at current prices"))
         }
 
         div.grid.two {
@@ -122,9 +125,9 @@ pub fn render(view: &Overview) -> Markup {
                     p.empty { "No users yet. Users appear once Tally sees them." }
                 } @else {
                     h3 { "Users " span.sub { (thousands(users_total)) " in all" } }
-                    (chart::plan_bars(&summary.distribution.plans, PlanMeasure::Users))
-                    h3.spaced { "Revenue estimate " span.sub { (money(revenue)) " a month at current prices" } }
-                    (chart::plan_bars(&summary.distribution.plans, PlanMeasure::Revenue))
+                    (chart::plan_bars(&summary.distribution.plans, PlanMeasure::Users, currency))
+                    h3.spaced { "Revenue estimate " span.sub { (money(revenue, currency)) " a month at current prices" } }
+                    (chart::plan_bars(&summary.distribution.plans, PlanMeasure::Revenue, currency))
                 }
             }
             (top_users(view, first_metric))
@@ -228,7 +231,7 @@ mod tests {
             totals,
             top_users,
         };
-        Overview { period, current: period, metrics, summary, months }
+        Overview { period, current: period, metrics, summary, months, currency: "EUR".into() }
     }
 
     #[test]
@@ -238,6 +241,7 @@ mod tests {
         assert!(html.contains("No users yet."));
         assert!(html.contains("No usage recorded from 2025-12 to 2026-11."));
         assert!(html.contains("<span class=\"value\" data-raw=\"0\">0 B</span>"));
+        assert!(html.contains("data-raw=\"0\">0.00 EUR</span>"), "the revenue card names the currency");
     }
 
     #[test]

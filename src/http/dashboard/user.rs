@@ -26,8 +26,15 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let details = ops::user_details(&ctx.app.store, &ctx.app.rules, &user_id, HISTORY_MONTHS)?
         .ok_or_else(|| user_not_found(&user_id))?;
     let metrics: Vec<Metric> = ctx.app.rules.catalog.metrics().cloned().collect();
-    let plans: Vec<(String, u64)> =
-        ctx.app.rules.catalog.plans().iter().map(|plan| (plan.name.clone(), plan.price_cents)).collect();
+    let currency = &ctx.app.rules.currency;
+    let plans: Vec<(String, String)> = ctx
+        .app
+        .rules
+        .catalog
+        .plans()
+        .iter()
+        .map(|plan| (plan.name.clone(), money(plan.price_cents, currency)))
+        .collect();
     let customer = Customer::User(&user_id);
     let over = terms::find_override(&ctx.app.store, customer)?;
     let grants = terms::grants(&ctx.app.store, customer)?;
@@ -44,7 +51,7 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
 pub fn render(
     details: &UserDetails,
     metrics: &[Metric],
-    plans: &[(String, u64)],
+    plans: &[(String, String)],
     visitor: &Visitor,
     terms: Markup,
 ) -> Markup {
@@ -224,7 +231,7 @@ fn left_now(verdict: &FeatureVerdict) -> Markup {
 fn actions(
     details: &UserDetails,
     metrics: &[Metric],
-    plans: &[(String, u64)],
+    plans: &[(String, String)],
     visitor: &Visitor,
     path: &str,
 ) -> Markup {
@@ -240,9 +247,9 @@ fn actions(
                             div.field {
                                 label for="plan" { "Plan" }
                                 select #plan name="plan" {
-                                    @for (plan, price_cents) in plans {
+                                    @for (plan, price) in plans {
                                         option value=(plan) selected[*plan == details.standing.plan] {
-                                            (plan) " (" (money(*price_cents)) " a month)"
+                                            (plan) " (" (price) " a month)"
                                         }
                                     }
                                 }

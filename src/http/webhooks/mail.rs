@@ -77,12 +77,9 @@ fn customer_address(app: &App, event: &EventRecord) -> Result<String, Failure> {
         (None, Some(user_id)) => CustomerKey { kind: "user", id: user_id },
         (None, None) => return Err(Failure::Permanent("the event names no customer to mail".into())),
     };
-    // Customers carry no address yet (they come with the billing fields): every such mail
-    // fails with the reason below.
-    let email: Option<String> = {
-        let _ = app;
-        None
-    };
+    let email = crate::http::may_block(|| app.store.read(|reader| reader.customer_fields(customer)))
+        .map_err(|error| Failure::Retry(format!("cannot read the customer's address: {error}")))?
+        .email;
     email.ok_or_else(|| Failure::Permanent(format!("{} {} has no email address on file", customer.kind, customer.id)))
 }
 

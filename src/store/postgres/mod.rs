@@ -12,6 +12,7 @@
 
 mod accounts;
 mod admin;
+mod billing;
 mod events;
 mod migrate;
 mod reservations;

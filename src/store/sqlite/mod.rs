@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod billing;
 mod connection;
 mod events;
 mod reservations;

@@ -187,7 +187,7 @@ fn the_overview_shows_the_numbers_the_api_gives() {
     assert_eq!(card(&html, "revenue_cents"), api_summary["revenue_cents_total"].as_u64().unwrap());
     assert!(html.contains("data-raw=\"1500000000\">1.5 GB</span>"), "bytes in human units");
     assert!(html.contains("2 users</tspan> · 33%"), "teams in the plan chart");
-    assert!(html.contains("98.00</tspan> · 84%"), "teams' revenue estimate: 98.00 of 117.00");
+    assert!(html.contains("98.00 USD</tspan> · 84%"), "teams' revenue estimate: 98.00 of 117.00, in the currency");
     let order: Vec<usize> = ["/admin/users/sol", "/admin/users/tim", "/admin/users/ann", "/admin/users/bob"]
         .iter()
         .map(|path| html.find(&format!("href=\"{path}\"")).unwrap_or_else(|| panic!("{path} in the top users")))

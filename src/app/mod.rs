@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 mod error;
 pub mod events;
+pub mod forecasts;
 pub mod idempotency;
 pub mod jobs;
 pub mod maintenance;

@@ -16,6 +16,7 @@ mod dashboard;
 mod error;
 mod export;
 mod features;
+mod forecasts;
 mod gateway;
 mod health;
 mod idempotency;

@@ -13,6 +13,7 @@
 mod accounts;
 mod admin;
 mod events;
+mod forecasts;
 mod migrate;
 mod reservations;
 mod terms;

@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod connection;
 mod events;
+mod forecasts;
 mod reservations;
 mod rollup;
 mod sessions;

@@ -55,6 +55,7 @@ pub fn serve(config: Config) -> Result<Running, ServeError> {
     let server =
         http::server::Server::start(Arc::clone(&app)).map_err(|source| ServeError::Listen { addr: listen, source })?;
     app::jobs::spawn_cleanup(app.store.clone(), Arc::clone(&app.rules)).map_err(ServeError::Thread)?;
+    app::jobs::spawn_forecasts(app.store.clone(), Arc::clone(&app.rules)).map_err(ServeError::Thread)?;
     http::webhooks::spawn(Arc::clone(&app)).map_err(ServeError::Thread)?;
     Ok(Running { app, server })
 }

@@ -4,7 +4,7 @@
 //! audit log starts in a known order), then every 24 hours, through the writer like any
 //! other change, and is audited.
 
-use super::{maintenance, now_ms, reservations};
+use super::{forecasts, maintenance, now_ms, reservations};
 use crate::domain::Rules;
 use crate::domain::ports::Store;
 use std::sync::Arc;
@@ -57,6 +57,37 @@ fn expire_reservations(store: &Store) {
             error = crate::logging::Chain(&error)
         ),
     }
+}
+
+/// Starts the thread that runs the forecast job every `[usage] forecast_interval_secs` (one node at a time, under a lease). It stops when the
+/// writer stops.
+pub fn spawn_forecasts(store: Store, rules: Arc<Rules>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("tally-forecast".into()).spawn(move || {
+        let every = Duration::from_secs(u64::from(rules.forecast_interval_secs));
+        loop {
+            // The first run is one interval after the start: a restart does not add a run.
+            let next = Instant::now() + every;
+            while Instant::now() < next {
+                if !store.is_writer_running() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200).min(every));
+            }
+            match forecasts::run(&store, &rules, now_ms()) {
+                Ok(None) => log::debug!("forecast job: another node is running it"),
+                Ok(Some(report)) => log::info!(
+                    "forecast job: copied {} counters into daily history, projected {} customers",
+                    report.days_copied,
+                    report.customers
+                ),
+                Err(error) => log::warn!(
+                    "forecast job failed, retrying at the next run: {error}",
+                    error = crate::logging::Chain(&error)
+                ),
+            }
+        }
+    })?;
+    Ok(())
 }
 
 /// Starts the thread that runs the cleanup every 24 hours and marks expired reservations every

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod billing;
 mod error;
 pub mod events;
+pub mod forecasts;
 pub mod idempotency;
 pub mod jobs;
 pub mod maintenance;

@@ -103,6 +103,9 @@ pub fn release(
 
 /// Marks every reservation past its `expires_at` as expired, in chunks; returns how many.
 pub fn expire_due(store: &Store, now_ms: i64) -> Result<u64, AppError> {
+    if !store.read(|reader| reader.has_expired_holds(now_ms))? {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
         let marked = store.write(move |tx| tx.expire_reservations(now_ms, EXPIRE_CHUNK))?;

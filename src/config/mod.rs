@@ -850,6 +850,8 @@ impl Validator<'_> {
         let refusal_event_interval_ms =
             self.in_range("usage.refusal_event_interval_secs", raw.usage.refusal_event_interval_secs, 0, 31 * 86_400)?
                 * 1000;
+        let forecast_interval_secs =
+            self.in_range("usage.forecast_interval_secs", raw.usage.forecast_interval_secs, 1, 86_400)? as u32;
         let catalog = catalog?;
         // Rollover reads the previous period's counter: cleanup must keep it.
         if retention_months < 2 && catalog.plans().iter().any(|plan| !plan.rollover_max.is_empty()) {
@@ -869,6 +871,7 @@ impl Validator<'_> {
             idempotency_hours,
             alert_thresholds,
             refusal_event_interval_ms,
+            forecast_interval_secs,
             webhooks: Vec::new(),
             // A refused code is already recorded.
             currency: currency.unwrap_or_default(),

@@ -148,6 +148,7 @@ pub(super) struct RawUsage {
     pub idempotency_hours: i64,
     pub alert_thresholds: Vec<f64>,
     pub refusal_event_interval_secs: i64,
+    pub forecast_interval_secs: i64,
 }
 
 #[derive(Debug, Deserialize)]

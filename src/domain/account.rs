@@ -9,8 +9,8 @@ use super::events::{self, EventType};
 use super::feature::{self, FeatureVerdict, WindowOwner};
 use super::period::Period;
 use super::ports::{
-    AccountRecord, AdminRead, AdminWrite, BillingRead, CustomerFields, CustomerKey, RefusalCount, StoreError,
-    UsageRead, UsageWrite, UserRecord,
+    AccountRecord, AdminRead, AdminWrite, BillingRead, CounterOwner, CustomerFields, CustomerKey, ForecastWrite,
+    RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord,
 };
 use super::terms::{Customer, Terms};
 use super::usage::{ACCOUNT_SCOPE, Standing, account_standings};
@@ -201,7 +201,7 @@ pub fn reset(
 /// Deletes the account: its members leave it and keep their own data; audited. False when
 /// the account is unknown.
 pub fn delete(
-    tx: &(impl UsageWrite + AdminWrite + ?Sized),
+    tx: &(impl UsageWrite + AdminWrite + ForecastWrite + ?Sized),
     account_id: &str,
     actor: Actor<'_>,
     now_ms: i64,
@@ -214,6 +214,7 @@ pub fn delete(
     // Its override and grants go too: an account created again with this id starts clean.
     tx.delete_terms_of(CustomerKey { kind: "account", id: account_id })?;
     tx.delete_account(account.pk)?;
+    tx.delete_forecast_data(CounterOwner::Account(account.pk))?;
     let details = json!({ "account_id": account_id, "plan": account.plan, "members": members });
     tx.append_audit(now_ms, actor, "account_deleted", Some(&audit_target(account_id)), &details.to_string())?;
     Ok(true)

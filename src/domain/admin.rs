@@ -8,8 +8,8 @@ use super::feature::{self, FeatureVerdict};
 use super::period::Period;
 use super::plan::{Enforcement, Limit};
 use super::ports::{
-    AdminRead, AdminWrite, BillingRead, BillingWrite, CustomerFields, CustomerKey, ErasureRecord, RefusalCount,
-    StoreError, UsageRead, UsageWrite, UserRecord,
+    AdminRead, AdminWrite, BillingRead, BillingWrite, CounterOwner, CustomerFields, CustomerKey, ErasureRecord,
+    ForecastWrite, RefusalCount, StoreError, UsageRead, UsageWrite, UserRecord,
 };
 use super::usage::{self, Standing, USER_SCOPE};
 use serde_json::json;
@@ -383,7 +383,7 @@ impl Retention {
 /// than `retention` and adds the counts to `report`. Returns true when nothing was left to
 /// delete (then call `finish_cleanup`). Each step is its own writer job.
 pub fn cleanup_step(
-    tx: &(impl UsageWrite + AdminWrite + ?Sized),
+    tx: &(impl UsageWrite + AdminWrite + ForecastWrite + ?Sized),
     retention: Retention,
     report: &mut CleanupReport,
 ) -> Result<bool, StoreError> {
@@ -394,10 +394,18 @@ pub fn cleanup_step(
     let refusals = tx.prune_refusals(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     let pooled = tx.delete_account_counters_before(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     let holds = tx.prune_reservations(retention.oldest_period_kept, CLEANUP_CHUNK)?;
+    let days = tx.prune_forecast_data(retention.oldest_period_kept, CLEANUP_CHUNK)?;
     report.deleted_counters += counters;
     report.pruned_idempotency_keys += answers;
     report.pruned_events += events;
-    Ok(counters == 0 && answers == 0 && events == 0 && alerts == 0 && refusals == 0 && pooled == 0 && holds == 0)
+    Ok(counters == 0
+        && answers == 0
+        && events == 0
+        && alerts == 0
+        && refusals == 0
+        && pooled == 0
+        && holds == 0
+        && days == 0)
 }
 
 /// The last step of a cleanup: drops the rollups of deleted periods, writes the audit row
@@ -439,7 +447,7 @@ pub const ERASURE_CHUNK: u32 = 2000;
 /// unreachable. `None` when nothing names the user (no row, no answer, no event, no
 /// erasure already under way).
 pub fn begin_erasure(
-    tx: &(impl UsageWrite + AdminWrite + BillingWrite + ?Sized),
+    tx: &(impl UsageWrite + AdminWrite + BillingWrite + ForecastWrite + ?Sized),
     user_id: &str,
     actor: Actor<'_>,
     now_ms: i64,
@@ -452,6 +460,7 @@ pub fn begin_erasure(
     let user = tx.find_user(user_id)?;
     if let Some(user) = &user {
         tx.delete_user(user)?;
+        tx.delete_forecast_data(CounterOwner::User(user.pk))?;
     }
     let erasure = pending.unwrap_or(ErasureRecord {
         user_id: user_id.to_owned(),

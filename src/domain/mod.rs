@@ -8,6 +8,7 @@ pub(crate) mod billing;
 pub(crate) mod customer;
 pub(crate) mod events;
 pub(crate) mod feature;
+pub mod forecast;
 pub(crate) mod gateway;
 pub mod period;
 pub(crate) mod plan;
@@ -38,6 +39,8 @@ pub struct Rules {
     /// A refusal counter writes at most one event per this many milliseconds (0: one per
     /// refusal).
     pub refusal_event_interval_ms: i64,
+    /// How often the forecast job runs (copies counters into day rows, projects, alerts).
+    pub forecast_interval_secs: u32,
     /// Where events are queued for delivery.
     pub webhooks: Vec<events::WebhookRoute>,
     /// The ISO 4217 code of every amount (plan prices, overage prices): `[billing] currency`.

@@ -6,7 +6,7 @@ use super::Rules;
 use super::events::{self, AlertOwner, Crossing, EventType};
 use super::period::Period;
 use super::plan::{Enforcement, Limit, Plan};
-use super::ports::{AccountRecord, HoldOwner, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
+use super::ports::{AccountRecord, CounterOwner, RefusalKey, StoreError, UsageRead, UsageWrite, UserRecord};
 use super::terms::{self, Counter, Customer, ResolvedLimit, Source, Terms};
 use super::user_id::UserId;
 use serde_json::json;
@@ -91,14 +91,14 @@ pub fn ceiling(limit: Limit, bypass: bool, enforce: bool, reserved: u64) -> u64 
 /// the amount it holds. Up to that amount the use was admitted when it was reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hold {
-    pub owner: HoldOwner,
+    pub owner: CounterOwner,
     pub amount: u64,
 }
 
 impl Hold {
     /// What this hold has on `owner`'s counter (nothing when it is on another: the user
     /// joined or left an account since).
-    fn on(hold: Option<Hold>, owner: HoldOwner) -> u64 {
+    fn on(hold: Option<Hold>, owner: CounterOwner) -> u64 {
         hold.filter(|hold| hold.owner == owner).map_or(0, |hold| hold.amount)
     }
 }
@@ -179,8 +179,8 @@ impl Standpoint<'_> {
     }
 
     /// The counter the limit is enforced on, which holds are kept on.
-    pub(super) fn owner(&self, user_pk: i64) -> HoldOwner {
-        self.account.as_ref().map_or(HoldOwner::User(user_pk), |account| HoldOwner::Account(account.pk))
+    pub(super) fn owner(&self, user_pk: i64) -> CounterOwner {
+        self.account.as_ref().map_or(CounterOwner::User(user_pk), |account| CounterOwner::Account(account.pk))
     }
 }
 
@@ -254,12 +254,12 @@ fn standpoint<'r>(
         let account = store.get_account(account_pk)?;
         let (plan, limit, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
         let used = store.account_counter(account_pk, query.period, &query.metric)?;
-        let reserved = store.reserved(HoldOwner::Account(account_pk), query.period, &query.metric, now_ms)?;
+        let reserved = store.reserved(CounterOwner::Account(account_pk), query.period, &query.metric, now_ms)?;
         return Ok(Standpoint { plan, limit, used, reserved, account: Some(account), user_used, cap });
     }
     let (plan, limit) = own_limit(store, rules, user, query, now_ms)?;
     let reserved = match user {
-        Some(user) => store.reserved(HoldOwner::User(user.pk), query.period, &query.metric, now_ms)?,
+        Some(user) => store.reserved(CounterOwner::User(user.pk), query.period, &query.metric, now_ms)?,
         None => 0,
     };
     Ok(Standpoint { plan, limit, used: user_used, reserved, account: None, user_used, cap: None })
@@ -335,7 +335,7 @@ pub(super) fn track_from(
     let limit = resolved.limit;
     let (reserved, held) = match &user {
         Some(user) => {
-            let owner = HoldOwner::User(user.pk);
+            let owner = CounterOwner::User(user.pk);
             let held = Hold::on(hold, owner);
             (store.reserved(owner, query.period, &query.metric, now_ms)?.saturating_sub(held), held)
         }
@@ -411,7 +411,7 @@ fn track_member(
     let limit = resolved.limit;
     let user_used = store.counter(user.pk, query.period, &query.metric)?;
     let user_fits = user_used.checked_add(query.amount).is_some_and(|total| total <= COUNTER_MAX);
-    let owner = HoldOwner::Account(account.pk);
+    let owner = CounterOwner::Account(account.pk);
     let held = Hold::on(hold, owner);
     let reserved = store.reserved(owner, query.period, &query.metric, now_ms)?.saturating_sub(held);
     let enforce_limit = enforce && query.amount > held;
@@ -533,7 +533,7 @@ pub fn standings(
             let terms = Terms::load(store, plan, customer, now_ms)?;
             let counter = Counter::User { pk: user.pk, created_at_ms: user.created_at_ms };
             let counters = store.counters(user.pk, period)?;
-            let reserved = store.reserved_by_metric(HoldOwner::User(user.pk), period, now_ms)?;
+            let reserved = store.reserved_by_metric(CounterOwner::User(user.pk), period, now_ms)?;
             customer_standings(store, rules, &terms, (customer, counter), (&counters, &reserved), period, now_ms)
         }
     }
@@ -552,7 +552,7 @@ pub fn account_standings(
     let terms = Terms::load(store, plan, customer, now_ms)?;
     let counter = Counter::Account { pk: account.pk, created_at_ms: account.created_at_ms };
     let counters = store.account_counters(account.pk, period)?;
-    let reserved = store.reserved_by_metric(HoldOwner::Account(account.pk), period, now_ms)?;
+    let reserved = store.reserved_by_metric(CounterOwner::Account(account.pk), period, now_ms)?;
     customer_standings(store, rules, &terms, (customer, counter), (&counters, &reserved), period, now_ms)
 }
 

@@ -81,7 +81,7 @@ impl AccountView {
     }
 }
 
-fn account_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {
+pub(super) fn account_id_param(ctx: &Ctx<'_>) -> Result<UserId, ApiError> {
     UserId::parse(ctx.params.first().cloned().unwrap_or_default())
         .map_err(|problem| ApiError::invalid(problem.replace("user id", "account id")))
 }

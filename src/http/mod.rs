@@ -17,6 +17,7 @@ mod dashboard;
 mod error;
 mod export;
 mod features;
+mod forecasts;
 mod gateway;
 mod health;
 mod idempotency;

@@ -6,8 +6,8 @@
 use super::auth::Access;
 use super::error::ApiError;
 use super::{
-    Body, Ctx, accounts, admin, batch, billing, compat, dashboard, features, gateway, health, ofrep, reservations,
-    telemetry, terms, usage, users,
+    Body, Ctx, accounts, admin, batch, billing, compat, dashboard, features, forecasts, gateway, health, ofrep,
+    reservations, telemetry, terms, usage, users,
 };
 use ::http::{Method, Response};
 use Access::{Admin, Metrics, Public, Service, Session};
@@ -92,8 +92,10 @@ pub static ROUTES: &[Route] = &[
     route(OPTIONS, "/v1/gateway/authz/{*path}",               Service, Nothing, Write(gateway::authz),           ANY_QUERY),
     route(GET,    "/v1/users/{user_id}",                      Service, Nothing, Read(users::get),                 &["period"]),
     route(PUT,    "/v1/users/{user_id}",                      Service, Json,    Blocking(users::put),             &[]),
+    route(GET,    "/v1/users/{user_id}/forecast",             Service, Nothing, Blocking(forecasts::user),        &["metric"]),
     route(GET,    "/v1/accounts/{account_id}",                Service, Nothing, Blocking(accounts::get),          &["period"]),
     route(PUT,    "/v1/accounts/{account_id}",                Service, Json,    Blocking(accounts::put),          &[]),
+    route(GET,    "/v1/accounts/{account_id}/forecast",       Service, Nothing, Blocking(forecasts::account),     &["metric"]),
     route(GET,    "/v1/admin/accounts",                       Admin,   Nothing, Blocking(accounts::list),         &["limit", "before"]),
     route(GET,    "/v1/admin/accounts/{account_id}",          Admin,   Nothing, Blocking(accounts::admin_get),    &["months"]),
     route(DELETE, "/v1/admin/accounts/{account_id}",          Admin,   Nothing, Blocking(accounts::admin_delete), &[]),
@@ -113,6 +115,7 @@ pub static ROUTES: &[Route] = &[
     route(GET,    "/v1/admin/usage",                          Admin,   Nothing, Blocking(admin::get_usage),       &["period", "metric", "top"]),
     route(GET,    "/v1/admin/offenders",                      Admin,   Nothing, Blocking(admin::get_offenders),   &["period", "metric", "limit"]),
     route(GET,    "/v1/admin/plans",                          Admin,   Nothing, Blocking(admin::get_plans),       &[]),
+    route(GET,    "/v1/admin/forecast",                       Admin,   Nothing, Blocking(forecasts::admin),       &["period", "metric"]),
     route(GET,    "/v1/admin/audit",                          Admin,   Nothing, Blocking(admin::get_audit),       &["limit", "before"]),
     route(GET,    "/v1/admin/billing",                        Admin,   Nothing, Blocking(billing::report),        &["period", "format"]),
     route(GET,    "/v1/admin/billing/stripe-meter-events",    Admin,   Nothing, Blocking(billing::stripe_meter_events), &["period"]),

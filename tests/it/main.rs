@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod email;
 mod features;
+mod forecasts;
 mod gateway;
 mod gateway_nginx;
 mod input;

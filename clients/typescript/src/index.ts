@@ -234,6 +234,15 @@ export class Tally {
     return this.request({ method: "GET", path: `/v1/accounts/${encodeURIComponent(accountId)}`, query: { period } });
   }
 
+  /** The projected month: per metric the total at the month's end, an 80% interval, and when the limit runs out. */
+  getUserForecast(userId: string, metric?: string): Promise<Schemas["Forecast"]> {
+    return this.request({ method: "GET", path: `/v1/users/${encodeURIComponent(userId)}/forecast`, query: { metric } });
+  }
+
+  getAccountForecast(accountId: string, metric?: string): Promise<Schemas["Forecast"]> {
+    return this.request({ method: "GET", path: `/v1/accounts/${encodeURIComponent(accountId)}/forecast`, query: { metric } });
+  }
+
   putAccount(accountId: string, plan: string): Promise<AccountView> {
     return this.request({ method: "PUT", path: `/v1/accounts/${encodeURIComponent(accountId)}`, body: { plan } });
   }
@@ -244,6 +253,8 @@ export class Tally {
     usage: (query: { period?: string; metric?: string; top?: number } = {}) =>
       this.request<Schemas["UsageSummary"]>({ method: "GET", path: "/v1/admin/usage", query }),
     plans: () => this.request<Schemas["PlanDistribution"]>({ method: "GET", path: "/v1/admin/plans" }),
+    forecast: (query: { period?: string; metric?: string } = {}) =>
+      this.request<Schemas["AdminForecast"]>({ method: "GET", path: "/v1/admin/forecast", query }),
     offenders: (query: { period?: string; metric?: string; limit?: number } = {}) =>
       this.request<Schemas["OffendersReport"]>({ method: "GET", path: "/v1/admin/offenders", query }),
     /** What each paying customer owes for a month (JSON; a past month's statement is closed). */

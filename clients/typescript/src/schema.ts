@@ -391,6 +391,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/users/{user_id}/forecast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Project a user's month
+         * @description The projected total of each metric at the end of the current UTC
+         *     month, with an 80% interval, and when the limit will be reached if
+         *     the projection passes it. Computed now from the user's daily history
+         *     (copied from the counters by the forecast job) and today's counter;
+         *     a member's forecast is their account's pool's (`account_id` names
+         *     it). `metric` limits it to one metric.
+         */
+        get: operations["getUserForecast"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/accounts/{account_id}": {
         parameters: {
             query?: never;
@@ -423,6 +450,28 @@ export interface paths {
          *     `{"account_id": ...}`.
          */
         put: operations["putAccount"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{account_id}/forecast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Project an account's pool this month
+         * @description As the user forecast, for the account's pooled counters against its plan.
+         */
+        get: operations["getAccountForecast"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -843,6 +892,31 @@ export interface paths {
          *     `used: 0`.
          */
         get: operations["adminOffenders"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/forecast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customers projected to pass their limits
+         * @description The forecast job's latest projections for `period` (default: the
+         *     current month): the customers (users on their own and accounts)
+         *     projected past a hard or soft limit, soonest to run out first, and
+         *     every customer's projections added up per metric. The job runs
+         *     every `[usage] forecast_interval_secs` (an hour by default);
+         *     `computed_at` is null before its first run.
+         */
+        get: operations["getAdminForecast"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2132,6 +2206,87 @@ export interface components {
             enforced: boolean;
             /** @description False when tracking is disabled in the server config; nothing is stored then. */
             tracking_enabled: boolean;
+        };
+        MetricForecast: {
+            /** @description Used so far this month. */
+            used: number;
+            limit: components["schemas"]["NullableCount"];
+            enforcement: components["schemas"]["Enforcement"];
+            /** @description The projected total at the month's end (the median). */
+            projected: number;
+            /** @description The 80% interval's lower end (10% quantile). */
+            projected_low: number;
+            /** @description The 80% interval's upper end (90% quantile). */
+            projected_high: number;
+            /**
+             * Format: date-time
+             * @description When the projection reaches the limit; null when it stays below it this month.
+             */
+            exhausted_at: string | null;
+            /**
+             * @description Which steps of the method had the data to run.
+             * @enum {string}
+             */
+            method: "none" | "daily-rate" | "rate-trend" | "rate-trend-weekday";
+        };
+        /**
+         * @example {
+         *       "period": "2026-12",
+         *       "as_of": "2026-12-11T12:00:00.000Z",
+         *       "plan": "trial",
+         *       "account_id": null,
+         *       "metrics": {
+         *         "prompts": {
+         *           "used": 105,
+         *           "limit": 1000,
+         *           "enforcement": "hard",
+         *           "projected": 312,
+         *           "projected_low": 281,
+         *           "projected_high": 344,
+         *           "exhausted_at": null,
+         *           "method": "rate-trend-weekday"
+         *         }
+         *       }
+         *     }
+         */
+        Forecast: {
+            period: components["schemas"]["Period"];
+            /** Format: date-time */
+            as_of: string;
+            plan: components["schemas"]["Plan"];
+            /** @description The account whose pool is projected; null for a user on their own. */
+            account_id: string | null;
+            metrics: {
+                [key: string]: components["schemas"]["MetricForecast"];
+            };
+        };
+        AdminForecast: {
+            period: components["schemas"]["Period"];
+            /** Format: date-time */
+            computed_at: string | null;
+            at_risk: {
+                /** @enum {string} */
+                customer_kind: "user" | "account";
+                customer_id: string;
+                plan: string;
+                metric: string;
+                used: number;
+                limit: number;
+                enforcement: string;
+                projected: number;
+                projected_low: number;
+                projected_high: number;
+                /** Format: date-time */
+                exhausted_at: string | null;
+            }[];
+            totals: {
+                [key: string]: {
+                    used: number;
+                    projected: number;
+                    projected_low: number;
+                    projected_high: number;
+                };
+            };
         };
         ReserveRequest: {
             user_id: components["schemas"]["UserId"];
@@ -4293,6 +4448,38 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    getUserForecast: {
+        parameters: {
+            query?: {
+                metric?: components["schemas"]["Metric"];
+            };
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The forecast. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Forecast"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["UserNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     getAccount: {
         parameters: {
             query?: {
@@ -4362,6 +4549,38 @@ export interface operations {
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAccountForecast: {
+        parameters: {
+            query?: {
+                metric?: components["schemas"]["Metric"];
+            };
+            header?: never;
+            path: {
+                account_id: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The forecast. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Forecast"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["AccountNotFound"];
+            408: components["responses"]["RequestTimeout"];
             429: components["responses"]["TooManyAuthFailures"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -5809,6 +6028,37 @@ export interface operations {
             400: components["responses"]["AdminBadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyAuthFailures"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAdminForecast: {
+        parameters: {
+            query?: {
+                /** @description Month to report, `YYYY-MM` (UTC). Defaults to the current month. */
+                period?: components["parameters"]["PeriodQuery"];
+                metric?: components["schemas"]["Metric"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The projections. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminForecast"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
             429: components["responses"]["TooManyAuthFailures"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

@@ -54,6 +54,19 @@ test("a reservation holds against the limit, commits once through a retry, and a
   });
 });
 
+test("a forecast is typed and projects at least what was used", async () => {
+  const tally = new Tally({ baseUrl: server.url, apiKey: SERVICE_KEY });
+  await tally.track("ts-fc", "prompts", { amount: 4 });
+  const forecast = await tally.getUserForecast("ts-fc", "prompts");
+  assert.deepEqual(Object.keys(forecast.metrics), ["prompts"]);
+  const prompts = forecast.metrics.prompts;
+  assert.equal(prompts.used, 4);
+  assert.ok(prompts.projected_low >= 4 && prompts.projected_low <= prompts.projected && prompts.projected <= prompts.projected_high);
+  const admin = new Tally({ baseUrl: server.url, apiKey: ADMIN_KEY });
+  const stored = await admin.admin.forecast();
+  assert.equal(stored.computed_at, null, "the hourly job has not run yet");
+});
+
 test("a network failure after the server answered is retried with the same key and counts once", async () => {
   let calls = 0;
   const keys = [];

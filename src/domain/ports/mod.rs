@@ -18,10 +18,12 @@
 //! - A read job (`Store::read`) sees each statement's own moment; `Store::read_snapshot` runs
 //!   it in one read transaction, so a view that adds up several reads sees one moment.
 
+mod forecasts;
 mod records;
 mod reservations;
 mod store;
 
+pub use forecasts::*;
 pub use records::*;
 pub use reservations::*;
 pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob};
@@ -383,7 +385,7 @@ pub trait SessionWrite: SessionRead {
 }
 
 /// Everything a read connection offers.
-pub trait ReadTx: UsageRead + AdminRead + EventRead + SessionRead + BillingRead {}
+pub trait ReadTx: UsageRead + AdminRead + EventRead + SessionRead + BillingRead + ForecastRead {}
 
 /// Everything a write transaction offers.
-pub trait WriteTx: ReadTx + UsageWrite + AdminWrite + EventWrite + SessionWrite + BillingWrite {}
+pub trait WriteTx: ReadTx + UsageWrite + AdminWrite + EventWrite + SessionWrite + BillingWrite + ForecastWrite {}

@@ -3,6 +3,30 @@
 
 use crate::domain::period::Period;
 
+/// Whose counters: a user's own, or an account's pool (a hold is on one; a forecast is of
+/// one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CounterOwner {
+    User(i64),
+    Account(i64),
+}
+
+impl CounterOwner {
+    /// "user" or "account", as stored.
+    pub fn kind(self) -> &'static str {
+        match self {
+            CounterOwner::User(_) => "user",
+            CounterOwner::Account(_) => "account",
+        }
+    }
+
+    pub fn pk(self) -> i64 {
+        match self {
+            CounterOwner::User(pk) | CounterOwner::Account(pk) => pk,
+        }
+    }
+}
+
 /// A stored user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {

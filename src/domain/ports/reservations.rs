@@ -1,17 +1,10 @@
 //! Reservations as storage keeps them: holds on a counter, and the reads and writes the
 //! domain needs of them. Every backend fills them the same way.
 
-use super::StoreError;
+use super::{CounterOwner, StoreError};
 use crate::domain::period::Period;
 
 type Result<T> = std::result::Result<T, StoreError>;
-
-/// The counter a hold is on: the user's own, or (for a member) the account's pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HoldOwner {
-    User(i64),
-    Account(i64),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReservationState {
@@ -45,7 +38,7 @@ pub struct ReservationRecord {
     pub reservation_id: String,
     pub user_pk: i64,
     pub user_id: String,
-    pub owner: HoldOwner,
+    pub owner: CounterOwner,
     pub period: Period,
     pub metric: String,
     pub amount: u64,
@@ -60,10 +53,13 @@ pub struct ReservationRecord {
 pub trait ReservationRead {
     /// The sum of the open holds on `owner`'s counter of `metric` in `period` that have not
     /// expired at `now_ms` (expires_at after it).
-    fn reserved(&self, owner: HoldOwner, period: Period, metric: &str, now_ms: i64) -> Result<u64>;
+    fn reserved(&self, owner: CounterOwner, period: Period, metric: &str, now_ms: i64) -> Result<u64>;
     /// As `reserved`, for every metric with a hold.
-    fn reserved_by_metric(&self, owner: HoldOwner, period: Period, now_ms: i64) -> Result<Vec<(String, u64)>>;
+    fn reserved_by_metric(&self, owner: CounterOwner, period: Period, now_ms: i64) -> Result<Vec<(String, u64)>>;
     fn find_reservation(&self, reservation_id: &str) -> Result<Option<ReservationRecord>>;
+    /// Whether an open reservation's expires_at is at or before `now_ms` (so the expiry job
+    /// has something to mark; a read, so an idle server's job writes nothing).
+    fn has_expired_holds(&self, now_ms: i64) -> Result<bool>;
 }
 
 pub trait ReservationWrite: ReservationRead {

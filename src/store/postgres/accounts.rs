@@ -12,7 +12,7 @@ use postgres::Row;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-fn account_row(row: &Row) -> AccountRecord {
+pub(super) fn account_row(row: &Row) -> AccountRecord {
     AccountRecord { pk: row.get(0), account_id: row.get(1), plan: row.get(2), created_at_ms: row.get(3) }
 }
 

@@ -14,6 +14,7 @@ mod accounts;
 mod admin;
 mod billing;
 mod events;
+mod forecasts;
 mod migrate;
 mod reservations;
 mod terms;

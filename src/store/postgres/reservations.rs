@@ -3,23 +3,23 @@
 use super::PgDb;
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    HoldOwner, ReservationRead, ReservationRecord, ReservationState, ReservationWrite, StoreError, as_stored_integer,
-    from_stored_integer,
+    CounterOwner, ReservationRead, ReservationRecord, ReservationState, ReservationWrite, StoreError,
+    as_stored_integer, from_stored_integer,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
 
 impl ReservationRead for PgDb<'_> {
-    fn reserved(&self, owner: HoldOwner, period: Period, metric: &str, now_ms: i64) -> Result<u64> {
+    fn reserved(&self, owner: CounterOwner, period: Period, metric: &str, now_ms: i64) -> Result<u64> {
         // One statement per owner kind, each matching its partial index.
         let (sql, pk) = match owner {
-            HoldOwner::User(pk) => (
+            CounterOwner::User(pk) => (
                 "SELECT coalesce(sum(amount), 0)::bigint FROM reservations
                  WHERE user_pk = $1 AND account_pk IS NULL AND period = $2 AND metric = $3
                    AND state = 'open' AND expires_at > $4",
                 pk,
             ),
-            HoldOwner::Account(pk) => (
+            CounterOwner::Account(pk) => (
                 "SELECT coalesce(sum(amount), 0)::bigint FROM reservations
                  WHERE account_pk = $1 AND account_pk IS NOT NULL AND period = $2 AND metric = $3
                    AND state = 'open' AND expires_at > $4",
@@ -30,15 +30,15 @@ impl ReservationRead for PgDb<'_> {
         Ok(row.map_or(0, |row| from_stored_integer(row.get(0))))
     }
 
-    fn reserved_by_metric(&self, owner: HoldOwner, period: Period, now_ms: i64) -> Result<Vec<(String, u64)>> {
+    fn reserved_by_metric(&self, owner: CounterOwner, period: Period, now_ms: i64) -> Result<Vec<(String, u64)>> {
         let (sql, pk) = match owner {
-            HoldOwner::User(pk) => (
+            CounterOwner::User(pk) => (
                 "SELECT metric, sum(amount)::bigint FROM reservations
                  WHERE user_pk = $1 AND account_pk IS NULL AND period = $2 AND state = 'open' AND expires_at > $3
                  GROUP BY metric",
                 pk,
             ),
-            HoldOwner::Account(pk) => (
+            CounterOwner::Account(pk) => (
                 "SELECT metric, sum(amount)::bigint FROM reservations
                  WHERE account_pk = $1 AND account_pk IS NOT NULL AND period = $2 AND state = 'open'
                    AND expires_at > $3
@@ -66,7 +66,7 @@ impl ReservationRead for PgDb<'_> {
             reservation_id: row.get(0),
             user_pk,
             user_id: row.get(2),
-            owner: row.get::<_, Option<i64>>(3).map_or(HoldOwner::User(user_pk), HoldOwner::Account),
+            owner: row.get::<_, Option<i64>>(3).map_or(CounterOwner::User(user_pk), CounterOwner::Account),
             period: period.parse().map_err(|_| StoreError::backend(format!("a reservation has period {period:?}")))?,
             metric: row.get(5),
             amount: from_stored_integer(row.get(6)),
@@ -78,13 +78,21 @@ impl ReservationRead for PgDb<'_> {
             closed_at_ms: row.get(11),
         }))
     }
+
+    fn has_expired_holds(&self, now_ms: i64) -> Result<bool> {
+        let row = self.conn().query_opt(
+            "SELECT EXISTS (SELECT 1 FROM reservations WHERE state = 'open' AND expires_at <= $1)",
+            &[&now_ms],
+        )?;
+        Ok(row.is_some_and(|row| row.get(0)))
+    }
 }
 
 impl ReservationWrite for PgDb<'_> {
     fn insert_reservation(&self, reservation: &ReservationRecord) -> Result<()> {
         let account_pk = match reservation.owner {
-            HoldOwner::User(_) => None,
-            HoldOwner::Account(pk) => Some(pk),
+            CounterOwner::User(_) => None,
+            CounterOwner::Account(pk) => Some(pk),
         };
         self.conn().execute(
             "INSERT INTO reservations (reservation_id, user_pk, account_pk, period, metric, amount, created_at,

@@ -6,7 +6,7 @@ use crate::domain::period::Period;
 use crate::domain::ports::{AccountRecord, PlanCounts, StoreError, UserRecord, as_stored_integer};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
+pub(super) fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     Ok(AccountRecord { pk: row.get(0)?, account_id: row.get(1)?, plan: row.get(2)?, created_at_ms: row.get(3)? })
 }
 

@@ -9,6 +9,7 @@ mod admin;
 mod billing;
 mod connection;
 mod events;
+mod forecasts;
 mod reservations;
 mod rollup;
 mod sessions;

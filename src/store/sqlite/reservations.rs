@@ -3,21 +3,21 @@
 use super::{SqliteReader, SqliteTx, to_u64};
 use crate::domain::period::Period;
 use crate::domain::ports::{
-    HoldOwner, ReservationRead, ReservationRecord, ReservationState, ReservationWrite, StoreError, as_stored_integer,
+    CounterOwner, ReservationRead, ReservationRecord, ReservationState, ReservationWrite, StoreError, as_stored_integer,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The `WHERE` of a hold's owner: the partial index of each kind matches it.
-fn owner_filter(owner: HoldOwner) -> (&'static str, i64) {
+fn owner_filter(owner: CounterOwner) -> (&'static str, i64) {
     match owner {
-        HoldOwner::User(pk) => ("user_pk = ?1 AND account_pk IS NULL", pk),
-        HoldOwner::Account(pk) => ("account_pk = ?1 AND account_pk IS NOT NULL", pk),
+        CounterOwner::User(pk) => ("user_pk = ?1 AND account_pk IS NULL", pk),
+        CounterOwner::Account(pk) => ("account_pk = ?1 AND account_pk IS NOT NULL", pk),
     }
 }
 
 fn reserved(
     connection: &Connection,
-    owner: HoldOwner,
+    owner: CounterOwner,
     period: Period,
     metric: &str,
     now_ms: i64,
@@ -33,7 +33,7 @@ fn reserved(
 
 fn reserved_by_metric(
     connection: &Connection,
-    owner: HoldOwner,
+    owner: CounterOwner,
     period: Period,
     now_ms: i64,
 ) -> Result<Vec<(String, u64)>, StoreError> {
@@ -78,7 +78,7 @@ fn find_reservation(connection: &Connection, reservation_id: &str) -> Result<Opt
         reservation_id,
         user_pk,
         user_id,
-        owner: account_pk.map_or(HoldOwner::User(user_pk), HoldOwner::Account),
+        owner: account_pk.map_or(CounterOwner::User(user_pk), CounterOwner::Account),
         period: period.parse().map_err(|_| StoreError::backend(format!("a reservation has period {period:?}")))?,
         metric,
         amount: to_u64(amount),
@@ -94,12 +94,18 @@ fn find_reservation(connection: &Connection, reservation_id: &str) -> Result<Opt
 macro_rules! impl_reservation_read {
     ($type:ty) => {
         impl ReservationRead for $type {
-            fn reserved(&self, owner: HoldOwner, period: Period, metric: &str, now_ms: i64) -> Result<u64, StoreError> {
+            fn reserved(
+                &self,
+                owner: CounterOwner,
+                period: Period,
+                metric: &str,
+                now_ms: i64,
+            ) -> Result<u64, StoreError> {
                 reserved(self.0, owner, period, metric, now_ms)
             }
             fn reserved_by_metric(
                 &self,
-                owner: HoldOwner,
+                owner: CounterOwner,
                 period: Period,
                 now_ms: i64,
             ) -> Result<Vec<(String, u64)>, StoreError> {
@@ -107,6 +113,12 @@ macro_rules! impl_reservation_read {
             }
             fn find_reservation(&self, reservation_id: &str) -> Result<Option<ReservationRecord>, StoreError> {
                 find_reservation(self.0, reservation_id)
+            }
+            fn has_expired_holds(&self, now_ms: i64) -> Result<bool, StoreError> {
+                let mut statement = self.0.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM reservations WHERE state = 'open' AND expires_at <= ?1)",
+                )?;
+                Ok(statement.query_row([now_ms], |row| row.get(0))?)
             }
         }
     };
@@ -118,8 +130,8 @@ impl_reservation_read!(SqliteTx<'_>);
 impl ReservationWrite for SqliteTx<'_> {
     fn insert_reservation(&self, reservation: &ReservationRecord) -> Result<(), StoreError> {
         let account_pk = match reservation.owner {
-            HoldOwner::User(_) => None,
-            HoldOwner::Account(pk) => Some(pk),
+            CounterOwner::User(_) => None,
+            CounterOwner::Account(pk) => Some(pk),
         };
         let mut statement = self.0.prepare_cached(
             "INSERT INTO reservations (reservation_id, user_pk, account_pk, period, metric, amount, created_at,

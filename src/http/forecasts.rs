@@ -122,6 +122,30 @@ struct AdminForecastJson<'f> {
     at_risk: Vec<AtRiskJson<'f>>,
     /// Every customer's projections added up, per metric.
     totals: IndexMap<String, TotalJson>,
+    projected_revenue: RevenueJson,
+}
+
+/// The month's revenue if the projections come true: every plan's price as the plans stand
+/// now (the plan distribution's estimate), and the overage the projected totals would cost
+/// at each plan's overage prices.
+#[derive(Serialize)]
+struct RevenueJson {
+    currency: String,
+    plans_cents: u64,
+    overage_cents: u64,
+    total_cents: u64,
+}
+
+/// The overage cost of every stored projection at its plan's overage price.
+fn projected_overage_cents(rules: &crate::domain::Rules, records: &[ForecastRecord]) -> u64 {
+    records
+        .iter()
+        .map(|record| {
+            let plan = rules.catalog.plan_or_default(&record.plan);
+            let price = plan.overage.get(&record.metric).copied();
+            crate::domain::billing::overage(record.limit, record.projected, price).1
+        })
+        .fold(0, u64::saturating_add)
 }
 
 fn at_risk(record: &ForecastRecord) -> Option<AtRiskJson<'_>> {
@@ -154,11 +178,20 @@ pub fn admin(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
         total.projected_low = total.projected_low.saturating_add(record.low);
         total.projected_high = total.projected_high.saturating_add(record.high);
     }
+    let rules = &ctx.app.rules;
+    let plans_cents = app::admin::distribution(&ctx.app.store, rules)?.revenue_cents_total;
+    let overage_cents = projected_overage_cents(rules, &records);
     let body = AdminForecastJson {
         period: period.to_string(),
         computed_at: records.iter().map(|record| record.computed_at_ms).max().map(rfc3339),
         at_risk: records.iter().filter_map(at_risk).collect(),
         totals,
+        projected_revenue: RevenueJson {
+            currency: rules.currency.clone(),
+            plans_cents,
+            overage_cents,
+            total_cents: plans_cents.saturating_add(overage_cents),
+        },
     };
     Ok(json_response(StatusCode::OK, &body))
 }

@@ -6,6 +6,7 @@ pub(crate) mod account;
 pub(crate) mod admin;
 pub(crate) mod events;
 pub(crate) mod feature;
+pub mod forecast;
 pub(crate) mod gateway;
 pub mod period;
 pub(crate) mod plan;

@@ -73,8 +73,8 @@ pub struct Forecast {
     /// The 80% interval of the month's total: 10% and 90% quantiles.
     pub low: u64,
     pub high: u64,
-    /// Which steps had the data to run: "none" (no usage to learn from), "daily-rate" (under a
-    /// week of data: a flat rate), "rate-trend" (a rate and its trend), "rate-trend-weekday"
+    /// Which steps had the data to run: "none" (no usage to learn from), "daily-rate" (under two
+    /// weeks of data: a flat rate), "rate-trend" (a rate and its trend), "rate-trend-weekday"
     /// (three weeks or more: with the weekday profile).
     pub method: &'static str,
     /// Days elapsed in the month when forecast (today's fraction included).

@@ -21,7 +21,7 @@ use std::sync::Arc;
 const DAY_MS: i64 = 86_400_000;
 
 /// Months of history a forecast learns from, before the current one.
-const HISTORY_MONTHS: u32 = 3;
+const HISTORY_MONTHS: u32 = 6;
 
 /// The alert mark (and lease) name of the job.
 const FORECAST_ALERT: &str = "forecast_exceeds_limit";

@@ -9,30 +9,39 @@
 //! weekday, so the previous months must be contiguous (see [`History::previous`]).
 //!
 //! 1. **Weekday profile.** With three weeks of data or more, a factor per weekday from the last
-//!    (up to) eight whole weeks, shrunk toward 1 by the share of its spread that the daily noise
+//!    (up to) eight whole weeks, shrunk toward 1 by the share of its spread that sampling noise
 //!    explains (empirical Bayes): a customer with no weekly rhythm gets factors near 1.
-//! 2. **Rate and trend.** A weighted least-squares line through the last 28 weekday-adjusted
-//!    days, weights halving every 14 days back and scaled by the weekday factor. Its slope is shrunk toward zero by its own
-//!    standard error (`b * b² / (b² + se²)`), read as a relative daily growth and extrapolated
-//!    geometrically. A remaining day is expected to use the rate on that day times its weekday
-//!    factor; the sum over the rest of the month is the raw projection `P`.
-//! 3. **Interval from the customer's own errors.** The same two steps are rerun as they would
-//!    have run at each of the last 120 days of history, predicting the next `h` days (`h` the
-//!    days left in this month; at least half of it where history is too short). Each error
-//!    `ln((actual + 1) / (predicted + 1))` is divided by the spread a variance model expects
-//!    for it: daily noise over the span and over the fitted days (the noise is the fit's own
-//!    residual variance, shrunk toward Poisson plus 10% overdispersion over the first days),
-//!    the slope's uncertainty, and a random-walk drift of the rate of [`DRIFT_PER_DAY`]. The
-//!    10%, 50% and 90% quantiles of these standardized errors, blended with the normal's
-//!    (-1.28, 0, 1.28) by how many independent spans they amount to, scale the model's spread
-//!    now. The median corrects the projection's bias; the outer two give the 80% interval.
-//!    With no history to rerun (a customer new this month) the interval is the variance
-//!    model's alone, which is what it is there for.
+//! 2. **Spikes.** A weighted line through the last 84 weekday-adjusted days; days more than two
+//!    robust spreads (1.48 MAD, at least a Poisson one) above it are spikes. The rate and the
+//!    trend see them cut to that bound, so last week's burst passes neither for a higher rate
+//!    nor for growth; their excess comes back as an average per day over the 84 days.
+//! 3. **Rate and trend.** The rate: a weighted mean of the last 28 days (weights halving every
+//!    14 days back, times the weekday factor, since a quiet day says less), plus the spikes'
+//!    average. The trend: the slope of the 84-day line (weights halving every 42 days), from
+//!    two weeks of data on, shrunk toward zero by its standard error (`b * b² / (b² + se²)`)
+//!    and extrapolated geometrically. A remaining day is expected to use the rate on that day
+//!    times its weekday factor; their sum over the rest of the month is the raw projection.
+//! 4. **A variance model** for the log error of a sum over `h` days: the daily noise (residual
+//!    variance on the 84 days, spikes included, shrunk toward Poisson plus 5% overdispersion
+//!    for the first days) over the span and over the fitted days, times how much neighbouring
+//!    days err together (7 x the variance of weekly means over the daily variance); the
+//!    slope's uncertainty; and a random walk of the rate ([`DRIFT_PER_DAY`]). Its 80% bounds
+//!    use Student's t with the degrees of freedom a variance estimate from that many days of
+//!    that kurtosis has (bursty days make the variance itself uncertain).
+//! 5. **Calibration on the customer's own errors.** Steps 1 to 4 are rerun as they would have
+//!    run at every other day of the customer's history (up to a year), each predicting the next
+//!    `min(h, 14)` days, and each error `ln((actual + 1) / (predicted + 1))` is divided by the
+//!    spread the model expected then. Their median corrects the projection's bias; the root
+//!    mean square of those below and above it scale each side of the interval (a two-piece
+//!    normal). Both are blended with the model's own (0 and the t bound) by how many
+//!    independent spans the overlapping errors amount to, against six. A customer new this
+//!    month has no errors to rerun: the variance model alone gives its interval.
 //!
 //! Nothing here knows what kind of customer it is looking at: steady, growing, bursty and
 //! seasonal customers all go through the same steps. The constants are documented where they
-//! are declared; they were chosen once, against the synthetic population of
-//! `bench/src/bin/forecast_backtest.rs`, not per customer kind.
+//! are declared; they were chosen once for all customers, against the synthetic population of
+//! `bench/src/bin/forecast_backtest.rs` (docs/FORECASTING.md says which ones a real
+//! deployment should re-measure).
 
 /// One customer's daily usage of one metric, as the forecast needs it.
 #[derive(Clone, Copy, Debug)]
@@ -64,8 +73,8 @@ pub struct Forecast {
     /// The 80% interval of the month's total: 10% and 90% quantiles.
     pub low: u64,
     pub high: u64,
-    /// Which steps had the data to run: "none" (no usage to learn from), "daily-rate" (under a
-    /// week of data: a flat rate), "rate-trend" (a rate and its trend), "rate-trend-weekday"
+    /// Which steps had the data to run: "none" (no usage to learn from), "daily-rate" (under two
+    /// weeks of data: a flat rate), "rate-trend" (a rate and its trend), "rate-trend-weekday"
     /// (three weeks or more: with the weekday profile).
     pub method: &'static str,
     /// Days elapsed in the month when forecast (today's fraction included).
@@ -102,19 +111,31 @@ impl Forecast {
 
 /// The standard normal's 90% quantile: an 80% central interval is ±`Z_80` standard deviations.
 const Z_80: f64 = 1.281_551_565_545;
-/// Days the rate and trend are fitted on: four whole weeks, so the weekday profile's errors
-/// cancel, and short enough to follow a drifting rate.
+/// Days the rate is averaged over: four whole weeks, so the weekday profile's errors cancel,
+/// and short enough to follow a drifting rate.
 const FIT_DAYS: usize = 28;
-/// The fit's weights halve every this many days back.
+/// The rate's weights halve every this many days back.
 const HALF_LIFE_DAYS: f64 = 14.0;
-/// Fewer days than this: no trend, a flat rate.
-const MIN_TREND_DAYS: usize = 7;
+/// Days the trend, the spikes and the noise are measured on: long enough that a rate
+/// wandering for a few weeks does not pass for growth, and that rare spikes are seen.
+const TREND_DAYS: usize = 84;
+/// The trend fit's weights halve every this many days back.
+const TREND_HALF_LIFE_DAYS: f64 = 42.0;
+/// Fewer days than this: no trend, a flat rate (a slope from fewer is noise).
+const MIN_TREND_DAYS: usize = 14;
 /// Fewer days than this: no weekday profile (each weekday needs three samples).
 const MIN_WEEKDAY_DAYS: usize = 21;
 /// The weekday profile looks back this many whole weeks at most.
 const WEEKDAY_WEEKS: usize = 8;
-/// How far back the method is rerun on the customer's history to measure its errors.
-const BACKTEST_DAYS: usize = 120;
+/// How far back the method is rerun on the customer's history to measure its errors: all of
+/// it, up to a year (rare events need every span there is).
+const BACKTEST_DAYS: usize = 365;
+/// The reruns start every this many days, back from the latest: neighbouring origins share
+/// almost all their data and their span, so every other one halves the cost for little loss.
+const ORIGIN_STEP_DAYS: usize = 2;
+/// The reruns predict spans of at most this many days: shorter spans than the month's rest
+/// give more independent errors, and the variance model scales them to the span.
+const ERROR_SPAN_DAYS: usize = 14;
 /// A rerun needs this many days of data before its origin.
 const MIN_BACKTEST_DATA: usize = 7;
 /// Variance per day of a random walk in the log of the rate: how fast a rate wanders beyond
@@ -123,13 +144,22 @@ const MIN_BACKTEST_DATA: usize = 7;
 /// rescale it as soon as it has history.
 const DRIFT_PER_DAY: f64 = 0.001;
 /// Relative variance of a day's usage beyond Poisson noise assumed before the customer's own
-/// days say otherwise (a daily coefficient of variation of about 32%).
-const OVERDISPERSION: f64 = 0.1;
+/// days say otherwise (a daily coefficient of variation of about 22%). A population prior:
+/// it matters for customers with under a few weeks of data.
+const OVERDISPERSION: f64 = 0.05;
+/// Fewer independent days than this say too little about the tails: taken as normal ones.
+const MIN_KURTOSIS_DAYS: f64 = 14.0;
 /// Weight, in days, of that assumption against the customer's own daily noise.
-const NOISE_PRIOR_DAYS: f64 = 4.0;
-/// Weight, in independent spans, of the normal's quantiles against the customer's own
+const NOISE_PRIOR_DAYS: f64 = 10.0;
+/// Weight, in independent spans, of the variance model's bounds against the customer's own
 /// standardized errors.
-const PRIOR_SPANS: f64 = 3.0;
+const PRIOR_SPANS: f64 = 6.0;
+/// A day more than this many robust spreads above the long line is a spike.
+const SPIKE_SPREADS: f64 = 2.0;
+/// Weight, in weeks, of independent days against the customer's own clustering of errors.
+const CLUSTERING_PRIOR_WEEKS: f64 = 1.0;
+/// Clustering is not taken beyond this (7: a week's days all err as one).
+const MAX_CLUSTERING: f64 = 7.0;
 /// Growth or decay beyond 5% a day (4.4 times a month) is not extrapolated.
 const MAX_GROWTH: f64 = 0.05;
 /// Added to both sides of an error's ratio so that zero days have a finite logarithm.
@@ -178,18 +208,21 @@ pub fn forecast(history: &History) -> Forecast {
         span_days.iter().enumerate().map(|(offset, &weight)| weight * fit.expected(origin + offset)).collect();
     let raw: f64 = expected.iter().sum();
     let spread = fit.log_sd(origin as f64 + (1.0 - span_days[0]), span);
-    let errors = standardized_errors(&days, span.ceil() as usize);
-    let (z_low, z_mid, z_high) = calibrated_quantiles(&errors, span.ceil());
+    let error_span = (span.ceil() as usize).min(ERROR_SPAN_DAYS);
+    let errors = standardized_errors(&days, error_span);
+    let (z_low, z_mid, z_high) = calibrated_quantiles(&errors, error_span as f64, student_t_90(fit.noise_df));
     let remaining = |z: f64| ((raw + CONTINUITY) * (z * spread).exp() - CONTINUITY).max(0.0);
     let (low_rest, mid_rest, high_rest) = (remaining(z_low), remaining(z_mid), remaining(z_high));
-    let scale = if raw > 0.0 { mid_rest / raw } else { 0.0 };
-    let mut ahead: Vec<f64> = expected.iter().map(|amount| amount * scale).collect();
-    if raw <= 0.0 && mid_rest > 0.0 {
-        // A rate of zero with errors that say usage comes anyway: spread it evenly.
-        ahead = span_days.iter().map(|weight| weight * mid_rest / span).collect();
-    }
     let total = |rest: f64| used.saturating_add(rest.round() as u64);
     let projected = total(mid_rest);
+    // The path to the projection, in whole units, so that it reaches `projected` exactly.
+    let rest = (projected - used) as f64;
+    let ahead: Vec<f64> = if raw > 0.0 {
+        expected.iter().map(|amount| amount * rest / raw).collect()
+    } else {
+        // A rate of zero with errors that say usage comes anyway: spread it evenly.
+        span_days.iter().map(|weight| weight * rest / span).collect()
+    };
     Forecast {
         used,
         projected,
@@ -210,9 +243,7 @@ fn timeline(history: &History, complete_days: usize) -> Vec<f64> {
             let start = (first_day.max(1) as usize - 1).min(complete_days);
             current[start..].iter().map(|&day| day as f64).collect()
         }
-        None => {
-            history.previous.iter().rev().flatten().chain(current).map(|&day| day as f64).collect()
-        }
+        None => history.previous.iter().rev().flatten().chain(current).map(|&day| day as f64).collect(),
     }
 }
 
@@ -229,10 +260,13 @@ struct Fit {
     growth_var: f64,
     /// Factor per weekday (timeline position modulo 7), averaging 1.
     weekday: [f64; 7],
-    /// Relative variance of one day's weekday-adjusted usage around the fitted line.
+    /// Relative variance of one day's weekday-adjusted usage around the long line, spikes
+    /// included, times how much neighbouring days err together.
     daily_var: f64,
     /// How many independent days the weighted fit amounts to.
     effective_days: f64,
+    /// Degrees of freedom of the noise's estimate: fewer with fewer days or heavier tails.
+    noise_df: f64,
     method: &'static str,
 }
 
@@ -246,6 +280,7 @@ impl Fit {
             weekday: [1.0; 7],
             daily_var: 1.0 / rate.max(f64::MIN_POSITIVE) + OVERDISPERSION,
             effective_days: fraction,
+            noise_df: NOISE_PRIOR_DAYS,
             method: "daily-rate",
         }
     }
@@ -270,57 +305,176 @@ impl Fit {
 /// Fits the days before the origin (`days.len()`); `days` holds at least one day.
 fn fit(days: &[f64]) -> Fit {
     let weekday = weekday_profile(days);
-    let end = days.len();
-    let start = end.saturating_sub(FIT_DAYS);
-    let points: Vec<(f64, f64, f64)> = (start..end)
-        .map(|position| {
-            // Weighted least squares of the weekday-adjusted usage, each day weighted by its
-            // weekday factor too: a day's variance grows with its expected usage, so a quiet
-            // weekday says little about the rate (and an idle one nothing).
-            let age = (end - 1 - position) as f64;
-            let factor = weekday[position % 7];
-            (position as f64, days[position] / factor, factor * 0.5f64.powf(age / HALF_LIFE_DAYS))
-        })
-        .collect();
-    let weight_sum: f64 = points.iter().map(|&(_, _, weight)| weight).sum();
-    let weight_sq_sum: f64 = points.iter().map(|&(_, _, weight)| weight * weight).sum();
-    let effective_days = weight_sum * weight_sum / weight_sq_sum;
-    let centre = points.iter().map(|&(t, _, weight)| weight * t).sum::<f64>() / weight_sum;
-    let mean = points.iter().map(|&(_, x, weight)| weight * x).sum::<f64>() / weight_sum;
-    let sxx: f64 = points.iter().map(|&(t, _, weight)| weight * (t - centre).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|&(t, x, weight)| weight * (t - centre) * (x - mean)).sum();
-    let with_trend = points.len() >= MIN_TREND_DAYS && sxx > 0.0;
-    let slope = if with_trend { sxy / sxx } else { 0.0 };
-    let residual_sq: f64 =
-        points.iter().map(|&(t, x, weight)| weight * (x - mean - slope * (t - centre)).powi(2)).sum::<f64>()
-            / weight_sum;
-    let parameters = if with_trend { 2.0 } else { 1.0 };
-    let residual_var = residual_sq * effective_days / (effective_days - parameters).max(1.0);
-    let (slope, slope_var) = if with_trend {
-        let sandwich: f64 = points.iter().map(|&(t, _, weight)| (weight * (t - centre)).powi(2)).sum();
-        let slope_var = residual_var * sandwich / (sxx * sxx);
-        // Shrink toward zero as a normal prior with the slope's own size would (empirical Bayes).
-        let keep = if slope * slope + slope_var > 0.0 { slope * slope / (slope * slope + slope_var) } else { 0.0 };
-        (slope * keep, slope_var * keep)
+    let adjusted = |position: usize| days[position] / weekday[position % 7];
+    let noisy = Line::through(days.len(), &weekday, TREND_DAYS, TREND_HALF_LIFE_DAYS, adjusted);
+    // Spikes: days further above the long line than SPIKE_SPREADS robust spreads (or Poisson
+    // ones, for small counts). They are cut to that bound for the rate and the trend, so a
+    // burst last week does not pass for a higher rate or a trend; their excess comes back as
+    // an average per day over the long window, so the projection still counts on spikes as
+    // often as they came.
+    let trend_first = days.len().saturating_sub(TREND_DAYS);
+    let mut buffer = [0.0f64; TREND_DAYS];
+    let deviations = &mut buffer[..days.len() - trend_first];
+    for (deviation, position) in deviations.iter_mut().zip(trend_first..) {
+        *deviation = (adjusted(position) - noisy.at(position)).abs();
+    }
+    let middle = deviations.len() / 2;
+    let median_deviation =
+        if deviations.is_empty() { 0.0 } else { *deviations.select_nth_unstable_by(middle, f64::total_cmp).1 };
+    let robust_spread = 1.4826 * median_deviation;
+    let bound = |position: usize| noisy.at(position) + SPIKE_SPREADS * robust_spread.max(noisy.mean.max(1.0).sqrt());
+    let capped = |position: usize| adjusted(position).min(bound(position));
+    let decay = 0.5f64.powf(1.0 / TREND_HALF_LIFE_DAYS);
+    let (mut excess, mut excess_weight, mut age_weight) = (0.0, 0.0, 1.0);
+    for position in (trend_first..days.len()).rev() {
+        let weight = weekday[position % 7] * age_weight;
+        excess += weight * (adjusted(position) - capped(position));
+        excess_weight += weight;
+        age_weight *= decay;
+    }
+    let spike_rate = if excess_weight > 0.0 { excess / excess_weight } else { 0.0 };
+    let level = Line::through(days.len(), &weekday, FIT_DAYS, HALF_LIFE_DAYS, capped);
+    let trend = Line::through(days.len(), &weekday, TREND_DAYS, TREND_HALF_LIFE_DAYS, capped);
+    let with_trend = trend.days >= MIN_TREND_DAYS;
+    let (slope, slope_var) = if with_trend && trend.slope_var.is_finite() {
+        // Shrink toward zero as a normal prior with the slope's own size would (empirical
+        // Bayes): a slope within its noise is mostly dropped, a clear one mostly kept.
+        let (slope, noise) = (trend.slope, trend.slope_var);
+        let keep = if slope * slope + noise > 0.0 { slope * slope / (slope * slope + noise) } else { 0.0 };
+        (slope * keep, noise * keep)
     } else {
         (0.0, 0.0)
     };
-    let rate = mean.max(0.0);
-    let (growth, growth_var, observed_var) = if rate > 0.0 {
-        ((slope / rate).clamp(-MAX_GROWTH, MAX_GROWTH), slope_var / (rate * rate), residual_var / (rate * rate))
+    let rate = (level.mean + spike_rate).max(0.0);
+    let (growth, growth_var) = if trend.mean > 0.0 {
+        ((slope / trend.mean).clamp(-MAX_GROWTH, MAX_GROWTH), slope_var / (trend.mean * trend.mean))
     } else {
-        (0.0, 0.0, 0.0)
+        (0.0, 0.0)
     };
+    // The noise is measured on the long window with its spikes: rare bursts are part of it.
+    let observed_var = if noisy.mean > 0.0 { noisy.residual_var / (noisy.mean * noisy.mean) } else { 0.0 };
     // Before the fit has seen many days, its noise leans on Poisson plus some overdispersion.
     let prior_var = 1.0 / rate.max(1.0 / FIT_DAYS as f64) + OVERDISPERSION;
-    let observed_days = (effective_days - parameters).max(0.0);
+    let observed_days = (noisy.effective_days - 2.0).max(0.0);
     let daily_var = (observed_days * observed_var + NOISE_PRIOR_DAYS * prior_var) / (observed_days + NOISE_PRIOR_DAYS);
+    let weeks = noisy.weeks as f64;
+    let clustering = ((weeks * noisy.clustering + CLUSTERING_PRIOR_WEEKS) / (weeks + CLUSTERING_PRIOR_WEEKS))
+        .clamp(1.0, MAX_CLUSTERING);
+    let daily_var = daily_var * clustering;
+    // A variance estimated from n days of a distribution with kurtosis K is worth 2n/(K-1)
+    // degrees of freedom (2n/2 for a normal one): bursts make it uncertain, and the interval
+    // then uses Student's t rather than the normal.
+    let kurtosis = if observed_days >= MIN_KURTOSIS_DAYS { noisy.kurtosis } else { 3.0 };
+    let noise_df = 2.0 * (observed_days + NOISE_PRIOR_DAYS) / (kurtosis - 1.0).max(2.0);
     let method = match (with_trend, days.len() >= MIN_WEEKDAY_DAYS) {
         (false, _) => "daily-rate",
         (true, false) => "rate-trend",
         (true, true) => "rate-trend-weekday",
     };
-    Fit { rate, centre, growth, growth_var, weekday, daily_var, effective_days, method }
+    Fit {
+        rate,
+        centre: level.centre,
+        growth,
+        growth_var,
+        weekday,
+        daily_var,
+        effective_days: level.effective_days,
+        noise_df,
+        method,
+    }
+}
+
+/// A weighted least-squares line through the weekday-adjusted usage of the last `window` days,
+/// weights halving every `half_life` days back.
+struct Line {
+    /// Days it went through.
+    days: usize,
+    /// Weighted centre (a timeline position) and the weighted mean there.
+    centre: f64,
+    mean: f64,
+    slope: f64,
+    /// The slope's sampling variance (infinite with fewer than three days).
+    slope_var: f64,
+    /// Variance of a weekday-adjusted day around the line.
+    residual_var: f64,
+    /// How many independent days the weighted days amount to.
+    effective_days: f64,
+    /// How much more a week's residuals vary than seven independent days' would (7 times
+    /// the variance of weekly means over the variance of days), and over how many whole weeks.
+    clustering: f64,
+    weeks: usize,
+    /// The residuals' kurtosis (3 for normal ones).
+    kurtosis: f64,
+}
+
+impl Line {
+    /// The line's value at a timeline position.
+    fn at(&self, position: usize) -> f64 {
+        self.mean + self.slope * (position as f64 - self.centre)
+    }
+
+    /// The line through `value(position)` (weekday-adjusted usage) of the `window` positions
+    /// before `end`.
+    fn through(end: usize, weekday: &[f64; 7], window: usize, half_life: f64, value: impl Fn(usize) -> f64) -> Line {
+        let first = end.saturating_sub(window);
+        let decay = 0.5f64.powf(1.0 / half_life);
+        // Each day is also weighted by its weekday factor: a day's variance grows with its
+        // expected usage, so a quiet weekday says little about the rate (an idle one nothing).
+        // On the stack: this runs for every day of history at every forecast.
+        let mut buffer = [(0.0, 0.0, 0.0); TREND_DAYS];
+        let points = &mut buffer[..(end - first).min(TREND_DAYS)];
+        let mut age_weight = 1.0;
+        for (point, position) in points.iter_mut().zip((first..end).rev()) {
+            *point = (position as f64, value(position), weekday[position % 7] * age_weight);
+            age_weight *= decay;
+        }
+        let points = &*points;
+        let weight_sum: f64 = points.iter().map(|&(_, _, weight)| weight).sum();
+        let weight_sq_sum: f64 = points.iter().map(|&(_, _, weight)| weight * weight).sum();
+        let effective_days = weight_sum * weight_sum / weight_sq_sum;
+        let centre = points.iter().map(|&(t, _, weight)| weight * t).sum::<f64>() / weight_sum;
+        let mean = points.iter().map(|&(_, x, weight)| weight * x).sum::<f64>() / weight_sum;
+        let sxx: f64 = points.iter().map(|&(t, _, weight)| weight * (t - centre).powi(2)).sum();
+        let sxy: f64 = points.iter().map(|&(t, x, weight)| weight * (t - centre) * (x - mean)).sum();
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        let residual_sq: f64 =
+            points.iter().map(|&(t, x, weight)| weight * (x - mean - slope * (t - centre)).powi(2)).sum::<f64>()
+                / weight_sum;
+        let residual_var = residual_sq * effective_days / (effective_days - 2.0).max(1.0);
+        let slope_var = if points.len() >= 3 && sxx > 0.0 {
+            let sandwich: f64 = points.iter().map(|&(t, _, weight)| (weight * (t - centre)).powi(2)).sum();
+            residual_var * sandwich / (sxx * sxx)
+        } else {
+            f64::INFINITY
+        };
+        // Bursts that last days, or a rate that wanders, make neighbouring days err together:
+        // compare the spread of whole weeks (the first points are the latest days) with days'.
+        let weeks = points.len() / 7;
+        let residual = |&(t, x, _): &(f64, f64, f64)| x - mean - slope * (t - centre);
+        let factor_of = |&(t, _, _): &(f64, f64, f64)| weekday[t as usize % 7];
+        let mut day_var = 0.0;
+        let mut week_var = 0.0;
+        for week in points[..weeks * 7].chunks(7) {
+            let factor_sum: f64 = week.iter().map(factor_of).sum();
+            day_var += week.iter().map(|point| factor_of(point) * residual(point).powi(2)).sum::<f64>() / factor_sum;
+            week_var += (week.iter().map(|point| factor_of(point) * residual(point)).sum::<f64>() / factor_sum).powi(2);
+        }
+        let clustering = if weeks > 0 && day_var > 0.0 { 7.0 * week_var / day_var } else { 1.0 };
+        let fourth: f64 = points.iter().map(|point| point.2 * residual(point).powi(4)).sum::<f64>() / weight_sum;
+        let kurtosis = if residual_sq > 0.0 { fourth / (residual_sq * residual_sq) } else { 3.0 };
+        Line {
+            days: points.len(),
+            centre,
+            mean,
+            slope,
+            slope_var,
+            residual_var,
+            effective_days,
+            clustering,
+            weeks,
+            kurtosis,
+        }
+    }
 }
 
 /// A factor per weekday (timeline position modulo 7) from the last whole weeks, each shrunk
@@ -339,10 +493,10 @@ fn weekday_profile(days: &[f64]) -> [f64; 7] {
     let mut noise = [0.0; 7];
     for (slot, (raw, noise)) in raw.iter_mut().zip(noise.iter_mut()).enumerate() {
         let first = start + (slot + 7 - start % 7) % 7;
-        let values: Vec<f64> = days[first..].iter().step_by(7).map(|&day| day / mean).collect();
-        let count = values.len() as f64;
-        let slot_mean = values.iter().sum::<f64>() / count;
-        let sample_var = values.iter().map(|value| (value - slot_mean).powi(2)).sum::<f64>() / (count - 1.0);
+        let values = || days[first..].iter().step_by(7).map(|&day| day / mean);
+        let count = values().count() as f64;
+        let slot_mean = values().sum::<f64>() / count;
+        let sample_var = values().map(|value| (value - slot_mean).powi(2)).sum::<f64>() / (count - 1.0);
         *raw = slot_mean;
         *noise = sample_var / count;
     }
@@ -357,8 +511,8 @@ fn weekday_profile(days: &[f64]) -> [f64; 7] {
     profile.map(|factor| factor * 7.0 / total)
 }
 
-/// The method's own errors on the customer's history: for each origin in the last
-/// `BACKTEST_DAYS` days, the fit on the days before it predicts the next `span` days (or at
+/// The method's own errors on the customer's history: for every `ORIGIN_STEP_DAYS`th origin in
+/// the last `BACKTEST_DAYS` days, the fit on the days before it predicts the next `span` days (or at
 /// least half of that where the history ends sooner), and the log error is divided by the
 /// spread the variance model expected.
 fn standardized_errors(days: &[f64], span: usize) -> Vec<f64> {
@@ -367,7 +521,7 @@ fn standardized_errors(days: &[f64], span: usize) -> Vec<f64> {
     let first = MIN_BACKTEST_DATA.max(days.len().saturating_sub(BACKTEST_DAYS));
     let last = days.len().saturating_sub(shortest);
     let mut errors = Vec::new();
-    for origin in first..=last {
+    for origin in (first..=last).rev().step_by(ORIGIN_STEP_DAYS) {
         if origin >= days.len() || !days[..origin].iter().any(|&day| day > 0.0) {
             continue;
         }
@@ -383,18 +537,47 @@ fn standardized_errors(days: &[f64], span: usize) -> Vec<f64> {
     errors
 }
 
-/// The 10%, 50% and 90% quantiles of the standardized errors, blended with the standard
-/// normal's by how many independent spans of `span` days the (overlapping) errors amount to.
-fn calibrated_quantiles(errors: &[f64], span: f64) -> (f64, f64, f64) {
+/// The interval's standardized bounds and centre from the customer's standardized errors: a
+/// two-piece normal around their median, each side's scale the root mean square of the errors
+/// on that side (a few large errors widen it more than they would move a 10% or 90%
+/// quantile, which a handful of overlapping spans estimates too narrow). Each scale and the
+/// median are blended with the standard normal's (1 and 0) by how many independent spans of
+/// `span` days the overlapping errors amount to.
+fn calibrated_quantiles(errors: &[f64], span: f64, prior_z: f64) -> (f64, f64, f64) {
     if errors.is_empty() {
-        return (-Z_80, 0.0, Z_80);
+        return (-prior_z, 0.0, prior_z);
     }
     let mut sorted = errors.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let spans = sorted.len() as f64 / span.max(1.0);
+    let spans = (sorted.len() * ORIGIN_STEP_DAYS) as f64 / span.max(1.0);
     let own = spans / (spans + PRIOR_SPANS);
-    let blend = |quantile: f64, normal: f64| own * empirical_quantile(&sorted, quantile) + (1.0 - own) * normal;
-    (blend(0.1, -Z_80), blend(0.5, 0.0), blend(0.9, Z_80))
+    let median = empirical_quantile(&sorted, 0.5);
+    let side_scale = |side: &[f64]| {
+        if side.is_empty() {
+            return prior_z;
+        }
+        let mean_square = side.iter().map(|error| (error - median).powi(2)).sum::<f64>() / side.len() as f64;
+        own * mean_square.sqrt() * Z_80 + (1.0 - own) * prior_z
+    };
+    let split = sorted.partition_point(|&error| error < median);
+    let (below, above) = sorted.split_at(split);
+    let centre = own * median;
+    (centre - side_scale(below), centre, centre + side_scale(above))
+}
+
+/// The 90% quantile of Student's t with `df` degrees of freedom (Cornish-Fisher expansion
+/// around the normal's; within 3% of the exact value from one degree of freedom up).
+fn student_t_90(df: f64) -> f64 {
+    let df = df.max(1.0);
+    let z = Z_80;
+    let (z3, z5, z7, z9) = (z.powi(3), z.powi(5), z.powi(7), z.powi(9));
+    let terms = [
+        (z3 + z) / 4.0,
+        (5.0 * z5 + 16.0 * z3 + 3.0 * z) / 96.0,
+        (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / 384.0,
+        (79.0 * z9 + 776.0 * z7 + 1482.0 * z5 - 1920.0 * z3 - 945.0 * z) / 92_160.0,
+    ];
+    z + terms.iter().enumerate().map(|(power, term)| term / df.powi(power as i32 + 1)).sum::<f64>()
 }
 
 /// The `quantile` of `sorted` (ascending, not empty), interpolating between neighbours.
@@ -420,8 +603,13 @@ mod tests {
     fn a_steady_series_projects_its_rate_times_the_days() {
         let previous = vec![vec![100; 31], vec![100; 30]];
         let current = at_start_of(11, &[100; 30]);
-        let history =
-            History { days_in_period: 30, current: &current, today_fraction: 0.0, previous: &previous, first_day: None };
+        let history = History {
+            days_in_period: 30,
+            current: &current,
+            today_fraction: 0.0,
+            previous: &previous,
+            first_day: None,
+        };
         let forecast = forecast(&history);
         assert_eq!(forecast.used, 1_000);
         assert!((2_990..=3_010).contains(&forecast.projected), "{forecast:?}");
@@ -433,11 +621,17 @@ mod tests {
     fn a_noisy_series_gets_an_interval_around_its_projection() {
         // A rate near 50 with a fixed pattern of noise, and no weekly rhythm.
         let noisy = |day: usize| 50 + (day * 37 % 23) as u64 - 11;
-        let previous: Vec<Vec<u64>> = (0..3).map(|month| (0..30).map(|day| noisy(month * 30 + day)).collect()).collect();
+        let previous: Vec<Vec<u64>> =
+            (0..3).map(|month| (0..30).map(|day| noisy(month * 30 + day)).collect()).collect();
         let month: Vec<u64> = (0..31).map(|day| noisy(90 + day)).collect();
         let current = at_start_of(10, &month);
-        let history =
-            History { days_in_period: 31, current: &current, today_fraction: 0.0, previous: &previous, first_day: None };
+        let history = History {
+            days_in_period: 31,
+            current: &current,
+            today_fraction: 0.0,
+            previous: &previous,
+            first_day: None,
+        };
         let forecast = forecast(&history);
         let used: u64 = current.iter().sum();
         assert_eq!(forecast.used, used);
@@ -451,8 +645,13 @@ mod tests {
     fn a_zero_series_projects_what_was_used() {
         let previous = vec![vec![0; 31]];
         let current = vec![0, 0, 0, 0, 0];
-        let history =
-            History { days_in_period: 30, current: &current, today_fraction: 0.5, previous: &previous, first_day: None };
+        let history = History {
+            days_in_period: 30,
+            current: &current,
+            today_fraction: 0.5,
+            previous: &previous,
+            first_day: None,
+        };
         let forecast = forecast(&history);
         assert_eq!((forecast.used, forecast.low, forecast.projected, forecast.high), (0, 0, 0, 0));
         assert_eq!(forecast.method, "none");
@@ -466,8 +665,13 @@ mod tests {
         let mut month = vec![1_000; 5];
         month.extend([0; 10]);
         let current = at_start_of(16, &month);
-        let history =
-            History { days_in_period: 30, current: &current, today_fraction: 0.0, previous: &previous, first_day: None };
+        let history = History {
+            days_in_period: 30,
+            current: &current,
+            today_fraction: 0.0,
+            previous: &previous,
+            first_day: None,
+        };
         let forecast = forecast(&history);
         assert_eq!(forecast.used, 5_000);
         assert!(forecast.low >= forecast.used && forecast.low <= forecast.projected, "{forecast:?}");
@@ -481,8 +685,13 @@ mod tests {
         let days: Vec<u64> = (0..91).map(|day| week[day % 7]).collect();
         let previous = vec![days[31..61].to_vec(), days[..31].to_vec()];
         let current = at_start_of(24, &days[61..91]);
-        let history =
-            History { days_in_period: 30, current: &current, today_fraction: 0.0, previous: &previous, first_day: None };
+        let history = History {
+            days_in_period: 30,
+            current: &current,
+            today_fraction: 0.0,
+            previous: &previous,
+            first_day: None,
+        };
         let forecast = forecast(&history);
         let truth: u64 = days[61..91].iter().sum();
         let error = (forecast.projected as f64 - truth as f64).abs() / truth as f64;
@@ -516,8 +725,13 @@ mod tests {
     fn exhaustion_is_the_fractional_day_the_projection_reaches_the_limit() {
         let previous = vec![vec![100; 31], vec![100; 30]];
         let current = vec![100, 100, 100, 100, 100, 50];
-        let history =
-            History { days_in_period: 30, current: &current, today_fraction: 0.5, previous: &previous, first_day: None };
+        let history = History {
+            days_in_period: 30,
+            current: &current,
+            today_fraction: 0.5,
+            previous: &previous,
+            first_day: None,
+        };
         let forecast = forecast(&history);
         assert_eq!(forecast.used, 550);
         // 100 a day: today ends at 600, day 7 at 700, the 650th unit is mid-day 7 (6.5 days in).

@@ -2224,7 +2224,7 @@ export interface components {
              */
             exhausted_at: string | null;
             /**
-             * @description Which steps of the method had the data to run.
+             * @description Which steps of the method had the data to run (docs/FORECASTING.md).
              * @enum {string}
              */
             method: "none" | "daily-rate" | "rate-trend" | "rate-trend-weekday";
@@ -2286,6 +2286,13 @@ export interface components {
                     projected_low: number;
                     projected_high: number;
                 };
+            };
+            /** @description The month's revenue if the projections come true: every plan's price as the plans stand now, plus the overage the projected totals would cost at each plan's overage prices. */
+            projected_revenue: {
+                currency: string;
+                plans_cents: number;
+                overage_cents: number;
+                total_cents: number;
             };
         };
         ReserveRequest: {

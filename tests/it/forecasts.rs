@@ -9,10 +9,10 @@ use chrono::{Datelike, Duration as Days, Utc};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// pro: 1,000 prompts (hard); flat: 100,000 (soft); open: unlimited.
+/// pro: 1,000 prompts (hard); flat: 100,000 (soft, then 1 cent per 100); open: unlimited.
 const PLANS: &str = "[metrics]\nprompts = { unit = \"prompts\" }\n\
     [plans.pro]\nprice_cents = 1000\nlimits = { prompts = { limit = 1000, enforcement = \"hard\" } }\nfeatures = {}\n\
-    [plans.flat]\nprice_cents = 2000\nlimits = { prompts = { limit = 100000, enforcement = \"soft\" } }\nfeatures = {}\n\
+    [plans.flat]\nprice_cents = 2000\nlimits = { prompts = { limit = 100000, enforcement = \"soft\", overage = { price_cents = 1, per_units = 100 } } }\nfeatures = {}\n\
     [plans.open]\nprice_cents = 0\nlimits = { prompts = \"unlimited\" }\nfeatures = {}\n";
 
 fn start(interval_secs: u32) -> Tally {
@@ -167,18 +167,31 @@ fn the_job_copies_days_stores_projections_and_alerts_once() {
     let steady = seed(&tally, &mut client, "steady", 10);
     track(&mut client, "unlimited-user", "prompts", 5);
     assert_eq!(client.put("/v1/users/unlimited-user", &json!({ "plan": "open" })).status, 200);
+    let big = seed(&tally, &mut client, "big", 6000);
+    assert_eq!(client.put("/v1/users/big", &json!({ "plan": "flat" })).status, 200);
 
     let view = wait_for_runs(&mut client, 3);
     let at_risk: Vec<&str> =
         view["at_risk"].as_array().unwrap().iter().map(|c| c["customer_id"].as_str().unwrap()).collect();
-    assert_eq!(at_risk, ["heavy"], "{view}");
-    let risk = &view["at_risk"][0];
+    assert_eq!(at_risk.len(), 2, "{view}");
+    assert!(at_risk.contains(&"heavy") && at_risk.contains(&"big"), "{view}");
+    let of =
+        |id: &str| view["at_risk"].as_array().unwrap().iter().find(|risk| risk["customer_id"] == id).unwrap().clone();
+    let risk = &of("heavy");
     assert_eq!(
         (risk["customer_kind"].as_str(), risk["metric"].as_str(), risk["limit"].as_u64()),
         (Some("user"), Some("prompts"), Some(1000))
     );
     assert!(risk["exhausted_at"].is_string());
-    assert_eq!(view["totals"]["prompts"]["used"].as_u64(), Some(heavy + steady + 5), "{view}");
+    assert_eq!(view["totals"]["prompts"]["used"].as_u64(), Some(heavy + steady + 5 + big), "{view}");
+    // Two users on pro (10.00 a month), one on flat (20.00), one on open (free); big's projection
+    // past 100,000 costs 1 cent per started 100.
+    let overage = (of("big")["projected"].as_u64().unwrap() - 100_000).div_ceil(100);
+    assert_eq!(
+        view["projected_revenue"],
+        json!({ "currency": "USD", "plans_cents": 4000, "overage_cents": overage, "total_cents": 4000 + overage }),
+        "{view}"
+    );
 
     // Today's row is the counter as the job copied it.
     let dir = tally.dir.path();
@@ -190,12 +203,13 @@ fn the_job_copies_days_stores_projections_and_alerts_once() {
     );
     assert_eq!(copied as u64, heavy);
 
-    // Three runs, one event.
+    // Three runs, one event per customer past a limit.
     let events = client.get("/v1/admin/events?type=forecast_exceeds_limit").json()["events"].clone();
     let events = events.as_array().unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["user_id"], "heavy");
-    let data = &events[0]["data"];
+    let mut named: Vec<&str> = events.iter().map(|event| event["user_id"].as_str().unwrap()).collect();
+    named.sort_unstable();
+    assert_eq!(named, ["big", "heavy"], "{events:?}");
+    let data = &events.iter().find(|event| event["user_id"] == "heavy").unwrap()["data"];
     assert_eq!(
         (data["metric"].as_str(), data["limit"].as_u64(), data["used"].as_u64()),
         (Some("prompts"), Some(1000), Some(heavy))
@@ -211,4 +225,31 @@ fn the_job_copies_days_stores_projections_and_alerts_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(count(dir, &format!("SELECT count(*) FROM forecasts WHERE owner_kind = 'user' AND owner_pk = {pk}")), 0);
+}
+
+#[test]
+fn the_dashboard_shows_projections_the_running_out_list_and_a_forecast_line() {
+    let tally = start(1);
+    let mut client = tally.client();
+    seed(&tally, &mut client, "heavy", 60);
+    seed(&tally, &mut client, "steady", 10);
+    let before = String::from_utf8(client.get("/admin").body).unwrap();
+    assert!(before.contains("No forecast yet"), "before the job's first run");
+    wait_for_runs(&mut client, 1);
+
+    let overview = String::from_utf8(client.get("/admin").body).unwrap();
+    let list = &overview[overview.find("Will run out soon").expect("the list")..];
+    let list = &list[..list.find("</table>").expect("a table of customers")];
+    assert!(list.contains("data-customer=\"heavy\""), "{list}");
+    assert!(!list.contains("data-customer=\"steady\""), "10 a day stays under 1,000: {list}");
+    assert!(overview.contains("class=\"projected\""), "this month's bar shows the projection");
+    assert!(overview.contains("class=\"interval\""), "and its interval");
+
+    let page = String::from_utf8(client.get("/admin/users/heavy").body).unwrap();
+    let line = &page[page.find("class=\"muted forecast\"").expect("a forecast line")..];
+    assert!(line.contains("Projected by the month") && line.contains("runs out"), "{}", &line[..300.min(line.len())]);
+    let steady = String::from_utf8(client.get("/admin/users/steady").body).unwrap();
+    let line = &steady[steady.find("class=\"muted forecast\"").expect("a forecast line")..];
+    let line = &line[..line.find("</div>").unwrap()];
+    assert!(!line.contains("runs out"), "{line}");
 }

@@ -101,6 +101,9 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
     let rules = &ctx.app.rules;
     let metrics: Vec<Metric> = rules.catalog.metrics().cloned().collect();
     let path = account_path(&id);
+    let forecast = crate::app::forecasts::account_forecast(&ctx.app.store, rules, &id, None, now_ms())
+        .map(|forecast| forecast.metrics)
+        .unwrap_or_default();
     let content = html! {
         div.head {
             h1 { span.mono { (id) } " " span.badge data-plan=(details.plan) { (details.plan) } }
@@ -113,7 +116,12 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
         }
         section.panel {
             h2 { "Pool usage in " (details.period) }
-            div.usage { @for (name, standing) in &details.usage { (usage(name, standing, &metrics, &details.plan)) } }
+            div.usage {
+                @for (name, standing) in &details.usage {
+                    @let projected = forecast.iter().find(|metric| metric.metric == *name);
+                    (usage(name, standing, &metrics, &details.plan, projected))
+                }
+            }
         }
         (members(&details, &metrics))
         div.grid.two {

@@ -115,7 +115,17 @@ fn month_parts(period: Period) -> (String, &'static str) {
 
 /// A metric's totals per month, oldest first, as labelled columns; the last one stands out.
 /// Sized so that three fit side by side on a laptop, and one fills a phone, at about 1:1.
-pub fn monthly_columns(metric: &str, label: &str, unit: Unit<'_>, points: &[(Period, u64)]) -> Markup {
+/// The projection of the last month's total: (low, projected, high), its 80% interval around
+/// the median.
+pub type Projection = (u64, u64, u64);
+
+pub fn monthly_columns(
+    metric: &str,
+    label: &str,
+    unit: Unit<'_>,
+    points: &[(Period, u64)],
+    projection: Option<Projection>,
+) -> Markup {
     const WIDTH: f64 = 340.0;
     const HEIGHT: f64 = 182.0;
     const LEFT: f64 = 40.0;
@@ -125,8 +135,10 @@ pub fn monthly_columns(metric: &str, label: &str, unit: Unit<'_>, points: &[(Per
     let plot_height = HEIGHT - TOP - BOTTOM;
     let slot = (WIDTH - LEFT - RIGHT) / points.len().max(1) as f64;
     let bar_width = (slot * 0.68).min(24.0);
-    let max = nice_ceiling(points.iter().map(|(_, value)| *value).max().unwrap_or(0));
+    let highest = points.iter().map(|(_, value)| *value).max().unwrap_or(0);
+    let max = nice_ceiling(highest.max(projection.map_or(0, |(_, _, high)| high)));
     let base = TOP + plot_height;
+    let y_of = |value: u64| base - value as f64 / max as f64 * plot_height;
     let (first, last) = match (points.first(), points.last()) {
         (Some((first, _)), Some((last, _))) => (first.to_string(), last.to_string()),
         _ => (String::new(), String::new()),
@@ -153,6 +165,15 @@ pub fn monthly_columns(metric: &str, label: &str, unit: Unit<'_>, points: &[(Per
                 // The year under the first month and under each January.
                 @let starts_year = index == 0 || month == "Jan";
                 g data-period=(period) {
+                    // The last month's projection: an outline up to the projected total behind
+                    // the bar, and a whisker over its 80% interval.
+                    @if let (true, Some((low, projected, high))) = (index + 1 == points.len(), projection) {
+                        rect class="projected" x=(fixed(center_of(left, slot, bar_width), 1)) y=(fixed(y_of(projected), 1))
+                            width=(fixed(bar_width, 1)) height=(fixed(base - y_of(projected), 1)) rx="2" {
+                            title { "projected " (unit.phrase(projected)) " (80%: " (unit.phrase(low)) " to " (unit.phrase(high)) ")" }
+                        }
+                        line class="interval" x1=(center) x2=(center) y1=(fixed(y_of(low), 1)) y2=(fixed(y_of(high), 1)) {}
+                    }
                     rect class=(class) x=(fixed(center_of(left, slot, bar_width), 1)) y=(fixed(base - height, 1))
                         width=(fixed(bar_width, 1)) height=(fixed(height, 1)) rx="2" {
                         title { (period) ": " (unit.phrase(*value)) }
@@ -201,7 +222,7 @@ mod tests {
         let now: Period = "2026-02".parse().unwrap();
         let points: Vec<(Period, u64)> =
             (0..3).rev().map(|back| (now.months_before(back), back as u64 * 1000)).collect();
-        let svg = monthly_columns("prompts", "Prompts", Unit::of("prompts"), &points).into_string();
+        let svg = monthly_columns("prompts", "Prompts", Unit::of("prompts"), &points, None).into_string();
         assert!(svg.contains("<title>2025-12: 2,000 prompts</title>"), "{svg}");
         assert!(svg.contains(">2k</text>") && svg.contains(">Dec</text>") && svg.contains(">2026</text>"));
         assert!(svg.contains(">2025</text>"), "the first bar names its year, even a lone December");
@@ -212,7 +233,7 @@ mod tests {
     fn a_bytes_chart_names_its_unit_once_per_label() {
         let now: Period = "2026-02".parse().unwrap();
         let points = [(now.months_before(1), 92_800_000), (now, 3_712_800_000)];
-        let svg = monthly_columns("bytes_out", "Bytes out", Unit::Bytes, &points).into_string();
+        let svg = monthly_columns("bytes_out", "Bytes out", Unit::Bytes, &points, None).into_string();
         assert!(svg.contains("<title>2026-02: 3.7 GB</title>"), "{svg}");
         assert!(svg.contains("<title>2026-01: 92.8 MB</title>"), "no \"bytes\" after a byte unit");
         assert!(svg.contains(">5 GB</text>") && svg.contains(">2.5 GB</text>"), "the axis in the card's units");

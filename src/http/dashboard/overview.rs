@@ -4,13 +4,16 @@
 
 use super::Page;
 use super::chart::{self, PlanMeasure};
+use super::format::utc_minute;
 use super::format::{Unit, metric_label, money, thousands};
-use super::html::{Tab, query_value, user_path};
+use super::html::{Tab, account_path, query_value, user_path};
 use super::session::Visitor;
 use crate::app::admin as ops;
+use crate::app::forecasts;
 use crate::domain::admin::{MetricValues, Summary};
 use crate::domain::period::Period;
 use crate::domain::plan::Metric;
+use crate::domain::ports::{CounterOwner, ForecastRecord};
 use crate::http::Ctx;
 use crate::http::error::ApiError;
 use crate::http::now_ms;
@@ -29,6 +32,9 @@ pub struct Overview {
     pub months: Vec<(Period, MetricValues)>,
     /// Of every amount shown.
     pub currency: String,
+    /// The forecast job's projections of `period` (none for a past month, or before its
+    /// first run).
+    pub forecasts: Vec<ForecastRecord>,
 }
 
 pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
@@ -46,7 +52,8 @@ pub fn page(ctx: &mut Ctx<'_>, _visitor: &Visitor) -> Result<Page, ApiError> {
     let (summary, months) = (read.summary, read.months);
     let metrics = catalog.metrics().cloned().collect();
     let currency = ctx.app.rules.currency.clone();
-    let overview = Overview { period, current, metrics, summary, months, currency };
+    let forecasts = if period == current { forecasts::stored(&ctx.app.store, period, None)? } else { Vec::new() };
+    let overview = Overview { period, current, metrics, summary, months, currency, forecasts };
     Ok(Page { title: format!("Overview {period}"), tab: Tab::Overview, content: render(&overview) })
 }
 
@@ -77,7 +84,7 @@ fn card(key: &str, label: &str, raw: u64, shown: &str, note: &str) -> Markup {
 }
 
 pub fn render(view: &Overview) -> Markup {
-    let Overview { period, current, metrics, summary, months, currency } = view;
+    let Overview { period, current, metrics, summary, months, currency, forecasts } = view;
     let first_metric = metrics.first().map_or("", |metric| metric.name.as_str());
     let users_total = summary.distribution.users_total;
     let revenue = summary.distribution.revenue_cents_total;
@@ -133,7 +140,8 @@ pub fn render(view: &Overview) -> Markup {
             (top_users(view, first_metric))
         }
 
-        (by_month(*period, metrics, months))
+        (running_out(forecasts, metrics))
+        (by_month(*period, metrics, months, forecasts))
     }
 }
 
@@ -180,7 +188,52 @@ fn top_users(view: &Overview, first_metric: &str) -> Markup {
 }
 
 /// The last 12 months, one small chart per metric.
-fn by_month(period: Period, metrics: &[Metric], months: &[(Period, MetricValues)]) -> Markup {
+/// How many customers "Will run out soon" lists.
+const RUNNING_OUT: usize = 10;
+
+/// The customers projected past a hard or soft limit this month, soonest first.
+fn running_out(forecasts: &[ForecastRecord], metrics: &[Metric]) -> Markup {
+    let at_risk: Vec<&ForecastRecord> =
+        forecasts.iter().filter(|record| record.limit.is_some_and(|limit| record.projected > limit)).collect();
+    html! {
+        section.panel aria-labelledby="running-out-heading" {
+            h2 #running-out-heading { "Will run out soon " span.sub { "projected past a limit this month" } }
+            @if forecasts.is_empty() {
+                p.empty { "No forecast yet: the forecast job projects this month every forecast_interval_secs." }
+            } @else if at_risk.is_empty() {
+                p.empty { "No customer is projected past a limit this month." }
+            } @else {
+                table.running-out {
+                    thead { tr { th { "Customer" } th { "Metric" } th.num { "Used" } th.num { "Limit" } th.num { "Projected" } th { "Runs out" } } }
+                    tbody {
+                        @for record in at_risk.iter().take(RUNNING_OUT) {
+                            @let unit = Unit::of_metric(metrics, &record.metric);
+                            @let path = match record.owner {
+                                CounterOwner::User(_) => user_path(&record.customer_id),
+                                CounterOwner::Account(_) => account_path(&record.customer_id),
+                            };
+                            tr data-customer=(record.customer_id) {
+                                td { a.mono href=(path) { (record.customer_id) } }
+                                td { (metric_label(&record.metric)) }
+                                td.num { (unit.value(record.used)) }
+                                td.num { (unit.value(record.limit.unwrap_or(0))) }
+                                td.num { (unit.value(record.projected)) }
+                                td { @match record.exhausted_at_ms { Some(at) => (utc_minute(at)), None => "-" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn by_month(
+    period: Period,
+    metrics: &[Metric],
+    months: &[(Period, MetricValues)],
+    forecasts: &[ForecastRecord],
+) -> Markup {
     let (from, to) = (months.first().map_or(period, |(month, _)| *month), period);
     let any = months.iter().any(|(_, totals)| totals.iter().any(|(_, value)| *value > 0));
     html! {
@@ -200,15 +253,28 @@ fn by_month(period: Period, metrics: &[Metric], months: &[(Period, MetricValues)
                             })
                             .collect();
                         @let label = metric_label(&metric.name);
+                        @let projection = projection(forecasts, &metric.name);
                         figure.panel-plain {
                             figcaption { h3 { (label) } }
-                            (chart::monthly_columns(&metric.name, &label, Unit::of(&metric.unit), &points))
+                            (chart::monthly_columns(&metric.name, &label, Unit::of(&metric.unit), &points, projection))
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Every customer's projection of `metric` added up, if the job has projected any.
+fn projection(forecasts: &[ForecastRecord], metric: &str) -> Option<chart::Projection> {
+    let of_metric: Vec<&ForecastRecord> = forecasts.iter().filter(|record| record.metric == metric).collect();
+    if of_metric.is_empty() {
+        return None;
+    }
+    let sum = |value: fn(&ForecastRecord) -> u64| {
+        of_metric.iter().map(|record| value(record)).fold(0u64, u64::saturating_add)
+    };
+    Some((sum(|record| record.low), sum(|record| record.projected), sum(|record| record.high)))
 }
 
 #[cfg(test)]
@@ -231,7 +297,7 @@ mod tests {
             totals,
             top_users,
         };
-        Overview { period, current: period, metrics, summary, months, currency: "EUR".into() }
+        Overview { period, current: period, metrics, summary, months, currency: "EUR".into(), forecasts: vec![] }
     }
 
     #[test]

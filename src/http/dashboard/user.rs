@@ -8,6 +8,7 @@ use super::session::{Flash, Visitor};
 use super::terms;
 use super::{Done, Form, Page, outcome, user_id};
 use crate::app::admin::{self as ops, UserDetails};
+use crate::app::forecasts::{self, MetricForecast};
 use crate::domain::admin::MetricValues;
 use crate::domain::feature::{FeatureKind, FeatureVerdict};
 use crate::domain::period::Period;
@@ -44,7 +45,11 @@ pub fn page(ctx: &mut Ctx<'_>, visitor: &Visitor) -> Result<Page, ApiError> {
             (terms::grants_panel(&ctx.app.rules, customer, &grants, details.standing.period, visitor))
         }
     };
-    let content = render(&details, &metrics, &plans, visitor, terms);
+    // The forecast is a help, not the page: a failure to project leaves the line out.
+    let forecast = forecasts::user_forecast(&ctx.app.store, &ctx.app.rules, &user_id, None, now_ms())
+        .map(|forecast| forecast.metrics)
+        .unwrap_or_default();
+    let content = render(&details, &metrics, &plans, visitor, terms, &forecast);
     Ok(Page { title: user_id.to_string(), tab: Tab::Users, content })
 }
 
@@ -54,6 +59,7 @@ pub fn render(
     plans: &[(String, String)],
     visitor: &Visitor,
     terms: Markup,
+    forecast: &[MetricForecast],
 ) -> Markup {
     let user_id = &details.standing.user.user_id;
     let path = user_path(user_id);
@@ -79,7 +85,12 @@ pub fn render(
         }
         section.panel {
             h2 { "Usage in " (period) }
-            div.usage { @for (name, standing) in &details.standing.usage { (usage(name, standing, metrics, &details.standing.plan)) } }
+            div.usage {
+                @for (name, standing) in &details.standing.usage {
+                    @let projected = forecast.iter().find(|metric| metric.metric == *name);
+                    (usage(name, standing, metrics, &details.standing.plan, projected))
+                }
+            }
         }
         div.grid.two {
             (features(&details.standing.features))
@@ -92,7 +103,13 @@ pub fn render(
 
 /// One metric this period: used, against the limit if there is one, and where the limit
 /// comes from (plan or override, plus grants and rollover).
-pub(super) fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &str) -> Markup {
+pub(super) fn usage(
+    name: &str,
+    standing: &Standing,
+    metrics: &[Metric],
+    plan: &str,
+    forecast: Option<&MetricForecast>,
+) -> Markup {
     let unit = Unit::of_metric(metrics, name);
     html! {
         div.metric data-metric=(name) data-source=(source_word(standing.source)) data-granted=(standing.granted)
@@ -131,6 +148,23 @@ pub(super) fn usage(name: &str, standing: &Standing, metrics: &[Metric], plan: &
                         @if standing.source == Source::Override { "No limit (override)" } @else { "No limit on " (plan) }
                     }
                 }
+            }
+            @if let Some(forecast) = forecast {
+                (forecast_line(forecast, unit))
+            }
+        }
+    }
+}
+
+/// Where the month is heading: the projected total with its 80% interval, and when the limit
+/// runs out if it will.
+pub(super) fn forecast_line(forecast: &MetricForecast, unit: Unit<'_>) -> Markup {
+    html! {
+        div.muted.forecast data-projected=(forecast.projected) data-low=(forecast.low) data-high=(forecast.high) {
+            "Projected by the month's end: " (unit.value(forecast.projected))
+            " (80%: " (unit.value(forecast.low)) " to " (unit.value(forecast.high)) ")"
+            @if let Some(at) = forecast.exhausted_at_ms {
+                "; " span.badge.warn { "runs out " (utc_minute(at)) }
             }
         }
     }

@@ -5,7 +5,7 @@
 use super::AppError;
 use super::idempotency::{self, IdempotentWrite, Once, Render};
 use crate::domain::Rules;
-use crate::domain::ports::Store;
+use crate::domain::ports::{Store, WriteTx};
 use crate::domain::reservation::{self, CloseOutcome, Commit, Reserve, ReserveOutcome};
 use crate::domain::usage::UsageQuery;
 use std::sync::Arc;
@@ -56,49 +56,30 @@ fn owner_of(store: &Store, reservation_id: &str) -> Result<String, AppError> {
         .ok_or_else(|| AppError::ReservationNotFound(reservation_id.to_owned()))
 }
 
-/// Commits the reservation.
-pub fn commit(
-    store: &Store,
-    rules: &Arc<Rules>,
-    reservation_id: String,
-    request: Commit,
-    once: Option<Once>,
-    now_ms: i64,
-    render: Render<CloseOutcome>,
-) -> Result<IdempotentWrite<CloseOutcome>, AppError> {
-    let user_id = owner_of(store, &reservation_id)?;
-    let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
-    Ok(idempotency::submit(
-        store,
-        keep_hours,
-        once,
-        user_id,
-        now_ms,
-        move |tx| reservation::commit(tx, &rules, &reservation_id, request, now_ms),
-        render,
-    ))
+/// What is done to an open reservation: commit it, or release it.
+#[derive(Clone, Copy, Debug)]
+pub enum Close {
+    Commit(Commit),
+    Release,
 }
 
-/// Releases the reservation.
-pub fn release(
+/// Commits or releases the reservation, at most once per `once` key.
+pub fn close(
     store: &Store,
     rules: &Arc<Rules>,
     reservation_id: String,
+    close: Close,
     once: Option<Once>,
     now_ms: i64,
     render: Render<CloseOutcome>,
 ) -> Result<IdempotentWrite<CloseOutcome>, AppError> {
     let user_id = owner_of(store, &reservation_id)?;
     let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
-    Ok(idempotency::submit(
-        store,
-        keep_hours,
-        once,
-        user_id,
-        now_ms,
-        move |tx| reservation::release(tx, &rules, &reservation_id, now_ms),
-        render,
-    ))
+    let job = move |tx: &dyn WriteTx| match close {
+        Close::Commit(request) => reservation::commit(tx, &rules, &reservation_id, request, now_ms),
+        Close::Release => reservation::release(tx, &rules, &reservation_id, now_ms),
+    };
+    Ok(idempotency::submit(store, keep_hours, once, user_id, now_ms, job, render))
 }
 
 /// Marks every reservation past its `expires_at` as expired, in chunks; returns how many.

@@ -4,7 +4,7 @@
 
 use super::raw::RawConfig;
 use super::{ConfigError, Validator};
-use crate::domain::events::{EventFilter, EventType, WebhookRoute};
+use crate::domain::events::{EventFilter, WebhookRoute};
 use std::fmt;
 
 /// Who an alert rule mails: the customer the event is about (the account's address for a
@@ -86,13 +86,7 @@ impl Validator<'_> {
             if alert.events.is_empty() {
                 return Err(self.error(format!("{key}.events"), "is empty", "list event types to mail"));
             }
-            let mut kinds = Vec::new();
-            for (position, kind) in alert.events.iter().enumerate() {
-                let kind = kind.parse::<EventType>().map_err(|problem| {
-                    self.error(format!("{key}.events[{position}]"), problem, "use a listed event type")
-                })?;
-                kinds.push(kind);
-            }
+            let kinds = self.event_kinds(&key, &alert.events, "use a listed event type")?;
             alerts.push(EmailAlert { route, to, filter: EventFilter::Only(kinds) });
         }
         let routes = alerts

@@ -55,20 +55,25 @@ impl Validator<'_> {
             } else if hook.events.is_empty() {
                 return Err(self.error(format!("{key}.events"), "is empty", "list event types, or [\"*\"] for all"));
             } else {
-                let mut kinds = Vec::new();
-                for (position, kind) in hook.events.iter().enumerate() {
-                    let kind = kind.parse::<EventType>().map_err(|problem| {
-                        self.error(format!("{key}.events[{position}]"), problem, "use a listed type, or \"*\"")
-                    })?;
-                    kinds.push(kind);
-                }
-                EventFilter::Only(kinds)
+                EventFilter::Only(self.event_kinds(&key, &hook.events, "use a listed type, or \"*\"")?)
             };
             webhooks.push(WebhookConfig { url: hook.url.clone(), secrets, filter });
         }
         let routes =
             webhooks.iter().map(|hook| WebhookRoute { url: hook.url.clone(), filter: hook.filter.clone() }).collect();
         Ok((webhooks, routes))
+    }
+
+    /// The event types of `events` (at `key`.events), each refused with `fix` when unknown.
+    pub(super) fn event_kinds(&self, key: &str, events: &[String], fix: &str) -> Result<Vec<EventType>, ConfigError> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(position, kind)| {
+                kind.parse::<EventType>()
+                    .map_err(|problem| self.error(format!("{key}.events[{position}]"), problem, fix))
+            })
+            .collect()
     }
 
     /// `secret = "..."` or `secrets = ["new", "old"]` (rotation: every delivery is signed

@@ -8,7 +8,8 @@ use super::usage::{Valid, render_track, validate};
 use super::users::rfc3339;
 use super::{Ctx, Later, now_ms, ratelimit};
 use crate::app;
-use crate::app::reservations::{DEFAULT_TTL_SECS, MAX_TTL_SECS};
+use crate::app::idempotency::Once;
+use crate::app::reservations::{Close, DEFAULT_TTL_SECS, MAX_TTL_SECS};
 use crate::domain::Rules;
 use crate::domain::period::Period;
 use crate::domain::ports::{ReservationRecord, ReservationState};
@@ -202,30 +203,22 @@ pub fn commit(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let enforce = body.enforce.unwrap_or(true);
     let amount_part = body.amount.map_or_else(String::new, |amount| amount.to_string());
     let once = idempotency::once(ctx, &[&"commit", &id, &amount_part, &enforce])?;
-    let now_ms = now_ms();
-    let render = Arc::new(move |outcome: &CloseOutcome| render_close(outcome, now_ms));
-    let rules = Arc::clone(&ctx.app.rules);
-    let write = super::may_block(|| {
-        app::reservations::commit(
-            &ctx.app.store,
-            &rules,
-            id,
-            Commit { amount: body.amount, enforce },
-            once,
-            now_ms,
-            render,
-        )
-    })?;
-    Ok(Box::pin(async move { Ok(idempotency::into_response(write.answer().await?)) }))
+    closing(ctx, id, Close::Commit(Commit { amount: body.amount, enforce }), once)
 }
 
 pub fn release(ctx: &mut Ctx<'_>) -> Result<Later, ApiError> {
     let id = reservation_id(ctx)?;
     let _: ReleaseBody = ctx.json_body()?;
     let once = idempotency::once(ctx, &[&"release", &id])?;
+    closing(ctx, id, Close::Release, once)
+}
+
+/// Queues the commit or release; the answer is awaited once its group commits.
+fn closing(ctx: &Ctx<'_>, id: String, close: Close, once: Option<Once>) -> Result<Later, ApiError> {
     let now_ms = now_ms();
     let render = Arc::new(move |outcome: &CloseOutcome| render_close(outcome, now_ms));
     let rules = Arc::clone(&ctx.app.rules);
-    let write = super::may_block(|| app::reservations::release(&ctx.app.store, &rules, id, once, now_ms, render))?;
+    // A read first (whose reservation it is), so it may block.
+    let write = super::may_block(|| app::reservations::close(&ctx.app.store, &rules, id, close, once, now_ms, render))?;
     Ok(Box::pin(async move { Ok(idempotency::into_response(write.answer().await?)) }))
 }

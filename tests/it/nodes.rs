@@ -479,3 +479,60 @@ fn each_webhook_event_is_delivered_once_with_three_senders() {
     ids.dedup();
     assert_eq!((ids.len(), total), (60, 60), "each event once, none twice");
 }
+
+/// Limit 30 (trial), 3 nodes: racing reservations of 1 through every node never hold or
+/// commit past the limit, and a reservation committed through two nodes at once records once.
+#[test]
+fn three_nodes_never_reserve_past_a_hard_limit_and_commit_once() {
+    if !multi_node_only() {
+        return;
+    }
+    let nodes = three_nodes(with_keys);
+    let addrs: Vec<_> = nodes.iter().map(|node| node.addr).collect();
+    let threads: Vec<_> = (0..12usize)
+        .map(|thread| {
+            let addr = addrs[thread % addrs.len()];
+            std::thread::spawn(move || {
+                let mut client = Client::new(addr).with_key(crate::support::ADMIN_KEY);
+                let mut committed = 0;
+                for _ in 0..5 {
+                    let body = json!({ "user_id": "pooled-r", "metric": "prompts", "amount": 1 });
+                    let reply = client.post("/v1/reservations", &body);
+                    if reply.status == 429 {
+                        continue;
+                    }
+                    assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+                    let held = reply.json();
+                    assert!(held["used"].as_u64().unwrap() + held["reserved"].as_u64().unwrap() <= 30, "{held}");
+                    let id = held["reservation_id"].as_str().unwrap();
+                    assert_eq!(client.post(&format!("/v1/reservations/{id}/commit"), &json!({})).status, 200);
+                    committed += 1;
+                }
+                committed
+            })
+        })
+        .collect();
+    let committed: u64 = threads.into_iter().map(|thread| thread.join().unwrap()).sum();
+    let mut client = nodes[0].client().with_key(crate::support::ADMIN_KEY);
+    let view = client.get("/v1/users/pooled-r").json();
+    assert_eq!(view["usage"]["prompts"]["used"].as_u64(), Some(committed));
+    assert_eq!(committed, 30, "60 attempts fill the limit exactly");
+
+    // One more reservation, committed through two nodes at once.
+    track(&mut client, "twice-r", "prompts", 1);
+    let reply = client.post("/v1/reservations", &json!({ "user_id": "twice-r", "metric": "prompts", "amount": 5 }));
+    let id = reply.json()["reservation_id"].as_str().unwrap().to_owned();
+    let racers: Vec<_> = addrs[1..]
+        .iter()
+        .map(|&addr| {
+            let path = format!("/v1/reservations/{id}/commit");
+            std::thread::spawn(move || {
+                Client::new(addr).with_key(crate::support::ADMIN_KEY).post(&path, &json!({})).status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = racers.into_iter().map(|racer| racer.join().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    assert_eq!(client.get("/v1/users/twice-r").json()["usage"]["prompts"]["used"], 6);
+}

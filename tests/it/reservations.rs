@@ -356,3 +356,21 @@ fn racing_reservations_never_pass_the_limit() {
     assert_eq!(used, 30, "the commits filled the limit exactly, and no further");
     assert_eq!(reserve(&mut client, "racer", 1, json!({})).status, 429);
 }
+
+#[test]
+fn a_reservation_committed_by_racing_clients_is_recorded_once() {
+    let tally = start();
+    let mut client = tally.client();
+    let id = held(&mut client, "racer-c", 7);
+    let addr = tally.addr;
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let id = id.clone();
+            std::thread::spawn(move || commit(&mut Client::new(addr), &id, json!({})).status)
+        })
+        .collect();
+    let mut statuses: Vec<u16> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(used_and_reserved(&mut client, "racer-c"), (7, 0));
+}

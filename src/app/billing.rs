@@ -107,6 +107,7 @@ pub fn report(store: &Store, rules: &Arc<Rules>, period: Period, actor: &str) ->
     if period > current {
         return Err(AppError::Invalid(format!("period {period} has not begun; ask for {current} or an earlier month")));
     }
+    refuse_before_retention(rules, period, current)?;
     if period == current {
         let metrics = rules.catalog.metrics().map(|metric| metric.name.clone()).collect();
         let statement = Statement { period, currency: rules.currency.clone(), metrics, closed_at_ms: None };
@@ -123,7 +124,21 @@ pub fn stripe_events(store: &Store, rules: &Arc<Rules>, period: Period, actor: &
     if period >= current {
         return Err(AppError::PeriodNotEnded { period: period.to_string(), current: current.to_string() });
     }
+    refuse_before_retention(rules, period, current)?;
     closed(store, rules, period, actor)
+}
+
+/// A period older than `retention_months` keeps no counters: its statement would bill plan
+/// prices for usage no longer known, so it is refused rather than closed.
+fn refuse_before_retention(rules: &Rules, period: Period, current: Period) -> Result<(), AppError> {
+    let oldest = current.oldest_kept(rules.retention_months);
+    if period < oldest {
+        return Err(AppError::Invalid(format!(
+            "period {period} is before the oldest period kept ({oldest}, retention_months = {})",
+            rules.retention_months
+        )));
+    }
+    Ok(())
 }
 
 fn closed(store: &Store, rules: &Arc<Rules>, period: Period, actor: &str) -> Result<Pager, AppError> {

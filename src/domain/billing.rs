@@ -149,6 +149,13 @@ pub enum Resolution {
 }
 
 /// The lines of the page of customers at `cursor`, and the cursor after it.
+/// Whether a customer created at `created_at_ms` with `counters` in `period` is billed for
+/// it: one created after the period ended was not a customer of it, unless usage was
+/// recorded in it (a track with a past timestamp).
+fn of_period(period: Period, created_at_ms: i64, counters: &[(String, u64)]) -> bool {
+    created_at_ms < period.end_unix_ms() || !counters.is_empty()
+}
+
 pub fn page(
     store: &(impl UsageRead + BillingRead + ?Sized),
     rules: &Rules,
@@ -161,7 +168,9 @@ pub fn page(
         Cursor::Done => return Ok((lines, Cursor::Done)),
         Cursor::Accounts(after) => {
             let page = store.billing_accounts(period, after.as_deref(), PAGE)?;
-            for (account, counters) in &page {
+            for (account, counters) in
+                page.iter().filter(|(account, counters)| of_period(period, account.created_at_ms, counters))
+            {
                 let plan = rules.catalog.plan_or_default(&account.plan);
                 let whose = (
                     Customer::Account(&account.account_id),
@@ -176,7 +185,9 @@ pub fn page(
         }
         Cursor::Users(after) => {
             let page = store.billing_users(period, after.as_deref(), PAGE)?;
-            for (user, counters) in &page {
+            for (user, counters) in
+                page.iter().filter(|(user, counters)| of_period(period, user.created_at_ms, counters))
+            {
                 let plan = rules.catalog.plan_or_default(&user.plan);
                 let whose =
                     (Customer::User(&user.user_id), Counter::User { pk: user.pk, created_at_ms: user.created_at_ms });

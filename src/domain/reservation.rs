@@ -30,9 +30,9 @@ pub enum ReserveOutcome {
 #[derive(Debug)]
 pub enum NotOpen {
     NotFound,
-    /// Committed, released or expired already.
+    /// Committed or released already.
     Closed(ReservationRecord),
-    /// Its `expires_at` has passed.
+    /// Its `expires_at` has passed (whether or not it is marked expired yet).
     Expired(ReservationRecord),
 }
 
@@ -121,8 +121,11 @@ fn open_reservation(
     let Some(mut reservation) = store.find_reservation(reservation_id)? else {
         return Ok(Err(NotOpen::NotFound));
     };
-    if reservation.state != ReservationState::Open {
-        return Ok(Err(NotOpen::Closed(reservation)));
+    match reservation.state {
+        ReservationState::Open => {}
+        // Marked by the expiry job or by an earlier attempt: told as an expiry every time.
+        ReservationState::Expired => return Ok(Err(NotOpen::Expired(reservation))),
+        ReservationState::Committed | ReservationState::Released => return Ok(Err(NotOpen::Closed(reservation))),
     }
     if reservation.expires_at_ms <= now_ms {
         let expires_at_ms = reservation.expires_at_ms;

@@ -45,11 +45,7 @@ impl Standing {
     /// A plan's limit with nothing added (the decisions' unit tests).
     #[cfg(test)]
     pub fn new(limit: Limit, used: u64) -> Standing {
-        Standing::resolved(ResolvedLimit::of_plan(limit), used)
-    }
-
-    pub fn resolved(resolved: ResolvedLimit, used: u64) -> Standing {
-        Standing::held(resolved, used, 0)
+        Standing::held(ResolvedLimit::of_plan(limit), used, 0)
     }
 
     /// With `reserved` held: `remaining` is what neither use nor holds have taken.
@@ -170,6 +166,8 @@ pub(super) struct Standpoint<'p> {
     pub(super) account: Option<AccountRecord>,
     pub(super) user_used: u64,
     pub(super) cap: Option<ResolvedLimit>,
+    /// A member with a cap: what their own holds on the pool take of it.
+    pub(super) user_reserved: u64,
 }
 
 impl Standpoint<'_> {
@@ -186,7 +184,8 @@ impl Standpoint<'_> {
 
 pub(super) fn verdict(rules: &Rules, query: &UsageQuery, at: &Standpoint<'_>) -> Verdict {
     let bypass = rules.is_bypass(&query.user_id);
-    let within_cap = at.cap.is_none_or(|cap| admits(cap.limit, bypass, at.user_used, query.amount));
+    let user_taken = at.user_used.saturating_add(at.user_reserved);
+    let within_cap = at.cap.is_none_or(|cap| admits(cap.limit, bypass, user_taken, query.amount));
     Verdict {
         allowed: admits(at.limit.limit, bypass, at.taken(), query.amount) && within_cap,
         user_id: query.user_id.clone(),
@@ -255,14 +254,18 @@ fn standpoint<'r>(
         let (plan, limit, cap) = pool_limit(store, rules, user, &account, query, now_ms)?;
         let used = store.account_counter(account_pk, query.period, &query.metric)?;
         let reserved = store.reserved(CounterOwner::Account(account_pk), query.period, &query.metric, now_ms)?;
-        return Ok(Standpoint { plan, limit, used, reserved, account: Some(account), user_used, cap });
+        let user_reserved = match cap {
+            Some(_) => store.member_reserved(account_pk, user.pk, query.period, &query.metric, now_ms)?,
+            None => 0,
+        };
+        return Ok(Standpoint { plan, limit, used, reserved, account: Some(account), user_used, cap, user_reserved });
     }
     let (plan, limit) = own_limit(store, rules, user, query, now_ms)?;
     let reserved = match user {
         Some(user) => store.reserved(CounterOwner::User(user.pk), query.period, &query.metric, now_ms)?,
         None => 0,
     };
-    Ok(Standpoint { plan, limit, used: user_used, reserved, account: None, user_used, cap: None })
+    Ok(Standpoint { plan, limit, used: user_used, reserved, account: None, user_used, cap: None, user_reserved: 0 })
 }
 
 /// The standpoint of `user` for a write: serialized on the user (and the account for a
@@ -364,6 +367,7 @@ pub(super) fn track_from(
                 account: None,
                 user_used: used_after,
                 cap: None,
+                user_reserved: 0,
             };
             let mut verdict = verdict(rules, query, &at);
             verdict.standing = Standing::held(resolved, used_after, reserved);
@@ -385,7 +389,16 @@ pub(super) fn track_from(
                 Some(user) => store.counter(user.pk, query.period, &query.metric)?,
                 None => 0,
             };
-            let at = Standpoint { plan, limit: resolved, used, reserved, account: None, user_used: used, cap: None };
+            let at = Standpoint {
+                plan,
+                limit: resolved,
+                used,
+                reserved,
+                account: None,
+                user_used: used,
+                cap: None,
+                user_reserved: 0,
+            };
             not_recorded(store, rules, query, enforce_limit, &at, now_ms)?
         }
     })
@@ -415,14 +428,23 @@ fn track_member(
     let held = Hold::on(hold, owner);
     let reserved = store.reserved(owner, query.period, &query.metric, now_ms)?.saturating_sub(held);
     let enforce_limit = enforce && query.amount > held;
-    // The member's own cap first: the user is serialized, so their counter cannot move.
-    let within_cap = cap.is_none_or(|cap| !enforce_limit || admits(cap.limit, bypass, user_used, query.amount));
+    // The member's own cap first: the user is serialized, so their counter and holds cannot
+    // move. Their holds on the pool count against it, but for the one this use draws on.
+    let user_reserved = match cap {
+        Some(_) => {
+            store.member_reserved(account.pk, user.pk, query.period, &query.metric, now_ms)?.saturating_sub(held)
+        }
+        None => 0,
+    };
+    let user_taken = user_used.saturating_add(user_reserved);
+    let within_cap = cap.is_none_or(|cap| !enforce_limit || admits(cap.limit, bypass, user_taken, query.amount));
     let ceiling = if user_fits && within_cap { ceiling(limit, bypass, enforce_limit, reserved) } else { 0 };
     let added =
         store.increment_account_within(account.pk, query.period, &query.metric, query.amount, ceiling, now_ms)?;
     let Some(pool_after) = added else {
         let used = store.account_counter(account.pk, query.period, &query.metric)?;
-        let at = Standpoint { plan, limit: resolved, used, reserved, account: Some(account), user_used, cap };
+        let at =
+            Standpoint { plan, limit: resolved, used, reserved, account: Some(account), user_used, cap, user_reserved };
         return not_recorded(store, rules, query, enforce_limit && user_fits, &at, now_ms);
     };
     // The member's own counter cannot refuse: it was checked to fit above.
@@ -450,6 +472,7 @@ fn track_member(
         account: Some(account.clone()),
         user_used,
         cap,
+        user_reserved,
     };
     let mut verdict = verdict(rules, query, &at);
     verdict.standing = Standing::held(resolved, pool_after, reserved);
@@ -476,7 +499,7 @@ pub(super) fn not_recorded(
     let pool_admits = admits(at.limit.limit, verdict.bypass, at.taken(), query.amount);
     let (scope, limit, used) = match (&at.account, at.cap) {
         (Some(_), Some(cap)) if pool_admits => {
-            verdict.standing = Standing::resolved(cap, at.user_used);
+            verdict.standing = Standing::held(cap, at.user_used, at.user_reserved);
             (Scope::User, cap.limit, at.user_used)
         }
         (Some(_), _) => (Scope::Account, at.limit.limit, at.used),

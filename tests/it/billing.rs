@@ -397,3 +397,22 @@ fn nodes_asking_at_once_close_a_large_statement_once() {
     let csv = body_text(&client.get(&format!("{path}&format=csv")));
     assert_eq!(csv.lines().count(), 1 + 450 + 1);
 }
+
+#[test]
+fn a_past_period_bills_only_who_existed_or_used_it_and_none_before_retention() {
+    let (_tally, mut client) = start();
+    put(&mut client, "/v1/users/newcomer", json!({ "plan": "solo" }));
+    let (timestamp, last) = last_month();
+    // Created now too, but with usage recorded in that month: billed for it.
+    track_at(&mut client, "backdated", "prompts", 5, Some(&timestamp));
+    put(&mut client, "/v1/users/backdated", json!({ "plan": "solo" }));
+    let before = client.get(&format!("/v1/admin/billing?period={last}")).json();
+    let listed: Vec<&str> =
+        before["customers"].as_array().unwrap().iter().filter_map(|line| line["customer_id"].as_str()).collect();
+    assert!(!listed.contains(&"newcomer"), "created this month: not billed for {last}: {before}");
+    assert!(listed.contains(&"backdated"), "{before}");
+    let old = client.get("/v1/admin/billing?period=1970-01");
+    assert_eq!(old.status, 400, "{}", body_text(&old));
+    assert!(body_text(&old).contains("retention_months"), "{}", body_text(&old));
+    assert_eq!(client.get("/v1/admin/billing/stripe-meter-events?period=1970-01").status, 400);
+}

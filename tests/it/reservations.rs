@@ -188,7 +188,12 @@ fn an_expired_hold_is_freed_and_its_commit_refused_with_410() {
     assert_eq!(used_and_reserved(&mut client, "dave"), (0, 0), "no hold after expires_at");
     let late = commit(&mut client, &id, json!({}));
     assert_eq!((late.status, late.code()), (410, "reservation_expired".to_owned()));
-    assert_eq!(release(&mut client, &id).status, 409, "an expired reservation is closed");
+    let again = release(&mut client, &id);
+    assert_eq!(
+        (again.status, again.code()),
+        (410, "reservation_expired".to_owned()),
+        "an expiry is told as one every time"
+    );
     assert_eq!(used_and_reserved(&mut client, "dave"), (0, 0));
 }
 
@@ -373,4 +378,32 @@ fn a_reservation_committed_by_racing_clients_is_recorded_once() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
     assert_eq!(used_and_reserved(&mut client, "racer-c"), (7, 0));
+}
+
+#[test]
+fn a_members_own_cap_counts_their_holds_on_the_pool() {
+    let keys = format!(
+        "[auth]\nservice_keys = [\"{SERVICE_KEY}\"]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"
+    );
+    let tally = Setup::new().config(PLANS).config(&keys).start();
+    let mut client = tally.client().with_key(SERVICE_KEY);
+    let mut admin = tally.client().with_key(ADMIN_KEY);
+    assert_eq!(client.put("/v1/accounts/capped", &json!({ "plan": "team" })).status, 200);
+    assert_eq!(client.put("/v1/users/m1", &json!({ "account_id": "capped" })).status, 200);
+    let cap = json!({ "limits": { "prompts": { "limit": 10, "enforcement": "hard" } } });
+    assert_eq!(admin.put("/v1/admin/users/m1/overrides", &cap).status, 200);
+
+    assert_eq!(reserve(&mut client, "m1", 11, json!({})).status, 429, "past the cap by itself");
+    let first = held(&mut client, "m1", 8);
+    let track = client.post("/v1/track", &usage("m1", "prompts", json!({ "amount": 3 })));
+    assert_eq!(track.status, 429, "3 used on top of 8 held passes the cap of 10");
+    assert_eq!(track.json()["error"]["scope"], "user");
+    assert_eq!(reserve(&mut client, "m1", 3, json!({})).status, 429);
+    let check = client.post("/v1/check", &usage("m1", "prompts", json!({ "amount": 3 }))).json();
+    assert_eq!(check["allowed"], false);
+    assert_eq!(client.post("/v1/track", &usage("m1", "prompts", json!({ "amount": 2 }))).status, 200);
+    // The commit draws on its own hold: within it, it passes.
+    assert_eq!(commit(&mut client, &first, json!({})).status, 200);
+    let members = client.get("/v1/accounts/capped").json()["members"].clone();
+    assert_eq!(members[0]["usage"]["prompts"], 10, "the member used exactly their cap");
 }

@@ -3197,9 +3197,9 @@ export interface components {
             };
         };
         /**
-         * @description The reservation was already committed, released or expired
+         * @description The reservation was already committed or released
          *     (`reservation_closed`, with its `state`); or tracking is switched off
-         *     (`tracking_disabled`). Nothing changed.
+         *     (`tracking_disabled`). Nothing changed. An expired one is 410.
          */
         ReservationClosed: {
             headers: {

@@ -56,6 +56,9 @@ pub trait ReservationRead {
     fn reserved(&self, owner: CounterOwner, period: Period, metric: &str, now_ms: i64) -> Result<u64>;
     /// As `reserved`, for every metric with a hold.
     fn reserved_by_metric(&self, owner: CounterOwner, period: Period, now_ms: i64) -> Result<Vec<(String, u64)>>;
+    /// As `reserved` on the account's pool, of the holds `user_pk` made (a member's own cap
+    /// counts them).
+    fn member_reserved(&self, account_pk: i64, user_pk: i64, period: Period, metric: &str, now_ms: i64) -> Result<u64>;
     fn find_reservation(&self, reservation_id: &str) -> Result<Option<ReservationRecord>>;
     /// Whether an open reservation's expires_at is at or before `now_ms` (so the expiry job
     /// has something to mark; a read, so an idle server's job writes nothing).

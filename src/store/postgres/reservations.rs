@@ -50,6 +50,16 @@ impl ReservationRead for PgDb<'_> {
         Ok(rows.iter().map(|row| (row.get(0), from_stored_integer(row.get(1)))).collect())
     }
 
+    fn member_reserved(&self, account_pk: i64, user_pk: i64, period: Period, metric: &str, now_ms: i64) -> Result<u64> {
+        let row = self.conn().query_opt(
+            "SELECT coalesce(sum(amount), 0)::bigint FROM reservations
+             WHERE account_pk = $1 AND account_pk IS NOT NULL AND period = $2 AND metric = $3 AND state = 'open'
+               AND expires_at > $4 AND user_pk = $5",
+            &[&account_pk, &period.to_string(), &metric, &now_ms, &user_pk],
+        )?;
+        Ok(row.map_or(0, |row| from_stored_integer(row.get(0))))
+    }
+
     fn find_reservation(&self, reservation_id: &str) -> Result<Option<ReservationRecord>> {
         let row = self.conn().query_opt(
             "SELECT r.reservation_id, r.user_pk, u.user_id, r.account_pk, r.period, r.metric, r.amount, r.created_at,

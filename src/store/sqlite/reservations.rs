@@ -31,6 +31,23 @@ fn reserved(
     Ok(to_u64(sum))
 }
 
+fn member_reserved(
+    connection: &Connection,
+    (account_pk, user_pk): (i64, i64),
+    period: Period,
+    metric: &str,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT coalesce(sum(amount), 0) FROM reservations
+         WHERE account_pk = ?1 AND account_pk IS NOT NULL AND period = ?2 AND metric = ?3 AND state = 'open'
+           AND expires_at > ?4 AND user_pk = ?5",
+    )?;
+    let sum: i64 =
+        statement.query_row(params![account_pk, period.to_string(), metric, now_ms, user_pk], |row| row.get(0))?;
+    Ok(to_u64(sum))
+}
+
 fn reserved_by_metric(
     connection: &Connection,
     owner: CounterOwner,
@@ -110,6 +127,16 @@ macro_rules! impl_reservation_read {
                 now_ms: i64,
             ) -> Result<Vec<(String, u64)>, StoreError> {
                 reserved_by_metric(self.0, owner, period, now_ms)
+            }
+            fn member_reserved(
+                &self,
+                account_pk: i64,
+                user_pk: i64,
+                period: Period,
+                metric: &str,
+                now_ms: i64,
+            ) -> Result<u64, StoreError> {
+                member_reserved(self.0, (account_pk, user_pk), period, metric, now_ms)
             }
             fn find_reservation(&self, reservation_id: &str) -> Result<Option<ReservationRecord>, StoreError> {
                 find_reservation(self.0, reservation_id)

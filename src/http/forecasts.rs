@@ -168,6 +168,10 @@ fn at_risk(record: &ForecastRecord) -> Option<AtRiskJson<'_>> {
 pub fn admin(ctx: &mut Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let now_ms = now_ms();
     let period = super::params::period_param(&ctx.query, now_ms)?;
+    let current = crate::domain::period::Period::of_unix_ms(now_ms);
+    if period > current {
+        return Err(ApiError::invalid(format!("period {period} has not begun; ask for {current} or an earlier month")));
+    }
     let metric = metric_param(ctx)?;
     let records = forecasts::stored(&ctx.app.store, period, metric.as_deref())?;
     let mut totals: IndexMap<String, TotalJson> = IndexMap::new();

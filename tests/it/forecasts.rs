@@ -127,6 +127,8 @@ fn forecast_routes_refuse_what_they_cannot_answer_and_members_get_their_pool() {
     assert_eq!((unknown.status, unknown.code()), (400, "unknown_metric".to_owned()));
     assert_eq!(client.get("/v1/users/ann/forecast?color=red").status, 400);
     assert_eq!(client.get("/v1/accounts/none/forecast").status, 404);
+    let future = client.get("/v1/admin/forecast?period=9999-12");
+    assert_eq!((future.status, future.code()), (400, "invalid_request".to_owned()), "a month that has not begun");
 
     assert_eq!(client.put("/v1/accounts/acme", &json!({ "plan": "flat" })).status, 200);
     assert_eq!(client.put("/v1/users/ann", &json!({ "account_id": "acme" })).status, 200);

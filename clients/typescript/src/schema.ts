@@ -914,7 +914,8 @@ export interface paths {
          *     projected past a hard or soft limit, soonest to run out first, and
          *     every customer's projections added up per metric. The job runs
          *     every `[usage] forecast_interval_secs` (an hour by default);
-         *     `computed_at` is null before its first run.
+         *     `computed_at` is null before its first run. A month that has not
+         *     begun is 400. `projected_revenue` prices plans as they stand now.
          */
         get: operations["getAdminForecast"];
         put?: never;

@@ -170,16 +170,7 @@ fn write_small_parts(
     }
     writer.section("grants")?;
     for grant in &terms.grants {
-        let value = json!({
-            "grant_id": grant.id,
-            "metric": grant.metric,
-            "amount": grant.amount,
-            "period": grant.period,
-            "expires_at": grant.expires_at_ms.map(rfc3339),
-            "note": grant.note,
-            "created_at": rfc3339(grant.created_at_ms),
-        });
-        writer.item("grant", &value)?;
+        writer.item("grant", &super::terms::grant_json(grant))?;
     }
     Ok(())
 }

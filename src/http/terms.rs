@@ -173,7 +173,7 @@ struct GrantBody {
     note: Option<String>,
 }
 
-fn grant_json(grant: &GrantRecord) -> Value {
+pub(super) fn grant_json(grant: &GrantRecord) -> Value {
     json!({
         "grant_id": grant.id,
         "metric": grant.metric,

@@ -5,14 +5,16 @@
 # Runs a release build of Tally under `valgrind --tool=callgrind` (Debian's valgrind, installed
 # if missing) and sends it, over one keep-alive connection, one request after another, a fixed
 # sequence of N checks or N tracks cycling over 100 users (bench/plans.toml: every track is
-# recorded; the users are tracked once before the checks). Each figure is the difference of a run with N + 200 requests and one with 200,
-# divided by N, so the start, the stop and the first requests (which create the 100 users)
-# cancel out: the figure is a steady-state request on a known user. Counted: every thread of the
-# server (callgrind's "Collected"), at RUST_LOG=warn.
+# recorded; the users are tracked once before the checks). Each figure is the difference of a
+# run with N + 200 requests and one with 200, divided by N, so the start and the first requests
+# (which create the 100 users) cancel out: the figure is a steady-state request on a known user.
+# Counted: every thread of the server up to the last answer (a `callgrind_control --dump` before
+# the shutdown, whose final checkpoint depends on the WAL's length), at RUST_LOG=warn.
 #
 #   bench/instructions.sh            # N = 1000
 #   N=2000 bench/instructions.sh
 #   TALLY_BIN=/path/to/tally bench/instructions.sh   # another build (e.g. before a change)
+#   KEEP=/tmp/profiles bench/instructions.sh        # keep the callgrind files (callgrind_annotate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000}
@@ -70,9 +72,13 @@ for index in range(count):
     if answer.status != 200:
         sys.exit(f"{kind} {index}: HTTP {answer.status}")
 PY
+    # The count up to here (start and requests), dumped before the shutdown, whose final
+    # checkpoint's work depends on how long the WAL grew, not on the requests.
+    callgrind_control --dump=measured "$server" > /dev/null 2>&1
     kill -TERM "$server"
     wait "$server" || true
-    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$dir/stderr" | tail -n 1
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$dir/callgrind.out.1" "$KEEP/$kind-$count.callgrind.out"; fi
+    sed -n 's/^summary: \([0-9]*\)$/\1/p' "$dir/callgrind.out.1"
 }
 
 echo "| request | instructions per request (server, all threads) |"

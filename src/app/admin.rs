@@ -58,7 +58,8 @@ pub fn user_standing(
     period: Period,
     now_ms: i64,
 ) -> Result<Option<UserStanding>, AppError> {
-    Ok(store.read(|reader| match reader.find_user(user_id)? {
+    // On the hot path (GET /v1/users/{id}): counters only through UsageRead.
+    Ok(store.read_live(|reader| match reader.find_user(user_id)? {
         Some(user) => admin::user_standing(reader, rules, user, period, now_ms).map(Some),
         None => Ok(None),
     })?)

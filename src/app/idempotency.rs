@@ -94,7 +94,9 @@ impl<T: Send + 'static> IdempotentWrite<T> {
 }
 
 /// Queues `job` to run at most once per key (answers kept `keep_hours`), answering with
-/// `render` of its result: a status, a body and headers.
+/// `render` of its result: a status, a body and headers. `job` records usage (a track, a
+/// feature use, a reservation): it is queued as `Store::submit_usage`, so it must read and
+/// change counters only through the usage ports.
 pub fn submit<T, F>(
     store: &Store,
     keep_hours: u32,
@@ -109,7 +111,7 @@ where
     F: FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
 {
     let job_render = Arc::clone(&render);
-    let pending = store.submit(move |tx| {
+    let pending = store.submit_usage(move |tx| {
         let Some(once) = &once else {
             // No key: nothing to store, so the answer is rendered after the commit, off the
             // writer thread.

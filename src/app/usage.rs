@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// May the user use `query.amount` more? Changes nothing.
 pub fn check(store: &Store, rules: &Rules, query: &UsageQuery, now_ms: i64) -> Result<Verdict, AppError> {
-    Ok(store.read(|reader| usage::check(reader, rules, query, now_ms))?)
+    Ok(store.read_live(|reader| usage::check(reader, rules, query, now_ms))?)
 }
 
 /// Checks and records, at most once per `once` key; `render` makes the answer kept for it.
@@ -49,7 +49,7 @@ pub fn check_feature(
     feature: &str,
     now_ms: i64,
 ) -> Result<FeatureVerdict, AppError> {
-    Ok(store.read(|reader| feature::check(reader, rules, user_id, feature, now_ms))?)
+    Ok(store.read_live(|reader| feature::check(reader, rules, user_id, feature, now_ms))?)
 }
 
 /// Uses `feature` now if the plan and the window allow it, at most once per `once` key.
@@ -117,7 +117,7 @@ pub fn track_batch(
     }
     let (keep_hours, rules) = (rules.idempotency_hours, Arc::clone(rules));
     let job_render = Arc::clone(&render);
-    let pending = store.submit(move |tx| {
+    let pending = store.submit_usage(move |tx| {
         let mut lookups = Vec::with_capacity(tracks.len());
         for track in &tracks {
             let mut job = |tx: &dyn WriteTx| usage::track(tx, &rules, &track.query, track.enforce, now_ms);
@@ -144,7 +144,7 @@ pub struct Flags {
 }
 
 pub fn flags(store: &Store, rules: &Rules, user_id: &UserId, now_ms: i64) -> Result<Flags, AppError> {
-    Ok(store.read_snapshot(|reader| {
+    Ok(store.read_live_snapshot(|reader| {
         let user = reader.find_user(user_id)?;
         let features = match &user {
             Some(user) => feature::check_all(reader, rules, user, now_ms)?,
@@ -161,7 +161,7 @@ pub fn flags(store: &Store, rules: &Rules, user_id: &UserId, now_ms: i64) -> Res
 /// The plan that applies to the user: a member's account's, else their own (the default
 /// plan for a user never seen).
 pub fn plan_name(store: &Store, rules: &Rules, user_id: &UserId, now_ms: i64) -> Result<String, AppError> {
-    Ok(store.read(|reader| {
+    Ok(store.read_live(|reader| {
         let user = reader.find_user(user_id)?;
         let (terms, _, _) = feature::feature_standpoint(reader, rules, user.as_ref(), user_id.as_str(), now_ms)?;
         Ok(terms.plan.name.clone())

@@ -209,6 +209,9 @@ pub struct SqliteConfig {
     /// panics after this many write groups (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead
     /// writer is noticed.
     pub writer_panic_after: Option<u64>,
+    /// Whether a timer folds the delta log about once a second (always, but in test-hook
+    /// builds with `TALLY_TEST_NO_FOLD_TIMER` set, so a test can leave increments in the log).
+    pub fold_on_timer: bool,
 }
 
 /// A bearer key as held in memory: its SHA-256 digest and a name for logs and the audit.
@@ -544,7 +547,10 @@ impl Validator<'_> {
         if cfg!(feature = "test-hooks") {
             let panic_after = env("TALLY_TEST_WRITER_PANIC_AFTER").and_then(|groups| groups.parse().ok());
             match &mut database.backend {
-                DatabaseBackend::Sqlite(sqlite) => sqlite.writer_panic_after = panic_after,
+                DatabaseBackend::Sqlite(sqlite) => {
+                    sqlite.writer_panic_after = panic_after;
+                    sqlite.fold_on_timer = env("TALLY_TEST_NO_FOLD_TIMER").is_none();
+                }
                 DatabaseBackend::Postgres(postgres) => postgres.writer_panic_after = panic_after,
             }
         }
@@ -719,6 +725,7 @@ impl Validator<'_> {
                     megabytes => Some(megabytes as u64),
                 },
                 writer_panic_after: None,
+                fold_on_timer: true,
             }),
         })
     }

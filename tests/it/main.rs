@@ -11,6 +11,7 @@ mod cli;
 mod copy;
 mod crash;
 mod dashboard;
+mod deltas;
 mod email;
 mod features;
 mod forecasts;

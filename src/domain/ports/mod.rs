@@ -17,6 +17,12 @@
 //!   under concurrency on its own.
 //! - A read job (`Store::read`) sees each statement's own moment; `Store::read_snapshot` runs
 //!   it in one read transaction, so a view that adds up several reads sees one moment.
+//! - A backend may keep recently recorded increments apart from the stored counters (SQLite
+//!   appends them to a delta log and folds it in bulk). `UsageRead`'s counter methods always
+//!   add them; any other read of counters or rollups goes through `Store::read` /
+//!   `read_snapshot` (settled first) and any other write job is `WriteKind::Settled` (folded
+//!   first). Only hot-path jobs that keep to `UsageRead`/`UsageWrite` for counters use
+//!   `Store::read_live` or `Store::submit_usage`.
 
 mod forecasts;
 mod records;
@@ -26,9 +32,8 @@ mod store;
 pub use forecasts::*;
 pub use records::*;
 pub use reservations::*;
-pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob};
-// The writer's tests answer jobs by hand; the backends get their replies through `Pending`.
-#[cfg(test)]
+pub use store::{Backend, JobResult, Pending, ReadJob, ReadScope, Reply, Store, WriteJob, WriteKind};
+// A backend's own jobs (SQLite's folds) and the writer's tests answer jobs by hand.
 pub(crate) use store::reply_channel;
 
 use super::period::Period;

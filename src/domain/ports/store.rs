@@ -35,6 +35,11 @@ fn lock(slot: &Slot) -> MutexGuard<'_, SlotState> {
 pub struct Reply(Option<Arc<Slot>>);
 
 impl Reply {
+    /// A reply nobody waits for: a job a backend queues for itself.
+    pub fn unanswered() -> Reply {
+        Reply(None)
+    }
+
     pub fn send(mut self, result: JobResult) {
         if let Some(slot) = self.0.take() {
             fill(&slot, result);
@@ -128,12 +133,29 @@ pub enum ReadScope {
     Snapshot,
 }
 
+/// What a write job may do with counters, so a backend that keeps recent increments apart
+/// from the stored counters (SQLite's delta log) knows when to fold them in first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Records usage: reads counters only through `UsageRead` (which add what is pending)
+    /// and changes them only through `increment_within` / `increment_account_within`.
+    Usage,
+    /// Anything else: the backend first folds every pending increment into the counters
+    /// and rollups, so the job's SQL sees them as stored.
+    Settled,
+}
+
 /// What a storage backend provides to the application.
 pub trait Backend: Send + Sync {
     /// Queues `job` for the next group transaction; `reply` gets its result once that
     /// transaction has committed (a job that returns `Err` is rolled back alone). Returns
     /// once the job is queued: it waits only while the queue is full.
-    fn submit_job(&self, job: WriteJob, reply: Reply);
+    fn submit_job(&self, job: WriteJob, reply: Reply, kind: WriteKind);
+    /// Returns once every increment committed before the call is in the stored counters
+    /// and rollups (a no-op for a backend that updates them in place).
+    fn settle(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Runs `job` on a read connection. With `ReadScope::EachStatement` each of its
     /// statements sees what was committed when it ran, so several statements are not one
     /// snapshot (a view may mix a moment before and after a concurrent write); with
@@ -179,27 +201,64 @@ impl Store {
 
     /// Queues `job` like `write`, without waiting for its commit: the returned `Pending` is
     /// waited for or awaited.
-    pub fn submit<R, F>(&self, mut job: F) -> Pending<R>
+    pub fn submit<R, F>(&self, job: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit_as(WriteKind::Settled, job)
+    }
+
+    /// Queues a job that records usage (`WriteKind::Usage`): the hot path's tracks, uses and
+    /// reservations, which a backend may run without folding pending increments first.
+    pub fn submit_usage<R, F>(&self, job: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit_as(WriteKind::Usage, job)
+    }
+
+    fn submit_as<R, F>(&self, kind: WriteKind, mut job: F) -> Pending<R>
     where
         R: Send + 'static,
         F: FnMut(&dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, pending) = reply_channel();
         let boxed: WriteJob = Box::new(move |tx| job(tx).map(|value| Box::new(value) as Box<dyn Any + Send>));
-        self.backend.submit_job(boxed, reply);
+        self.backend.submit_job(boxed, reply, kind);
         pending
     }
 
     /// Runs `job` on a read connection. It may run twice: a backend replaces a connection
     /// the server dropped (a database restart) and runs the read again; reads have no effects.
-    /// Each statement sees what was committed when it ran (`ReadScope::EachStatement`).
+    /// Each statement sees what was committed when it ran (`ReadScope::EachStatement`),
+    /// every increment included: the backend settles first (`Backend::settle`), so a read
+    /// of stored counters, rollups or indexes misses nothing acknowledged before it began.
     pub fn read<R>(&self, job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.backend.settle()?;
         self.read_in(ReadScope::EachStatement, job)
     }
 
     /// Runs `job` in one read transaction: every statement sees the same committed moment
-    /// (`ReadScope::Snapshot`). It may run twice, as `read` may.
+    /// (`ReadScope::Snapshot`), settled first as `read` is. It may run twice, as `read` may.
     pub fn read_snapshot<R>(&self, job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.backend.settle()?;
+        self.read_in(ReadScope::Snapshot, job)
+    }
+
+    /// A read on the hot path (a check, a user's standing, feature flags): like `read`, not
+    /// settled, so it never waits for the writer. It must read counters only through
+    /// `UsageRead`, whose counter methods add what is pending.
+    pub fn read_live<R>(&self, job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.read_in(ReadScope::EachStatement, job)
+    }
+
+    /// `read_live` in one read transaction, as `read_snapshot` is.
+    pub fn read_live_snapshot<R>(
+        &self,
+        job: impl FnMut(&dyn ReadTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         self.read_in(ReadScope::Snapshot, job)
     }
 

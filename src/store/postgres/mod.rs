@@ -22,7 +22,7 @@ mod usage;
 mod writer;
 
 use crate::config::PostgresConfig;
-use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteTx};
+use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteKind, WriteTx};
 use crate::metrics::Metrics;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -298,7 +298,8 @@ fn in_snapshot(conn: &mut Conn, job: ReadJob<'_>) -> Result<(), StoreError> {
 }
 
 impl Backend for PostgresBackend {
-    fn submit_job(&self, job: WriteJob, reply: Reply) {
+    /// Counters are updated in place here: every kind of job runs as it is.
+    fn submit_job(&self, job: WriteJob, reply: Reply, _kind: WriteKind) {
         self.writer.submit(job, reply);
     }
 

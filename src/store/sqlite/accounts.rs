@@ -22,17 +22,27 @@ pub(super) fn get_account(connection: &Connection, account_pk: i64) -> Result<Ac
     Ok(statement.query_row([account_pk], account_row)?)
 }
 
+/// The pooled counter's row, if it has one (without what is pending in the delta log).
+pub(super) fn stored_counter(
+    connection: &Connection,
+    account_pk: i64,
+    period: Period,
+    metric: &str,
+) -> Result<Option<u64>, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT value FROM account_counters WHERE account_pk = ?1 AND period = ?2 AND metric = ?3")?;
+    let value: Option<i64> =
+        statement.query_row(params![account_pk, period.to_string(), metric], |row| row.get(0)).optional()?;
+    Ok(value.map(to_u64))
+}
+
 pub(super) fn account_counter(
     connection: &Connection,
     account_pk: i64,
     period: Period,
     metric: &str,
 ) -> Result<u64, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT value FROM account_counters WHERE account_pk = ?1 AND period = ?2 AND metric = ?3")?;
-    let value: Option<i64> =
-        statement.query_row(params![account_pk, period.to_string(), metric], |row| row.get(0)).optional()?;
-    Ok(value.map_or(0, to_u64))
+    Ok(stored_counter(connection, account_pk, period, metric)?.unwrap_or(0))
 }
 
 pub(super) fn account_counters(
@@ -128,7 +138,8 @@ pub(super) fn increment_within(
     ceiling: u64,
     now_ms: i64,
 ) -> Result<Option<u64>, StoreError> {
-    // The conditional upsert of usage.rs's increment_within, on the pooled counter.
+    // The conditional upsert of usage.rs's upsert_within, on the pooled counter (its first
+    // increment; later ones go to the delta log).
     let mut statement = connection.prepare_cached(
         "INSERT INTO account_counters (account_pk, period, metric, value, created_at, updated_at)
          SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5

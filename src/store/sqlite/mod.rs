@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod billing;
 mod connection;
+mod deltas;
 mod events;
 mod forecasts;
 mod reservations;
@@ -23,7 +24,8 @@ fn to_u64(value: i64) -> u64 {
 }
 
 use crate::config::SqliteConfig;
-use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteTx};
+use crate::domain::period::Period;
+use crate::domain::ports::{Backend, ReadJob, ReadScope, ReadTx, Reply, StoreError, WriteJob, WriteKind, WriteTx};
 use crate::metrics::Metrics;
 use crate::store::group::WriterOptions;
 use rusqlite::Connection;
@@ -34,16 +36,47 @@ use std::time::Duration;
 pub(super) use connection::check_current;
 pub use connection::{backup, migrate, rebuild_rollups};
 
-/// A read-only connection from the pool.
-pub(super) struct SqliteReader<'c>(pub(super) &'c Connection);
+/// A read-only connection from the pool, with the increments committed to the delta log and
+/// not yet folded (held for the whole read job: see deltas.rs).
+pub(super) struct SqliteReader<'c>(pub(super) &'c Connection, pub(super) &'c deltas::Increments);
 
 /// The write transaction a job runs in: the writer's connection inside `BEGIN IMMEDIATE`. It
-/// also notes the events a job records, so they are counted once committed.
-pub(super) struct SqliteTx<'c>(pub(super) &'c Connection, pub(super) RefCell<Vec<String>>);
+/// also notes the events a job records, so they are counted once committed, and holds the
+/// group's increments not yet folded.
+pub(super) struct SqliteTx<'c>(
+    pub(super) &'c Connection,
+    pub(super) RefCell<Vec<String>>,
+    pub(super) &'c deltas::WriterDeltas<'c>,
+);
 
 impl SqliteTx<'_> {
     pub(super) fn note_event(&self, kind: &str) {
         self.1.borrow_mut().push(kind.to_owned());
+    }
+}
+
+/// What is pending on counters, as a reader or the writer's transaction sees it: the counter
+/// methods of `UsageRead` add it to what the counter rows hold.
+trait PendingView {
+    fn pending(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> u64;
+    fn add_pending(&self, owner: deltas::Owner, pk: i64, period: Period, counters: &mut Vec<(String, u64)>);
+}
+
+impl PendingView for SqliteReader<'_> {
+    fn pending(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> u64 {
+        self.1.get(owner, pk, period, metric)
+    }
+    fn add_pending(&self, owner: deltas::Owner, pk: i64, period: Period, counters: &mut Vec<(String, u64)>) {
+        deltas::combine(counters, self.1.slot(owner, pk, period));
+    }
+}
+
+impl PendingView for SqliteTx<'_> {
+    fn pending(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> u64 {
+        self.2.pending(owner, pk, period, metric)
+    }
+    fn add_pending(&self, owner: deltas::Owner, pk: i64, period: Period, counters: &mut Vec<(String, u64)>) {
+        self.2.add_pending(owner, pk, period, counters);
     }
 }
 
@@ -69,6 +102,8 @@ impl From<rusqlite::Error> for StoreError {
 /// The database file: a writer thread for every change, a pool of readers for the rest.
 pub struct SqliteBackend {
     writer: writer::Writer,
+    /// The delta log's committed, unfolded increments (deltas.rs).
+    deltas: Arc<deltas::Shared>,
     /// None once shut down: the pool's connections must be closed for the last connection
     /// (`checkpoint_and_close`) to remove the WAL. A read holds the lock while it runs, so
     /// shutdown waits for reads in progress.
@@ -83,18 +118,32 @@ impl SqliteBackend {
     pub fn open(config: &SqliteConfig, metrics: Arc<Metrics>) -> Result<Arc<SqliteBackend>, StoreError> {
         let mut write_connection = connection::open_writer(config)?;
         connection::migrate_connection(&mut write_connection)?;
+        let shared = Arc::new(deltas::Shared::load(&write_connection)?);
+        if shared.has_pending() {
+            log::info!("the delta log holds increments from the last run; the writer folds them now");
+        }
         let readers = connection::reader_pool(config)?;
         let options = WriterOptions { panic_after: config.writer_panic_after, ..WriterOptions::default() };
-        let writer = writer::spawn(write_connection, options, metrics)?;
+        let writer = writer::spawn(write_connection, Arc::clone(&shared), options, metrics)?;
         let backend = Arc::new(SqliteBackend {
             writer,
+            deltas: shared,
             readers: RwLock::new(Some(readers)),
             checkpointer: Mutex::new(None),
             config: config.clone(),
         });
         let weak = Arc::downgrade(&backend);
+        // Each tick of the checkpointer (every 200 ms) also asks the writer to fold the delta
+        // log, if it holds anything. Settled reads and jobs fold on demand, so the interval
+        // bounds the length of a fold (its pause of the writer; see docs/PERFORMANCE.md) and
+        // a restart's work, not staleness.
         let checkpointer = connection::spawn_checkpointer(config, move || {
-            weak.upgrade().is_some_and(|backend| backend.is_writer_running())
+            weak.upgrade().is_some_and(|backend| {
+                if backend.config.fold_on_timer && backend.deltas.has_pending() {
+                    backend.writer.submit(writer::fold_job(), Reply::unanswered());
+                }
+                backend.is_writer_running()
+            })
         })?;
         *backend.checkpointer.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpointer);
         Ok(backend)
@@ -114,18 +163,32 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn submit_job(&self, job: WriteJob, reply: Reply) {
-        self.writer.submit(writer::job(job), reply);
+    fn submit_job(&self, job: WriteJob, reply: Reply, kind: WriteKind) {
+        self.writer.submit(writer::job(job, kind), reply);
+    }
+
+    /// Folds the delta log through the writer, and waits, when it holds anything.
+    fn settle(&self) -> Result<(), StoreError> {
+        if !self.deltas.has_pending() {
+            return Ok(());
+        }
+        let (reply, pending) = crate::domain::ports::reply_channel::<()>();
+        self.writer.submit(writer::fold_job(), reply);
+        pending.wait()
     }
 
     fn read_job(&self, job: ReadJob<'_>, scope: ReadScope) -> Result<(), StoreError> {
-        self.with_reader(Duration::from_secs(5), |connection| match scope {
-            ReadScope::EachStatement => job(&SqliteReader(connection)),
-            ReadScope::Snapshot => {
-                // A deferred transaction keeps the WAL snapshot of its first read to its end;
-                // dropping it rolls back, which for a read only ends it.
-                let transaction = connection.unchecked_transaction()?;
-                job(&SqliteReader(&transaction))
+        self.with_reader(Duration::from_secs(5), |connection| {
+            // Held to the job's end: no fold commits between its counters and `pending`.
+            let pending = self.deltas.read();
+            match scope {
+                ReadScope::EachStatement => job(&SqliteReader(connection, &pending)),
+                ReadScope::Snapshot => {
+                    // A deferred transaction keeps the WAL snapshot of its first read to its
+                    // end; dropping it rolls back, which for a read only ends it.
+                    let transaction = connection.unchecked_transaction()?;
+                    job(&SqliteReader(&transaction, &pending))
+                }
             }
         })
     }
@@ -145,6 +208,11 @@ impl Backend for SqliteBackend {
     /// writer's, the checkpointer's, the read pool's) and checkpoints the whole WAL into the
     /// file from one last connection, whose close removes `-wal` and `-shm`.
     fn shutdown(&self) {
+        // Fold what is pending first, so the file left behind has no delta log to recover
+        // (a start folds one anyway).
+        if self.deltas.has_pending() {
+            self.writer.submit(writer::fold_job(), Reply::unanswered());
+        }
         self.writer.stop();
         if let Some(checkpointer) = self.checkpointer.lock().unwrap_or_else(PoisonError::into_inner).take() {
             checkpointer.stop();

@@ -1,7 +1,8 @@
 //! SQLite SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite`
 //! ports for the pool's readers and the writer's transaction. Reads are shared by both.
 
-use super::{SqliteReader, SqliteTx, accounts, rollup, terms};
+use super::deltas::{self, Owner};
+use super::{PendingView, SqliteReader, SqliteTx, accounts, rollup, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
     AccountRecord, CustomerKey, GrantRecord, OverrideRecord, RefusalCount, RefusalKey, RefusalTally, StoreError,
@@ -27,12 +28,65 @@ fn find_user(connection: &Connection, user_id: &str) -> Result<Option<UserRecord
     Ok(statement.query_row([user_id], user_row).optional()?)
 }
 
-fn counter(connection: &Connection, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
+/// The counter's row, if it has one (without what is pending on it in the delta log).
+fn stored_counter(
+    connection: &Connection,
+    user_pk: i64,
+    period: Period,
+    metric: &str,
+) -> Result<Option<u64>, StoreError> {
     let mut statement = connection
         .prepare_cached("SELECT value FROM usage_counters WHERE user_pk = ?1 AND period = ?2 AND metric = ?3")?;
     let value: Option<i64> =
         statement.query_row(params![user_pk, period.to_string(), metric], |row| row.get(0)).optional()?;
-    Ok(value.unwrap_or(0).max(0) as u64)
+    Ok(value.map(|value| value.max(0) as u64))
+}
+
+fn counter(connection: &Connection, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
+    Ok(stored_counter(connection, user_pk, period, metric)?.unwrap_or(0))
+}
+
+/// The conditional upsert of a counter in place, with its rollups: a counter's first
+/// increment (see `increment_within`).
+fn upsert_within(
+    connection: &Connection,
+    user_pk: i64,
+    period: Period,
+    metric: &str,
+    amount: u64,
+    ceiling: u64,
+    now_ms: i64,
+) -> Result<Option<u64>, StoreError> {
+    // One conditional upsert. A new row is inserted only if amount <= ceiling (the
+    // SELECT's WHERE); an existing row is updated only if value + amount <= ceiling,
+    // written as value <= ceiling - amount so nothing can overflow (both lie within
+    // 0..=i64::MAX). When neither guard passes, no row comes back and nothing changed.
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
+         SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
+         ON CONFLICT (user_pk, period, metric) DO UPDATE
+            SET value = value + excluded.value, updated_at = excluded.updated_at
+            WHERE value <= ?5 - excluded.value
+         RETURNING value",
+    )?;
+    let period_text = period.to_string();
+    let value: Option<i64> = statement
+        .query_row(
+            params![user_pk, period_text, metric, as_stored_integer(amount), as_stored_integer(ceiling), now_ms],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(value) = value {
+        rollup::add_total(connection, period, metric, as_stored_integer(amount))?;
+        // Counters only grow from their first amount (a reset deletes them), so a row
+        // holding exactly `amount` is one this track created: only then can the user be
+        // new to the period, which costs one more lookup.
+        let created = value == as_stored_integer(amount);
+        if created && !rollup::has_other_counters(connection, user_pk, &period_text, metric)? {
+            rollup::add_active_users(connection, &period_text, 1)?;
+        }
+    }
+    Ok(value.map(|value| value.max(0) as u64))
 }
 
 fn counters(connection: &Connection, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
@@ -91,6 +145,46 @@ pub(super) fn ping(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The conditional increment, on the delta log (after a counter's first, see below): the
+/// counter as stored plus what is pending on it is the value; only if `value + amount <= ceiling` (written so nothing overflows: both
+/// lie within 0..=i64::MAX) is the increment appended to the log and noted in memory. One
+/// writer runs every job, so nothing changes between the read and the append.
+#[allow(clippy::too_many_arguments)]
+fn increment_within(
+    tx: &SqliteTx<'_>,
+    owner: Owner,
+    pk: i64,
+    period: Period,
+    metric: &str,
+    amount: u64,
+    ceiling: u64,
+    now_ms: i64,
+) -> Result<Option<u64>, StoreError> {
+    let stored = match owner {
+        Owner::User => stored_counter(tx.0, pk, period, metric)?,
+        Owner::Account => accounts::stored_counter(tx.0, pk, period, metric)?,
+    };
+    let pending = tx.pending(owner, pk, period, metric);
+    if stored.is_none() && pending == 0 {
+        // A counter's first increment writes its row in place, with the rollups: a new row
+        // takes space, and a full disk must refuse the track that needs it (503, nothing
+        // stored), not a later fold, which would then need space it cannot free.
+        return match owner {
+            Owner::User => upsert_within(tx.0, pk, period, metric, amount, ceiling, now_ms),
+            Owner::Account => accounts::increment_within(tx.0, pk, period, metric, amount, ceiling, now_ms),
+        };
+    }
+    let value = stored.unwrap_or(0).saturating_add(pending);
+    let (amount, ceiling) = (as_stored_integer(amount), as_stored_integer(ceiling));
+    let value = as_stored_integer(value);
+    if amount > ceiling || value > ceiling - amount {
+        return Ok(None);
+    }
+    deltas::append(tx.0, owner, pk, period, metric, amount, now_ms)?;
+    tx.2.record(owner, pk, period, metric, amount as u64);
+    Ok(Some((value + amount) as u64))
+}
+
 macro_rules! impl_usage_read {
     ($type:ty) => {
         impl UsageRead for $type {
@@ -98,10 +192,13 @@ macro_rules! impl_usage_read {
                 find_user(self.0, user_id)
             }
             fn counter(&self, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
-                counter(self.0, user_pk, period, metric)
+                let pending = self.pending(Owner::User, user_pk, period, metric);
+                Ok(counter(self.0, user_pk, period, metric)?.saturating_add(pending))
             }
             fn counters(&self, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
-                counters(self.0, user_pk, period)
+                let mut counters = counters(self.0, user_pk, period)?;
+                self.add_pending(Owner::User, user_pk, period, &mut counters);
+                Ok(counters)
             }
             fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError> {
                 count_feature_uses(self.0, user_pk, feature, since_ms)
@@ -116,10 +213,13 @@ macro_rules! impl_usage_read {
                 accounts::get_account(self.0, account_pk)
             }
             fn account_counter(&self, account_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
-                accounts::account_counter(self.0, account_pk, period, metric)
+                let pending = self.pending(Owner::Account, account_pk, period, metric);
+                Ok(accounts::account_counter(self.0, account_pk, period, metric)?.saturating_add(pending))
             }
             fn account_counters(&self, account_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
-                accounts::account_counters(self.0, account_pk, period)
+                let mut counters = accounts::account_counters(self.0, account_pk, period)?;
+                self.add_pending(Owner::Account, account_pk, period, &mut counters);
+                Ok(counters)
             }
             fn count_account_feature_uses(
                 &self,
@@ -220,36 +320,7 @@ impl UsageWrite for SqliteTx<'_> {
         ceiling: u64,
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError> {
-        // One conditional upsert. A new row is inserted only if amount <= ceiling (the
-        // SELECT's WHERE); an existing row is updated only if value + amount <= ceiling,
-        // written as value <= ceiling - amount so nothing can overflow (both lie within
-        // 0..=i64::MAX). When neither guard passes, no row comes back and nothing changed.
-        let mut statement = self.0.prepare_cached(
-            "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
-             SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
-             ON CONFLICT (user_pk, period, metric) DO UPDATE
-                SET value = value + excluded.value, updated_at = excluded.updated_at
-                WHERE value <= ?5 - excluded.value
-             RETURNING value",
-        )?;
-        let period_text = period.to_string();
-        let value: Option<i64> = statement
-            .query_row(
-                params![user_pk, period_text, metric, as_stored_integer(amount), as_stored_integer(ceiling), now_ms],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(value) = value {
-            rollup::add_total(self.0, period, metric, as_stored_integer(amount))?;
-            // Counters only grow from their first amount (a reset deletes them), so a row
-            // holding exactly `amount` is one this track created: only then can the user be
-            // new to the period, which costs one more lookup.
-            let created = value == as_stored_integer(amount);
-            if created && !rollup::has_other_counters(self.0, user_pk, &period_text, metric)? {
-                rollup::add_active_users(self.0, &period_text, 1)?;
-            }
-        }
-        Ok(value.map(|value| value.max(0) as u64))
+        increment_within(self, Owner::User, user_pk, period, metric, amount, ceiling, now_ms)
     }
 
     fn record_feature_use(&self, user_pk: i64, feature: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -318,7 +389,7 @@ impl UsageWrite for SqliteTx<'_> {
         ceiling: u64,
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError> {
-        accounts::increment_within(self.0, account_pk, period, metric, amount, ceiling, now_ms)
+        increment_within(self, Owner::Account, account_pk, period, metric, amount, ceiling, now_ms)
     }
 
     fn record_account_feature_use(&self, account_pk: i64, feature: &str, now_ms: i64) -> Result<(), StoreError> {

@@ -1,9 +1,13 @@
 //! SQLite's group commit: the shared writer thread (store/group.rs) with this `commit`: each
 //! group in one `BEGIN IMMEDIATE` transaction, each job in its own savepoint. The writer's
 //! connection is the only read-write connection to the file besides the checkpointer's.
+//!
+//! Usage jobs append their increments to the delta log (deltas.rs); before any other job the
+//! group folds the log into the counters, so that job sees every counter as stored.
 
 use super::SqliteTx;
-use crate::domain::ports::{StoreError, WriteJob};
+use super::deltas::{Shared, WriterDeltas};
+use crate::domain::ports::{StoreError, WriteJob, WriteKind};
 use crate::metrics::Metrics;
 use crate::store::group::{self, Pending, WriterOptions, fail_all};
 use rusqlite::Connection;
@@ -11,23 +15,34 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 
+type Run = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+
 /// A job as this writer runs it: on the SQLite transaction itself.
-pub(super) type SqliteJob = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+pub(super) struct SqliteJob {
+    run: Run,
+    kind: WriteKind,
+}
 
 pub(super) type Writer = group::Writer<SqliteJob>;
 
 /// Starts the writer thread on `connection`.
 pub(super) fn spawn(
     connection: Connection,
+    deltas: Arc<Shared>,
     options: WriterOptions,
     metrics: Arc<Metrics>,
 ) -> Result<Writer, StoreError> {
-    Writer::spawn(options, metrics, move |batch| commit_group(&connection, batch))
+    Writer::spawn(options, metrics, move |batch| commit_group(&connection, &deltas, batch))
 }
 
 /// A port job as the SQLite writer runs it.
-pub(super) fn job(mut job: WriteJob) -> SqliteJob {
-    Box::new(move |tx: &SqliteTx<'_>| job(tx))
+pub(super) fn job(mut job: WriteJob, kind: WriteKind) -> SqliteJob {
+    SqliteJob { run: Box::new(move |tx: &SqliteTx<'_>| job(tx)), kind }
+}
+
+/// A job that only folds the delta log (the timer's, and shutdown's).
+pub(super) fn fold_job() -> SqliteJob {
+    SqliteJob { run: Box::new(|_: &SqliteTx<'_>| Ok(Box::new(()) as Box<dyn Any + Send>)), kind: WriteKind::Settled }
 }
 
 fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -37,38 +52,57 @@ fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
 
 /// Runs `batch` in one transaction and answers every job. Leaves `batch` empty. Returns the
 /// types of the events the committed jobs recorded (none if the group failed).
-fn commit_group(connection: &Connection, batch: &mut Vec<Pending<SqliteJob>>) -> Vec<String> {
+fn commit_group(connection: &Connection, shared: &Shared, batch: &mut Vec<Pending<SqliteJob>>) -> Vec<String> {
     if let Err(error) = exec(connection, "BEGIN IMMEDIATE") {
         log::warn!("write group of {} refused: {error}", batch.len(), error = crate::logging::Chain(&error));
         fail_all(batch, &error);
         return Vec::new();
     }
-    let tx = SqliteTx(connection, RefCell::new(Vec::new()));
+    let deltas = WriterDeltas::new(shared);
+    let tx = SqliteTx(connection, RefCell::new(Vec::new()), &deltas);
     for job in batch.iter_mut() {
         let events_before = tx.1.borrow().len();
-        let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(|run| run(&tx)));
+        if job.job.kind == WriteKind::Settled
+            && deltas.has_pending()
+            && let Err(error) = deltas.fold(connection)
+        {
+            // Rare (an I/O error or a full disk): the group is given up whole, as at COMMIT.
+            log::warn!("fold of the delta log failed: {error}", error = crate::logging::Chain(&error));
+            if !connection.is_autocommit() {
+                let _ = exec(connection, "ROLLBACK");
+            }
+            deltas.abort();
+            fail_all(batch, &error);
+            return Vec::new();
+        }
+        let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(|job| (job.run)(&tx)));
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
             // every job of the group is undone, so none may be acknowledged.
             let error = outcome.err().unwrap_or(StoreError::backend("transaction rolled back"));
             log::warn!("write group of {} rolled back: {error}", batch.len(), error = crate::logging::Chain(&error));
+            deltas.abort();
             fail_all(batch, &error);
             return Vec::new();
         }
         let closed = match outcome {
-            Ok(()) => exec(connection, "RELEASE job"),
+            Ok(()) => exec(connection, "RELEASE job").inspect(|()| deltas.release_job()),
             Err(_) => {
                 tx.1.borrow_mut().truncate(events_before);
+                deltas.rollback_job();
                 exec(connection, "ROLLBACK TO job").and_then(|()| exec(connection, "RELEASE job"))
             }
         };
         if let Err(error) = closed {
             let _ = exec(connection, "ROLLBACK");
+            deltas.abort();
             fail_all(batch, &error);
             return Vec::new();
         }
     }
-    match exec(connection, "COMMIT") {
+    let committed = if deltas.is_over_bound() { deltas.fold(connection) } else { Ok(()) }
+        .and_then(|()| deltas.commit(|| exec(connection, "COMMIT")));
+    match committed {
         Ok(()) => {
             for job in batch.drain(..) {
                 job.finish(&Ok(()));
@@ -84,6 +118,7 @@ fn commit_group(connection: &Connection, batch: &mut Vec<Pending<SqliteJob>>) ->
             if !connection.is_autocommit() {
                 let _ = exec(connection, "ROLLBACK");
             }
+            deltas.abort();
             fail_all(batch, &error);
             Vec::new()
         }
@@ -101,8 +136,8 @@ mod tests {
         mut op: impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static,
     ) -> (Pending<SqliteJob>, Answer) {
         let (reply, answer) = crate::domain::ports::reply_channel();
-        let job: SqliteJob = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
-        (Pending::new(job, reply), answer)
+        let run = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
+        (Pending::new(SqliteJob { run, kind: WriteKind::Usage }, reply), answer)
     }
 
     fn insert(value: i64) -> impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static {
@@ -134,7 +169,7 @@ mod tests {
         });
         let (last, last_answer) = job(insert(3));
         let mut batch = vec![first, failing, last];
-        let events = commit_group(&connection, &mut batch);
+        let events = commit_group(&connection, &Shared::default(), &mut batch);
         assert!(batch.is_empty());
         assert_eq!(stored(&connection), [1, 3], "the failing job's insert is undone, the others kept");
         assert!(first_answer.wait().is_ok() && last_answer.wait().is_ok());
@@ -154,7 +189,7 @@ mod tests {
         });
         let (last, last_answer) = job(insert(3));
         let mut batch = vec![first, breaking, last];
-        let events = commit_group(&connection, &mut batch);
+        let events = commit_group(&connection, &Shared::default(), &mut batch);
         assert!(events.is_empty());
         assert!(stored(&connection).is_empty(), "nothing of the group is stored");
         for answer in [first_answer, breaking_answer, last_answer] {
@@ -171,7 +206,7 @@ mod tests {
             panic!("a bug in a job")
         });
         let mut batch = vec![first, panicking];
-        commit_group(&connection, &mut batch);
+        commit_group(&connection, &Shared::default(), &mut batch);
         assert_eq!(stored(&connection), [1]);
         assert!(first_answer.wait().is_ok());
         assert!(matches!(panicking_answer.wait(), Err(StoreError::JobPanicked(_))));

@@ -1,0 +1,119 @@
+//! The SQLite delta log (issue 12): increments after a counter's first are appended to
+//! `usage_deltas` and folded into the counters in bulk. These tests run with the fold timer
+//! off (`TALLY_TEST_NO_FOLD_TIMER`), so what sits in the log is decided by the test alone.
+
+use crate::backend::{count, sqlite_only};
+use crate::support::{ADMIN_KEY, Client, Setup, run_tally, usage};
+use serde_json::json;
+
+fn setup() -> Setup {
+    Setup::new()
+        .config(&format!("[auth]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n"))
+        .env("TALLY_TEST_NO_FOLD_TIMER", "1")
+}
+
+fn track(client: &mut Client, user: &str, amount: u64) {
+    let reply = client.post("/v1/track", &usage(user, "prompts", json!({ "amount": amount })));
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+}
+
+fn used(client: &mut Client, user: &str) -> u64 {
+    client.get(&format!("/v1/users/{user}")).json()["usage"]["prompts"]["used"].as_u64().unwrap()
+}
+
+#[test]
+fn increments_in_the_log_are_seen_at_once_survive_kill_9_and_fold_exactly() {
+    if !sqlite_only("the delta log is SQLite's") {
+        return;
+    }
+    let mut tally = setup().start();
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    // A counter's first increment writes its row; the next ones go to the log.
+    for _ in 0..5 {
+        track(&mut client, "ann", 1);
+    }
+    for _ in 0..3 {
+        track(&mut client, "bob", 2);
+    }
+    let dir = tally.dir.path().to_owned();
+    assert_eq!(count(&dir, "SELECT count(*) FROM usage_deltas"), 6, "4 of ann's tracks and 2 of bob's");
+    assert_eq!(count(&dir, "SELECT sum(value) FROM usage_counters"), 3, "only the first of each is in place");
+    // Live reads (the user view, a check) add what the log holds.
+    assert_eq!((used(&mut client, "ann"), used(&mut client, "bob")), (5, 6));
+    let check = client.post("/v1/check", &usage("bob", "prompts", json!({}))).json();
+    assert_eq!(check["used"], 6, "{check}");
+
+    // kill -9: the log is in the file, and the next start reads it back before answering.
+    tally.kill();
+    assert_eq!(count(&dir, "SELECT count(*) FROM usage_deltas"), 6);
+    let tally = tally.restart_with(setup());
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    // (Read back into memory at start, or already folded by a background job's settling:
+    // either way each increment counts once.)
+    assert_eq!((used(&mut client, "ann"), used(&mut client, "bob")), (5, 6));
+
+    // A read of rollups and indexes (the admin summary) is settled first: the log is folded,
+    // every figure counts every increment once, and nothing is left in the log.
+    let summary = client.get("/v1/admin/usage?top=2").json();
+    assert_eq!(summary["totals"]["prompts"], 11, "{summary}");
+    assert_eq!(summary["active_users"], 2, "{summary}");
+    let top: Vec<(&str, u64)> = summary["top_users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| (user["user_id"].as_str().unwrap(), user["usage"]["prompts"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(top, [("bob", 6), ("ann", 5)], "{summary}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM usage_deltas"), 0);
+    assert_eq!(count(&dir, "SELECT sum(value) FROM usage_counters"), 11);
+    assert_eq!((used(&mut client, "ann"), used(&mut client, "bob")), (5, 6), "folded, not counted twice");
+}
+
+#[test]
+fn a_hard_limit_counts_the_log_and_a_settled_job_folds_it_first() {
+    if !sqlite_only("the delta log is SQLite's") {
+        return;
+    }
+    let tally = setup().start();
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    let dir = tally.dir.path().to_owned();
+    // The default plan's prompts limit is hard; fill it through the log.
+    let limit = client.post("/v1/check", &usage("cap", "prompts", json!({}))).json()["limit"].as_u64().unwrap();
+    for _ in 0..limit {
+        track(&mut client, "cap", 1);
+    }
+    assert_eq!(count(&dir, "SELECT count(*) FROM usage_deltas"), limit as i64 - 1);
+    let refused = client.post("/v1/track", &usage("cap", "prompts", json!({})));
+    assert_eq!(refused.status, 429, "the log's increments count toward the limit");
+    // A reset is a settled job: the log is folded before it deletes the counter, so nothing
+    // pending survives the reset to reappear at a later fold.
+    assert_eq!(client.post("/v1/admin/users/cap/reset", &json!({})).status, 200);
+    assert_eq!(count(&dir, "SELECT count(*) FROM usage_deltas"), 0);
+    assert_eq!(used(&mut client, "cap"), 0);
+    track(&mut client, "cap", 1);
+    assert_eq!(used(&mut client, "cap"), 1);
+}
+
+#[test]
+fn copy_db_refuses_a_file_whose_log_is_not_folded() {
+    if !sqlite_only("the delta log is SQLite's") {
+        return;
+    }
+    let mut tally = setup().start();
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    for _ in 0..3 {
+        track(&mut client, "ann", 1);
+    }
+    tally.kill();
+    let config = tally.config_path();
+    // Refused before any connection to the target: the URL need not answer.
+    let args = ["copy-db", "--config", config.to_str().unwrap(), "--to", "postgres://tally@127.0.0.1:9/tally"];
+    let (status, _, stderr) = run_tally(&args, tally.dir.path());
+    assert!(!status.success());
+    assert!(stderr.contains("2 increments not yet folded"), "{stderr}");
+    // A start and a clean stop fold the log; then the file is complete on its own.
+    let mut tally = tally.restart_with(setup());
+    assert_eq!(tally.signal_and_wait("TERM").code(), Some(0));
+    assert_eq!(count(tally.dir.path(), "SELECT count(*) FROM usage_deltas"), 0);
+    assert_eq!(count(tally.dir.path(), "SELECT sum(value) FROM usage_counters"), 3);
+}

@@ -50,8 +50,9 @@ pub fn reserve(
 /// The user a reservation belongs to (its idempotent answers are kept under that user, so an
 /// erasure finds them), or `ReservationNotFound`.
 fn owner_of(store: &Store, reservation_id: &str) -> Result<String, AppError> {
+    // Reads no counter: live, so a commit never waits for a fold first.
     store
-        .read(|reader| reader.find_reservation(reservation_id))?
+        .read_live(|reader| reader.find_reservation(reservation_id))?
         .map(|reservation| reservation.user_id)
         .ok_or_else(|| AppError::ReservationNotFound(reservation_id.to_owned()))
 }

@@ -209,8 +209,9 @@ pub struct SqliteConfig {
     /// panics after this many write groups (`TALLY_TEST_WRITER_PANIC_AFTER`), to prove a dead
     /// writer is noticed.
     pub writer_panic_after: Option<u64>,
-    /// Whether a timer folds the delta log about once a second (always, but in test-hook
-    /// builds with `TALLY_TEST_NO_FOLD_TIMER` set, so a test can leave increments in the log).
+    /// Whether a timer (every 200 ms) has the delta log's open chunk sealed for folding
+    /// (always, but in test-hook builds with `TALLY_TEST_NO_FOLD_TIMER` set, so a test can
+    /// leave increments in the log).
     pub fold_on_timer: bool,
 }
 

@@ -22,41 +22,6 @@ pub(super) fn get_account(connection: &Connection, account_pk: i64) -> Result<Ac
     Ok(statement.query_row([account_pk], account_row)?)
 }
 
-/// The pooled counter's row, if it has one (without what is pending in the delta log).
-pub(super) fn stored_counter(
-    connection: &Connection,
-    account_pk: i64,
-    period: Period,
-    metric: &str,
-) -> Result<Option<u64>, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT value FROM account_counters WHERE account_pk = ?1 AND period = ?2 AND metric = ?3")?;
-    let value: Option<i64> =
-        statement.query_row(params![account_pk, period.to_string(), metric], |row| row.get(0)).optional()?;
-    Ok(value.map(to_u64))
-}
-
-pub(super) fn account_counter(
-    connection: &Connection,
-    account_pk: i64,
-    period: Period,
-    metric: &str,
-) -> Result<u64, StoreError> {
-    Ok(stored_counter(connection, account_pk, period, metric)?.unwrap_or(0))
-}
-
-pub(super) fn account_counters(
-    connection: &Connection,
-    account_pk: i64,
-    period: Period,
-) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT metric, value FROM account_counters WHERE account_pk = ?1 AND period = ?2")?;
-    let rows =
-        statement.query_map(params![account_pk, period.to_string()], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 pub(super) fn count_feature_uses(
     connection: &Connection,
     account_pk: i64,

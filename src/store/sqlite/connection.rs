@@ -270,7 +270,7 @@ pub fn backup(config: &SqliteConfig, target: &Path) -> Result<BackupReport, Stor
         |row| row.get(0),
     )?;
     if has_log {
-        super::deltas::fold_file(&copy)?;
+        super::fold::fold_file(&copy)?;
     }
     let integrity: String = copy.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
     if integrity != "ok" {

@@ -10,6 +10,7 @@ mod billing;
 mod connection;
 mod deltas;
 mod events;
+mod fold;
 mod forecasts;
 mod reservations;
 mod rollup;
@@ -36,9 +37,9 @@ use std::time::Duration;
 pub(super) use connection::check_current;
 pub use connection::{backup, migrate, rebuild_rollups};
 
-/// A read-only connection from the pool, with the increments committed to the delta log and
-/// not yet folded (held for the whole read job: see deltas.rs).
-pub(super) struct SqliteReader<'c>(pub(super) &'c Connection, pub(super) &'c deltas::Increments);
+/// A read-only connection from the pool, with the increments in the delta log not yet folded
+/// (deltas.rs).
+pub(super) struct SqliteReader<'c>(pub(super) &'c Connection, pub(super) &'c deltas::Shared);
 
 /// The write transaction a job runs in: the writer's connection inside `BEGIN IMMEDIATE`. It
 /// also notes the events a job records, so they are counted once committed, and holds the
@@ -55,28 +56,28 @@ impl SqliteTx<'_> {
     }
 }
 
-/// What is pending on counters, as a reader or the writer's transaction sees it: the counter
-/// methods of `UsageRead` add it to what the counter rows hold.
+/// What the delta log holds for counters, as a reader or the writer's transaction sees it:
+/// `UsageRead`'s counter methods add it to the rows (usage.rs, `live_counter`).
 trait PendingView {
-    fn pending(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> u64;
-    fn add_pending(&self, owner: deltas::Owner, pk: i64, period: Period, counters: &mut Vec<(String, u64)>);
+    fn parts(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> deltas::Parts;
+    fn slot_parts(&self, owner: deltas::Owner, pk: i64, period: Period) -> deltas::SlotParts;
 }
 
 impl PendingView for SqliteReader<'_> {
-    fn pending(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> u64 {
-        self.1.get(owner, pk, period, metric)
+    fn parts(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> deltas::Parts {
+        self.1.parts(owner, pk, period, metric)
     }
-    fn add_pending(&self, owner: deltas::Owner, pk: i64, period: Period, counters: &mut Vec<(String, u64)>) {
-        deltas::combine(counters, self.1.slot(owner, pk, period));
+    fn slot_parts(&self, owner: deltas::Owner, pk: i64, period: Period) -> deltas::SlotParts {
+        self.1.slot_parts(owner, pk, period)
     }
 }
 
 impl PendingView for SqliteTx<'_> {
-    fn pending(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> u64 {
-        self.2.pending(owner, pk, period, metric)
+    fn parts(&self, owner: deltas::Owner, pk: i64, period: Period, metric: &str) -> deltas::Parts {
+        self.2.parts(owner, pk, period, metric)
     }
-    fn add_pending(&self, owner: deltas::Owner, pk: i64, period: Period, counters: &mut Vec<(String, u64)>) {
-        self.2.add_pending(owner, pk, period, counters);
+    fn slot_parts(&self, owner: deltas::Owner, pk: i64, period: Period) -> deltas::SlotParts {
+        self.2.slot_parts(owner, pk, period)
     }
 }
 
@@ -102,7 +103,7 @@ impl From<rusqlite::Error> for StoreError {
 /// The database file: a writer thread for every change, a pool of readers for the rest.
 pub struct SqliteBackend {
     writer: writer::Writer,
-    /// The delta log's committed, unfolded increments (deltas.rs).
+    /// The delta log's committed increments not yet folded (deltas.rs).
     deltas: Arc<deltas::Shared>,
     /// None once shut down: the pool's connections must be closed for the last connection
     /// (`checkpoint_and_close`) to remove the WAL. A read holds the lock while it runs, so
@@ -133,14 +134,13 @@ impl SqliteBackend {
             config: config.clone(),
         });
         let weak = Arc::downgrade(&backend);
-        // Each tick of the checkpointer (every 200 ms) also asks the writer to fold the delta
-        // log, if it holds anything. Settled reads and jobs fold on demand, so the interval
-        // bounds the length of a fold (its pause of the writer; see docs/PERFORMANCE.md) and
-        // a restart's work, not staleness.
+        // Each tick of the checkpointer (every 200 ms) also has the writer seal the open
+        // chunk of the delta log, if anything is pending, so the next group folds it even
+        // when no traffic fills it: the log reaches the counters within about 400 ms.
         let checkpointer = connection::spawn_checkpointer(config, move || {
             weak.upgrade().is_some_and(|backend| {
                 if backend.config.fold_on_timer && backend.deltas.has_pending() {
-                    backend.writer.submit(writer::fold_job(), Reply::unanswered());
+                    backend.writer.submit(writer::seal_job(), Reply::unanswered());
                 }
                 backend.is_writer_running()
             })
@@ -167,28 +167,32 @@ impl Backend for SqliteBackend {
         self.writer.submit(writer::job(job, kind), reply);
     }
 
-    /// Folds the delta log through the writer, and waits, when it holds anything.
+    /// Folds the delta log through the writer, and waits, when it holds anything. When the
+    /// writer cannot (stopped, queue full, disk full), the read goes ahead unsettled rather
+    /// than fail: it may then miss the last increments in its sums (warned), never more.
     fn settle(&self) -> Result<(), StoreError> {
         if !self.deltas.has_pending() {
             return Ok(());
         }
         let (reply, pending) = crate::domain::ports::reply_channel::<()>();
         self.writer.submit(writer::fold_job(), reply);
-        pending.wait()
+        if let Err(error) = pending.wait() {
+            log::warn!(
+                "a read could not fold the delta log first ({error}); it reads the counters as stored",
+                error = crate::logging::Chain(&error)
+            );
+        }
+        Ok(())
     }
 
     fn read_job(&self, job: ReadJob<'_>, scope: ReadScope) -> Result<(), StoreError> {
-        self.with_reader(Duration::from_secs(5), |connection| {
-            // Held to the job's end: no fold commits between its counters and `pending`.
-            let pending = self.deltas.read();
-            match scope {
-                ReadScope::EachStatement => job(&SqliteReader(connection, &pending)),
-                ReadScope::Snapshot => {
-                    // A deferred transaction keeps the WAL snapshot of its first read to its
-                    // end; dropping it rolls back, which for a read only ends it.
-                    let transaction = connection.unchecked_transaction()?;
-                    job(&SqliteReader(&transaction, &pending))
-                }
+        self.with_reader(Duration::from_secs(5), |connection| match scope {
+            ReadScope::EachStatement => job(&SqliteReader(connection, &self.deltas)),
+            ReadScope::Snapshot => {
+                // A deferred transaction keeps the WAL snapshot of its first read to its end;
+                // dropping it rolls back, which for a read only ends it.
+                let transaction = connection.unchecked_transaction()?;
+                job(&SqliteReader(&transaction, &self.deltas))
             }
         })
     }

@@ -1,8 +1,8 @@
 //! SQLite SQL for users, counters and idempotent answers: the `UsageRead` and `UsageWrite`
 //! ports for the pool's readers and the writer's transaction. Reads are shared by both.
 
-use super::deltas::{self, Owner};
-use super::{PendingView, SqliteReader, SqliteTx, accounts, rollup, terms};
+use super::deltas::Owner;
+use super::{PendingView, SqliteReader, SqliteTx, accounts, fold, rollup, terms};
 use crate::domain::period::Period;
 use crate::domain::ports::{
     AccountRecord, CustomerKey, GrantRecord, OverrideRecord, RefusalCount, RefusalKey, RefusalTally, StoreError,
@@ -28,22 +28,84 @@ fn find_user(connection: &Connection, user_id: &str) -> Result<Option<UserRecord
     Ok(statement.query_row([user_id], user_row).optional()?)
 }
 
-/// The counter's row, if it has one (without what is pending on it in the delta log).
+/// A counter's row, if it has one, and `fold_state.folded_seq`, read in ONE statement (so at
+/// one moment): the row holds every log row up to `folded_seq` (see deltas.rs).
 fn stored_counter(
     connection: &Connection,
-    user_pk: i64,
+    owner: Owner,
+    pk: i64,
     period: Period,
     metric: &str,
-) -> Result<Option<u64>, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT value FROM usage_counters WHERE user_pk = ?1 AND period = ?2 AND metric = ?3")?;
-    let value: Option<i64> =
-        statement.query_row(params![user_pk, period.to_string(), metric], |row| row.get(0)).optional()?;
-    Ok(value.map(|value| value.max(0) as u64))
+) -> Result<(Option<u64>, i64), StoreError> {
+    let mut statement = connection.prepare_cached(match owner {
+        Owner::User => {
+            "SELECT f.folded_seq, c.value FROM fold_state f
+             LEFT JOIN usage_counters c ON c.user_pk = ?1 AND c.period = ?2 AND c.metric = ?3"
+        }
+        Owner::Account => {
+            "SELECT f.folded_seq, c.value FROM fold_state f
+             LEFT JOIN account_counters c ON c.account_pk = ?1 AND c.period = ?2 AND c.metric = ?3"
+        }
+    })?;
+    let (folded, value): (i64, Option<i64>) =
+        statement.query_row(params![pk, period.to_string(), metric], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok((value.map(|value| value.max(0) as u64), folded))
 }
 
-fn counter(connection: &Connection, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
-    Ok(stored_counter(connection, user_pk, period, metric)?.unwrap_or(0))
+/// Every counter row of one owner's period, by metric, and `folded_seq`, in one statement.
+fn stored_counters(
+    connection: &Connection,
+    owner: Owner,
+    pk: i64,
+    period: Period,
+) -> Result<(Vec<(String, u64)>, i64), StoreError> {
+    let mut statement = connection.prepare_cached(match owner {
+        Owner::User => {
+            "SELECT f.folded_seq, c.metric, c.value FROM fold_state f
+             LEFT JOIN usage_counters c ON c.user_pk = ?1 AND c.period = ?2"
+        }
+        Owner::Account => {
+            "SELECT f.folded_seq, c.metric, c.value FROM fold_state f
+             LEFT JOIN account_counters c ON c.account_pk = ?1 AND c.period = ?2"
+        }
+    })?;
+    let mut rows = statement.query(params![pk, period.to_string()])?;
+    let (mut counters, mut folded) = (Vec::new(), 0);
+    while let Some(row) = rows.next()? {
+        folded = row.get(0)?;
+        if let Some(metric) = row.get::<_, Option<String>>(1)? {
+            counters.push((metric, row.get::<_, i64>(2)?.max(0) as u64));
+        }
+    }
+    Ok((counters, folded))
+}
+
+/// A counter as readers see it: its row plus what the delta log holds past `folded_seq`.
+/// Memory is read first, then the row (deltas.rs says why that order misses nothing).
+fn live_counter(
+    store: &impl PendingView,
+    connection: &Connection,
+    owner: Owner,
+    pk: i64,
+    period: Period,
+    metric: &str,
+) -> Result<u64, StoreError> {
+    let parts = store.parts(owner, pk, period, metric);
+    let (stored, folded) = stored_counter(connection, owner, pk, period, metric)?;
+    Ok(stored.unwrap_or(0).saturating_add(parts.after(folded)))
+}
+
+fn live_counters(
+    store: &impl PendingView,
+    connection: &Connection,
+    owner: Owner,
+    pk: i64,
+    period: Period,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let parts = store.slot_parts(owner, pk, period);
+    let (mut counters, folded) = stored_counters(connection, owner, pk, period)?;
+    parts.add_after(folded, &mut counters);
+    Ok(counters)
 }
 
 /// The conditional upsert of a counter in place, with its rollups: a counter's first
@@ -87,15 +149,6 @@ fn upsert_within(
         }
     }
     Ok(value.map(|value| value.max(0) as u64))
-}
-
-fn counters(connection: &Connection, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut statement =
-        connection.prepare_cached("SELECT metric, value FROM usage_counters WHERE user_pk = ?1 AND period = ?2")?;
-    let rows = statement.query_map(params![user_pk, period.to_string()], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn count_feature_uses(connection: &Connection, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError> {
@@ -160,11 +213,9 @@ fn increment_within(
     ceiling: u64,
     now_ms: i64,
 ) -> Result<Option<u64>, StoreError> {
-    let stored = match owner {
-        Owner::User => stored_counter(tx.0, pk, period, metric)?,
-        Owner::Account => accounts::stored_counter(tx.0, pk, period, metric)?,
-    };
-    let pending = tx.pending(owner, pk, period, metric);
+    let parts = tx.parts(owner, pk, period, metric);
+    let (stored, folded) = stored_counter(tx.0, owner, pk, period, metric)?;
+    let pending = parts.after(folded);
     if stored.is_none() && pending == 0 {
         // A counter's first increment writes its row in place, with the rollups: a new row
         // takes space, and a full disk must refuse the track that needs it (503, nothing
@@ -180,7 +231,7 @@ fn increment_within(
     if amount > ceiling || value > ceiling - amount {
         return Ok(None);
     }
-    deltas::append(tx.0, owner, pk, period, metric, amount, now_ms)?;
+    fold::append(tx.0, tx.2.next_seq(), owner, pk, period, metric, amount, now_ms)?;
     tx.2.record(owner, pk, period, metric, amount as u64);
     Ok(Some((value + amount) as u64))
 }
@@ -192,13 +243,10 @@ macro_rules! impl_usage_read {
                 find_user(self.0, user_id)
             }
             fn counter(&self, user_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
-                let pending = self.pending(Owner::User, user_pk, period, metric);
-                Ok(counter(self.0, user_pk, period, metric)?.saturating_add(pending))
+                live_counter(self, self.0, Owner::User, user_pk, period, metric)
             }
             fn counters(&self, user_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
-                let mut counters = counters(self.0, user_pk, period)?;
-                self.add_pending(Owner::User, user_pk, period, &mut counters);
-                Ok(counters)
+                live_counters(self, self.0, Owner::User, user_pk, period)
             }
             fn count_feature_uses(&self, user_pk: i64, feature: &str, since_ms: i64) -> Result<u32, StoreError> {
                 count_feature_uses(self.0, user_pk, feature, since_ms)
@@ -213,13 +261,10 @@ macro_rules! impl_usage_read {
                 accounts::get_account(self.0, account_pk)
             }
             fn account_counter(&self, account_pk: i64, period: Period, metric: &str) -> Result<u64, StoreError> {
-                let pending = self.pending(Owner::Account, account_pk, period, metric);
-                Ok(accounts::account_counter(self.0, account_pk, period, metric)?.saturating_add(pending))
+                live_counter(self, self.0, Owner::Account, account_pk, period, metric)
             }
             fn account_counters(&self, account_pk: i64, period: Period) -> Result<Vec<(String, u64)>, StoreError> {
-                let mut counters = accounts::account_counters(self.0, account_pk, period)?;
-                self.add_pending(Owner::Account, account_pk, period, &mut counters);
-                Ok(counters)
+                live_counters(self, self.0, Owner::Account, account_pk, period)
             }
             fn count_account_feature_uses(
                 &self,

@@ -3,7 +3,8 @@
 //! connection is the only read-write connection to the file besides the checkpointer's.
 //!
 //! Usage jobs append their increments to the delta log (deltas.rs); before any other job the
-//! group folds the log into the counters, so that job sees every counter as stored.
+//! group folds the whole log into the counters, so that job sees every counter as stored, and
+//! before each COMMIT it folds the oldest sealed chunk of the log.
 
 use super::SqliteTx;
 use super::deltas::{Shared, WriterDeltas};
@@ -21,6 +22,8 @@ type Run = Box<dyn FnMut(&SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreErro
 pub(super) struct SqliteJob {
     run: Run,
     kind: WriteKind,
+    /// Seal the delta log's open chunk at commit (the timer's job).
+    seal: bool,
 }
 
 pub(super) type Writer = group::Writer<SqliteJob>;
@@ -37,12 +40,21 @@ pub(super) fn spawn(
 
 /// A port job as the SQLite writer runs it.
 pub(super) fn job(mut job: WriteJob, kind: WriteKind) -> SqliteJob {
-    SqliteJob { run: Box::new(move |tx: &SqliteTx<'_>| job(tx)), kind }
+    SqliteJob { run: Box::new(move |tx: &SqliteTx<'_>| job(tx)), kind, seal: false }
 }
 
-/// A job that only folds the delta log (the timer's, and shutdown's).
+fn nothing(_: &SqliteTx<'_>) -> Result<Box<dyn Any + Send>, StoreError> {
+    Ok(Box::new(()))
+}
+
+/// A job that folds the whole delta log (a settled read's, and shutdown's).
 pub(super) fn fold_job() -> SqliteJob {
-    SqliteJob { run: Box::new(|_: &SqliteTx<'_>| Ok(Box::new(()) as Box<dyn Any + Send>)), kind: WriteKind::Settled }
+    SqliteJob { run: Box::new(nothing), kind: WriteKind::Settled, seal: false }
+}
+
+/// A job that seals the delta log's open chunk, for the next group to fold (the timer's).
+pub(super) fn seal_job() -> SqliteJob {
+    SqliteJob { run: Box::new(nothing), kind: WriteKind::Usage, seal: true }
 }
 
 fn exec(connection: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -62,9 +74,12 @@ fn commit_group(connection: &Connection, shared: &Shared, batch: &mut Vec<Pendin
     let tx = SqliteTx(connection, RefCell::new(Vec::new()), &deltas);
     for job in batch.iter_mut() {
         let events_before = tx.1.borrow().len();
+        if job.job.seal {
+            deltas.seal_at_commit();
+        }
         if job.job.kind == WriteKind::Settled
             && deltas.has_pending()
-            && let Err(error) = deltas.fold(connection)
+            && let Err(error) = deltas.fold_all(connection)
         {
             // Rare (an I/O error or a full disk): the group is given up whole, as at COMMIT.
             log::warn!("fold of the delta log failed: {error}", error = crate::logging::Chain(&error));
@@ -100,8 +115,9 @@ fn commit_group(connection: &Connection, shared: &Shared, batch: &mut Vec<Pendin
             return Vec::new();
         }
     }
-    let committed = if deltas.is_over_bound() { deltas.fold(connection) } else { Ok(()) }
-        .and_then(|()| deltas.commit(|| exec(connection, "COMMIT")));
+    // One bounded step of folding (the oldest sealed chunk of the log) rides on every group's
+    // COMMIT, so the log is folded as fast as it fills, without a long pause of the writer.
+    let committed = deltas.fold_step(connection).and_then(|()| deltas.commit(|| exec(connection, "COMMIT")));
     match committed {
         Ok(()) => {
             for job in batch.drain(..) {
@@ -137,7 +153,7 @@ mod tests {
     ) -> (Pending<SqliteJob>, Answer) {
         let (reply, answer) = crate::domain::ports::reply_channel();
         let run = Box::new(move |tx: &SqliteTx<'_>| op(tx).map(|()| Box::new(()) as Box<dyn Any + Send>));
-        (Pending::new(SqliteJob { run, kind: WriteKind::Usage }, reply), answer)
+        (Pending::new(SqliteJob { run, kind: WriteKind::Usage, seal: false }, reply), answer)
     }
 
     fn insert(value: i64) -> impl FnMut(&SqliteTx<'_>) -> Result<(), StoreError> + Send + 'static {

@@ -117,3 +117,73 @@ fn copy_db_refuses_a_file_whose_log_is_not_folded() {
     assert_eq!(count(tally.dir.path(), "SELECT count(*) FROM usage_deltas"), 0);
     assert_eq!(count(tally.dir.path(), "SELECT sum(value) FROM usage_counters"), 3);
 }
+
+/// The invariant the log must keep while it is folded under load: a read counts every
+/// increment acknowledged before it began, and none twice. 8 threads track (the log seals a
+/// chunk every 128 rows and each group folds one, and an admin thread's settled reads fold all
+/// of it), while readers check each value they see against two bounds taken around the read:
+/// at least what was acknowledged before it, at most what had been sent by its end.
+#[test]
+fn reads_during_folds_count_every_acknowledged_increment_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if !sqlite_only("the delta log is SQLite's") {
+        return;
+    }
+    let tally =
+        Setup::new().config(&format!("[auth]\nadmin_keys = [{{ name = \"ops\", key = \"{ADMIN_KEY}\" }}]\n")).start();
+    let (sent, acknowledged, done) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let trackers: Vec<_> = (0..8)
+        .map(|_| {
+            let (sent, acknowledged) = (sent.clone(), acknowledged.clone());
+            let mut client = tally.client().with_key(ADMIN_KEY);
+            std::thread::spawn(move || {
+                for _ in 0..250 {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    let reply = client.post("/v1/track", &usage("mono", "bytes_out", json!({})));
+                    assert_eq!(reply.status, 200);
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|reader| {
+            let (sent, acknowledged, done) = (sent.clone(), acknowledged.clone(), done.clone());
+            let mut client = tally.client().with_key(ADMIN_KEY);
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let before = acknowledged.load(Ordering::SeqCst);
+                    let seen = match reader {
+                        0 => client.get("/v1/users/mono").json()["usage"]["bytes_out"]["used"].as_u64(),
+                        1 => client.post("/v1/check", &usage("mono", "bytes_out", json!({}))).json()["used"].as_u64(),
+                        // Settled: folds the whole log first, then reads the rollup.
+                        _ => client.get("/v1/admin/usage?metric=bytes_out").json()["totals"]["bytes_out"].as_u64(),
+                    }
+                    .unwrap_or(0);
+                    let after = sent.load(Ordering::SeqCst);
+                    assert!(
+                        seen >= before,
+                        "reader {reader} saw {seen}, but {before} were acknowledged before it read"
+                    );
+                    assert!(seen <= after, "reader {reader} saw {seen}, but only {after} had been sent");
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for tracker in trackers {
+        tracker.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    assert_eq!(client.get("/v1/users/mono").json()["usage"]["bytes_out"]["used"], 2000);
+    assert_eq!(client.get("/v1/admin/usage?metric=bytes_out").json()["totals"]["bytes_out"], 2000);
+    assert_eq!(count(tally.dir.path(), "SELECT count(*) FROM usage_deltas"), 0, "the settled read folded it all");
+}

@@ -77,20 +77,23 @@ fn commit_group(connection: &Connection, shared: &Shared, batch: &mut Vec<Pendin
         if job.job.seal {
             deltas.seal_at_commit();
         }
-        if job.job.kind == WriteKind::Settled
-            && deltas.has_pending()
-            && let Err(error) = deltas.fold_all(connection)
-        {
-            // Rare (an I/O error or a full disk): the group is given up whole, as at COMMIT.
-            log::warn!("fold of the delta log failed: {error}", error = crate::logging::Chain(&error));
-            if !connection.is_autocommit() {
-                let _ = exec(connection, "ROLLBACK");
+        let settled = match job.job.kind {
+            WriteKind::Settled if deltas.has_pending() => deltas.fold_all(connection),
+            _ => Ok(()),
+        };
+        let outcome = match settled {
+            Ok(()) => exec(connection, "SAVEPOINT job").and_then(|()| job.execute(|job| (job.run)(&tx))),
+            // The fold was rolled back to its own savepoint (a full disk, say): this job, which
+            // needs it, fails alone and its neighbours go on (if SQLite kept the transaction).
+            Err(error) => {
+                log::warn!("fold of the delta log failed: {error}", error = crate::logging::Chain(&error));
+                let _ = job.execute(|_| Err(error.clone()));
+                if !connection.is_autocommit() {
+                    continue;
+                }
+                Err(error)
             }
-            deltas.abort();
-            fail_all(batch, &error);
-            return Vec::new();
-        }
-        let outcome = exec(connection, "SAVEPOINT job").and_then(|()| job.execute(|job| (job.run)(&tx)));
+        };
         if connection.is_autocommit() {
             // SQLite rolled the whole transaction back itself (a full disk, an I/O error):
             // every job of the group is undone, so none may be acknowledged.
@@ -116,8 +119,18 @@ fn commit_group(connection: &Connection, shared: &Shared, batch: &mut Vec<Pendin
         }
     }
     // One bounded step of folding (the oldest sealed chunk of the log) rides on every group's
-    // COMMIT, so the log is folded as fast as it fills, without a long pause of the writer.
-    let committed = deltas.fold_step(connection).and_then(|()| deltas.commit(|| exec(connection, "COMMIT")));
+    // COMMIT, so the log is folded as fast as it fills, without a long pause of the writer. It
+    // is optional work: if it fails (rolled back to its savepoint), the group commits without
+    // it and a later group folds the chunk.
+    let step = deltas.fold_step(connection);
+    let committed = match step {
+        Err(error) if connection.is_autocommit() => Err(error),
+        Err(error) => {
+            log::warn!("a fold step of the delta log failed: {error}", error = crate::logging::Chain(&error));
+            deltas.commit(|| exec(connection, "COMMIT"))
+        }
+        Ok(()) => deltas.commit(|| exec(connection, "COMMIT")),
+    };
     match committed {
         Ok(()) => {
             for job in batch.drain(..) {

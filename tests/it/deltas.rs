@@ -187,3 +187,46 @@ fn reads_during_folds_count_every_acknowledged_increment_once() {
     assert_eq!(client.get("/v1/admin/usage?metric=bytes_out").json()["totals"]["bytes_out"], 2000);
     assert_eq!(count(tally.dir.path(), "SELECT count(*) FROM usage_deltas"), 0, "the settled read folded it all");
 }
+
+/// `tally backup` folds what the running server had not into its copy; a server started on
+/// the copy counts from there, and its new increments (numbered past the copy's folded_seq)
+/// are seen.
+#[test]
+fn a_backup_holds_the_log_folded_and_a_server_on_it_counts_on() {
+    if !sqlite_only("the delta log is SQLite's") {
+        return;
+    }
+    let mut tally = setup().start();
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    for _ in 0..4 {
+        track(&mut client, "ann", 2);
+    }
+    let dir = tally.dir.path().to_owned();
+    assert_eq!(count(&dir, "SELECT count(*) FROM usage_deltas"), 3);
+    let copy = dir.join("copy.db");
+    let config = tally.config_path();
+    let (status, _, stderr) =
+        run_tally(&["backup", "--config", config.to_str().unwrap(), copy.to_str().unwrap()], &dir);
+    assert!(status.success(), "{stderr}");
+    let backup = rusqlite::Connection::open(&copy).unwrap();
+    let (stored, left): (i64, i64) = backup
+        .query_row("SELECT (SELECT sum(value) FROM usage_counters), (SELECT count(*) FROM usage_deltas)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((stored, left), (8, 0), "the copy holds every increment in its counters");
+    drop(backup);
+    // Restore: the copy replaces the file, and a server starts on it.
+    tally.kill();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("tally.db{suffix}")));
+    }
+    std::fs::rename(&copy, dir.join("tally.db")).unwrap();
+    let tally = tally.restart_with(setup());
+    let mut client = tally.client().with_key(ADMIN_KEY);
+    assert_eq!(used(&mut client, "ann"), 8);
+    track(&mut client, "ann", 1);
+    track(&mut client, "ann", 1);
+    assert_eq!(used(&mut client, "ann"), 10, "increments after the restore are seen");
+    assert_eq!(client.get("/v1/admin/usage").json()["totals"]["prompts"], 10);
+}

@@ -181,7 +181,9 @@ impl Shared {
         Ok(Shared {
             memory: Mutex::new(memory),
             pending: AtomicUsize::new(pending),
-            next_seq: AtomicI64::new(last.max(folded) + 1),
+            // Past every row and every folded number: a row numbered at or below folded_seq
+            // would be taken for folded by every reader.
+            next_seq: AtomicI64::new(last.max(folded).saturating_add(1)),
         })
     }
 

@@ -129,10 +129,15 @@ pub(super) fn read_log(connection: &Connection) -> Result<(Vec<LoggedCounter>, i
 /// Folds a file's whole log in one transaction, on a connection to a file no server runs on
 /// (a backup's copy). Returns the rows folded.
 pub(super) fn fold_file(connection: &Connection) -> Result<u64, StoreError> {
-    let rows: i64 = connection.query_row("SELECT count(*) FROM usage_deltas", [], |row| row.get(0))?;
+    let (rows, last): (i64, i64) =
+        connection.query_row("SELECT count(*), coalesce(max(seq), 0) FROM usage_deltas", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
     if rows > 0 {
         connection.execute_batch("BEGIN IMMEDIATE")?;
-        match fold_through(connection, i64::MAX) {
+        // Through the last row, not past it: the server that opens this file next numbers its
+        // rows from folded_seq + 1.
+        match fold_through(connection, last) {
             Ok(()) => connection.execute_batch("COMMIT")?,
             Err(error) => {
                 let _ = connection.execute_batch("ROLLBACK");

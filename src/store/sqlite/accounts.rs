@@ -3,7 +3,7 @@
 
 use super::to_u64;
 use crate::domain::period::Period;
-use crate::domain::ports::{AccountRecord, PlanCounts, StoreError, UserRecord, as_stored_integer};
+use crate::domain::ports::{AccountRecord, PlanCounts, StoreError, UserRecord};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 pub(super) fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
@@ -92,41 +92,6 @@ pub(super) fn set_membership(
         .prepare_cached("UPDATE users SET account_pk = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![user_pk, account_pk, now_ms])?;
     Ok(())
-}
-
-pub(super) fn increment_within(
-    connection: &Connection,
-    account_pk: i64,
-    period: Period,
-    metric: &str,
-    amount: u64,
-    ceiling: u64,
-    now_ms: i64,
-) -> Result<Option<u64>, StoreError> {
-    // The conditional upsert of usage.rs's upsert_within, on the pooled counter (its first
-    // increment; later ones go to the delta log).
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO account_counters (account_pk, period, metric, value, created_at, updated_at)
-         SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
-         ON CONFLICT (account_pk, period, metric) DO UPDATE
-            SET value = value + excluded.value, updated_at = excluded.updated_at
-            WHERE value <= ?5 - excluded.value
-         RETURNING value",
-    )?;
-    let value: Option<i64> = statement
-        .query_row(
-            params![
-                account_pk,
-                period.to_string(),
-                metric,
-                as_stored_integer(amount),
-                as_stored_integer(ceiling),
-                now_ms
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(value.map(to_u64))
 }
 
 pub(super) fn record_feature_use(

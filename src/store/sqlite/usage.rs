@@ -108,11 +108,13 @@ fn live_counters(
     Ok(counters)
 }
 
-/// The conditional upsert of a counter in place, with its rollups: a counter's first
-/// increment (see `increment_within`).
+/// The conditional upsert of a counter in place (a user's with its rollups): a counter's
+/// first increment (see `increment_within`).
+#[allow(clippy::too_many_arguments)]
 fn upsert_within(
     connection: &Connection,
-    user_pk: i64,
+    owner: Owner,
+    pk: i64,
     period: Period,
     metric: &str,
     amount: u64,
@@ -123,28 +125,36 @@ fn upsert_within(
     // SELECT's WHERE); an existing row is updated only if value + amount <= ceiling,
     // written as value <= ceiling - amount so nothing can overflow (both lie within
     // 0..=i64::MAX). When neither guard passes, no row comes back and nothing changed.
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
-         SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
-         ON CONFLICT (user_pk, period, metric) DO UPDATE
-            SET value = value + excluded.value, updated_at = excluded.updated_at
-            WHERE value <= ?5 - excluded.value
-         RETURNING value",
-    )?;
+    let mut statement = connection.prepare_cached(match owner {
+        Owner::User => {
+            "INSERT INTO usage_counters (user_pk, period, metric, value, created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
+             ON CONFLICT (user_pk, period, metric) DO UPDATE
+                SET value = value + excluded.value, updated_at = excluded.updated_at
+                WHERE value <= ?5 - excluded.value
+             RETURNING value"
+        }
+        Owner::Account => {
+            "INSERT INTO account_counters (account_pk, period, metric, value, created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?6, ?6 WHERE ?4 <= ?5
+             ON CONFLICT (account_pk, period, metric) DO UPDATE
+                SET value = value + excluded.value, updated_at = excluded.updated_at
+                WHERE value <= ?5 - excluded.value
+             RETURNING value"
+        }
+    })?;
     let period_text = period.to_string();
-    let value: Option<i64> = statement
-        .query_row(
-            params![user_pk, period_text, metric, as_stored_integer(amount), as_stored_integer(ceiling), now_ms],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(value) = value {
-        rollup::add_total(connection, period, metric, as_stored_integer(amount))?;
+    let (amount, ceiling) = (as_stored_integer(amount), as_stored_integer(ceiling));
+    let value: Option<i64> =
+        statement.query_row(params![pk, period_text, metric, amount, ceiling, now_ms], |row| row.get(0)).optional()?;
+    if let Some(value) = value
+        && owner == Owner::User
+    {
+        rollup::add_total(connection, period, metric, amount)?;
         // Counters only grow from their first amount (a reset deletes them), so a row
         // holding exactly `amount` is one this track created: only then can the user be
         // new to the period, which costs one more lookup.
-        let created = value == as_stored_integer(amount);
-        if created && !rollup::has_other_counters(connection, user_pk, &period_text, metric)? {
+        if value == amount && !rollup::has_other_counters(connection, pk, &period_text, metric)? {
             rollup::add_active_users(connection, &period_text, 1)?;
         }
     }
@@ -220,10 +230,7 @@ fn increment_within(
         // A counter's first increment writes its row in place, with the rollups: a new row
         // takes space, and a full disk must refuse the track that needs it (503, nothing
         // stored), not a later fold, which would then need space it cannot free.
-        return match owner {
-            Owner::User => upsert_within(tx.0, pk, period, metric, amount, ceiling, now_ms),
-            Owner::Account => accounts::increment_within(tx.0, pk, period, metric, amount, ceiling, now_ms),
-        };
+        return upsert_within(tx.0, owner, pk, period, metric, amount, ceiling, now_ms);
     }
     let value = stored.unwrap_or(0).saturating_add(pending);
     let (amount, ceiling) = (as_stored_integer(amount), as_stored_integer(ceiling));

@@ -85,7 +85,8 @@ pub fn close(
 
 /// Marks every reservation past its `expires_at` as expired, in chunks; returns how many.
 pub fn expire_due(store: &Store, now_ms: i64) -> Result<u64, AppError> {
-    if !store.read(|reader| reader.has_expired_holds(now_ms))? {
+    // Reads no counter: live, so this check every 10 s never has the writer fold first.
+    if !store.read_live(|reader| reader.has_expired_holds(now_ms))? {
         return Ok(0);
     }
     let mut total = 0;

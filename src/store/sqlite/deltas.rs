@@ -123,7 +123,7 @@ impl SlotParts {
 const CHUNK_ROWS: usize = 128;
 
 /// Past this many pending counters a group folds everything before it commits: memory stays
-/// bounded (about 100 bytes a counter) should chunked folds fall behind.
+/// bounded should chunked folds fall behind.
 const FOLD_AT_COUNTERS: usize = 100_000;
 
 /// Increments of a contiguous run of log rows, up to `last` (its highest sequence number).
